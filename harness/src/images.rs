@@ -1,0 +1,199 @@
+//! Images, built offline: a base root filesystem from Debian packages (debootstrap, imported
+//! into the engine), then the node and workload images FROM it. Each is tagged by a hash of its
+//! recipe (and its parent's tag), so a changed recipe builds anew and an unchanged one is reused.
+//! The recipes under images/ are compiled into the binary: `clusterlab` needs no checkout.
+
+use crate::provider::{Engine, LabError};
+use bollard::query_parameters as qp;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+pub struct Recipe {
+    pub name: &'static str,
+    pub about: &'static str,
+    files: &'static [(&'static str, &'static [u8])],
+    parent: Option<&'static str>,
+}
+
+macro_rules! file {
+    ($dir:literal, $f:literal) => {
+        ($f, include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../images/", $dir, "/", $f)) as &[u8])
+    };
+}
+
+pub const RECIPES: &[Recipe] = &[
+    Recipe { name: "base", about: "Debian bookworm minbase (debootstrap)", files: &[file!("base", "build.sh")], parent: None },
+    Recipe {
+        name: "node",
+        about: "cluster node: dockerd + containerd, iptables, iproute2, iperf3",
+        files: &[file!("node", "Dockerfile"), file!("node", "start-node.sh")],
+        parent: Some("base"),
+    },
+    Recipe {
+        name: "web",
+        about: "workload: HTTP answering with its replica identity (busybox, ~2 MB)",
+        files: &[file!("web", "Dockerfile"), file!("web", "serve.sh")],
+        parent: Some("base"),
+    },
+    Recipe {
+        name: "tools",
+        about: "client: iperf3, curl, dig",
+        files: &[file!("tools", "Dockerfile")],
+        parent: Some("base"),
+    },
+];
+
+pub fn recipe(name: &str) -> Option<&'static Recipe> {
+    RECIPES.iter().find(|r| r.name == name)
+}
+
+/// Where the base comes from: debootstrap here (offline), or an image a registry can give.
+#[derive(Debug, Clone, Default)]
+pub struct BaseSource {
+    /// e.g. `debian:bookworm`: pulled instead of built, for hosts that reach a registry.
+    pub pull: Option<String>,
+}
+
+/// `clusterlab/<name>:<hash>` — the hash covers the recipe's files and its parent's tag.
+pub fn tag(name: &str, base: &BaseSource) -> String {
+    let r = recipe(name).unwrap_or_else(|| panic!("no image recipe {name}"));
+    let mut h = Sha256::new();
+    for (f, data) in r.files {
+        h.update(f.as_bytes());
+        h.update([0]);
+        h.update(data);
+    }
+    match r.parent {
+        Some(p) => h.update(tag(p, base).as_bytes()),
+        None => h.update(base.pull.as_deref().unwrap_or("debootstrap").as_bytes()),
+    }
+    let hex: String = h.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("clusterlab/{name}:{hex}")
+}
+
+/// The images a name depends on, parents first, ending with the name itself.
+fn chain(name: &str) -> Vec<&'static Recipe> {
+    let mut out = Vec::new();
+    let mut cur = recipe(name);
+    while let Some(r) = cur {
+        out.insert(0, r);
+        cur = r.parent.and_then(recipe);
+    }
+    out
+}
+
+/// Build `names` (and their parents) where missing. `progress` gets one line per event.
+pub async fn ensure(engine: &Engine, names: &[&str], base: &BaseSource, progress: &mut (dyn FnMut(String) + Send)) -> Result<Vec<String>, LabError> {
+    let mut built = Vec::new();
+    let mut done: Vec<&str> = Vec::new();
+    for n in names {
+        for r in chain(n) {
+            if done.contains(&r.name) {
+                continue;
+            }
+            done.push(r.name);
+            let t = tag(r.name, base);
+            if engine.image_id(&t).await.is_some() {
+                continue;
+            }
+            let start = std::time::Instant::now();
+            progress(format!("building {t} ({})", r.about));
+            if r.parent.is_none() {
+                build_base(engine, &t, base).await?;
+            } else {
+                build_dockerfile(engine, r, &t, base, progress).await?;
+            }
+            progress(format!("built {t} in {:.1} s", start.elapsed().as_secs_f64()));
+            built.push(t);
+        }
+    }
+    Ok(built)
+}
+
+async fn build_base(engine: &Engine, t: &str, base: &BaseSource) -> Result<(), LabError> {
+    let (repo, tg) = t.split_once(':').unwrap_or((t, "latest"));
+    let fail = |message: String| LabError::BuildImage { image: t.to_string(), message };
+    if let Some(src) = &base.pull {
+        let opts = qp::CreateImageOptionsBuilder::default().from_image(src).build();
+        let mut s = engine.docker.create_image(Some(opts), None, None);
+        while let Some(r) = s.next().await {
+            r.map_err(|e| fail(format!("pulling {src}: {e}")))?;
+        }
+        let opts = qp::TagImageOptionsBuilder::default().repo(repo).tag(tg).build();
+        return engine.docker.tag_image(src, Some(opts)).await.map_err(|e| fail(format!("tagging {src}: {e}")));
+    }
+    // debootstrap writes the root filesystem as a tar on stdout; the engine imports it as an image.
+    let script = recipe("base").expect("base recipe").files[0].1;
+    let dir = std::env::temp_dir().join(format!("clusterlab-base-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
+    let script_path = dir.join("build.sh");
+    std::fs::write(&script_path, script).map_err(|e| fail(e.to_string()))?;
+    let out = tokio::process::Command::new("bash")
+        .arg(&script_path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| fail(format!("cannot run bash: {e}")));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = out?;
+    if !out.status.success() {
+        return Err(fail(format!(
+            "images/base/build.sh exited with {}\n{}\n    hint: it needs root and debootstrap (apt-get install debootstrap)",
+            out.status,
+            crate::provider::tail(&String::from_utf8_lossy(&out.stderr), 15)
+        )));
+    }
+    let opts = qp::CreateImageOptionsBuilder::default().from_src("-").repo(repo).tag(tg).build();
+    let mut s = engine.docker.create_image(Some(opts), Some(bollard::body_full(Bytes::from(out.stdout))), None);
+    while let Some(r) = s.next().await {
+        r.map_err(|e| fail(format!("importing the root filesystem: {e}")))?;
+    }
+    Ok(())
+}
+
+async fn build_dockerfile(engine: &Engine, r: &Recipe, t: &str, base: &BaseSource, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
+    let fail = |message: String| LabError::BuildImage { image: t.to_string(), message };
+    let mut ar = tar::Builder::new(Vec::new());
+    for (name, data) in r.files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(if name.ends_with(".sh") { 0o755 } else { 0o644 });
+        h.set_cksum();
+        ar.append_data(&mut h, name, *data).map_err(|e| fail(e.to_string()))?;
+    }
+    let context = ar.into_inner().map_err(|e| fail(e.to_string()))?;
+    let parent = tag(r.parent.expect("dockerfile recipes have a parent"), base);
+    let args = std::collections::HashMap::from([("BASE".to_string(), parent)]);
+    let opts = qp::BuildImageOptionsBuilder::default()
+        .t(t)
+        .buildargs(&args)
+        // rm/forcerm: no intermediate containers left behind, even when a step fails.
+        .rm(true)
+        .forcerm(true)
+        .labels(&std::collections::HashMap::from([("io.clusterlab.recipe".to_string(), r.name.to_string())]))
+        .build();
+    let mut s = engine.docker.build_image(opts, None, Some(bollard::body_full(Bytes::from(context))));
+    let mut log = String::new();
+    while let Some(item) = s.next().await {
+        let info = item.map_err(|e| fail(format!("{e}\n{}", crate::provider::tail(&log, 15))))?;
+        if let Some(line) = info.stream {
+            if line.starts_with("Step ") {
+                progress(format!("  {}: {}", r.name, line.trim()));
+            }
+            log.push_str(&line);
+        }
+        if let Some(err) = info.error_detail.and_then(|d| d.message) {
+            return Err(fail(format!("{err}\n{}", crate::provider::tail(&log, 15))));
+        }
+    }
+    Ok(())
+}
+
+/// The tag a scenario's `image:` names: a clusterlab recipe by name, anything else verbatim.
+pub fn resolve_workload(image: &str, base: &BaseSource) -> String {
+    match recipe(image) {
+        Some(r) if r.parent.is_some() && r.name != "node" => tag(image, base),
+        _ => image.to_string(),
+    }
+}

@@ -1,0 +1,15 @@
+//! clusterlab: simulated multi-node clusters on one Docker engine, faults injected,
+//! every service path asserted.
+
+pub mod doctor;
+pub mod expect;
+pub mod fault;
+pub mod images;
+pub mod lab;
+pub mod model;
+pub mod plan;
+pub mod probe;
+pub mod provider;
+pub mod report;
+pub mod runner;
+pub mod stack;

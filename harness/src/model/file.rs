@@ -1,0 +1,275 @@
+//! The scenario file as written: strict (unknown fields are errors), kebab-case, every
+//! name-like value located so that later checks can point at it.
+//!
+//! Kinds (`kind: drop`, `kind: replicas`) are plain enums next to optional fields rather than
+//! `#[serde(tag = "kind")]`: an internally tagged enum loses the position of the error, while a
+//! plain field keeps it, and `resolve` reports fields that do not belong to a kind.
+
+use super::spanned::Sp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer};
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+/// A clusterlab scenario: a cluster, its workloads, faults and the checks that judge each path.
+pub struct ScenarioFile {
+    /// Always `clusterlab/v1`.
+    pub api_version: Sp<String>,
+    /// The lab's name: lowercase letters, digits and dashes; names containers and networks.
+    pub name: Sp<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub nodes: Vec<NodeDecl>,
+    pub stack: StackDecl,
+    #[serde(default)]
+    pub networks: Vec<NetworkDecl>,
+    #[serde(default)]
+    pub services: Vec<ServiceDecl>,
+    #[serde(default)]
+    pub faults: Vec<FaultDecl>,
+    #[serde(default)]
+    pub steps: Vec<StepDecl>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+/// One node, or `count` nodes named `<name>-1` … `<name>-<count>`.
+pub struct NodeDecl {
+    pub name: Sp<String>,
+    #[serde(default)]
+    pub role: Role,
+    pub count: Option<Sp<u32>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Manager,
+    #[default]
+    Worker,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StackDecl {
+    pub kind: Sp<StackKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StackKind {
+    Swarm,
+    Kubernetes,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NetworkDecl {
+    pub name: Sp<String>,
+    #[serde(default)]
+    pub driver: NetDriver,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetDriver {
+    #[default]
+    Overlay,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServiceDecl {
+    pub name: Sp<String>,
+    /// A clusterlab workload image (`web`, `tools`) or any image present on the host engine.
+    pub image: Sp<String>,
+    /// Default 1.
+    pub replicas: Option<Sp<u32>>,
+    /// Default: the first network of the file.
+    pub network: Option<Sp<String>>,
+    #[serde(default)]
+    pub publish: Vec<PublishDecl>,
+    #[serde(default)]
+    pub endpoint_mode: EndpointMode,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PublishDecl {
+    /// The port published on every node.
+    pub port: Sp<u32>,
+    /// The container's port. Default 80.
+    pub target: Option<Sp<u32>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndpointMode {
+    /// A virtual IP in front of the replicas (needs IPVS in the kernel).
+    #[default]
+    Vip,
+    /// DNS round-robin over the replicas' addresses.
+    Dnsrr,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+/// A fault, declared once and applied or reverted by steps.
+pub struct FaultDecl {
+    pub name: Sp<String>,
+    pub kind: Sp<FaultKind>,
+    /// drop, loss: the node(s) whose network namespace gets the rule.
+    pub node: Option<Sp<NodeSel>>,
+    /// drop, loss: tcp, udp, icmp or all (default all).
+    pub protocol: Option<Sp<Protocol>>,
+    /// drop, loss: destination port (needs protocol tcp or udp).
+    pub port: Option<Sp<u32>>,
+    /// drop, loss: `in` (packets arriving at the node, the default), `out`, or `both`.
+    pub direction: Option<Sp<Direction>>,
+    /// drop, loss: only packets from/to these nodes.
+    pub peers: Option<Sp<NodeSel>>,
+    /// partition: the two sides that can no longer talk.
+    pub side_a: Option<Sp<NodeSel>>,
+    pub side_b: Option<Sp<NodeSel>>,
+    /// loss: percent of matching packets dropped, 0 < percent <= 100.
+    pub percent: Option<Sp<f64>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    Drop,
+    Partition,
+    Loss,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Icmp,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    In,
+    Out,
+    Both,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+/// One step of the story, run in order.
+pub enum StepDecl {
+    Check(CheckDecl),
+    /// Apply the named fault.
+    Apply(Sp<String>),
+    /// Revert the named fault exactly.
+    Revert(Sp<String>),
+    Scale(ScaleDecl),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ScaleDecl {
+    pub service: Sp<String>,
+    pub replicas: Sp<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CheckDecl {
+    pub name: Sp<String>,
+    pub kind: Sp<CheckKind>,
+    pub service: Sp<String>,
+    /// Entry nodes the requests start from. Default: all-nodes.
+    pub from: Option<Sp<NodeSel>>,
+    /// node-port: the nodes whose address is dialled. Default: all-nodes.
+    pub via: Option<Sp<NodeSel>>,
+    /// node-port: the published port. Default: the service's first published port.
+    pub port: Option<Sp<u32>>,
+    /// vip, node-port: requests per entry node. Default 6.
+    pub requests: Option<Sp<u32>>,
+    /// Per-request timeout, e.g. `2s` or `500ms`. Default 2s.
+    pub timeout: Option<Sp<String>>,
+    pub expect: Option<ExpectDecl>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckKind {
+    /// Each replica directly by its overlay address, from each entry node.
+    Replicas,
+    /// The service name (its VIP) from each entry node; which replicas answered.
+    Vip,
+    /// The published port via every node's address, from outside the overlay.
+    NodePort,
+    /// `tasks.<service>` resolves to every replica.
+    Dns,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+/// What the check should observe. Default: every pair answers.
+pub struct ExpectDecl {
+    pub unreachable: Option<UnreachableDecl>,
+    /// Faults whose rules must match packets while the check runs: proof the fault was hit,
+    /// not only installed.
+    #[serde(default)]
+    pub faults_hit: Vec<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+/// Pairs that must NOT answer; every other pair must.
+pub struct UnreachableDecl {
+    /// Replicas running on these nodes (replicas, vip) or these node addresses (node-port).
+    pub replicas_on: Option<Sp<NodeSel>>,
+    /// Only from these entry nodes. Default: from every entry node.
+    pub from: Option<Sp<NodeSel>>,
+}
+
+/// Node names: one name, a list of names, a group name (`worker` = every `worker-N`), or `all-nodes`.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(untagged)]
+pub enum NodeSel {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl NodeSel {
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            NodeSel::One(s) => vec![s.clone()],
+            NodeSel::Many(v) => v.clone(),
+        }
+    }
+}
+
+// Hand-written rather than `#[serde(untagged)]`: untagged enums replace the parser's message
+// with "data did not match any variant", which tells the user nothing.
+impl<'de> Deserialize<'de> for NodeSel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = NodeSel;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a node name, a list of node names, or all-nodes")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NodeSel, E> {
+                Ok(NodeSel::One(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<NodeSel, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = a.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(NodeSel::Many(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -1,0 +1,140 @@
+//! Plan: every name, address and label of a lab, computed from the scenario alone (pure, no
+//! Docker), so it can be unit-tested and printed before anything is created.
+
+use crate::model::{Role, Scenario};
+use std::net::Ipv4Addr;
+
+/// Label on every container, network and volume a lab creates; `clean` finds leftovers by it.
+pub const LABEL_LAB: &str = "io.clusterlab.lab";
+/// Label naming the run that created the object, so concurrent runs never remove each other's.
+pub const LABEL_RUN: &str = "io.clusterlab.run";
+/// Label on a lab's network: the plan as JSON, so later commands (fault verbs, down) can attach.
+pub const LABEL_PLAN: &str = "io.clusterlab.plan";
+/// Label on a lab's network: the absolute path of the scenario file it was made from.
+pub const LABEL_SCENARIO: &str = "io.clusterlab.scenario";
+/// Label naming the node a container or volume belongs to.
+pub const LABEL_NODE: &str = "io.clusterlab.node";
+
+/// Labs take /24 subnets out of this /16; it sits apart from Docker's default bridge pools
+/// (172.17-31.x, 192.168.x) and from swarm's overlay pool (10.0.x).
+pub const LAB_POOL: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 213, 0, 0), 16);
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Subnet {
+    pub base: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Subnet {
+    pub fn parse(s: &str) -> Option<Subnet> {
+        let (a, p) = s.split_once('/')?;
+        Some(Subnet { base: a.parse().ok()?, prefix: p.parse().ok().filter(|p| *p <= 32)? })
+    }
+    fn range(&self) -> (u32, u32) {
+        let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+        let lo = u32::from(self.base) & mask;
+        (lo, lo | !mask)
+    }
+    pub fn overlaps(&self, o: &Subnet) -> bool {
+        let (a0, a1) = self.range();
+        let (b0, b1) = o.range();
+        a0 <= b1 && b0 <= a1
+    }
+    /// The n-th host address (n=1 is the gateway).
+    pub fn host(&self, n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(self.range().0 + n)
+    }
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.base, self.prefix)
+    }
+}
+
+/// The first /24 of the lab pool that overlaps none of `used` (the engine's existing networks).
+pub fn free_subnet(used: &[Subnet]) -> Option<Subnet> {
+    let pool = Subnet { base: LAB_POOL.0, prefix: LAB_POOL.1 };
+    let (lo, _) = pool.range();
+    (0..256u32)
+        .map(|i| Subnet { base: Ipv4Addr::from(lo + (i << 8)), prefix: 24 })
+        .find(|c| !used.iter().any(|u| u.overlaps(c)))
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodePlan {
+    /// The node's name in the scenario and its hostname.
+    pub name: String,
+    /// The container's name on the host engine: `<lab>-<node>`.
+    pub container: String,
+    /// The named volume holding the inner engine's /var/lib/docker.
+    pub volume: String,
+    pub ip: Ipv4Addr,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LabPlan {
+    pub lab: String,
+    pub run_id: String,
+    pub network: String,
+    pub subnet: Subnet,
+    pub gateway: Ipv4Addr,
+    pub nodes: Vec<NodePlan>,
+}
+
+impl LabPlan {
+    pub fn node(&self, name: &str) -> Option<&NodePlan> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+    /// The node that initialises the swarm and answers cluster-wide queries.
+    pub fn leader(&self) -> &NodePlan {
+        self.nodes.iter().find(|n| n.role == Role::Manager).unwrap_or(&self.nodes[0])
+    }
+    pub fn labels(&self, node: Option<&str>) -> std::collections::HashMap<String, String> {
+        let mut m = std::collections::HashMap::new();
+        m.insert(LABEL_LAB.to_string(), self.lab.clone());
+        m.insert(LABEL_RUN.to_string(), self.run_id.clone());
+        if let Some(n) = node {
+            m.insert(LABEL_NODE.to_string(), n.to_string());
+        }
+        m
+    }
+}
+
+/// Lay out a lab: `lab` is the scenario name, or that name with a suffix when runs go in parallel.
+pub fn plan(s: &Scenario, lab: &str, run_id: &str, used: &[Subnet]) -> Result<LabPlan, String> {
+    let subnet = free_subnet(used).ok_or_else(|| {
+        format!("no free /24 left in {}/{} for a lab network; remove old labs with `clusterlab clean`", LAB_POOL.0, LAB_POOL.1)
+    })?;
+    let nodes = s
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| NodePlan {
+            name: n.name.clone(),
+            container: format!("{lab}-{}", n.name),
+            volume: format!("{lab}-{}-engine", n.name),
+            // .1 is the bridge gateway; nodes from .11 so addresses read like the node's index.
+            ip: subnet.host(11 + i as u32),
+            role: n.role,
+        })
+        .collect();
+    Ok(LabPlan {
+        lab: lab.to_string(),
+        run_id: run_id.to_string(),
+        network: format!("{lab}-net"),
+        gateway: subnet.host(1),
+        subnet,
+        nodes,
+    })
+}
+
+/// A short random id for a run, from the clock and the process id (no extra crate needed).
+pub fn new_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u32(std::process::id());
+    format!("{:08x}", h.finish() as u32)
+}

@@ -1,0 +1,57 @@
+//! One error variant per operation, naming the action and the object; a command that ran and
+//! failed keeps the command, its exit code and the tail of its output.
+
+use bollard::errors::Error as DockerError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("cannot reach the Docker engine: {0}\n    hint: is dockerd running? `docker info` should answer (DOCKER_HOST is honoured)")]
+    Engine(#[source] DockerError),
+    #[error("failed to list networks on the engine: {0}")]
+    ListNetworks(#[source] DockerError),
+    #[error("failed to list containers on the engine: {0}")]
+    ListContainers(#[source] DockerError),
+    #[error("failed to list volumes on the engine: {0}")]
+    ListVolumes(#[source] DockerError),
+    #[error("network {network} of lab {lab} already exists\n    hint: `clusterlab down {lab}` removes the old lab, or pick another lab name")]
+    NetworkExists { network: String, lab: String },
+    #[error("lab {lab} already exists on this engine\n    hint: `clusterlab down {lab}` removes it (or `clusterlab clean` removes every lab)")]
+    LabExists { lab: String },
+    #[error("failed to create network {network} of lab {lab}: {source}")]
+    CreateNetwork { network: String, lab: String, source: DockerError },
+    #[error("failed to create volume {volume} of lab {lab}: {source}")]
+    CreateVolume { volume: String, lab: String, source: DockerError },
+    #[error("failed to create node {node} of lab {lab}: {source}")]
+    CreateNode { node: String, lab: String, source: DockerError },
+    #[error("failed to start node {node} of lab {lab}: {source}")]
+    StartNode { node: String, lab: String, source: DockerError },
+    #[error("could not run `{cmd}` in {container}: {source}")]
+    Exec { container: String, cmd: String, source: DockerError },
+    #[error("{what} failed on node {node}: `{cmd}` exited with {code}\n{tail}")]
+    Command { what: String, node: String, cmd: String, code: i64, tail: String },
+    #[error("the engine inside node {node} did not answer within {secs} s\n{tail}")]
+    EngineNotReady { node: String, secs: u64, tail: String },
+    #[error("failed to save image {image} from the host engine: {source}")]
+    SaveImage { image: String, source: DockerError },
+    #[error("image {image} is not on the host engine\n    hint: run `clusterlab images build` first")]
+    ImageMissing { image: String },
+    #[error("failed to build image {image}: {message}")]
+    BuildImage { image: String, message: String },
+    #[error("failed to {} node container {container}: {source}", if *paused { "pause" } else { "unpause" })]
+    PauseNode { container: String, paused: bool, source: DockerError },
+    #[error("service {service} did not converge within {secs} s: {detail}")]
+    Converge { service: String, secs: u64, detail: String },
+    #[error("fault {fault}: {message}")]
+    Fault { fault: String, message: String },
+    #[error("teardown of {what} incomplete:\n  {}", failures.join("\n  "))]
+    Teardown { what: String, failures: Vec<String> },
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// The last `n` lines of a command's output, indented, for error messages.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..].iter().map(|l| format!("    | {l}")).collect::<Vec<_>>().join("\n")
+}

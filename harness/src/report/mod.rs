@@ -1,0 +1,122 @@
+//! Reports: the runner emits events; reporters turn them into terminal lines, a JSON document
+//! and JUnit XML. The terminal reporter writes into any `Write`, so its output is snapshot-tested.
+
+mod junit;
+mod terminal;
+
+pub use junit::junit_xml;
+pub use terminal::Terminal;
+
+use crate::expect::Outcome;
+use crate::probe::Observation;
+use serde::Serialize;
+
+/// Version of the JSON report's shape; bumped on any incompatible change.
+pub const REPORT_SCHEMA: &str = "clusterlab.report/v1";
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CheckReport {
+    pub name: String,
+    pub kind: String,
+    pub service: String,
+    pub outcome: Outcome,
+    pub summary: String,
+    /// Why the check is unsupported or could not run.
+    pub reason: Option<String>,
+    pub observation: Observation,
+    /// expected[row][col]: should the pair answer?
+    pub expected: Vec<Vec<bool>>,
+    /// Counters of the faults applied while the check ran.
+    pub faults: Vec<String>,
+    pub secs: f64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StepRecord {
+    pub title: String,
+    pub ok: bool,
+    pub secs: f64,
+    pub detail: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub enum Event {
+    RunStart { scenario: String, file: String, lab: String, run_id: String },
+    StepStart { title: String },
+    StepEnd(StepRecord),
+    Check(CheckReport),
+    Info(String),
+    RunEnd(Summary),
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+    pub unsupported: usize,
+    pub errors: usize,
+    pub secs: f64,
+    pub exit_code: i32,
+    /// A problem that stopped the run (install failure, engine error), if any.
+    pub error: Option<String>,
+    /// Set when the lab was kept: how to remove it.
+    pub kept: Option<String>,
+}
+
+pub trait Reporter: Send {
+    fn event(&mut self, e: &Event);
+}
+
+/// Everything a run reported, for the JSON and JUnit files.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunReport {
+    pub schema: &'static str,
+    pub scenario: String,
+    pub file: String,
+    pub lab: String,
+    pub run_id: String,
+    pub steps: Vec<StepRecord>,
+    pub checks: Vec<CheckReport>,
+    pub info: Vec<String>,
+    pub summary: Summary,
+}
+
+impl Reporter for RunReport {
+    fn event(&mut self, e: &Event) {
+        self.schema = REPORT_SCHEMA;
+        match e {
+            Event::RunStart { scenario, file, lab, run_id } => {
+                self.scenario = scenario.clone();
+                self.file = file.clone();
+                self.lab = lab.clone();
+                self.run_id = run_id.clone();
+            }
+            Event::StepStart { .. } => {}
+            Event::StepEnd(s) => self.steps.push(s.clone()),
+            Event::Check(c) => self.checks.push(c.clone()),
+            Event::Info(s) => self.info.push(s.clone()),
+            Event::RunEnd(s) => self.summary = s.clone(),
+        }
+    }
+}
+
+/// Fan-out to several reporters.
+#[derive(Default)]
+pub struct Reporters(pub Vec<Box<dyn Reporter>>);
+
+impl Reporters {
+    pub fn emit(&mut self, e: Event) {
+        for r in &mut self.0 {
+            r.event(&e);
+        }
+    }
+}
+
+/// Lets a reporter be shared with the caller (to read the collected report after the run).
+impl<R: Reporter> Reporter for std::sync::Arc<std::sync::Mutex<R>> {
+    fn event(&mut self, e: &Event) {
+        if let Ok(mut r) = self.lock() {
+            r.event(e);
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The runner walks a scenario through the pipeline — images, plan, nodes, stack, steps — and
+//! emits events. It owns teardown: the lab is removed at the end unless kept, also on failure.
+//! (Ctrl-C and panics are handled by the caller, which removes the run's objects by label.)
+
+use crate::expect::{judge, Outcome};
+use crate::fault::{describe_counters, FaultHandle};
+use crate::images::{self, BaseSource};
+use crate::lab::Lab;
+use crate::model::{Scenario, Step};
+use crate::plan::{self, LabPlan, LABEL_PLAN, LABEL_SCENARIO};
+use crate::probe::{self, NodeFacts};
+use crate::provider::{Engine, LabError, NestedMode};
+use crate::report::{CheckReport, Event, Reporters, StepRecord, Summary};
+use crate::stack::swarm::{placement, Swarm};
+use crate::stack::Stack;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+/// Exit codes are an API; the README lists them.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const CHECK_FAILED: i32 = 1;
+    pub const INVALID: i32 = 2;
+    pub const HOST: i32 = 3;
+    pub const STACK: i32 = 4;
+    pub const TEARDOWN: i32 = 5;
+    pub const INTERRUPTED: i32 = 130;
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Keep the lab after the run (for a look, or for fault verbs).
+    pub keep: bool,
+    /// Lab name; default the scenario's name.
+    pub lab: Option<String>,
+    pub base: BaseSource,
+    /// Stop after the stack is installed (the `up` command).
+    pub up_only: bool,
+}
+
+/// A failure that ends the run, with the exit code it maps to.
+struct Abort(i32, LabError);
+
+struct Runner<'a> {
+    rep: &'a mut Reporters,
+}
+
+impl Runner<'_> {
+    /// Run one titled step: emit start and end (with detail lines) around it.
+    async fn step<T, F>(&mut self, title: &str, code: i32, f: F) -> Result<T, Abort>
+    where
+        F: std::future::Future<Output = Result<(T, Vec<String>), LabError>>,
+    {
+        self.rep.emit(Event::StepStart { title: title.to_string() });
+        let t = Instant::now();
+        let r = f.await;
+        let secs = t.elapsed().as_secs_f64();
+        match r {
+            Ok((v, detail)) => {
+                self.rep.emit(Event::StepEnd(StepRecord { title: title.to_string(), ok: true, secs, detail }));
+                Ok(v)
+            }
+            Err(e) => {
+                self.rep.emit(Event::StepEnd(StepRecord { title: title.to_string(), ok: false, secs, detail: vec![] }));
+                Err(Abort(code, e))
+            }
+        }
+    }
+}
+
+/// The images a scenario needs on the host engine: the node image, the probe image, and every
+/// workload image that names a clusterlab recipe.
+pub fn needed_images(s: &Scenario) -> Vec<&'static str> {
+    let mut v = vec!["node", "web"];
+    for svc in &s.services {
+        if let Some(r) = images::recipe(&svc.image) {
+            if !v.contains(&r.name) {
+                v.push(r.name);
+            }
+        }
+    }
+    v
+}
+
+/// Create the lab's network and nodes, wait for their engines, load images, install the stack.
+async fn bring_up(lab: &Lab, r: &mut Runner<'_>, base: &BaseSource) -> Result<(), Abort> {
+    let node_image = images::tag("node", base);
+    let n = lab.plan.nodes.len();
+    let title = format!("Preparing nodes\t{}", "📦".repeat(n));
+    r.step(&title, exit::HOST, async {
+        let mode = lab.engine.detect_nested_mode(&node_image, lab.plan.labels(None)).await?;
+        let mut extra = HashMap::new();
+        extra.insert(LABEL_PLAN.to_string(), serde_json::to_string(&lab.plan).unwrap_or_default());
+        extra.insert(LABEL_SCENARIO.to_string(), abs_path(&lab.scenario.source));
+        lab.engine.create_network(&lab.plan, extra).await?;
+        futures_util::future::try_join_all(lab.plan.nodes.iter().map(|node| lab.engine.create_node(&lab.plan, node, &node_image, mode))).await?;
+        let why = match mode {
+            NestedMode::Privileged => "privileged",
+            NestedMode::CapSet => "cap set: --privileged is refused on this host",
+        };
+        Ok(((), vec![format!("{n} nodes on {} ({why})", lab.plan.subnet)]))
+    })
+    .await?;
+    let swarm = Swarm { lab };
+    r.step("Waiting for node engines\t⏳", exit::STACK, async { swarm.wait_engines().await.map(|_| ((), vec![])) }).await?;
+    let mut workload: Vec<String> = vec![lab.probe_image.clone()];
+    for s in &lab.scenario.services {
+        let t = images::resolve_workload(&s.image, base);
+        if !workload.contains(&t) {
+            workload.push(t);
+        }
+    }
+    r.step("Loading workload images\t🚚", exit::STACK, async {
+        swarm.load_images(&workload).await.map(|_| ((), vec![workload.join(", ")]))
+    })
+    .await?;
+    r.step("Starting swarm\t🐳", exit::STACK, async {
+        let mut lines = Vec::new();
+        swarm.install(&mut |l| lines.push(l)).await.map(|_| ((), lines))
+    })
+    .await?;
+    Ok(())
+}
+
+fn abs_path(p: &str) -> String {
+    std::fs::canonicalize(p).map(|x| x.display().to_string()).unwrap_or_else(|_| p.to_string())
+}
+
+/// Run the scenario's steps on a lab that is up; returns the check tallies.
+async fn run_steps(lab: &Lab, r: &mut Runner<'_>, facts: &NodeFacts, sum: &mut Summary) -> Result<(), Abort> {
+    let swarm = Swarm { lab };
+    let mut applied: BTreeMap<String, FaultHandle> = BTreeMap::new();
+    for step in &lab.scenario.steps {
+        match step {
+            Step::Apply(name) => {
+                let f = lab.scenario.fault(name).expect("validated fault");
+                let h = FaultHandle::new(lab, f);
+                r.step(&format!("Apply fault {name}\t💥"), exit::STACK, async { h.apply(lab).await.map(|_| ((), h.describe())) }).await?;
+                applied.insert(name.clone(), h);
+            }
+            Step::Revert(name) => {
+                let h = applied.remove(name).expect("validated revert");
+                r.step(&format!("Revert fault {name}\t🩹"), exit::STACK, async {
+                    let c = h.revert(lab).await?;
+                    Ok(((), vec![describe_counters(name, &c), "iptables rules equal what they were before the fault".into()]))
+                })
+                .await?;
+            }
+            Step::Scale { service, replicas } => {
+                r.step(&format!("Scale {service} to {replicas}\t📐"), exit::STACK, async {
+                    swarm.scale(service, *replicas).await.map(|rs| ((), vec![format!("placed: {}", placement(&rs))]))
+                })
+                .await?;
+            }
+            Step::Check(check) => {
+                r.rep.emit(Event::StepStart { title: format!("Check {}", check.name) });
+                let t = Instant::now();
+                let before = counters_of(lab, &applied, &check.faults_hit).await;
+                let observed = match swarm.replicas(&check.service).await {
+                    Ok(rs) => probe::observe(lab, check, &rs).await,
+                    Err(e) => Err(e),
+                };
+                let mut report = CheckReport {
+                    name: check.name.clone(),
+                    kind: crate::model::kind_name(check.kind).to_string(),
+                    service: check.service.clone(),
+                    outcome: Outcome::Error,
+                    summary: String::new(),
+                    reason: None,
+                    observation: Default::default(),
+                    expected: vec![],
+                    faults: vec![],
+                    secs: 0.0,
+                };
+                match observed {
+                    Err(e) => {
+                        report.summary = "could not run".into();
+                        report.reason = Some(e.to_string());
+                    }
+                    Ok(obs) => {
+                        let unsupported = probe::unsupported_reason(&lab.scenario, check, facts);
+                        let v = judge(check, &obs, unsupported.as_deref());
+                        report.outcome = v.outcome;
+                        report.summary = v.summary;
+                        report.reason = unsupported;
+                        report.expected = v.expected;
+                        report.observation = obs;
+                    }
+                }
+                // Counters of every applied fault, and proof that the named ones were hit.
+                for (name, h) in &applied {
+                    if let Ok(c) = h.counters(lab).await {
+                        report.faults.push(describe_counters(name, &c));
+                        if check.faults_hit.contains(name) {
+                            let was: u64 = before.get(name).map(|c| c.values().sum()).unwrap_or(0);
+                            let now: u64 = c.values().sum();
+                            if now <= was && report.outcome == Outcome::Pass {
+                                report.outcome = Outcome::Fail;
+                                report.summary.push_str(&format!("; fault {name} matched no packet during the check"));
+                            }
+                        }
+                    }
+                }
+                report.secs = t.elapsed().as_secs_f64();
+                match report.outcome {
+                    Outcome::Pass => sum.passed += 1,
+                    Outcome::Fail => sum.failed += 1,
+                    Outcome::Unsupported => sum.unsupported += 1,
+                    Outcome::Error => sum.errors += 1,
+                }
+                r.rep.emit(Event::Check(report));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn counters_of(lab: &Lab, applied: &BTreeMap<String, FaultHandle>, names: &[String]) -> BTreeMap<String, crate::fault::Counters> {
+    let mut out = BTreeMap::new();
+    for n in names {
+        if let Some(h) = applied.get(n) {
+            if let Ok(c) = h.counters(lab).await {
+                out.insert(n.clone(), c);
+            }
+        }
+    }
+    out
+}
+
+/// Plan a lab for this scenario on this engine (free subnet, name not taken).
+pub async fn plan_lab(engine: &Engine, s: &Scenario, lab: &str, run_id: &str) -> Result<LabPlan, LabError> {
+    if engine.lab_exists(lab).await? {
+        return Err(LabError::LabExists { lab: lab.to_string() });
+    }
+    let used = engine.used_subnets().await?;
+    plan::plan(s, lab, run_id, &used).map_err(|m| LabError::BuildImage { image: "lab plan".into(), message: m })
+}
+
+/// Run one scenario end to end. Never panics on lab errors; the summary carries the exit code.
+pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions, rep: &mut Reporters) -> Summary {
+    let start = Instant::now();
+    let lab_name = opts.lab.clone().unwrap_or_else(|| s.name.clone());
+    rep.emit(Event::RunStart { scenario: s.name.clone(), file: s.source.clone(), lab: lab_name.clone(), run_id: run_id.to_string() });
+    let mut sum = Summary::default();
+    let mut r = Runner { rep };
+    let mut created = false;
+
+    let result: Result<(), Abort> = async {
+        let needed = needed_images(s);
+        r.step("Ensuring images\t🖼", exit::HOST, async {
+            let mut lines = Vec::new();
+            let built = images::ensure(engine, &needed, &opts.base, &mut |l| lines.push(l)).await?;
+            if built.is_empty() {
+                lines = vec![format!("all present: {}", needed.iter().map(|n| images::tag(n, &opts.base)).collect::<Vec<_>>().join(", "))];
+            }
+            Ok(((), lines))
+        })
+        .await?;
+        let plan = plan_lab(engine, s, &lab_name, run_id).await.map_err(|e| Abort(exit::HOST, e))?;
+        let lab = Lab { engine: engine.clone(), plan, scenario: s.clone(), probe_image: images::tag("web", &opts.base) };
+        created = true;
+        bring_up(&lab, &mut r, &opts.base).await?;
+        if opts.up_only {
+            return Ok(());
+        }
+        let facts = probe::node_facts(&lab, &lab.plan.leader().name).await.map_err(|e| Abort(exit::STACK, e))?;
+        run_steps(&lab, &mut r, &facts, &mut sum).await
+    }
+    .await;
+
+    if let Err(Abort(code, e)) = &result {
+        sum.exit_code = *code;
+        sum.error = Some(e.to_string());
+    }
+    if created && (opts.keep || opts.up_only) {
+        sum.kept = Some(format!("Lab {lab_name} kept. Remove it with: clusterlab down {lab_name}"));
+    } else if created {
+        let t = Instant::now();
+        let title = "Deleting lab\t🧹";
+        r.rep.emit(Event::StepStart { title: title.into() });
+        let removed = engine.remove_labelled(Some(&lab_name), Some(run_id)).await;
+        let ok = removed.is_ok();
+        let detail = match &removed {
+            Ok(rm) => vec![format!("{} containers, {} networks, {} volumes removed", rm.containers.len(), rm.networks.len(), rm.volumes.len())],
+            Err(e) => vec![e.to_string()],
+        };
+        r.rep.emit(Event::StepEnd(StepRecord { title: title.into(), ok, secs: t.elapsed().as_secs_f64(), detail }));
+        if let Err(e) = removed {
+            if sum.exit_code == 0 {
+                sum.exit_code = exit::TEARDOWN;
+                sum.error = Some(e.to_string());
+            }
+        }
+    }
+    if sum.exit_code == 0 && (sum.failed > 0 || sum.errors > 0) {
+        sum.exit_code = exit::CHECK_FAILED;
+    }
+    sum.secs = start.elapsed().as_secs_f64();
+    r.rep.emit(Event::RunEnd(sum.clone()));
+    sum
+}
+
+/// Re-attach to a kept lab from its network's labels (for fault verbs).
+pub async fn attach(engine: &Engine, lab: &str, base: &BaseSource) -> Result<Lab, String> {
+    let nets = engine.lab_networks(Some(lab), None).await.map_err(|e| e.to_string())?;
+    let net = nets.first().ok_or_else(|| format!("no lab named {lab} on this engine (see `clusterlab ls`)"))?;
+    let labels = net.labels.clone().unwrap_or_default();
+    let plan: LabPlan = labels
+        .get(LABEL_PLAN)
+        .and_then(|j| serde_json::from_str(j).ok())
+        .ok_or_else(|| format!("lab {lab} carries no readable plan label; was it made by another clusterlab version?"))?;
+    let file = labels.get(LABEL_SCENARIO).cloned().unwrap_or_default();
+    let scenario = crate::model::load(std::path::Path::new(&file)).map_err(|p| format!("cannot re-read the scenario of lab {lab}:\n{p}"))?;
+    Ok(Lab { engine: engine.clone(), plan, scenario, probe_image: images::tag("web", base) })
+}

@@ -1,0 +1,264 @@
+//! Docker swarm on the nodes' inner engines: init on the first manager, joins in parallel,
+//! overlay networks, services, scale, and a convergence wait that polls, never sleeps blindly.
+
+use super::{Replica, Stack};
+use crate::lab::{shq, Lab};
+use crate::model::{EndpointMode, Role};
+use crate::provider::{tail, LabError};
+use futures_util::future::try_join_all;
+use std::time::{Duration, Instant};
+
+/// Name of the probe container each node runs on each overlay network.
+pub fn probe_container(network: &str) -> String {
+    format!("clusterlab-probe-{network}")
+}
+
+/// How long a service may take to converge. A 3-replica service converges in ~5 s here; the
+/// margin is for a loaded 2-core machine, and a timeout still fails with the tasks' states.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct Swarm<'a> {
+    pub lab: &'a Lab,
+}
+
+impl Swarm<'_> {
+    fn leader(&self) -> String {
+        self.lab.plan.leader().name.clone()
+    }
+
+    /// Wait until every node's inner engine answers; one exec per node loops inside the node.
+    pub async fn wait_engines(&self) -> Result<(), LabError> {
+        let secs = 60;
+        try_join_all(self.lab.plan.nodes.iter().map(|n| async move {
+            let script = format!("i=0; until docker info >/dev/null 2>&1; do i=$((i+1)); [ $i -gt {} ] && exit 1; sleep 0.1; done", secs * 10);
+            let out = self.lab.sh_raw(&n.name, &script).await?;
+            if out.ok() {
+                return Ok(());
+            }
+            let log = self.lab.sh_raw(&n.name, "tail -n 15 /var/log/clusterlab/dockerd.log").await.map(|o| o.stdout).unwrap_or_default();
+            Err(LabError::EngineNotReady { node: n.name.clone(), secs, tail: tail(&log, 15) })
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    /// Load images from the host engine into every node (`docker save | docker load`), skipping
+    /// nodes that already hold the same image id.
+    pub async fn load_images(&self, images: &[String]) -> Result<(), LabError> {
+        for image in images {
+            let host_id = self.lab.engine.image_id(image).await.ok_or_else(|| LabError::ImageMissing { image: image.clone() })?;
+            let mut need = Vec::new();
+            for n in &self.lab.plan.nodes {
+                let have = self.lab.sh_raw(&n.name, &format!("docker image inspect -f '{{{{.Id}}}}' {} 2>/dev/null", shq(image))).await?;
+                if have.stdout.trim() != host_id {
+                    need.push(n.name.clone());
+                }
+            }
+            if need.is_empty() {
+                continue;
+            }
+            let data = self.lab.engine.save_image(image).await?;
+            try_join_all(need.iter().map(|n| {
+                let data = data.clone();
+                async move { self.lab.sh_in(n, &format!("loading image {image}"), "docker load -q", Some(data)).await }
+            }))
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn init_and_join(&self) -> Result<(), LabError> {
+        let leader = self.lab.plan.leader().clone();
+        // Re-running `up` on a lab whose swarm exists is a no-op rather than an error.
+        let state = self.lab.sh_raw(&leader.name, "docker info -f '{{.Swarm.LocalNodeState}}'").await?;
+        if state.stdout.trim() != "active" {
+            self.lab
+                .sh(&leader.name, "swarm init", &format!("docker swarm init --advertise-addr {}", leader.ip))
+                .await?;
+        }
+        let token = |role: &'static str| {
+            let leader = leader.name.clone();
+            async move {
+                self.lab
+                    .sh(&leader, "reading the swarm join token", &format!("docker swarm join-token -q {role}"))
+                    .await
+                    .map(|o| o.stdout.trim().to_string())
+            }
+        };
+        let (worker_token, manager_token) = (token("worker").await?, token("manager").await?);
+        try_join_all(self.lab.plan.nodes.iter().filter(|n| n.name != leader.name).map(|n| {
+            let tok = if n.role == Role::Manager { manager_token.clone() } else { worker_token.clone() };
+            let addr = format!("{}:2377", leader.ip);
+            async move {
+                let state = self.lab.sh_raw(&n.name, "docker info -f '{{.Swarm.LocalNodeState}}'").await?;
+                if state.stdout.trim() == "active" {
+                    return Ok(());
+                }
+                self.lab
+                    .sh(&n.name, "swarm join", &format!("docker swarm join --advertise-addr {} --token {tok} {addr}", n.ip))
+                    .await
+                    .map(|_| ())
+            }
+        }))
+        .await?;
+        Ok(())
+    }
+
+    async fn create_networks(&self) -> Result<(), LabError> {
+        let leader = self.leader();
+        for net in &self.lab.scenario.networks {
+            let exists = self.lab.sh_raw(&leader, &format!("docker network inspect {} >/dev/null 2>&1", shq(&net.name))).await?;
+            if !exists.ok() {
+                // --attachable: the probe containers join the overlay beside the service's tasks.
+                self.lab
+                    .sh(&leader, &format!("creating overlay network {}", net.name), &format!("docker network create -d overlay --attachable {}", shq(&net.name)))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_services(&self) -> Result<(), LabError> {
+        let leader = self.leader();
+        for s in &self.lab.scenario.services {
+            let exists = self.lab.sh_raw(&leader, &format!("docker service inspect {} >/dev/null 2>&1", shq(&s.name))).await?;
+            if exists.ok() {
+                continue;
+            }
+            let mut cmd = format!(
+                // -d: return at once, convergence is polled below with states shown on timeout.
+                // --no-resolve-image: the image is loaded on every node; asking a registry for its digest would hang offline.
+                "docker service create -d --no-resolve-image --name {} --replicas {} --network {} --label io.clusterlab.lab={}",
+                shq(&s.name),
+                s.replicas,
+                shq(&s.network),
+                shq(&self.lab.plan.lab)
+            );
+            for p in &s.publish {
+                cmd.push_str(&format!(" --publish published={},target={}", p.port, p.target));
+            }
+            if s.endpoint_mode == EndpointMode::Dnsrr {
+                cmd.push_str(" --endpoint-mode dnsrr");
+            }
+            cmd.push(' ');
+            cmd.push_str(&shq(&crate::images::resolve_workload(&s.image, &Default::default())));
+            self.lab.sh(&leader, &format!("creating service {}", s.name), &cmd).await?;
+        }
+        Ok(())
+    }
+
+    /// One probe container per node and overlay network, from the workload image (busybox wget
+    /// and nslookup inside), so probes see the overlay exactly as a task does.
+    async fn start_probes(&self) -> Result<(), LabError> {
+        let nets: Vec<String> = self.lab.scenario.networks.iter().map(|n| n.name.clone()).collect();
+        try_join_all(self.lab.plan.nodes.iter().flat_map(|n| {
+            nets.iter().map(move |net| async move {
+                let name = probe_container(net);
+                let running = self.lab.sh_raw(&n.name, &format!("docker inspect -f '{{{{.State.Running}}}}' {name} 2>/dev/null")).await?;
+                if running.stdout.trim() == "true" {
+                    return Ok(());
+                }
+                self.lab
+                    .sh(
+                        &n.name,
+                        &format!("starting the probe on {net}"),
+                        &format!("docker rm -f {name} >/dev/null 2>&1; docker run -d --name {name} --network {} --entrypoint sleep {} 2147483647", shq(net), shq(&self.lab.probe_image)),
+                    )
+                    .await
+                    .map(|_| ())
+            })
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    /// Poll until every desired task of `service` runs; on timeout, fail with each task's state.
+    pub async fn converge(&self, service: &str, replicas: u32) -> Result<Vec<Replica>, LabError> {
+        let start = Instant::now();
+        let leader = self.leader();
+        loop {
+            let ps = self
+                .lab
+                .sh(&leader, "listing tasks", &format!("docker service ps {} --filter desired-state=running --format '{{{{.Name}}}}|{{{{.Node}}}}|{{{{.CurrentState}}}}|{{{{.Error}}}}'", shq(service)))
+                .await?;
+            let running = ps.stdout.lines().filter(|l| l.split('|').nth(2).is_some_and(|s| s.starts_with("Running"))).count();
+            if running as u32 == replicas {
+                let found = self.replicas(service).await?;
+                if found.len() as u32 == replicas {
+                    return Ok(found);
+                }
+            }
+            if start.elapsed() > CONVERGE_TIMEOUT {
+                return Err(LabError::Converge {
+                    service: service.to_string(),
+                    secs: CONVERGE_TIMEOUT.as_secs(),
+                    detail: format!("{running} of {replicas} tasks running\n{}", tail(&ps.stdout, 12)),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+impl Stack for Swarm<'_> {
+    async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
+        self.init_and_join().await?;
+        progress("swarm formed".into());
+        self.create_networks().await?;
+        self.create_services().await?;
+        self.start_probes().await?;
+        for s in &self.lab.scenario.services {
+            let rs = self.converge(&s.name, s.replicas).await?;
+            progress(format!("service {} converged: {}", s.name, placement(&rs)));
+        }
+        Ok(())
+    }
+
+    async fn scale(&self, service: &str, replicas: u32) -> Result<Vec<Replica>, LabError> {
+        self.lab
+            .sh(&self.leader(), &format!("scaling {service}"), &format!("docker service scale -d {}={replicas}", shq(service)))
+            .await?;
+        self.converge(service, replicas).await
+    }
+
+    /// Each node lists the service's task containers it runs, with hostname and overlay address.
+    async fn replicas(&self, service: &str) -> Result<Vec<Replica>, LabError> {
+        let net = self.lab.scenario.service(service).map(|s| s.network.clone()).unwrap_or_default();
+        let script = format!(
+            "for c in $(docker ps -q --filter label=com.docker.swarm.service.name={svc}); do \
+             docker inspect -f '{{{{index .Config.Labels \"com.docker.swarm.task.name\"}}}} {{{{.Config.Hostname}}}} {{{{with index .NetworkSettings.Networks {net}}}}}{{{{.IPAddress}}}}{{{{end}}}}' $c; done",
+            svc = shq(service),
+            net = format!("\"{net}\"")
+        );
+        let per_node = try_join_all(self.lab.plan.nodes.iter().map(|n| {
+            let script = script.clone();
+            async move { self.lab.sh(&n.name, &format!("listing replicas of {service}"), &script).await.map(|o| (n.name.clone(), o.stdout)) }
+        }))
+        .await?;
+        let mut out = Vec::new();
+        for (node, text) in per_node {
+            for line in text.lines() {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() == 3 {
+                    // Task names are `web.2.<task id>`; `web.2` is what a reader needs.
+                    let task = f[0].rsplitn(2, '.').nth(1).unwrap_or(f[0]).to_string();
+                    out.push(Replica { task, node: node.clone(), identity: f[1].to_string(), ip: f[2].to_string() });
+                }
+            }
+        }
+        out.sort_by(|a, b| task_order(&a.task).cmp(&task_order(&b.task)).then(a.node.cmp(&b.node)));
+        Ok(out)
+    }
+}
+
+fn task_order(task: &str) -> (String, u32) {
+    match task.rsplit_once('.') {
+        Some((s, n)) => (s.to_string(), n.parse().unwrap_or(0)),
+        None => (task.to_string(), 0),
+    }
+}
+
+/// `web.1@manager web.2@worker-1 …`
+pub fn placement(rs: &[Replica]) -> String {
+    rs.iter().map(|r| r.label()).collect::<Vec<_>>().join(" ")
+}
