@@ -82,25 +82,44 @@ pub fn needed_images(s: &Scenario) -> Vec<&'static str> {
     v
 }
 
-/// Create the lab's network and nodes, wait for their engines, load images, install the stack.
-async fn bring_up(lab: &Lab, r: &mut Runner<'_>, base: &BaseSource) -> Result<(), Abort> {
-    let node_image = images::tag("node", base);
-    let n = lab.plan.nodes.len();
-    let title = format!("Preparing nodes\t{}", "📦".repeat(n));
-    r.step(&title, exit::HOST, async {
-        let mode = lab.engine.detect_nested_mode(&node_image, lab.plan.labels(None)).await?;
+/// Plan the lab and create its network. Two runs starting together may pick the same free
+/// subnet; the engine refuses the second, which then plans again with the subnet taken.
+async fn create_network(engine: &Engine, s: &Scenario, lab: &str, run_id: &str) -> Result<LabPlan, LabError> {
+    let mut attempt = 0;
+    loop {
+        let plan = plan_lab(engine, s, lab, run_id).await?;
         let mut extra = HashMap::new();
-        extra.insert(LABEL_PLAN.to_string(), serde_json::to_string(&lab.plan).unwrap_or_default());
-        extra.insert(LABEL_SCENARIO.to_string(), abs_path(&lab.scenario.source));
-        lab.engine.create_network(&lab.plan, extra).await?;
-        futures_util::future::try_join_all(lab.plan.nodes.iter().map(|node| lab.engine.create_node(&lab.plan, node, &node_image, mode))).await?;
-        let why = match mode {
-            NestedMode::Privileged => "privileged",
-            NestedMode::CapSet => "cap set: --privileged is refused on this host",
-        };
-        Ok(((), vec![format!("{n} nodes on {} ({why})", lab.plan.subnet)]))
-    })
-    .await?;
+        extra.insert(LABEL_PLAN.to_string(), serde_json::to_string(&plan).unwrap_or_default());
+        extra.insert(LABEL_SCENARIO.to_string(), abs_path(&s.source));
+        match engine.create_network(&plan, extra).await {
+            Err(LabError::CreateNetwork { source, .. }) if attempt < 8 && source.to_string().contains("overlap") => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(150 * attempt)).await;
+            }
+            r => return r.map(|_| plan),
+        }
+    }
+}
+
+/// Create the lab's network and nodes, wait for their engines, load images, install the stack.
+async fn bring_up(engine: &Engine, s: &Scenario, lab_name: &str, run_id: &str, r: &mut Runner<'_>, base: &BaseSource) -> Result<Lab, Abort> {
+    let node_image = images::tag("node", base);
+    let n = s.nodes.len();
+    let title = format!("Preparing nodes\t{}", "📦".repeat(n));
+    let owned = r
+        .step(&title, exit::HOST, async {
+            let plan = create_network(engine, s, lab_name, run_id).await?;
+            let mode = engine.detect_nested_mode(&node_image, plan.labels(None)).await?;
+            futures_util::future::try_join_all(plan.nodes.iter().map(|node| engine.create_node(&plan, node, &node_image, mode))).await?;
+            let why = match mode {
+                NestedMode::Privileged => "privileged",
+                NestedMode::CapSet => "cap set: --privileged is refused on this host",
+            };
+            let line = format!("{n} nodes on {} ({why})", plan.subnet);
+            Ok((Lab { engine: engine.clone(), plan, scenario: s.clone(), probe_image: images::tag("web", base) }, vec![line]))
+        })
+        .await?;
+    let lab = &owned;
     let swarm = Swarm { lab };
     r.step("Waiting for node engines\t⏳", exit::STACK, async { swarm.wait_engines().await.map(|_| ((), vec![])) }).await?;
     let mut workload: Vec<String> = vec![lab.probe_image.clone()];
@@ -119,7 +138,7 @@ async fn bring_up(lab: &Lab, r: &mut Runner<'_>, base: &BaseSource) -> Result<()
         swarm.install(&mut |l| lines.push(l)).await.map(|_| ((), lines))
     })
     .await?;
-    Ok(())
+    Ok(owned)
 }
 
 fn abs_path(p: &str) -> String {
@@ -233,7 +252,7 @@ pub async fn plan_lab(engine: &Engine, s: &Scenario, lab: &str, run_id: &str) ->
         return Err(LabError::LabExists { lab: lab.to_string() });
     }
     let used = engine.used_subnets().await?;
-    plan::plan(s, lab, run_id, &used).map_err(|m| LabError::BuildImage { image: "lab plan".into(), message: m })
+    plan::plan(s, lab, run_id, &used).map_err(|message| LabError::Plan { lab: lab.to_string(), message })
 }
 
 /// Run one scenario end to end. Never panics on lab errors; the summary carries the exit code.
@@ -256,10 +275,12 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
             Ok(((), lines))
         })
         .await?;
-        let plan = plan_lab(engine, s, &lab_name, run_id).await.map_err(|e| Abort(exit::HOST, e))?;
-        let lab = Lab { engine: engine.clone(), plan, scenario: s.clone(), probe_image: images::tag("web", &opts.base) };
+        if engine.lab_exists(&lab_name).await.map_err(|e| Abort(exit::HOST, e))? {
+            return Err(Abort(exit::HOST, LabError::LabExists { lab: lab_name.clone() }));
+        }
+        // From here on, teardown removes whatever this run created (found by its run label).
         created = true;
-        bring_up(&lab, &mut r, &opts.base).await?;
+        let lab = bring_up(engine, s, &lab_name, run_id, &mut r, &opts.base).await?;
         if opts.up_only {
             return Ok(());
         }

@@ -6,4 +6,8 @@ mkdir -p /www
 ips=$(ip -4 -o addr show scope global | awk '{split($4,a,"/"); printf "%s ", a[1]}')
 printf 'replica=%s ips=%s\n' "$(hostname)" "$ips" > /www/index.html
 dd if=/dev/zero bs=1024 count=256 2>/dev/null | tr '\0' 'x' > /www/big
-exec httpd -f -p "${PORT:-80}" -h /www
+# httpd runs as a child: a shell that is PID 1 only gets SIGTERM if it traps it, and without the
+# trap every scale-down would wait out the engine's 10 s grace period before SIGKILL.
+httpd -f -p "${PORT:-80}" -h /www &
+trap 'kill $!; exit 0' TERM INT
+wait

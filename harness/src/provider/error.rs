@@ -17,6 +17,8 @@ pub enum LabError {
     NetworkExists { network: String, lab: String },
     #[error("lab {lab} already exists on this engine\n    hint: `clusterlab down {lab}` removes it (or `clusterlab clean` removes every lab)")]
     LabExists { lab: String },
+    #[error("cannot plan lab {lab}: {message}")]
+    Plan { lab: String, message: String },
     #[error("failed to create network {network} of lab {lab}: {source}")]
     CreateNetwork { network: String, lab: String, source: DockerError },
     #[error("failed to create volume {volume} of lab {lab}: {source}")]
