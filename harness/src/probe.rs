@@ -46,7 +46,8 @@ fn parse_result(line: &str) -> Option<(String, i32, String)> {
 
 /// The replica identity in a web response: `replica=<hostname> ips=...`.
 pub fn identity(body: &str) -> Option<&str> {
-    body.split_whitespace().find_map(|w| w.strip_prefix("replica="))
+    body.split_whitespace()
+        .find_map(|w| w.strip_prefix("replica="))
 }
 
 fn failure_detail(rc: i32, body: &str) -> String {
@@ -65,16 +66,39 @@ fn secs(check: &Check) -> String {
     format!("{}", check.timeout.as_secs().max(1))
 }
 
-pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica]) -> Result<Observation, LabError> {
-    let svc = lab.scenario.service(&check.service).expect("validated service");
+pub async fn observe(
+    lab: &Lab,
+    check: &Check,
+    replicas: &[Replica],
+) -> Result<Observation, LabError> {
+    let svc = lab
+        .scenario
+        .service(&check.service)
+        .expect("validated service");
     let net = svc.network.clone();
-    let mut obs = Observation { rows: check.from.clone(), ..Default::default() };
+    let mut obs = Observation {
+        rows: check.from.clone(),
+        ..Default::default()
+    };
     match check.kind {
         CheckKind::Replicas | CheckKind::Dns | CheckKind::Vip => {
-            obs.cols = replicas.iter().map(|r| Target { label: r.label(), node: r.node.clone() }).collect();
+            obs.cols = replicas
+                .iter()
+                .map(|r| Target {
+                    label: r.label(),
+                    node: r.node.clone(),
+                })
+                .collect();
         }
         CheckKind::NodePort => {
-            obs.cols = check.via.iter().map(|n| Target { label: format!("{n} ({})", lab.node_ip(n)), node: n.clone() }).collect();
+            obs.cols = check
+                .via
+                .iter()
+                .map(|n| Target {
+                    label: format!("{n} ({})", lab.node_ip(n)),
+                    node: n.clone(),
+                })
+                .collect();
         }
     }
     let t = secs(check);
@@ -195,7 +219,11 @@ pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica]) -> Result<O
 
 /// Run a script in the probe container a node keeps on `network`.
 async fn in_probe(lab: &Lab, node: &str, network: &str, script: &str) -> Result<String, LabError> {
-    let cmd = format!("docker exec {} sh -c {}", probe_container(network), shq(script));
+    let cmd = format!(
+        "docker exec {} sh -c {}",
+        probe_container(network),
+        shq(script)
+    );
     Ok(lab.sh_raw(node, &cmd).await?.stdout)
 }
 
@@ -239,5 +267,40 @@ pub fn unsupported_reason(s: &Scenario, check: &Check, facts: &NodeFacts) -> Opt
         CheckKind::NodePort => true,
         _ => false,
     };
-    (needs_ipvs && !facts.ip_vs).then(|| "kernel lacks IP_VS (swarm's VIP and routing mesh are IPVS)".to_string())
+    (needs_ipvs && !facts.ip_vs)
+        .then(|| "kernel lacks IP_VS (swarm's VIP and routing mesh are IPVS)".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_busybox_nslookup() {
+        let out = "Server:\t\t127.0.0.11\nAddress:\t127.0.0.11:53\n\nNon-authoritative answer:\nName:\ttasks.web\nAddress: 10.0.1.3\nName:\ttasks.web\nAddress: 10.0.1.5\n\nNon-authoritative answer:\n";
+        assert_eq!(dns_addresses(out), ["10.0.1.3", "10.0.1.5"]);
+        assert!(dns_addresses("** server can't find tasks.web: NXDOMAIN\n").is_empty());
+    }
+
+    #[test]
+    fn parses_probe_lines() {
+        assert_eq!(
+            parse_result("10.0.1.3 0 replica=abc ips=10.0.1.3 "),
+            Some(("10.0.1.3".into(), 0, "replica=abc ips=10.0.1.3".into()))
+        );
+        assert_eq!(
+            parse_result("10.0.1.3 143 "),
+            Some(("10.0.1.3".into(), 143, "".into()))
+        );
+        assert_eq!(parse_result("garbage"), None);
+        assert_eq!(identity("replica=abc ips=1.2.3.4"), Some("abc"));
+        assert_eq!(failure_detail(143, ""), "timeout");
+        assert_eq!(
+            failure_detail(
+                1,
+                "wget: can't connect to remote host (10.0.1.3): Connection refused"
+            ),
+            "connection refused"
+        );
+    }
 }

@@ -51,17 +51,29 @@ impl Runner<'_> {
     where
         F: std::future::Future<Output = Result<(T, Vec<String>), LabError>>,
     {
-        self.rep.emit(Event::StepStart { title: title.to_string() });
+        self.rep.emit(Event::StepStart {
+            title: title.to_string(),
+        });
         let t = Instant::now();
         let r = f.await;
         let secs = t.elapsed().as_secs_f64();
         match r {
             Ok((v, detail)) => {
-                self.rep.emit(Event::StepEnd(StepRecord { title: title.to_string(), ok: true, secs, detail }));
+                self.rep.emit(Event::StepEnd(StepRecord {
+                    title: title.to_string(),
+                    ok: true,
+                    secs,
+                    detail,
+                }));
                 Ok(v)
             }
             Err(e) => {
-                self.rep.emit(Event::StepEnd(StepRecord { title: title.to_string(), ok: false, secs, detail: vec![] }));
+                self.rep.emit(Event::StepEnd(StepRecord {
+                    title: title.to_string(),
+                    ok: false,
+                    secs,
+                    detail: vec![],
+                }));
                 Err(Abort(code, e))
             }
         }
@@ -84,15 +96,25 @@ pub fn needed_images(s: &Scenario) -> Vec<&'static str> {
 
 /// Plan the lab and create its network. Two runs starting together may pick the same free
 /// subnet; the engine refuses the second, which then plans again with the subnet taken.
-async fn create_network(engine: &Engine, s: &Scenario, lab: &str, run_id: &str) -> Result<LabPlan, LabError> {
+async fn create_network(
+    engine: &Engine,
+    s: &Scenario,
+    lab: &str,
+    run_id: &str,
+) -> Result<LabPlan, LabError> {
     let mut attempt = 0;
     loop {
         let plan = plan_lab(engine, s, lab, run_id).await?;
         let mut extra = HashMap::new();
-        extra.insert(LABEL_PLAN.to_string(), serde_json::to_string(&plan).unwrap_or_default());
+        extra.insert(
+            LABEL_PLAN.to_string(),
+            serde_json::to_string(&plan).unwrap_or_default(),
+        );
         extra.insert(LABEL_SCENARIO.to_string(), abs_path(&s.source));
         match engine.create_network(&plan, extra).await {
-            Err(LabError::CreateNetwork { source, .. }) if attempt < 8 && source.to_string().contains("overlap") => {
+            Err(LabError::CreateNetwork { source, .. })
+                if attempt < 8 && source.to_string().contains("overlap") =>
+            {
                 attempt += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(150 * attempt)).await;
             }
@@ -102,26 +124,51 @@ async fn create_network(engine: &Engine, s: &Scenario, lab: &str, run_id: &str) 
 }
 
 /// Create the lab's network and nodes, wait for their engines, load images, install the stack.
-async fn bring_up(engine: &Engine, s: &Scenario, lab_name: &str, run_id: &str, r: &mut Runner<'_>, base: &BaseSource) -> Result<Lab, Abort> {
+async fn bring_up(
+    engine: &Engine,
+    s: &Scenario,
+    lab_name: &str,
+    run_id: &str,
+    r: &mut Runner<'_>,
+    base: &BaseSource,
+) -> Result<Lab, Abort> {
     let node_image = images::tag("node", base);
     let n = s.nodes.len();
     let title = format!("Preparing nodes\t{}", "📦".repeat(n));
     let owned = r
         .step(&title, exit::HOST, async {
             let plan = create_network(engine, s, lab_name, run_id).await?;
-            let mode = engine.detect_nested_mode(&node_image, plan.labels(None)).await?;
-            futures_util::future::try_join_all(plan.nodes.iter().map(|node| engine.create_node(&plan, node, &node_image, mode))).await?;
+            let mode = engine
+                .detect_nested_mode(&node_image, plan.labels(None))
+                .await?;
+            futures_util::future::try_join_all(
+                plan.nodes
+                    .iter()
+                    .map(|node| engine.create_node(&plan, node, &node_image, mode)),
+            )
+            .await?;
             let why = match mode {
                 NestedMode::Privileged => "privileged",
                 NestedMode::CapSet => "cap set: --privileged is refused on this host",
             };
             let line = format!("{n} nodes on {} ({why})", plan.subnet);
-            Ok((Lab { engine: engine.clone(), plan, scenario: s.clone(), probe_image: images::tag("web", base) }, vec![line]))
+            Ok((
+                Lab {
+                    engine: engine.clone(),
+                    plan,
+                    scenario: s.clone(),
+                    probe_image: images::tag("web", base),
+                },
+                vec![line],
+            ))
         })
         .await?;
     let lab = &owned;
     let swarm = Swarm { lab };
-    r.step("Waiting for node engines\t⏳", exit::STACK, async { swarm.wait_engines().await.map(|_| ((), vec![])) }).await?;
+    r.step("Waiting for node engines\t⏳", exit::STACK, async {
+        swarm.wait_engines().await.map(|_| ((), vec![]))
+    })
+    .await?;
     let mut workload: Vec<String> = vec![lab.probe_image.clone()];
     for s in &lab.scenario.services {
         let t = images::resolve_workload(&s.image, base);
@@ -130,23 +177,36 @@ async fn bring_up(engine: &Engine, s: &Scenario, lab_name: &str, run_id: &str, r
         }
     }
     r.step("Loading workload images\t🚚", exit::STACK, async {
-        swarm.load_images(&workload).await.map(|_| ((), vec![workload.join(", ")]))
+        swarm
+            .load_images(&workload)
+            .await
+            .map(|_| ((), vec![workload.join(", ")]))
     })
     .await?;
     r.step("Starting swarm\t🐳", exit::STACK, async {
         let mut lines = Vec::new();
-        swarm.install(&mut |l| lines.push(l)).await.map(|_| ((), lines))
+        swarm
+            .install(&mut |l| lines.push(l))
+            .await
+            .map(|_| ((), lines))
     })
     .await?;
     Ok(owned)
 }
 
 fn abs_path(p: &str) -> String {
-    std::fs::canonicalize(p).map(|x| x.display().to_string()).unwrap_or_else(|_| p.to_string())
+    std::fs::canonicalize(p)
+        .map(|x| x.display().to_string())
+        .unwrap_or_else(|_| p.to_string())
 }
 
 /// Run the scenario's steps on a lab that is up; returns the check tallies.
-async fn run_steps(lab: &Lab, r: &mut Runner<'_>, facts: &NodeFacts, sum: &mut Summary) -> Result<(), Abort> {
+async fn run_steps(
+    lab: &Lab,
+    r: &mut Runner<'_>,
+    facts: &NodeFacts,
+    sum: &mut Summary,
+) -> Result<(), Abort> {
     let swarm = Swarm { lab };
     let mut applied: BTreeMap<String, FaultHandle> = BTreeMap::new();
     for step in &lab.scenario.steps {
@@ -154,25 +214,43 @@ async fn run_steps(lab: &Lab, r: &mut Runner<'_>, facts: &NodeFacts, sum: &mut S
             Step::Apply(name) => {
                 let f = lab.scenario.fault(name).expect("validated fault");
                 let h = FaultHandle::new(lab, f);
-                r.step(&format!("Apply fault {name}\t💥"), exit::STACK, async { h.apply(lab).await.map(|_| ((), h.describe())) }).await?;
+                r.step(&format!("Apply fault {name}\t💥"), exit::STACK, async {
+                    h.apply(lab).await.map(|_| ((), h.describe()))
+                })
+                .await?;
                 applied.insert(name.clone(), h);
             }
             Step::Revert(name) => {
                 let h = applied.remove(name).expect("validated revert");
                 r.step(&format!("Revert fault {name}\t🩹"), exit::STACK, async {
                     let c = h.revert(lab).await?;
-                    Ok(((), vec![describe_counters(name, &c), "iptables rules equal what they were before the fault".into()]))
+                    Ok((
+                        (),
+                        vec![
+                            describe_counters(name, &c),
+                            "iptables rules equal what they were before the fault".into(),
+                        ],
+                    ))
                 })
                 .await?;
             }
             Step::Scale { service, replicas } => {
-                r.step(&format!("Scale {service} to {replicas}\t📐"), exit::STACK, async {
-                    swarm.scale(service, *replicas).await.map(|rs| ((), vec![format!("placed: {}", placement(&rs))]))
-                })
+                r.step(
+                    &format!("Scale {service} to {replicas}\t📐"),
+                    exit::STACK,
+                    async {
+                        swarm
+                            .scale(service, *replicas)
+                            .await
+                            .map(|rs| ((), vec![format!("placed: {}", placement(&rs))]))
+                    },
+                )
                 .await?;
             }
             Step::Check(check) => {
-                r.rep.emit(Event::StepStart { title: format!("Check {}", check.name) });
+                r.rep.emit(Event::StepStart {
+                    title: format!("Check {}", check.name),
+                });
                 let t = Instant::now();
                 let before = counters_of(lab, &applied, &check.faults_hit).await;
                 let observed = match swarm.replicas(&check.service).await {
@@ -215,7 +293,9 @@ async fn run_steps(lab: &Lab, r: &mut Runner<'_>, facts: &NodeFacts, sum: &mut S
                             let now: u64 = c.values().sum();
                             if now <= was && report.outcome == Outcome::Pass {
                                 report.outcome = Outcome::Fail;
-                                report.summary.push_str(&format!("; fault {name} matched no packet during the check"));
+                                report.summary.push_str(&format!(
+                                    "; fault {name} matched no packet during the check"
+                                ));
                             }
                         }
                     }
@@ -227,14 +307,18 @@ async fn run_steps(lab: &Lab, r: &mut Runner<'_>, facts: &NodeFacts, sum: &mut S
                     Outcome::Unsupported => sum.unsupported += 1,
                     Outcome::Error => sum.errors += 1,
                 }
-                r.rep.emit(Event::Check(report));
+                r.rep.emit(Event::Check(Box::new(report)));
             }
         }
     }
     Ok(())
 }
 
-async fn counters_of(lab: &Lab, applied: &BTreeMap<String, FaultHandle>, names: &[String]) -> BTreeMap<String, crate::fault::Counters> {
+async fn counters_of(
+    lab: &Lab,
+    applied: &BTreeMap<String, FaultHandle>,
+    names: &[String],
+) -> BTreeMap<String, crate::fault::Counters> {
     let mut out = BTreeMap::new();
     for n in names {
         if let Some(h) = applied.get(n) {
@@ -247,19 +331,40 @@ async fn counters_of(lab: &Lab, applied: &BTreeMap<String, FaultHandle>, names: 
 }
 
 /// Plan a lab for this scenario on this engine (free subnet, name not taken).
-pub async fn plan_lab(engine: &Engine, s: &Scenario, lab: &str, run_id: &str) -> Result<LabPlan, LabError> {
+pub async fn plan_lab(
+    engine: &Engine,
+    s: &Scenario,
+    lab: &str,
+    run_id: &str,
+) -> Result<LabPlan, LabError> {
     if engine.lab_exists(lab).await? {
-        return Err(LabError::LabExists { lab: lab.to_string() });
+        return Err(LabError::LabExists {
+            lab: lab.to_string(),
+        });
     }
     let used = engine.used_subnets().await?;
-    plan::plan(s, lab, run_id, &used).map_err(|message| LabError::Plan { lab: lab.to_string(), message })
+    plan::plan(s, lab, run_id, &used).map_err(|message| LabError::Plan {
+        lab: lab.to_string(),
+        message,
+    })
 }
 
 /// Run one scenario end to end. Never panics on lab errors; the summary carries the exit code.
-pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions, rep: &mut Reporters) -> Summary {
+pub async fn run(
+    engine: &Engine,
+    s: &Scenario,
+    run_id: &str,
+    opts: &RunOptions,
+    rep: &mut Reporters,
+) -> Summary {
     let start = Instant::now();
     let lab_name = opts.lab.clone().unwrap_or_else(|| s.name.clone());
-    rep.emit(Event::RunStart { scenario: s.name.clone(), file: s.source.clone(), lab: lab_name.clone(), run_id: run_id.to_string() });
+    rep.emit(Event::RunStart {
+        scenario: s.name.clone(),
+        file: s.source.clone(),
+        lab: lab_name.clone(),
+        run_id: run_id.to_string(),
+    });
     let mut sum = Summary::default();
     let mut r = Runner { rep };
     let mut created = false;
@@ -270,13 +375,29 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
             let mut lines = Vec::new();
             let built = images::ensure(engine, &needed, &opts.base, &mut |l| lines.push(l)).await?;
             if built.is_empty() {
-                lines = vec![format!("all present: {}", needed.iter().map(|n| images::tag(n, &opts.base)).collect::<Vec<_>>().join(", "))];
+                lines = vec![format!(
+                    "all present: {}",
+                    needed
+                        .iter()
+                        .map(|n| images::tag(n, &opts.base))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )];
             }
             Ok(((), lines))
         })
         .await?;
-        if engine.lab_exists(&lab_name).await.map_err(|e| Abort(exit::HOST, e))? {
-            return Err(Abort(exit::HOST, LabError::LabExists { lab: lab_name.clone() }));
+        if engine
+            .lab_exists(&lab_name)
+            .await
+            .map_err(|e| Abort(exit::HOST, e))?
+        {
+            return Err(Abort(
+                exit::HOST,
+                LabError::LabExists {
+                    lab: lab_name.clone(),
+                },
+            ));
         }
         // From here on, teardown removes whatever this run created (found by its run label).
         created = true;
@@ -284,7 +405,9 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
         if opts.up_only {
             return Ok(());
         }
-        let facts = probe::node_facts(&lab, &lab.plan.leader().name).await.map_err(|e| Abort(exit::STACK, e))?;
+        let facts = probe::node_facts(&lab, &lab.plan.leader().name)
+            .await
+            .map_err(|e| Abort(exit::STACK, e))?;
         run_steps(&lab, &mut r, &facts, &mut sum).await
     }
     .await;
@@ -294,18 +417,32 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
         sum.error = Some(e.to_string());
     }
     if created && (opts.keep || opts.up_only) {
-        sum.kept = Some(format!("Lab {lab_name} kept. Remove it with: clusterlab down {lab_name}"));
+        sum.kept = Some(format!(
+            "Lab {lab_name} kept. Remove it with: clusterlab down {lab_name}"
+        ));
     } else if created {
         let t = Instant::now();
         let title = "Deleting lab\t🧹";
-        r.rep.emit(Event::StepStart { title: title.into() });
+        r.rep.emit(Event::StepStart {
+            title: title.into(),
+        });
         let removed = engine.remove_labelled(Some(&lab_name), Some(run_id)).await;
         let ok = removed.is_ok();
         let detail = match &removed {
-            Ok(rm) => vec![format!("{} containers, {} networks, {} volumes removed", rm.containers.len(), rm.networks.len(), rm.volumes.len())],
+            Ok(rm) => vec![format!(
+                "{} containers, {} networks, {} volumes removed",
+                rm.containers.len(),
+                rm.networks.len(),
+                rm.volumes.len()
+            )],
             Err(e) => vec![e.to_string()],
         };
-        r.rep.emit(Event::StepEnd(StepRecord { title: title.into(), ok, secs: t.elapsed().as_secs_f64(), detail }));
+        r.rep.emit(Event::StepEnd(StepRecord {
+            title: title.into(),
+            ok,
+            secs: t.elapsed().as_secs_f64(),
+            detail,
+        }));
         if let Err(e) = removed {
             if sum.exit_code == 0 {
                 sum.exit_code = exit::TEARDOWN;
@@ -323,14 +460,25 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
 
 /// Re-attach to a kept lab from its network's labels (for fault verbs).
 pub async fn attach(engine: &Engine, lab: &str, base: &BaseSource) -> Result<Lab, String> {
-    let nets = engine.lab_networks(Some(lab), None).await.map_err(|e| e.to_string())?;
-    let net = nets.first().ok_or_else(|| format!("no lab named {lab} on this engine (see `clusterlab ls`)"))?;
+    let nets = engine
+        .lab_networks(Some(lab), None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let net = nets
+        .first()
+        .ok_or_else(|| format!("no lab named {lab} on this engine (see `clusterlab ls`)"))?;
     let labels = net.labels.clone().unwrap_or_default();
     let plan: LabPlan = labels
         .get(LABEL_PLAN)
         .and_then(|j| serde_json::from_str(j).ok())
         .ok_or_else(|| format!("lab {lab} carries no readable plan label; was it made by another clusterlab version?"))?;
     let file = labels.get(LABEL_SCENARIO).cloned().unwrap_or_default();
-    let scenario = crate::model::load(std::path::Path::new(&file)).map_err(|p| format!("cannot re-read the scenario of lab {lab}:\n{p}"))?;
-    Ok(Lab { engine: engine.clone(), plan, scenario, probe_image: images::tag("web", base) })
+    let scenario = crate::model::load(std::path::Path::new(&file))
+        .map_err(|p| format!("cannot re-read the scenario of lab {lab}:\n{p}"))?;
+    Ok(Lab {
+        engine: engine.clone(),
+        plan,
+        scenario,
+        probe_image: images::tag("web", base),
+    })
 }

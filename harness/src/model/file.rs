@@ -164,7 +164,7 @@ pub enum Direction {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 /// One step of the story, run in order.
 pub enum StepDecl {
-    Check(CheckDecl),
+    Check(Box<CheckDecl>),
     /// Apply the named fault.
     Apply(Sp<String>),
     /// Revert the named fault exactly.
@@ -262,7 +262,10 @@ impl<'de> Deserialize<'de> for NodeSel {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NodeSel, E> {
                 Ok(NodeSel::One(v.to_string()))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<NodeSel, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<NodeSel, A::Error> {
                 let mut out = Vec::new();
                 while let Some(s) = a.next_element::<String>()? {
                     out.push(s);

@@ -20,7 +20,10 @@ pub fn parse_str(text: &str, file: &str) -> Result<Scenario, Problems> {
         Err(e) => {
             let pos = e
                 .location()
-                .map(|l| spanned::Pos { line: l.line() as u32, col: l.column() as u32 })
+                .map(|l| spanned::Pos {
+                    line: l.line() as u32,
+                    col: l.column() as u32,
+                })
                 .unwrap_or_default();
             problems.at(pos, parse_message(&e), parse_hint(&e.to_string()));
             return Err(problems);
@@ -40,7 +43,11 @@ pub fn load(path: &Path) -> Result<Scenario, Problems> {
         }
         Err(e) => {
             let mut p = Problems::new(&name);
-            p.at(spanned::Pos::default(), format!("cannot read the scenario file: {e}"), None);
+            p.at(
+                spanned::Pos::default(),
+                format!("cannot read the scenario file: {e}"),
+                None,
+            );
             Err(p)
         }
     }
@@ -49,12 +56,21 @@ pub fn load(path: &Path) -> Result<Scenario, Problems> {
 /// The parser's message without its own rendering of the location and source snippet.
 fn parse_message(e: &serde_saphyr::Error) -> String {
     let full = e.to_string();
-    let first = full.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid YAML").trim();
+    let first = full
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid YAML")
+        .trim();
     let first = first.trim_start_matches("error: ");
     // serde-saphyr prefixes "line L column C: "; the position is reported separately.
     let msg = match first.find(": ") {
         Some(i) if first[..i].starts_with("line ") => &first[i + 2..],
         _ => first,
+    };
+    // ...and may end with " at line L, column C." for the same reason.
+    let msg = match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains("column") => &msg[..i],
+        _ => msg,
     };
     msg.to_string()
 }
@@ -75,3 +91,6 @@ fn parse_hint(msg: &str) -> Option<String> {
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(file::ScenarioFile)).expect("schema serializes")
 }
+
+#[cfg(test)]
+mod tests;

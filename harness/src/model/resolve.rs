@@ -70,9 +70,19 @@ pub struct Match {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum FaultSpec {
-    Drop { nodes: Vec<String>, matches: Match },
-    Partition { side_a: Vec<String>, side_b: Vec<String> },
-    Loss { nodes: Vec<String>, matches: Match, percent: f64 },
+    Drop {
+        nodes: Vec<String>,
+        matches: Match,
+    },
+    Partition {
+        side_a: Vec<String>,
+        side_b: Vec<String>,
+    },
+    Loss {
+        nodes: Vec<String>,
+        matches: Match,
+        percent: f64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -122,7 +132,10 @@ impl Expectation {
 }
 
 mod millis {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
 }
@@ -142,7 +155,8 @@ impl Scenario {
 fn is_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 40
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -152,14 +166,21 @@ fn check_label(p: &mut Problems, what: &str, s: &Sp<String>) {
         p.at(
             s.pos,
             format!("{what} name {:?} is not a valid name", s.value),
-            Some("use 1-40 lowercase letters, digits and dashes, not starting or ending with a dash".into()),
+            Some(
+                "use 1-40 lowercase letters, digits and dashes, not starting or ending with a dash"
+                    .into(),
+            ),
         );
     }
 }
 
 fn check_port(p: &mut Problems, what: &str, v: &Sp<u32>) -> Option<u16> {
     if v.value == 0 || v.value > 65535 {
-        p.at(v.pos, format!("{what} {} is not a valid port", v.value), Some("ports are 1-65535".into()));
+        p.at(
+            v.pos,
+            format!("{what} {} is not a valid port", v.value),
+            Some("ports are 1-65535".into()),
+        );
         None
     } else {
         Some(v.value as u16)
@@ -191,7 +212,11 @@ impl NodeIndex {
         let mut out: Vec<String> = Vec::new();
         let names = sel.value.names();
         if names.is_empty() {
-            p.at(sel.pos, format!("{what} names no node"), Some("name at least one node, or all-nodes".into()));
+            p.at(
+                sel.pos,
+                format!("{what} names no node"),
+                Some("name at least one node, or all-nodes".into()),
+            );
         }
         for n in names {
             let add: Vec<String> = if n == ALL_NODES {
@@ -241,11 +266,17 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
         let names: Vec<String> = match &n.count {
             None => vec![n.name.value.clone()],
             Some(c) if c.value == 0 || c.value > 16 => {
-                p.at(c.pos, format!("count {} is out of range", c.value), Some("a group has 1-16 nodes".into()));
+                p.at(
+                    c.pos,
+                    format!("count {} is out of range", c.value),
+                    Some("a group has 1-16 nodes".into()),
+                );
                 vec![]
             }
             Some(c) => {
-                let v: Vec<String> = (1..=c.value).map(|i| format!("{}-{i}", n.name.value)).collect();
+                let v: Vec<String> = (1..=c.value)
+                    .map(|i| format!("{}-{i}", n.name.value))
+                    .collect();
                 groups.insert(n.name.value.clone(), v.clone());
                 v
             }
@@ -264,12 +295,20 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
         }
     }
     if f.nodes.is_empty() {
-        p.at(Pos { line: 1, col: 1 }, "the scenario has no nodes", Some("add `nodes: [ { name: manager, role: manager } ]`".into()));
+        p.at(
+            Pos { line: 1, col: 1 },
+            "the scenario has no nodes",
+            Some("add `nodes: [ { name: manager, role: manager } ]`".into()),
+        );
     }
     let stack = f.stack.kind.value;
     match stack {
         StackKind::Swarm if !nodes.is_empty() && !nodes.iter().any(|n| n.role == Role::Manager) => {
-            p.at(f.stack.kind.pos, "a swarm needs at least one node with role: manager", None)
+            p.at(
+                f.stack.kind.pos,
+                "a swarm needs at least one node with role: manager",
+                None,
+            )
         }
         StackKind::Kubernetes => p.at(
             f.stack.kind.pos,
@@ -278,20 +317,33 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
         ),
         _ => {}
     }
-    let idx = NodeIndex { nodes: nodes.clone(), groups };
+    let idx = NodeIndex {
+        nodes: nodes.clone(),
+        groups,
+    };
 
     // Networks; a default overlay when none is declared.
     let mut networks = Vec::new();
     for n in &f.networks {
         check_label(p, "network", &n.name);
         if networks.iter().any(|x: &Network| x.name == n.name.value) {
-            p.at(n.name.pos, format!("duplicate network name {:?}", n.name.value), None);
+            p.at(
+                n.name.pos,
+                format!("duplicate network name {:?}", n.name.value),
+                None,
+            );
         } else {
-            networks.push(Network { name: n.name.value.clone(), driver: n.driver });
+            networks.push(Network {
+                name: n.name.value.clone(),
+                driver: n.driver,
+            });
         }
     }
     if networks.is_empty() {
-        networks.push(Network { name: "labnet".into(), driver: NetDriver::Overlay });
+        networks.push(Network {
+            name: "labnet".into(),
+            driver: NetDriver::Overlay,
+        });
     }
 
     // Services.
@@ -299,7 +351,11 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
     for s in &f.services {
         check_label(p, "service", &s.name);
         if services.iter().any(|x| x.name == s.name.value) {
-            p.at(s.name.pos, format!("duplicate service name {:?}", s.name.value), None);
+            p.at(
+                s.name.pos,
+                format!("duplicate service name {:?}", s.name.value),
+                None,
+            );
             continue;
         }
         let network = match &s.network {
@@ -307,17 +363,32 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
             Some(n) => {
                 if !networks.iter().any(|x| x.name == n.value) {
                     let known: Vec<&str> = networks.iter().map(|x| x.name.as_str()).collect();
-                    p.at(n.pos, format!("service {} names unknown network {:?}", s.name.value, n.value), Some(format!("declared networks: {}", known.join(", "))));
+                    p.at(
+                        n.pos,
+                        format!(
+                            "service {} names unknown network {:?}",
+                            s.name.value, n.value
+                        ),
+                        Some(format!("declared networks: {}", known.join(", "))),
+                    );
                 }
                 n.value.clone()
             }
         };
         if s.image.value.trim().is_empty() {
-            p.at(s.image.pos, "image is empty", Some("use a clusterlab workload image such as `web`".into()));
+            p.at(
+                s.image.pos,
+                "image is empty",
+                Some("use a clusterlab workload image such as `web`".into()),
+            );
         }
         let replicas = match &s.replicas {
             Some(r) if r.value > 64 => {
-                p.at(r.pos, format!("replicas {} is more than this harness runs (64)", r.value), None);
+                p.at(
+                    r.pos,
+                    format!("replicas {} is more than this harness runs (64)", r.value),
+                    None,
+                );
                 r.value
             }
             Some(r) => r.value,
@@ -331,9 +402,17 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
                 None => Some(80),
             };
             if let (Some(port), Some(target)) = (port, target) {
-                let dup = services.iter().flat_map(|x| x.publish.iter()).chain(publish.iter()).any(|x: &Publish| x.port == port);
+                let dup = services
+                    .iter()
+                    .flat_map(|x| x.publish.iter())
+                    .chain(publish.iter())
+                    .any(|x: &Publish| x.port == port);
                 if dup {
-                    p.at(pd.port.pos, format!("port {port} is published twice"), Some("each published port belongs to one service".into()));
+                    p.at(
+                        pd.port.pos,
+                        format!("port {port} is published twice"),
+                        Some("each published port belongs to one service".into()),
+                    );
                 }
                 publish.push(Publish { port, target });
             }
@@ -353,11 +432,18 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
     for fd in &f.faults {
         check_label(p, "fault", &fd.name);
         if faults.iter().any(|x| x.name == fd.name.value) {
-            p.at(fd.name.pos, format!("duplicate fault name {:?}", fd.name.value), None);
+            p.at(
+                fd.name.pos,
+                format!("duplicate fault name {:?}", fd.name.value),
+                None,
+            );
             continue;
         }
         if let Some(spec) = resolve_fault(fd, &idx, p) {
-            faults.push(Fault { name: fd.name.value.clone(), spec });
+            faults.push(Fault {
+                name: fd.name.value.clone(),
+                spec,
+            });
         }
     }
 
@@ -370,44 +456,80 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
             true
         } else {
             let known: Vec<&str> = f.faults.iter().map(|x| x.name.value.as_str()).collect();
-            let hint = if known.is_empty() { "declare it under faults:".to_string() } else { format!("declared faults: {}", known.join(", ")) };
-            p.at(name.pos, format!("unknown fault {:?}", name.value), Some(hint));
+            let hint = if known.is_empty() {
+                "declare it under faults:".to_string()
+            } else {
+                format!("declared faults: {}", known.join(", "))
+            };
+            p.at(
+                name.pos,
+                format!("unknown fault {:?}", name.value),
+                Some(hint),
+            );
             false
         }
     };
     for st in &f.steps {
         match st {
             StepDecl::Apply(n) => {
-                if fault_known(n, p) {
-                    if !applied.insert(n.value.clone()) {
-                        p.at(n.pos, format!("fault {:?} is already applied here", n.value), Some("revert it before applying it again".into()));
-                    }
+                if fault_known(n, p) && !applied.insert(n.value.clone()) {
+                    p.at(
+                        n.pos,
+                        format!("fault {:?} is already applied here", n.value),
+                        Some("revert it before applying it again".into()),
+                    );
                 }
                 steps.push(Step::Apply(n.value.clone()));
             }
             StepDecl::Revert(n) => {
                 if fault_known(n, p) && !applied.remove(&n.value) {
-                    p.at(n.pos, format!("fault {:?} is not applied at this step", n.value), Some("a revert must follow its apply".into()));
+                    p.at(
+                        n.pos,
+                        format!("fault {:?} is not applied at this step", n.value),
+                        Some("a revert must follow its apply".into()),
+                    );
                 }
                 steps.push(Step::Revert(n.value.clone()));
             }
             StepDecl::Scale(s) => {
                 if !services.iter().any(|x| x.name == s.service.value) {
-                    p.at(s.service.pos, format!("scale names unknown service {:?}", s.service.value), Some(service_hint(&services)));
+                    p.at(
+                        s.service.pos,
+                        format!("scale names unknown service {:?}", s.service.value),
+                        Some(service_hint(&services)),
+                    );
                 }
                 if s.replicas.value > 64 {
-                    p.at(s.replicas.pos, format!("replicas {} is more than this harness runs (64)", s.replicas.value), None);
+                    p.at(
+                        s.replicas.pos,
+                        format!(
+                            "replicas {} is more than this harness runs (64)",
+                            s.replicas.value
+                        ),
+                        None,
+                    );
                 }
-                steps.push(Step::Scale { service: s.service.value.clone(), replicas: s.replicas.value });
+                steps.push(Step::Scale {
+                    service: s.service.value.clone(),
+                    replicas: s.replicas.value,
+                });
             }
             StepDecl::Check(c) => {
                 check_label(p, "check", &c.name);
                 if let Some(prev) = check_names.insert(c.name.value.clone(), c.name.pos) {
-                    p.at(c.name.pos, format!("duplicate check name {:?}", c.name.value), Some(format!("first used at line {}", prev.line)));
+                    p.at(
+                        c.name.pos,
+                        format!("duplicate check name {:?}", c.name.value),
+                        Some(format!("first used at line {}", prev.line)),
+                    );
                 }
                 for h in c.expect.iter().flat_map(|e| e.faults_hit.iter()) {
                     if fault_known(h, p) && !applied.contains(&h.value) {
-                        p.at(h.pos, format!("fault {:?} is not applied at this check", h.value), Some("faults-hit names faults applied by an earlier step".into()));
+                        p.at(
+                            h.pos,
+                            format!("fault {:?} is not applied at this check", h.value),
+                            Some("faults-hit names faults applied by an earlier step".into()),
+                        );
                     }
                 }
                 if let Some(chk) = resolve_check(c, &idx, &services, p) {
@@ -437,33 +559,67 @@ fn service_hint(services: &[Service]) -> String {
     if services.is_empty() {
         "declare it under services:".into()
     } else {
-        format!("declared services: {}", services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "))
+        format!(
+            "declared services: {}",
+            services
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
 }
 
 fn not_for(p: &mut Problems, kind: &str, field: &str, pos: Pos) {
-    p.at(pos, format!("field {field} does not apply to a {kind} fault"), Some("remove it, or change the fault's kind".into()));
+    p.at(
+        pos,
+        format!("field {field} does not apply to a {kind} fault"),
+        Some("remove it, or change the fault's kind".into()),
+    );
 }
 
 fn resolve_match(fd: &FaultDecl, idx: &NodeIndex, p: &mut Problems) -> Match {
-    let protocol = fd.protocol.as_ref().map(|x| x.value).unwrap_or(Protocol::All);
+    let protocol = fd
+        .protocol
+        .as_ref()
+        .map(|x| x.value)
+        .unwrap_or(Protocol::All);
     let port = fd.port.as_ref().and_then(|v| check_port(p, "port", v));
     if let (Some(pv), false) = (&fd.port, matches!(protocol, Protocol::Tcp | Protocol::Udp)) {
-        p.at(pv.pos, "a port needs protocol: tcp or udp", Some("add `protocol: udp` (VXLAN is UDP 4789)".into()));
+        p.at(
+            pv.pos,
+            "a port needs protocol: tcp or udp",
+            Some("add `protocol: udp` (VXLAN is UDP 4789)".into()),
+        );
     }
     Match {
         protocol,
         port,
-        direction: fd.direction.as_ref().map(|d| d.value).unwrap_or(Direction::In),
-        peers: fd.peers.as_ref().map(|x| idx.expand(p, "peers", x)).unwrap_or_default(),
+        direction: fd
+            .direction
+            .as_ref()
+            .map(|d| d.value)
+            .unwrap_or(Direction::In),
+        peers: fd
+            .peers
+            .as_ref()
+            .map(|x| idx.expand(p, "peers", x))
+            .unwrap_or_default(),
     }
 }
 
 fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, p: &mut Problems) -> Option<FaultSpec> {
     match fd.kind.value {
         FaultKind::Drop | FaultKind::Loss => {
-            let kind = if fd.kind.value == FaultKind::Drop { "drop" } else { "loss" };
-            for (field, pos) in [("side-a", fd.side_a.as_ref().map(|x| x.pos)), ("side-b", fd.side_b.as_ref().map(|x| x.pos))] {
+            let kind = if fd.kind.value == FaultKind::Drop {
+                "drop"
+            } else {
+                "loss"
+            };
+            for (field, pos) in [
+                ("side-a", fd.side_a.as_ref().map(|x| x.pos)),
+                ("side-b", fd.side_b.as_ref().map(|x| x.pos)),
+            ] {
                 if let Some(pos) = pos {
                     not_for(p, kind, field, pos);
                 }
@@ -471,7 +627,11 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, p: &mut Problems) -> Option<Fa
             let nodes = match &fd.node {
                 Some(n) => idx.expand(p, "node", n),
                 None => {
-                    p.at(fd.kind.pos, format!("a {kind} fault needs node:"), Some("name the node whose traffic is dropped".into()));
+                    p.at(
+                        fd.kind.pos,
+                        format!("a {kind} fault needs node:"),
+                        Some("name the node whose traffic is dropped".into()),
+                    );
                     vec![]
                 }
             };
@@ -485,7 +645,11 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, p: &mut Problems) -> Option<Fa
                 let percent = match &fd.percent {
                     Some(pc) if pc.value > 0.0 && pc.value <= 100.0 => pc.value,
                     Some(pc) => {
-                        p.at(pc.pos, format!("percent {} is out of range", pc.value), Some("0 < percent <= 100".into()));
+                        p.at(
+                            pc.pos,
+                            format!("percent {} is out of range", pc.value),
+                            Some("0 < percent <= 100".into()),
+                        );
                         0.0
                     }
                     None => {
@@ -493,7 +657,11 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, p: &mut Problems) -> Option<Fa
                         0.0
                     }
                 };
-                Some(FaultSpec::Loss { nodes, matches, percent })
+                Some(FaultSpec::Loss {
+                    nodes,
+                    matches,
+                    percent,
+                })
             }
         }
         FaultKind::Partition => {
@@ -512,38 +680,88 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, p: &mut Problems) -> Option<Fa
             let side = |s: &Option<Sp<NodeSel>>, name: &str, p: &mut Problems| match s {
                 Some(x) => idx.expand(p, name, x),
                 None => {
-                    p.at(fd.kind.pos, format!("a partition fault needs {name}:"), Some("side-a: [manager], side-b: [worker]".into()));
+                    p.at(
+                        fd.kind.pos,
+                        format!("a partition fault needs {name}:"),
+                        Some("side-a: [manager], side-b: [worker]".into()),
+                    );
                     vec![]
                 }
             };
             let side_a = side(&fd.side_a, "side-a", p);
             let side_b = side(&fd.side_b, "side-b", p);
             if let Some(common) = side_a.iter().find(|n| side_b.contains(n)) {
-                p.at(fd.side_b.as_ref().map(|x| x.pos).unwrap_or(fd.kind.pos), format!("node {common} is on both sides of the partition"), None);
+                p.at(
+                    fd.side_b.as_ref().map(|x| x.pos).unwrap_or(fd.kind.pos),
+                    format!("node {common} is on both sides of the partition"),
+                    None,
+                );
             }
             Some(FaultSpec::Partition { side_a, side_b })
         }
     }
 }
 
-fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], p: &mut Problems) -> Option<Check> {
+fn resolve_check(
+    c: &CheckDecl,
+    idx: &NodeIndex,
+    services: &[Service],
+    p: &mut Problems,
+) -> Option<Check> {
     let svc = services.iter().find(|s| s.name == c.service.value);
     if svc.is_none() {
-        p.at(c.service.pos, format!("check {} names unknown service {:?}", c.name.value, c.service.value), Some(service_hint(services)));
+        p.at(
+            c.service.pos,
+            format!(
+                "check {} names unknown service {:?}",
+                c.name.value, c.service.value
+            ),
+            Some(service_hint(services)),
+        );
     }
-    let from = c.from.as_ref().map(|x| idx.expand(p, "from", x)).unwrap_or_else(|| idx.all());
+    let from = c
+        .from
+        .as_ref()
+        .map(|x| idx.expand(p, "from", x))
+        .unwrap_or_else(|| idx.all());
     let kind = c.kind.value;
     let only_for = |field: &str, pos: Option<Pos>, allowed: &[CheckKind], p: &mut Problems| {
         if let Some(pos) = pos {
             if !allowed.contains(&kind) {
-                p.at(pos, format!("field {field} does not apply to a {} check", kind_name(kind)), Some("remove it, or change the check's kind".into()));
+                p.at(
+                    pos,
+                    format!(
+                        "field {field} does not apply to a {} check",
+                        kind_name(kind)
+                    ),
+                    Some("remove it, or change the check's kind".into()),
+                );
             }
         }
     };
-    only_for("via", c.via.as_ref().map(|x| x.pos), &[CheckKind::NodePort], p);
-    only_for("port", c.port.as_ref().map(|x| x.pos), &[CheckKind::NodePort], p);
-    only_for("requests", c.requests.as_ref().map(|x| x.pos), &[CheckKind::Vip, CheckKind::NodePort], p);
-    let via = c.via.as_ref().map(|x| idx.expand(p, "via", x)).unwrap_or_else(|| idx.all());
+    only_for(
+        "via",
+        c.via.as_ref().map(|x| x.pos),
+        &[CheckKind::NodePort],
+        p,
+    );
+    only_for(
+        "port",
+        c.port.as_ref().map(|x| x.pos),
+        &[CheckKind::NodePort],
+        p,
+    );
+    only_for(
+        "requests",
+        c.requests.as_ref().map(|x| x.pos),
+        &[CheckKind::Vip, CheckKind::NodePort],
+        p,
+    );
+    let via = c
+        .via
+        .as_ref()
+        .map(|x| idx.expand(p, "via", x))
+        .unwrap_or_else(|| idx.all());
     let mut port = c.port.as_ref().and_then(|v| check_port(p, "port", v));
     if kind == CheckKind::NodePort && port.is_none() && c.port.is_none() {
         match svc.and_then(|s| s.publish.first()) {
@@ -554,7 +772,11 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], p: &mut P
     }
     let requests = match &c.requests {
         Some(r) if r.value == 0 || r.value > 1000 => {
-            p.at(r.pos, format!("requests {} is out of range", r.value), Some("1-1000".into()));
+            p.at(
+                r.pos,
+                format!("requests {} is out of range", r.value),
+                Some("1-1000".into()),
+            );
             1
         }
         Some(r) => r.value,
@@ -563,14 +785,22 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], p: &mut P
     let timeout = match &c.timeout {
         None => Duration::from_secs(2),
         Some(t) => parse_duration(&t.value).unwrap_or_else(|| {
-            p.at(t.pos, format!("timeout {:?} is not a duration", t.value), Some("write e.g. 2s or 500ms (at most 600s)".into()));
+            p.at(
+                t.pos,
+                format!("timeout {:?} is not a duration", t.value),
+                Some("write e.g. 2s or 500ms (at most 600s)".into()),
+            );
             Duration::from_secs(2)
         }),
     };
     let mut expect = Expectation::default();
     if let Some(un) = c.expect.as_ref().and_then(|e| e.unreachable.as_ref()) {
         if kind == CheckKind::Dns {
-            p.at(c.kind.pos, "a dns check takes no unreachable expectation", None);
+            p.at(
+                c.kind.pos,
+                "a dns check takes no unreachable expectation",
+                None,
+            );
         }
         expect.unreachable_on = match &un.replicas_on {
             Some(s) => idx.expand(p, "replicas-on", s),
@@ -578,8 +808,23 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], p: &mut P
         };
         expect.unreachable_from = un.from.as_ref().map(|s| idx.expand(p, "from", s));
     }
-    let faults_hit = c.expect.iter().flat_map(|e| e.faults_hit.iter().map(|f| f.value.clone())).collect();
-    Some(Check { name: c.name.value.clone(), kind, service: c.service.value.clone(), from, via, port, requests, timeout, expect, faults_hit })
+    let faults_hit = c
+        .expect
+        .iter()
+        .flat_map(|e| e.faults_hit.iter().map(|f| f.value.clone()))
+        .collect();
+    Some(Check {
+        name: c.name.value.clone(),
+        kind,
+        service: c.service.value.clone(),
+        from,
+        via,
+        port,
+        requests,
+        timeout,
+        expect,
+        faults_hit,
+    })
 }
 
 pub fn kind_name(k: CheckKind) -> &'static str {

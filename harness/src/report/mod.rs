@@ -41,10 +41,17 @@ pub struct StepRecord {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub enum Event {
-    RunStart { scenario: String, file: String, lab: String, run_id: String },
-    StepStart { title: String },
+    RunStart {
+        scenario: String,
+        file: String,
+        lab: String,
+        run_id: String,
+    },
+    StepStart {
+        title: String,
+    },
     StepEnd(StepRecord),
-    Check(CheckReport),
+    Check(Box<CheckReport>),
     Info(String),
     RunEnd(Summary),
 }
@@ -85,7 +92,12 @@ impl Reporter for RunReport {
     fn event(&mut self, e: &Event) {
         self.schema = REPORT_SCHEMA;
         match e {
-            Event::RunStart { scenario, file, lab, run_id } => {
+            Event::RunStart {
+                scenario,
+                file,
+                lab,
+                run_id,
+            } => {
                 self.scenario = scenario.clone();
                 self.file = file.clone();
                 self.lab = lab.clone();
@@ -93,7 +105,7 @@ impl Reporter for RunReport {
             }
             Event::StepStart { .. } => {}
             Event::StepEnd(s) => self.steps.push(s.clone()),
-            Event::Check(c) => self.checks.push(c.clone()),
+            Event::Check(c) => self.checks.push((**c).clone()),
             Event::Info(s) => self.info.push(s.clone()),
             Event::RunEnd(s) => self.summary = s.clone(),
         }
@@ -120,3 +132,6 @@ impl<R: Reporter> Reporter for std::sync::Arc<std::sync::Mutex<R>> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

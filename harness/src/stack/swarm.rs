@@ -46,10 +46,26 @@ impl Swarm<'_> {
     /// nodes that already hold the same image id.
     pub async fn load_images(&self, images: &[String]) -> Result<(), LabError> {
         for image in images {
-            let host_id = self.lab.engine.image_id(image).await.ok_or_else(|| LabError::ImageMissing { image: image.clone() })?;
+            let host_id =
+                self.lab
+                    .engine
+                    .image_id(image)
+                    .await
+                    .ok_or_else(|| LabError::ImageMissing {
+                        image: image.clone(),
+                    })?;
             let mut need = Vec::new();
             for n in &self.lab.plan.nodes {
-                let have = self.lab.sh_raw(&n.name, &format!("docker image inspect -f '{{{{.Id}}}}' {} 2>/dev/null", shq(image))).await?;
+                let have = self
+                    .lab
+                    .sh_raw(
+                        &n.name,
+                        &format!(
+                            "docker image inspect -f '{{{{.Id}}}}' {} 2>/dev/null",
+                            shq(image)
+                        ),
+                    )
+                    .await?;
                 if have.stdout.trim() != host_id {
                     need.push(n.name.clone());
                 }
@@ -60,7 +76,16 @@ impl Swarm<'_> {
             let data = self.lab.engine.save_image(image).await?;
             try_join_all(need.iter().map(|n| {
                 let data = data.clone();
-                async move { self.lab.sh_in(n, &format!("loading image {image}"), "docker load -q", Some(data)).await }
+                async move {
+                    self.lab
+                        .sh_in(
+                            n,
+                            &format!("loading image {image}"),
+                            "docker load -q",
+                            Some(data),
+                        )
+                        .await
+                }
             }))
             .await?;
         }
@@ -70,36 +95,68 @@ impl Swarm<'_> {
     async fn init_and_join(&self) -> Result<(), LabError> {
         let leader = self.lab.plan.leader().clone();
         // Re-running `up` on a lab whose swarm exists is a no-op rather than an error.
-        let state = self.lab.sh_raw(&leader.name, "docker info -f '{{.Swarm.LocalNodeState}}'").await?;
+        let state = self
+            .lab
+            .sh_raw(&leader.name, "docker info -f '{{.Swarm.LocalNodeState}}'")
+            .await?;
         if state.stdout.trim() != "active" {
             self.lab
-                .sh(&leader.name, "swarm init", &format!("docker swarm init --advertise-addr {}", leader.ip))
+                .sh(
+                    &leader.name,
+                    "swarm init",
+                    &format!("docker swarm init --advertise-addr {}", leader.ip),
+                )
                 .await?;
         }
         let token = |role: &'static str| {
             let leader = leader.name.clone();
             async move {
                 self.lab
-                    .sh(&leader, "reading the swarm join token", &format!("docker swarm join-token -q {role}"))
+                    .sh(
+                        &leader,
+                        "reading the swarm join token",
+                        &format!("docker swarm join-token -q {role}"),
+                    )
                     .await
                     .map(|o| o.stdout.trim().to_string())
             }
         };
         let (worker_token, manager_token) = (token("worker").await?, token("manager").await?);
-        try_join_all(self.lab.plan.nodes.iter().filter(|n| n.name != leader.name).map(|n| {
-            let tok = if n.role == Role::Manager { manager_token.clone() } else { worker_token.clone() };
-            let addr = format!("{}:2377", leader.ip);
-            async move {
-                let state = self.lab.sh_raw(&n.name, "docker info -f '{{.Swarm.LocalNodeState}}'").await?;
-                if state.stdout.trim() == "active" {
-                    return Ok(());
-                }
-                self.lab
-                    .sh(&n.name, "swarm join", &format!("docker swarm join --advertise-addr {} --token {tok} {addr}", n.ip))
-                    .await
-                    .map(|_| ())
-            }
-        }))
+        try_join_all(
+            self.lab
+                .plan
+                .nodes
+                .iter()
+                .filter(|n| n.name != leader.name)
+                .map(|n| {
+                    let tok = if n.role == Role::Manager {
+                        manager_token.clone()
+                    } else {
+                        worker_token.clone()
+                    };
+                    let addr = format!("{}:2377", leader.ip);
+                    async move {
+                        let state = self
+                            .lab
+                            .sh_raw(&n.name, "docker info -f '{{.Swarm.LocalNodeState}}'")
+                            .await?;
+                        if state.stdout.trim() == "active" {
+                            return Ok(());
+                        }
+                        self.lab
+                            .sh(
+                                &n.name,
+                                "swarm join",
+                                &format!(
+                                    "docker swarm join --advertise-addr {} --token {tok} {addr}",
+                                    n.ip
+                                ),
+                            )
+                            .await
+                            .map(|_| ())
+                    }
+                }),
+        )
         .await?;
         Ok(())
     }
@@ -107,11 +164,24 @@ impl Swarm<'_> {
     async fn create_networks(&self) -> Result<(), LabError> {
         let leader = self.leader();
         for net in &self.lab.scenario.networks {
-            let exists = self.lab.sh_raw(&leader, &format!("docker network inspect {} >/dev/null 2>&1", shq(&net.name))).await?;
+            let exists = self
+                .lab
+                .sh_raw(
+                    &leader,
+                    &format!("docker network inspect {} >/dev/null 2>&1", shq(&net.name)),
+                )
+                .await?;
             if !exists.ok() {
                 // --attachable: the probe containers join the overlay beside the service's tasks.
                 self.lab
-                    .sh(&leader, &format!("creating overlay network {}", net.name), &format!("docker network create -d overlay --attachable {}", shq(&net.name)))
+                    .sh(
+                        &leader,
+                        &format!("creating overlay network {}", net.name),
+                        &format!(
+                            "docker network create -d overlay --attachable {}",
+                            shq(&net.name)
+                        ),
+                    )
                     .await?;
             }
         }
@@ -121,7 +191,13 @@ impl Swarm<'_> {
     async fn create_services(&self) -> Result<(), LabError> {
         let leader = self.leader();
         for s in &self.lab.scenario.services {
-            let exists = self.lab.sh_raw(&leader, &format!("docker service inspect {} >/dev/null 2>&1", shq(&s.name))).await?;
+            let exists = self
+                .lab
+                .sh_raw(
+                    &leader,
+                    &format!("docker service inspect {} >/dev/null 2>&1", shq(&s.name)),
+                )
+                .await?;
             if exists.ok() {
                 continue;
             }
@@ -135,14 +211,22 @@ impl Swarm<'_> {
                 shq(&self.lab.plan.lab)
             );
             for p in &s.publish {
-                cmd.push_str(&format!(" --publish published={},target={}", p.port, p.target));
+                cmd.push_str(&format!(
+                    " --publish published={},target={}",
+                    p.port, p.target
+                ));
             }
             if s.endpoint_mode == EndpointMode::Dnsrr {
                 cmd.push_str(" --endpoint-mode dnsrr");
             }
             cmd.push(' ');
-            cmd.push_str(&shq(&crate::images::resolve_workload(&s.image, &Default::default())));
-            self.lab.sh(&leader, &format!("creating service {}", s.name), &cmd).await?;
+            cmd.push_str(&shq(&crate::images::resolve_workload(
+                &s.image,
+                &Default::default(),
+            )));
+            self.lab
+                .sh(&leader, &format!("creating service {}", s.name), &cmd)
+                .await?;
         }
         Ok(())
     }
@@ -150,7 +234,13 @@ impl Swarm<'_> {
     /// One probe container per node and overlay network, from the workload image (busybox wget
     /// and nslookup inside), so probes see the overlay exactly as a task does.
     async fn start_probes(&self) -> Result<(), LabError> {
-        let nets: Vec<String> = self.lab.scenario.networks.iter().map(|n| n.name.clone()).collect();
+        let nets: Vec<String> = self
+            .lab
+            .scenario
+            .networks
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
         try_join_all(self.lab.plan.nodes.iter().flat_map(|n| {
             nets.iter().map(move |net| async move {
                 let name = probe_container(net);
@@ -181,7 +271,15 @@ impl Swarm<'_> {
                 .lab
                 .sh(&leader, "listing tasks", &format!("docker service ps {} --filter desired-state=running --format '{{{{.Name}}}}|{{{{.Node}}}}|{{{{.CurrentState}}}}|{{{{.Error}}}}'", shq(service)))
                 .await?;
-            let running = ps.stdout.lines().filter(|l| l.split('|').nth(2).is_some_and(|s| s.starts_with("Running"))).count();
+            let running = ps
+                .stdout
+                .lines()
+                .filter(|l| {
+                    l.split('|')
+                        .nth(2)
+                        .is_some_and(|s| s.starts_with("Running"))
+                })
+                .count();
             if running as u32 == replicas {
                 let found = self.replicas(service).await?;
                 if found.len() as u32 == replicas {
@@ -192,7 +290,10 @@ impl Swarm<'_> {
                 return Err(LabError::Converge {
                     service: service.to_string(),
                     secs: CONVERGE_TIMEOUT.as_secs(),
-                    detail: format!("{running} of {replicas} tasks running\n{}", tail(&ps.stdout, 12)),
+                    detail: format!(
+                        "{running} of {replicas} tasks running\n{}",
+                        tail(&ps.stdout, 12)
+                    ),
                 });
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -216,23 +317,37 @@ impl Stack for Swarm<'_> {
 
     async fn scale(&self, service: &str, replicas: u32) -> Result<Vec<Replica>, LabError> {
         self.lab
-            .sh(&self.leader(), &format!("scaling {service}"), &format!("docker service scale -d {}={replicas}", shq(service)))
+            .sh(
+                &self.leader(),
+                &format!("scaling {service}"),
+                &format!("docker service scale -d {}={replicas}", shq(service)),
+            )
             .await?;
         self.converge(service, replicas).await
     }
 
     /// Each node lists the service's task containers it runs, with hostname and overlay address.
     async fn replicas(&self, service: &str) -> Result<Vec<Replica>, LabError> {
-        let net = self.lab.scenario.service(service).map(|s| s.network.clone()).unwrap_or_default();
+        // Network names are validated labels, so they go into the template as a plain Go string.
+        let net = self
+            .lab
+            .scenario
+            .service(service)
+            .map(|s| format!("\"{}\"", s.network))
+            .unwrap_or_default();
         let script = format!(
             "for c in $(docker ps -q --filter label=com.docker.swarm.service.name={svc}); do \
              docker inspect -f '{{{{index .Config.Labels \"com.docker.swarm.task.name\"}}}} {{{{.Config.Hostname}}}} {{{{with index .NetworkSettings.Networks {net}}}}}{{{{.IPAddress}}}}{{{{end}}}}' $c; done",
             svc = shq(service),
-            net = format!("\"{net}\"")
         );
         let per_node = try_join_all(self.lab.plan.nodes.iter().map(|n| {
             let script = script.clone();
-            async move { self.lab.sh(&n.name, &format!("listing replicas of {service}"), &script).await.map(|o| (n.name.clone(), o.stdout)) }
+            async move {
+                self.lab
+                    .sh(&n.name, &format!("listing replicas of {service}"), &script)
+                    .await
+                    .map(|o| (n.name.clone(), o.stdout))
+            }
         }))
         .await?;
         let mut out = Vec::new();
@@ -241,12 +356,21 @@ impl Stack for Swarm<'_> {
                 let f: Vec<&str> = line.split_whitespace().collect();
                 if f.len() == 3 {
                     // Task names are `web.2.<task id>`; `web.2` is what a reader needs.
-                    let task = f[0].rsplitn(2, '.').nth(1).unwrap_or(f[0]).to_string();
-                    out.push(Replica { task, node: node.clone(), identity: f[1].to_string(), ip: f[2].to_string() });
+                    let task = f[0].rsplit_once('.').map_or(f[0], |x| x.0).to_string();
+                    out.push(Replica {
+                        task,
+                        node: node.clone(),
+                        identity: f[1].to_string(),
+                        ip: f[2].to_string(),
+                    });
                 }
             }
         }
-        out.sort_by(|a, b| task_order(&a.task).cmp(&task_order(&b.task)).then(a.node.cmp(&b.node)));
+        out.sort_by(|a, b| {
+            task_order(&a.task)
+                .cmp(&task_order(&b.task))
+                .then(a.node.cmp(&b.node))
+        });
         Ok(out)
     }
 }

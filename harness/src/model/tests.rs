@@ -1,0 +1,203 @@
+use super::*;
+use proptest::prelude::*;
+
+const GOOD: &str = include_str!("../../../scenarios/swarm-vxlan-blocked.yaml");
+
+fn problems(text: &str) -> String {
+    match parse_str(text, "t.yaml") {
+        Ok(_) => "valid".into(),
+        Err(p) => p.to_string(),
+    }
+}
+
+#[test]
+fn shipped_scenarios_are_valid() {
+    for f in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios")).unwrap() {
+        let p = f.unwrap().path();
+        if let Err(e) = load(&p) {
+            panic!("{} is invalid:\n{e}", p.display());
+        }
+    }
+}
+
+#[test]
+fn count_expands_and_groups_resolve() {
+    let s = parse_str(GOOD, "t.yaml").unwrap();
+    let names: Vec<&str> = s.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["manager", "worker-1", "worker-2"]);
+    assert_eq!(s.nodes[1].role, Role::Worker);
+    let Step::Check(c) = &s.steps[3] else {
+        panic!("step 3 is a check")
+    };
+    assert_eq!(c.from, ["manager", "worker-2"]);
+    assert_eq!(c.expect.unreachable_on, ["worker-1"]);
+    assert_eq!(c.faults_hit, ["vxlan-blocked"]);
+    // Defaults: all-nodes, 6 requests, 2 s.
+    let Step::Check(first) = &s.steps[0] else {
+        panic!()
+    };
+    assert_eq!(first.from.len(), 3);
+    assert_eq!(first.requests, 6);
+    assert_eq!(first.timeout, std::time::Duration::from_secs(2));
+}
+
+#[test]
+fn expectation_judges_pairs() {
+    let e = Expectation {
+        unreachable_on: vec!["w1".into()],
+        unreachable_from: None,
+    };
+    assert!(!e.should_answer("m", "w1"));
+    assert!(e.should_answer("m", "w2"));
+    let only_from_m = Expectation {
+        unreachable_on: vec!["w1".into()],
+        unreachable_from: Some(vec!["m".into()]),
+    };
+    assert!(!only_from_m.should_answer("m", "w1"));
+    assert!(only_from_m.should_answer("w2", "w1"));
+    assert!(Expectation::default().should_answer("m", "w1"));
+}
+
+#[test]
+fn unknown_field_is_located() {
+    let t = GOOD.replace(
+        "{ name: manager, role: manager }",
+        "{ name: manager, role: manager, colour: red }",
+    );
+    insta::assert_snapshot!(problems(&t));
+}
+
+#[test]
+fn wrong_type_is_located() {
+    let t = GOOD.replace("replicas: 3", "replicas: three");
+    insta::assert_snapshot!(problems(&t));
+}
+
+#[test]
+fn unknown_enum_value_is_located() {
+    let t = GOOD.replace("kind: drop", "kind: dorp");
+    insta::assert_snapshot!(problems(&t));
+}
+
+#[test]
+fn every_semantic_problem_is_collected_and_located() {
+    let t = r#"api-version: clusterlab/v2
+name: Bad_Name
+nodes:
+  - { name: manager, role: manager }
+  - { name: manager }
+stack: { kind: swarm }
+networks: [ { name: net } ]
+services:
+  - { name: web, image: web, network: nett, publish: [ { port: 70000 } ] }
+  - { name: web, image: web }
+faults:
+  - { name: f1, kind: drop, node: nosuch, port: 4789 }
+  - { name: f2, kind: partition, side-a: [manager], side-b: [manager], percent: 5 }
+  - { name: f3, kind: loss, node: manager, percent: 150 }
+steps:
+  - apply: f9
+  - revert: f1
+  - check: { name: c1, kind: replicas, service: webb, from: [ghost] }
+  - check: { name: c1, kind: dns, service: web, via: manager, timeout: soon }
+  - scale: { service: api, replicas: 2 }
+"#;
+    insta::assert_snapshot!(problems(t));
+}
+
+#[test]
+fn kubernetes_is_refused_with_a_hint() {
+    let t = GOOD.replace("stack: { kind: swarm }", "stack: { kind: kubernetes }");
+    let p = problems(&t);
+    assert!(p.contains("t.yaml:10:16: stack kind kubernetes"), "{p}");
+}
+
+#[test]
+fn node_port_takes_the_first_published_port() {
+    let s = load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scenarios/swarm-basics.yaml"
+    )))
+    .unwrap();
+    let port = s.steps.iter().find_map(|st| match st {
+        Step::Check(c) if c.kind == CheckKind::NodePort => c.port,
+        _ => None,
+    });
+    assert_eq!(port, Some(8091));
+}
+
+#[test]
+fn durations_parse() {
+    assert_eq!(
+        parse_duration("2s"),
+        Some(std::time::Duration::from_secs(2))
+    );
+    assert_eq!(
+        parse_duration("500ms"),
+        Some(std::time::Duration::from_millis(500))
+    );
+    assert_eq!(
+        parse_duration("1.5s"),
+        Some(std::time::Duration::from_millis(1500))
+    );
+    assert_eq!(parse_duration("soon"), None);
+    assert_eq!(parse_duration("0s"), None);
+    assert_eq!(parse_duration("-1s"), None);
+}
+
+#[test]
+fn schema_describes_the_format() {
+    let s = json_schema();
+    let text = s.to_string();
+    for field in [
+        "api-version",
+        "nodes",
+        "faults-hit",
+        "replicas-on",
+        "endpoint-mode",
+    ] {
+        assert!(text.contains(field), "schema lacks {field}");
+    }
+}
+
+fn assert_located(text: &str, r: Result<Scenario, Problems>) {
+    if let Err(p) = r {
+        assert!(!p.list.is_empty());
+        // YAML breaks lines at \n, \r\n and a lone \r.
+        let lines = text
+            .replace("\r\n", "\n")
+            .replace('\r', "\n")
+            .matches('\n')
+            .count() as u32
+            + 1;
+        for pr in &p.list {
+            assert!(pr.line >= 1 && pr.col >= 1, "unlocated: {pr}");
+            assert!(
+                pr.line <= lines.max(1),
+                "line {} beyond the text's {} lines: {pr}",
+                pr.line,
+                lines
+            );
+            assert!(!pr.message.is_empty());
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    // Any text: no panic, and every problem is located inside the text.
+    #[test]
+    fn arbitrary_text_never_panics(text in ".{0,400}") {
+        assert_located(&text, parse_str(&text, "p.yaml"));
+    }
+
+    // The shipped scenario with one slice cut out or one character replaced: still no panic,
+    // still located problems.
+    #[test]
+    fn mutated_scenario_never_panics(at in 0usize..GOOD.len(), len in 0usize..40, ch in prop::sample::select(vec![":", "-", "{", "]", " ", "\n", "x", "9", "'", "&a", "*a"])) {
+        let at = (0..=at).rev().find(|i| GOOD.is_char_boundary(*i)).unwrap_or(0);
+        let end = (at + len..=GOOD.len()).find(|i| GOOD.is_char_boundary(*i)).unwrap_or(GOOD.len());
+        let text = format!("{}{}{}", &GOOD[..at], ch, &GOOD[end..]);
+        assert_located(&text, parse_str(&text, "p.yaml"));
+    }
+}

@@ -1,0 +1,147 @@
+use super::*;
+use crate::expect::Outcome;
+use crate::probe::{Cell, Observation, Target};
+
+fn cell(hits: u32, tries: u32, detail: &str) -> Cell {
+    Cell {
+        hits,
+        tries,
+        detail: detail.into(),
+    }
+}
+
+/// Events of a VXLAN-blocked run, as recorded from a real one.
+fn recorded() -> Vec<Event> {
+    let cols = vec![
+        Target {
+            label: "web.1@worker-1".into(),
+            node: "worker-1".into(),
+        },
+        Target {
+            label: "web.2@manager".into(),
+            node: "manager".into(),
+        },
+        Target {
+            label: "web.3@worker-2".into(),
+            node: "worker-2".into(),
+        },
+    ];
+    let during = CheckReport {
+        name: "only-worker-1-lost".into(),
+        kind: "replicas".into(),
+        service: "web".into(),
+        outcome: Outcome::Pass,
+        summary: "4/6 pairs answered, 6 as expected".into(),
+        reason: None,
+        observation: Observation {
+            rows: vec!["manager".into(), "worker-2".into()],
+            cols: cols.clone(),
+            cells: vec![
+                vec![cell(0, 1, "timeout"), cell(1, 1, ""), cell(1, 1, "")],
+                vec![cell(0, 1, "timeout"), cell(1, 1, ""), cell(1, 1, "")],
+            ],
+            unanswered: vec![0, 0],
+            notes: vec![],
+        },
+        expected: vec![vec![false, true, true], vec![false, true, true]],
+        faults: vec!["fault vxlan-blocked matched 4 packets on worker-1".into()],
+        secs: 2.5,
+    };
+    let wrong = CheckReport {
+        name: "wrong-node".into(),
+        expected: vec![vec![true, true, false], vec![true, true, false]],
+        outcome: Outcome::Fail,
+        summary: "4/6 pairs answered, 2 as expected".into(),
+        ..during.clone()
+    };
+    let vip = CheckReport {
+        name: "vip".into(),
+        kind: "vip".into(),
+        service: "web".into(),
+        outcome: Outcome::Unsupported,
+        summary: "unsupported: kernel lacks IP_VS; observed 0/6 pairs answering".into(),
+        reason: Some("kernel lacks IP_VS".into()),
+        observation: Observation {
+            rows: vec!["manager".into(), "worker-2".into()],
+            cols,
+            cells: vec![
+                vec![cell(0, 6, "timeout"); 3],
+                vec![cell(0, 6, "timeout"); 3],
+            ],
+            unanswered: vec![6, 6],
+            notes: vec!["web resolves to VIP 10.0.1.2 from manager".into()],
+        },
+        expected: vec![vec![true; 3]; 2],
+        faults: vec![],
+        secs: 5.6,
+    };
+    vec![
+        Event::RunStart {
+            scenario: "swarm-vxlan-blocked".into(),
+            file: "scenarios/swarm-vxlan-blocked.yaml".into(),
+            lab: "swarm-vxlan-blocked".into(),
+            run_id: "0123abcd".into(),
+        },
+        Event::StepStart {
+            title: "Preparing nodes\t📦📦📦".into(),
+        },
+        Event::StepEnd(StepRecord {
+            title: "Preparing nodes\t📦📦📦".into(),
+            ok: true,
+            secs: 1.5,
+            detail: vec!["3 nodes on 10.213.0.0/24 (cap set)".into()],
+        }),
+        Event::StepEnd(StepRecord {
+            title: "Apply fault vxlan-blocked\t💥".into(),
+            ok: true,
+            secs: 0.1,
+            detail: vec!["worker-1: INPUT -p udp --dport 4789 -j DROP".into()],
+        }),
+        Event::Check(Box::new(during)),
+        Event::Check(Box::new(wrong)),
+        Event::Check(Box::new(vip)),
+        Event::RunEnd(Summary {
+            passed: 1,
+            failed: 1,
+            unsupported: 1,
+            errors: 0,
+            secs: 18.6,
+            exit_code: 1,
+            error: None,
+            kept: None,
+        }),
+    ]
+}
+
+#[test]
+fn terminal_plain_output() {
+    let mut t = Terminal::new(Vec::new(), false);
+    for e in recorded() {
+        t.event(&e);
+    }
+    insta::assert_snapshot!(String::from_utf8(t.into_inner()).unwrap());
+}
+
+#[test]
+fn terminal_tty_output_has_colour_and_emoji() {
+    let mut t = Terminal::new(Vec::new(), true);
+    for e in recorded() {
+        t.event(&e);
+    }
+    let s = String::from_utf8(t.into_inner()).unwrap();
+    assert!(s.contains("📦📦📦") && s.contains("\x1b[32m✓"), "{s}");
+}
+
+#[test]
+fn junit_has_one_case_per_check_and_skips_unsupported() {
+    let mut r = RunReport::default();
+    for e in recorded() {
+        r.event(&e);
+    }
+    let x = junit_xml(&[r.clone()]);
+    insta::assert_snapshot!(x);
+    assert_eq!(x.matches("<testcase").count(), 3);
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["schema"], REPORT_SCHEMA);
+    assert_eq!(json["checks"][2]["outcome"], "unsupported");
+}

@@ -1,0 +1,363 @@
+//! End-to-end tests: the real `clusterlab` binary against the real Docker engine, real nested
+//! dockerd and swarm, real iptables. Labs are heavy on a 2-core machine, so tests run one at a
+//! time (a shared lock), and each one checks that nothing labelled is left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_clusterlab")
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// One lab at a time; images built once, before the first lab.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    static IMAGES: OnceLock<()> = OnceLock::new();
+    let g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    IMAGES.get_or_init(|| {
+        let o = Command::new(bin())
+            .args(["images", "build"])
+            .output()
+            .expect("run clusterlab images build");
+        assert!(
+            o.status.success(),
+            "images build failed:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    });
+    g
+}
+
+fn clusterlab(args: &[&str]) -> Output {
+    let o = Command::new(bin())
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run clusterlab");
+    // Shown when a test fails: the whole run, as a user would see it.
+    println!(
+        "$ clusterlab {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// Containers, networks and volumes on the engine labelled with this lab's name.
+fn leftovers(lab: &str) -> Vec<String> {
+    let filter = format!("label=io.clusterlab.lab={lab}");
+    let mut out = Vec::new();
+    for (what, args) in [
+        ("container", vec!["ps", "-aq"]),
+        ("network", vec!["network", "ls", "-q"]),
+        ("volume", vec!["volume", "ls", "-q"]),
+    ] {
+        let o = Command::new("docker")
+            .args(&args)
+            .args(["--filter", &filter])
+            .output()
+            .expect("run docker");
+        out.extend(
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(|l| format!("{what} {l}")),
+        );
+    }
+    out
+}
+
+fn assert_clean(lab: &str) {
+    let left = leftovers(lab);
+    assert!(left.is_empty(), "lab {lab} left objects behind: {left:?}");
+}
+
+/// Packets a fault matched, from its report line.
+fn packets(out: &str, fault: &str) -> Vec<u64> {
+    out.lines()
+        .filter_map(|l| l.trim().strip_prefix(&format!("fault {fault} matched ")))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn vxlan_blocked_story_passes_and_shows_matrix_and_counter() {
+    let _g = serial();
+    let o = clusterlab(&["run", "scenarios/swarm-vxlan-blocked.yaml"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0));
+    // The matrix before, during and after, and the fault counted packets.
+    assert!(
+        out.contains("Check all-replicas-up")
+            && out.contains("Check only-worker-1-lost")
+            && out.contains("Check all-replicas-back")
+    );
+    assert_eq!(
+        out.matches("-- timeout (expected)").count(),
+        2,
+        "exactly the two pairs into worker-1 time out"
+    );
+    assert!(
+        packets(&out, "vxlan-blocked").iter().any(|p| *p > 0),
+        "the drop rule matched no packet"
+    );
+    assert!(out.contains("iptables rules equal what they were before the fault"));
+    assert_clean("swarm-vxlan-blocked");
+}
+
+#[test]
+fn swarm_basics_scales_and_never_passes_what_the_kernel_cannot_do() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let junit = dir.path().join("r.xml");
+    let o = clusterlab(&[
+        "run",
+        "scenarios/swarm-basics.yaml",
+        "--report",
+        &format!("json={}", json.display()),
+        "--report",
+        &format!("junit={}", junit.display()),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let checks = report["runs"][0]["checks"].as_array().unwrap().clone();
+    let outcome = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["outcome"].as_str().unwrap_or("").to_string())
+            .unwrap()
+    };
+    for c in [
+        "three-up",
+        "three-resolve",
+        "six-up",
+        "six-resolve",
+        "one-up",
+        "one-resolves",
+    ] {
+        assert_eq!(outcome(c), "pass", "{c}");
+    }
+    // VIP and routing mesh are IPVS: unsupported where the kernel lacks it, and never a pass there.
+    let ipvs = Path::new("/proc/net/ip_vs").exists();
+    for c in ["vip", "mesh"] {
+        if ipvs {
+            assert_eq!(outcome(c), "pass", "{c}");
+        } else {
+            assert_eq!(outcome(c), "unsupported", "{c}");
+        }
+    }
+    let six = checks.iter().find(|c| c["name"] == "six-up").unwrap();
+    assert_eq!(six["observation"]["cols"].as_array().unwrap().len(), 6);
+    let one = checks.iter().find(|c| c["name"] == "one-up").unwrap();
+    assert_eq!(one["observation"]["cols"].as_array().unwrap().len(), 1);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("<testcase").count(), checks.len());
+    assert_clean("swarm-basics");
+}
+
+#[test]
+fn wrong_expectation_fails_with_exit_1_and_cleans_up() {
+    let _g = serial();
+    let text = std::fs::read_to_string(root().join("scenarios/swarm-vxlan-blocked.yaml"))
+        .unwrap()
+        .replace("name: swarm-vxlan-blocked", "name: test-wrong-expectation")
+        .replace("replicas-on: [worker-1]", "replicas-on: [worker-2]");
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("wrong.yaml");
+    std::fs::write(&f, text).unwrap();
+    let json = dir.path().join("r.json");
+    let o = clusterlab(&[
+        "run",
+        f.to_str().unwrap(),
+        "--report",
+        &format!("json={}", json.display()),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains("✗ Check only-worker-1-lost"), "{out}");
+    // The right pairs are still correct before and after the fault.
+    assert!(out.contains("✓ Check all-replicas-up") && out.contains("✓ Check all-replicas-back"));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["runs"][0]["summary"]["failed"], 1);
+    assert_clean("test-wrong-expectation");
+}
+
+#[test]
+fn partition_and_loss_cut_exactly_their_pairs_and_revert() {
+    let _g = serial();
+    let o = clusterlab(&["run", "tests/scenarios/swarm-faults.yaml"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0));
+    for c in [
+        "before",
+        "manager-cut-off",
+        "workers-cut-off",
+        "after-split",
+        "worker-2-lost",
+        "after-loss",
+    ] {
+        assert!(
+            out.contains(&format!("✓ Check {c} ")),
+            "check {c} did not pass"
+        );
+    }
+    assert!(packets(&out, "split").iter().any(|p| *p > 0));
+    assert!(packets(&out, "lossy").iter().any(|p| *p > 0));
+    assert_clean("test-swarm-faults");
+}
+
+#[test]
+fn kept_lab_takes_fault_verbs_and_goes_down() {
+    let _g = serial();
+    let lab = "swarm-vxlan-blocked";
+    let o = clusterlab(&["up", "scenarios/swarm-vxlan-blocked.yaml"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).contains(&format!("clusterlab down {lab}")),
+        "up must say how to remove the lab"
+    );
+    let ls = stdout(&clusterlab(&["ls"]));
+    assert!(ls.contains(lab) && ls.contains("worker-2"));
+    // Applying twice is refused; revert restores the rules exactly.
+    assert_eq!(
+        clusterlab(&["fault", "apply", lab, "vxlan-blocked"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let again = clusterlab(&["fault", "apply", lab, "vxlan-blocked"]);
+    assert_ne!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already applied"));
+    let rv = clusterlab(&["fault", "revert", lab, "vxlan-blocked"]);
+    assert_eq!(rv.status.code(), Some(0));
+    assert!(stdout(&rv).contains("equal what they were before"));
+    assert_eq!(
+        clusterlab(&["fault", "apply", lab, "no-such-fault"])
+            .status
+            .code(),
+        Some(2)
+    );
+    // A second lab of the same name is refused, and the first one is untouched by the refusal.
+    let dup = clusterlab(&["run", "scenarios/swarm-vxlan-blocked.yaml"]);
+    assert_eq!(dup.status.code(), Some(3));
+    assert!(stdout(&dup).contains("already exists"));
+    assert!(!leftovers(lab).is_empty());
+    assert_eq!(clusterlab(&["down", lab]).status.code(), Some(0));
+    assert_clean(lab);
+}
+
+#[test]
+fn sigint_during_node_start_leaves_nothing() {
+    let _g = serial();
+    let lab = "swarm-basics";
+    let mut child = Command::new(bin())
+        .args(["run", "scenarios/swarm-basics.yaml"])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first node container exists: the run is starting nodes.
+    let start = Instant::now();
+    loop {
+        let o = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=io.clusterlab.lab={lab}"),
+                "--filter",
+                "label=io.clusterlab.node",
+            ])
+            .output()
+            .unwrap();
+        if !o.stdout.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no node container appeared"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    println!("{}{err}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(o.status.code(), Some(130));
+    assert!(err.contains("SIGINT received"));
+    assert_clean(lab);
+}
+
+#[test]
+fn invalid_files_exit_2_with_located_messages() {
+    let good = std::fs::read_to_string(root().join("scenarios/swarm-vxlan-blocked.yaml")).unwrap();
+    let cases = [
+        (
+            "unknown-field",
+            good.replace(
+                "{ name: manager, role: manager }",
+                "{ name: manager, role: manager, colour: red }",
+            ),
+            ":8:37: unknown field `colour`",
+        ),
+        (
+            "wrong-type",
+            good.replace("replicas: 3", "replicas: three"),
+            ":14:40: invalid u32",
+        ),
+        (
+            "unknown-node",
+            good.replace("node: worker-1,", "node: worker-9,"),
+            ":16:46: node names unknown node \"worker-9\"",
+        ),
+        (
+            "duplicate-name",
+            good.replace(
+                "{ name: mynet1, driver: overlay }",
+                "{ name: mynet1 }\n  - { name: mynet1 }",
+            ),
+            ":13:13: duplicate network name \"mynet1\"",
+        ),
+        (
+            "bad-port",
+            good.replace("port: 4789", "port: 0"),
+            ":16:77: port 0 is not a valid port",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text, want) in cases {
+        let f = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&f, text).unwrap();
+        for verb in ["validate", "run"] {
+            let o = clusterlab(&[verb, f.to_str().unwrap()]);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{verb} {name}");
+            assert!(
+                err.contains(&format!("{}{want}", f.display())),
+                "{verb} {name}: expected {want:?} in:\n{err}"
+            );
+        }
+    }
+    // And the shipped ones are valid.
+    let o = clusterlab(&["validate", "scenarios/"]);
+    assert_eq!(o.status.code(), Some(0));
+}
