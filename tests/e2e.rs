@@ -265,7 +265,7 @@ fn kept_lab_takes_fault_verbs_and_goes_down() {
 fn sigint_during_node_start_leaves_nothing() {
     let _g = serial();
     let lab = "swarm-basics";
-    let mut child = Command::new(bin())
+    let child = Command::new(bin())
         .args(["run", "scenarios/swarm-basics.yaml"])
         .current_dir(root())
         .stdout(Stdio::piped())
