@@ -12,7 +12,15 @@ if [ -z "${MIRROR:-}" ]; then
            grep -v -e security -e nodesource -e google | head -n1) || true
 fi
 [ -n "$MIRROR" ] || { echo "no Debian mirror found in /etc/apt; set MIRROR=" >&2; exit 1; }
-command -v debootstrap >/dev/null || { echo "debootstrap is missing: apt-get install debootstrap" >&2; exit 1; }
+if ! command -v debootstrap >/dev/null; then
+  # A fresh machine lacks it; as root with apt, install it rather than stop.
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing debootstrap" >&2
+    (apt-get install -y -q debootstrap || { apt-get update -q && apt-get install -y -q debootstrap; }) >&2
+  else
+    echo "debootstrap is missing: apt-get install debootstrap" >&2; exit 1
+  fi
+fi
 root=$(mktemp -d /tmp/clusterlab-base.XXXXXX)
 trap 'rm -rf "$root"' EXIT
 # minbase: only Essential + apt, the smallest root that can still apt-get install in later stages.
