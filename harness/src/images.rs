@@ -41,13 +41,23 @@ pub const RECIPES: &[Recipe] = &[
     Recipe {
         name: "node",
         about: "cluster node: dockerd + containerd, iptables, iproute2, iperf3",
-        files: &[file!("node", "Dockerfile"), file!("node", "start-node.sh")],
+        files: &[
+            file!("node", "Dockerfile"),
+            file!("node", "start-node.sh"),
+            file!("node", "supervise.sh"),
+        ],
         parent: Some("base"),
     },
     Recipe {
         name: "web",
         about: "workload: HTTP answering with its replica identity (busybox, ~2 MB)",
         files: &[file!("web", "Dockerfile"), file!("web", "serve.sh")],
+        parent: Some("base"),
+    },
+    Recipe {
+        name: "pause",
+        about: "Kubernetes pod sandbox (busybox sleep, exits on SIGTERM)",
+        files: &[file!("pause", "Dockerfile")],
         parent: Some("base"),
     },
     Recipe {

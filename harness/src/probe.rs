@@ -2,7 +2,7 @@
 //! node (requests in parallel inside it), so a check costs about one timeout, not one per pair.
 
 use crate::lab::{shq, Lab};
-use crate::model::{Check, CheckKind, Scenario};
+use crate::model::{Check, CheckKind};
 use crate::provider::LabError;
 use crate::stack::swarm::probe_container;
 use crate::stack::Replica;
@@ -52,6 +52,9 @@ pub fn identity(body: &str) -> Option<&str> {
 
 fn failure_detail(rc: i32, body: &str) -> String {
     match rc {
+        // curl: 28 operation timed out, 7 could not connect.
+        28 => "timeout".into(),
+        7 => "connection refused".into(),
         // busybox timeout kills with TERM (143); coreutils timeout reports 124.
         124 | 143 => "timeout".into(),
         _ if body.contains("timed out") => "timeout".into(),
@@ -66,79 +69,116 @@ fn secs(check: &Check) -> String {
     format!("{}", check.timeout.as_secs().max(1))
 }
 
+/// Where a probe's requests start from on an entry node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Client {
+    /// A probe container on this overlay network, one per node (swarm): it sees the overlay as a
+    /// task does. Requests with busybox wget.
+    Overlay { network: String },
+    /// The node's own network namespace (Kubernetes: nodes route every pod CIDR, and kube-proxy
+    /// rules apply to traffic the node sends). Requests with curl.
+    Node,
+}
+
+impl Client {
+    /// A shell snippet fetching `url` within `t` seconds; prints the body, exits non-zero on failure.
+    fn fetch(&self, url: &str, t: &str) -> String {
+        match self {
+            // `timeout` bounds a hung connect; busybox 1.35's own `wget -T` crashes (SIGSEGV).
+            Client::Overlay { .. } => format!("timeout {t} wget -q -O - {url}"),
+            // --noproxy '*': a proxy in the environment must never carry a probe.
+            Client::Node => format!("curl -s --noproxy '*' -m {t} {url}"),
+        }
+    }
+
+    async fn run(&self, lab: &Lab, node: &str, script: &str) -> Result<String, LabError> {
+        match self {
+            Client::Overlay { network } => {
+                let cmd = format!(
+                    "docker exec {} sh -c {}",
+                    probe_container(network),
+                    shq(script)
+                );
+                Ok(lab.sh_raw(node, &cmd).await?.stdout)
+            }
+            Client::Node => Ok(lab.sh_raw(node, script).await?.stdout),
+        }
+    }
+}
+
+/// What the stack tells probes about one service.
+#[derive(Debug, Clone)]
+pub struct ServicePaths {
+    pub client: Client,
+    /// What a vip check dials: the service's name (swarm resolves it to its VIP) or ClusterIP:port.
+    pub vip: String,
+    /// The port a node-port check dials when the check names none.
+    pub node_port: Option<u16>,
+    /// Facts worth showing with the matrix (the VIP's address, ...).
+    pub notes: Vec<String>,
+}
+
 pub async fn observe(
     lab: &Lab,
     check: &Check,
     replicas: &[Replica],
+    paths: &ServicePaths,
 ) -> Result<Observation, LabError> {
-    let svc = lab
-        .scenario
-        .service(&check.service)
-        .expect("validated service");
-    let net = svc.network.clone();
     let mut obs = Observation {
         rows: check.from.clone(),
+        notes: paths.notes.clone(),
         ..Default::default()
     };
-    match check.kind {
-        CheckKind::Replicas | CheckKind::Dns | CheckKind::Vip => {
-            obs.cols = replicas
-                .iter()
-                .map(|r| Target {
-                    label: r.label(),
-                    node: r.node.clone(),
-                })
-                .collect();
-        }
-        CheckKind::NodePort => {
-            obs.cols = check
-                .via
-                .iter()
-                .map(|n| Target {
-                    label: format!("{n} ({})", lab.node_ip(n)),
-                    node: n.clone(),
-                })
-                .collect();
-        }
-    }
+    obs.cols = match check.kind {
+        CheckKind::NodePort => check
+            .via
+            .iter()
+            .map(|n| Target {
+                label: format!("{n} ({})", lab.node_ip(n)),
+                node: n.clone(),
+            })
+            .collect(),
+        _ => replicas
+            .iter()
+            .map(|r| Target {
+                label: r.label(),
+                node: r.node.clone(),
+            })
+            .collect(),
+    };
     let t = secs(check);
+    let client = &paths.client;
     let rows = try_join_all(check.from.iter().map(|entry| {
-        let (net, t) = (net.clone(), t.clone());
+        let t = t.clone();
         async move {
             match check.kind {
                 CheckKind::Replicas => {
-                    // Each replica by its overlay address, all at once. `timeout` bounds a hung connect;
-                    // busybox 1.35's own `wget -T` crashes (SIGSEGV), so it is not used.
-                    let targets: Vec<String> = replicas.iter().map(|r| r.ip.clone()).collect();
+                    // Each replica by its own address, all at once.
                     let script = format!(
-                        "for t in {}; do (r=$(timeout {t} wget -q -O - http://$t/ 2>&1); echo \"$t $? $r\" | head -n1) & done; wait",
-                        targets.join(" ")
+                        "for t in {}; do (r=$({} 2>&1); echo \"$t $? $r\" | head -n1) & done; wait",
+                        replicas.iter().map(|r| r.ip.clone()).collect::<Vec<_>>().join(" "),
+                        client.fetch("http://$t/", &t)
                     );
-                    let out = in_probe(lab, entry, &net, &script).await?;
-                    Ok::<_, LabError>(replicas
+                    let out = client.run(lab, entry, &script).await?;
+                    let cells = replicas
                         .iter()
-                        .map(|r| {
-                            let line = out.lines().filter_map(parse_result).find(|(ip, _, _)| *ip == r.ip);
-                            match line {
-                                Some((_, 0, body)) if identity(&body) == Some(r.identity.as_str()) => Cell { hits: 1, tries: 1, detail: String::new() },
-                                Some((_, 0, body)) => Cell { hits: 0, tries: 1, detail: format!("answered by {}", identity(&body).unwrap_or("?")) },
-                                Some((_, rc, body)) => Cell { hits: 0, tries: 1, detail: failure_detail(rc, &body) },
-                                None => Cell { hits: 0, tries: 1, detail: "no result".into() },
-                            }
+                        .map(|r| match out.lines().filter_map(parse_result).find(|(ip, _, _)| *ip == r.ip) {
+                            Some((_, 0, body)) if identity(&body) == Some(r.identity.as_str()) => Cell { hits: 1, tries: 1, detail: String::new() },
+                            Some((_, 0, body)) => Cell { hits: 0, tries: 1, detail: format!("answered by {}", identity(&body).unwrap_or("?")) },
+                            Some((_, rc, body)) => Cell { hits: 0, tries: 1, detail: failure_detail(rc, &body) },
+                            None => Cell { hits: 0, tries: 1, detail: "no result".into() },
                         })
-                        .collect::<Vec<_>>())
-                    .map(|cells| (cells, 0, None))
+                        .collect::<Vec<_>>();
+                    Ok::<_, LabError>((cells, 0, None))
                 }
                 CheckKind::Vip => {
                     // In sequence: the split over replicas is what a VIP is about.
                     let script = format!(
-                        "nslookup {svc} 127.0.0.11 2>/dev/null | awk '/^Name/{{n=1}} n&&/^Address/{{print \"VIP\", $2}}' | head -n1; \
-                         for i in $(seq {n}); do r=$(timeout {t} wget -q -O - http://{svc}/ 2>&1); echo \"$i $? $r\" | head -n1; done",
-                        svc = shq(&check.service),
-                        n = check.requests
+                        "for i in $(seq {n}); do r=$({f} 2>&1); echo \"$i $? $r\" | head -n1; done",
+                        n = check.requests,
+                        f = client.fetch(&format!("http://{}/", paths.vip), &t)
                     );
-                    let out = in_probe(lab, entry, &net, &script).await?;
-                    let vip = out.lines().find_map(|l| l.strip_prefix("VIP ")).map(|s| s.trim().to_string());
+                    let out = client.run(lab, entry, &script).await?;
                     let mut cells = vec![Cell { hits: 0, tries: check.requests, detail: String::new() }; replicas.len()];
                     let mut unanswered = 0;
                     let mut why = Vec::new();
@@ -156,18 +196,19 @@ pub async fn observe(
                     for c in cells.iter_mut().filter(|c| c.hits == 0) {
                         c.detail = why.first().cloned().unwrap_or_else(|| "never chosen".into());
                     }
-                    Ok((cells, unanswered, vip.map(|v| format!("{} resolves to VIP {v} from {entry}", check.service))))
+                    Ok((cells, unanswered, None))
                 }
                 CheckKind::NodePort => {
-                    // From the node's own namespace, which is not on the overlay: the path an outside client takes.
-                    // --noproxy '*': a proxy in the environment must never carry a probe.
-                    let port = check.port.unwrap_or(80);
+                    // From the entry node's own namespace, which is not on the overlay or pod
+                    // network: the path an outside client takes.
+                    let port = check.port.or(paths.node_port).unwrap_or(80);
                     let script = format!(
-                        "for v in {}; do (for i in $(seq {n}); do r=$(curl -s --noproxy '*' -m {t} http://$v:{port}/ 2>&1); echo \"$v $? $r\" | head -n1; done) & done; wait",
+                        "for v in {}; do (for i in $(seq {n}); do r=$({f} 2>&1); echo \"$v $? $r\" | head -n1; done) & done; wait",
                         check.via.iter().map(|n| lab.node_ip(n)).collect::<Vec<_>>().join(" "),
-                        n = check.requests
+                        n = check.requests,
+                        f = Client::Node.fetch(&format!("http://$v:{port}/"), &t)
                     );
-                    let out = lab.sh_raw(entry, &script).await?.stdout;
+                    let out = Client::Node.run(lab, entry, &script).await?;
                     let cells = check
                         .via
                         .iter()
@@ -178,11 +219,7 @@ pub async fn observe(
                                 if rc == 0 && identity(&body).is_some() {
                                     c.hits += 1;
                                 } else if c.detail.is_empty() {
-                                    c.detail = match rc {
-                                        28 => "timeout".into(),
-                                        7 => "connection refused".into(),
-                                        _ => failure_detail(rc, &body),
-                                    };
+                                    c.detail = failure_detail(rc, &body);
                                 }
                             }
                             c
@@ -192,7 +229,7 @@ pub async fn observe(
                 }
                 CheckKind::Dns => {
                     let script = format!("nslookup tasks.{} 127.0.0.11 2>&1", shq(&check.service));
-                    let out = in_probe(lab, entry, &net, &script).await?;
+                    let out = client.run(lab, entry, &script).await?;
                     let resolved = dns_addresses(&out);
                     let cells = replicas
                         .iter()
@@ -205,6 +242,7 @@ pub async fn observe(
                     let note = (!extra.is_empty()).then(|| format!("tasks.{} from {entry} also lists {:?}, which no running replica has", check.service, extra));
                     Ok((cells, extra.len() as u32, note))
                 }
+                CheckKind::Api => Err(LabError::Fault { fault: check.name.clone(), message: "api checks are observed by the stack".into() }),
             }
         }
     }))
@@ -215,16 +253,6 @@ pub async fn observe(
         obs.notes.extend(note);
     }
     Ok(obs)
-}
-
-/// Run a script in the probe container a node keeps on `network`.
-async fn in_probe(lab: &Lab, node: &str, network: &str, script: &str) -> Result<String, LabError> {
-    let cmd = format!(
-        "docker exec {} sh -c {}",
-        probe_container(network),
-        shq(script)
-    );
-    Ok(lab.sh_raw(node, &cmd).await?.stdout)
 }
 
 /// Addresses in a busybox nslookup answer (after the `Name:` line; the server's own is before it).
@@ -244,31 +272,6 @@ pub fn dns_addresses(out: &str) -> Vec<String> {
         }
     }
     v
-}
-
-/// Host facts a check depends on, measured inside a node (they are the node's kernel's).
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct NodeFacts {
-    pub ip_vs: bool,
-}
-
-pub async fn node_facts(lab: &Lab, node: &str) -> Result<NodeFacts, LabError> {
-    // /proc/net/ip_vs exists only when the kernel has IPVS (built in or loaded).
-    let out = lab.sh_raw(node, "test -e /proc/net/ip_vs").await?;
-    Ok(NodeFacts { ip_vs: out.ok() })
-}
-
-/// Why a check cannot pass on this host, if it cannot.
-pub fn unsupported_reason(s: &Scenario, check: &Check, facts: &NodeFacts) -> Option<String> {
-    let svc = s.service(&check.service)?;
-    let needs_ipvs = match check.kind {
-        CheckKind::Vip => svc.endpoint_mode == crate::model::EndpointMode::Vip,
-        // The routing mesh forwards published ports through IPVS in the ingress network.
-        CheckKind::NodePort => true,
-        _ => false,
-    };
-    (needs_ipvs && !facts.ip_vs)
-        .then(|| "kernel lacks IP_VS (swarm's VIP and routing mesh are IPVS)".to_string())
 }
 
 #[cfg(test)]

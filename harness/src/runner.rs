@@ -6,13 +6,13 @@ use crate::expect::{judge, Outcome};
 use crate::fault::{describe_counters, FaultHandle};
 use crate::images::{self, BaseSource};
 use crate::lab::Lab;
-use crate::model::{Scenario, Step};
+use crate::model::{CheckKind, Scenario, StackKind, Step};
 use crate::plan::{self, LabPlan, LABEL_PLAN, LABEL_SCENARIO};
-use crate::probe::{self, NodeFacts};
+use crate::probe;
 use crate::provider::{Engine, LabError, NestedMode};
 use crate::report::{CheckReport, Event, Reporters, StepRecord, Summary};
-use crate::stack::swarm::{placement, Swarm};
-use crate::stack::Stack;
+use crate::stack::kube;
+use crate::stack::{placement, AnyStack, NodeBoot, Stack};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
@@ -84,6 +84,7 @@ impl Runner<'_> {
 /// workload image that names a clusterlab recipe.
 pub fn needed_images(s: &Scenario) -> Vec<&'static str> {
     let mut v = vec!["node", "web"];
+    v.extend(kube::extra_images(s));
     for svc in &s.services {
         if let Some(r) = images::recipe(&svc.image) {
             if !v.contains(&r.name) {
@@ -123,8 +124,28 @@ async fn create_network(
     }
 }
 
-/// Create the lab's network and nodes, wait for their engines, load images, install the stack.
-async fn bring_up(
+/// How this scenario's nodes boot: the stack decides the node command, the runtime's data
+/// directory, and (Kubernetes) the bundle mounted read-only.
+fn node_boot(s: &Scenario) -> Result<NodeBoot, LabError> {
+    Ok(match &s.kube {
+        None => NodeBoot {
+            cmd: vec!["/usr/local/bin/start-node".into(), "swarm".into()],
+            data_dir: "/var/lib/docker",
+            binds: vec![],
+        },
+        Some(k) => {
+            let dir = kube::resolve_bundle(k, &s.source)?;
+            NodeBoot {
+                cmd: vec!["/usr/local/bin/start-node".into(), "kubernetes".into()],
+                data_dir: "/var/lib/containerd",
+                binds: vec![(dir.display().to_string(), kube::BUNDLE_MOUNT.to_string())],
+            }
+        }
+    })
+}
+
+/// Create the lab's network and node containers.
+async fn create_nodes(
     engine: &Engine,
     s: &Scenario,
     lab_name: &str,
@@ -134,64 +155,74 @@ async fn bring_up(
 ) -> Result<Lab, Abort> {
     let node_image = images::tag("node", base);
     let n = s.nodes.len();
+    let boot = node_boot(s).map_err(|e| Abort(exit::HOST, e))?;
     let title = format!("Preparing nodes\t{}", "📦".repeat(n));
-    let owned = r
-        .step(&title, exit::HOST, async {
-            let plan = create_network(engine, s, lab_name, run_id).await?;
-            let mode = engine
-                .detect_nested_mode(&node_image, plan.labels(None))
-                .await?;
-            futures_util::future::try_join_all(
-                plan.nodes
-                    .iter()
-                    .map(|node| engine.create_node(&plan, node, &node_image, mode)),
-            )
+    r.step(&title, exit::HOST, async {
+        let plan = create_network(engine, s, lab_name, run_id).await?;
+        let mode = engine
+            .detect_nested_mode(&node_image, plan.labels(None))
             .await?;
-            let why = match mode {
-                NestedMode::Privileged => "privileged",
-                NestedMode::CapSet => "cap set: --privileged is refused on this host",
-            };
-            let line = format!("{n} nodes on {} ({why})", plan.subnet);
-            Ok((
-                Lab {
-                    engine: engine.clone(),
-                    plan,
-                    scenario: s.clone(),
-                    probe_image: images::tag("web", base),
-                },
-                vec![line],
-            ))
-        })
+        futures_util::future::try_join_all(
+            plan.nodes
+                .iter()
+                .map(|node| engine.create_node(&plan, node, &node_image, mode, &boot)),
+        )
         .await?;
-    let lab = &owned;
-    let swarm = Swarm { lab };
-    r.step("Waiting for node engines\t⏳", exit::STACK, async {
-        swarm.wait_engines().await.map(|_| ((), vec![]))
+        let why = match mode {
+            NestedMode::Privileged => "privileged",
+            NestedMode::CapSet => "cap set: --privileged is refused on this host",
+        };
+        let line = format!("{n} nodes on {} ({why})", plan.subnet);
+        Ok((
+            Lab {
+                engine: engine.clone(),
+                plan,
+                scenario: s.clone(),
+                probe_image: images::tag("web", base),
+            },
+            vec![line],
+        ))
     })
-    .await?;
-    let mut workload: Vec<String> = vec![lab.probe_image.clone()];
+    .await
+}
+
+/// Wait for the nodes' runtimes, load the images, install the stack.
+async fn install(
+    lab: &Lab,
+    stack: &AnyStack<'_>,
+    r: &mut Runner<'_>,
+    base: &BaseSource,
+) -> Result<(), Abort> {
+    let mut workload: Vec<String> = Vec::new();
+    if lab.scenario.stack == StackKind::Swarm {
+        workload.push(lab.probe_image.clone());
+    }
     for s in &lab.scenario.services {
         let t = images::resolve_workload(&s.image, base);
         if !workload.contains(&t) {
             workload.push(t);
         }
     }
-    r.step("Loading workload images\t🚚", exit::STACK, async {
-        swarm
-            .load_images(&workload)
-            .await
-            .map(|_| ((), vec![workload.join(", ")]))
-    })
-    .await?;
-    r.step("Starting swarm\t🐳", exit::STACK, async {
+    r.step("Loading images into nodes\t🚚", exit::STACK, async {
         let mut lines = Vec::new();
-        swarm
-            .install(&mut |l| lines.push(l))
+        stack
+            .prepare(&workload, &mut |l| lines.push(l))
             .await
             .map(|_| ((), lines))
     })
     .await?;
-    Ok(owned)
+    let title = match lab.scenario.stack {
+        StackKind::Swarm => "Starting swarm\t🐳",
+        StackKind::Kubernetes => "Starting Kubernetes\t☸",
+    };
+    r.step(title, exit::STACK, async {
+        let mut lines = Vec::new();
+        stack
+            .install(&mut |l| lines.push(l))
+            .await
+            .map(|_| ((), lines))
+    })
+    .await
 }
 
 fn abs_path(p: &str) -> String {
@@ -203,11 +234,10 @@ fn abs_path(p: &str) -> String {
 /// Run the scenario's steps on a lab that is up; returns the check tallies.
 async fn run_steps(
     lab: &Lab,
+    stack: &AnyStack<'_>,
     r: &mut Runner<'_>,
-    facts: &NodeFacts,
     sum: &mut Summary,
 ) -> Result<(), Abort> {
-    let swarm = Swarm { lab };
     let mut applied: BTreeMap<String, FaultHandle> = BTreeMap::new();
     for step in &lab.scenario.steps {
         match step {
@@ -239,7 +269,7 @@ async fn run_steps(
                     &format!("Scale {service} to {replicas}\t📐"),
                     exit::STACK,
                     async {
-                        swarm
+                        stack
                             .scale(service, *replicas)
                             .await
                             .map(|rs| ((), vec![format!("placed: {}", placement(&rs))]))
@@ -253,10 +283,8 @@ async fn run_steps(
                 });
                 let t = Instant::now();
                 let before = counters_of(lab, &applied, &check.faults_hit).await;
-                let observed = match swarm.replicas(&check.service).await {
-                    Ok(rs) => probe::observe(lab, check, &rs).await,
-                    Err(e) => Err(e),
-                };
+                let unsupported = stack.unsupported(check);
+                let observed = observe(lab, stack, check, unsupported.is_some()).await;
                 let mut report = CheckReport {
                     name: check.name.clone(),
                     kind: crate::model::kind_name(check.kind).to_string(),
@@ -275,7 +303,6 @@ async fn run_steps(
                         report.reason = Some(e.to_string());
                     }
                     Ok(obs) => {
-                        let unsupported = probe::unsupported_reason(&lab.scenario, check, facts);
                         let v = judge(check, &obs, unsupported.as_deref());
                         report.outcome = v.outcome;
                         report.summary = v.summary;
@@ -312,6 +339,30 @@ async fn run_steps(
         }
     }
     Ok(())
+}
+
+/// Observe one check: the generic probes for service paths, the stack for its own kinds.
+/// A check the stack cannot support and that has nothing to probe (Kubernetes `dns` without a
+/// cluster DNS) is not executed; the others run even when unsupported, to show what they see.
+async fn observe(
+    lab: &Lab,
+    stack: &AnyStack<'_>,
+    check: &crate::model::Check,
+    unsupported: bool,
+) -> Result<crate::probe::Observation, LabError> {
+    if check.kind == CheckKind::Api {
+        return stack.observe_special(check).await;
+    }
+    if unsupported && check.kind == CheckKind::Dns && lab.scenario.stack == StackKind::Kubernetes {
+        return Ok(crate::probe::Observation {
+            rows: check.from.clone(),
+            notes: vec!["not executed: there is no DNS server to ask".into()],
+            ..Default::default()
+        });
+    }
+    let replicas = stack.replicas(&check.service).await?;
+    let paths = stack.paths(&check.service).await?;
+    probe::observe(lab, check, &replicas, &paths).await
 }
 
 async fn counters_of(
@@ -401,14 +452,13 @@ pub async fn run(
         }
         // From here on, teardown removes whatever this run created (found by its run label).
         created = true;
-        let lab = bring_up(engine, s, &lab_name, run_id, &mut r, &opts.base).await?;
+        let lab = create_nodes(engine, s, &lab_name, run_id, &mut r, &opts.base).await?;
+        let stack = AnyStack::new(&lab);
+        install(&lab, &stack, &mut r, &opts.base).await?;
         if opts.up_only {
             return Ok(());
         }
-        let facts = probe::node_facts(&lab, &lab.plan.leader().name)
-            .await
-            .map_err(|e| Abort(exit::STACK, e))?;
-        run_steps(&lab, &mut r, &facts, &mut sum).await
+        run_steps(&lab, &stack, &mut r, &mut sum).await
     }
     .await;
 

@@ -1,14 +1,15 @@
 #!/bin/sh
-# PID 1 of a node container: runs the inner dockerd and restarts it if it dies, so a
-# `kill dockerd` fault can be reverted by the harness and a crash does not end the node.
-# Logs go to /var/log/clusterlab so a failed run can collect them.
+# PID 1 of a node container. `start-node swarm` runs the inner dockerd; `start-node kubernetes`
+# runs containerd (CRI) — the Kubernetes components are started later by the harness, each under
+# its own supervisor. A trap makes PID 1 stop its children on SIGTERM instead of ignoring it.
 mkdir -p /var/log/clusterlab
-trap 'kill -TERM $(cat /run/dockerd.pid 2>/dev/null) 2>/dev/null; exit 0' TERM INT
-while :; do
+case "${1:-swarm}" in
   # --host unix only: the engine is reached through `docker exec`, never over the lab network.
-  dockerd --host unix:///var/run/docker.sock >>/var/log/clusterlab/dockerd.log 2>&1 &
-  echo $! > /run/dockerd.pid
-  wait $!
-  echo "$(date -Is) dockerd exited with $?; restarting in 1s" >>/var/log/clusterlab/dockerd.log
-  sleep 1
-done
+  swarm) setsid -f /usr/local/bin/supervise dockerd dockerd --host unix:///var/run/docker.sock ;;
+  # containerd starts once the harness has written its configuration (CRI, sandbox image).
+  kubernetes) (while [ ! -f /etc/containerd/clusterlab.toml ]; do sleep 0.1; done
+               exec setsid -f /usr/local/bin/supervise containerd containerd --config /etc/containerd/clusterlab.toml) & ;;
+  *) echo "start-node: unknown stack $1" >&2; exit 2 ;;
+esac
+trap 'pkill -TERM -f /usr/local/bin/supervise; exit 0' TERM INT
+while :; do sleep 3600 & wait $!; done

@@ -53,6 +53,33 @@ pub enum Role {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct StackDecl {
     pub kind: Sp<StackKind>,
+    /// kubernetes: the server binaries — a directory, an official release tarball
+    /// (kubernetes-server-linux-amd64.tar.gz), or a version built by `images/kubernetes/build-bundle.sh`
+    /// into the cache. Default: 1.20.2 from the cache.
+    pub bundle: Option<Sp<String>>,
+    /// kubernetes: how pods on different nodes reach each other.
+    pub pod_network: Option<PodNetworkDecl>,
+    /// kubernetes: default 10.244.0.0/16 (one /24 per node).
+    pub pod_cidr: Option<Sp<String>>,
+    /// kubernetes: default 10.32.0.0/16.
+    pub service_cidr: Option<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PodNetworkDecl {
+    pub backend: Sp<Backend>,
+    /// vxlan: the UDP port of the VXLAN devices (flannel's 8472 by default; 4789 is IANA's).
+    pub port: Option<Sp<u32>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// A kernel VXLAN device per node with static FDB/neighbour entries per peer (flannel's vxlan).
+    Vxlan,
+    /// Plain routes to each peer's pod CIDR via the peer's address (flannel's host-gw).
+    HostGw,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
@@ -91,6 +118,19 @@ pub struct ServiceDecl {
     pub publish: Vec<PublishDecl>,
     #[serde(default)]
     pub endpoint_mode: EndpointMode,
+    /// kubernetes: the Service type. Default cluster-ip.
+    #[serde(rename = "type")]
+    pub service_type: Option<Sp<ServiceType>>,
+    /// kubernetes, type node-port: a fixed node port (30000-32767).
+    pub node_port: Option<Sp<u32>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceType {
+    #[default]
+    ClusterIp,
+    NodePort,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -184,7 +224,8 @@ pub struct ScaleDecl {
 pub struct CheckDecl {
     pub name: Sp<String>,
     pub kind: Sp<CheckKind>,
-    pub service: Sp<String>,
+    /// The service probed; every kind but `api` needs one.
+    pub service: Option<Sp<String>>,
     /// Entry nodes the requests start from. Default: all-nodes.
     pub from: Option<Sp<NodeSel>>,
     /// node-port: the nodes whose address is dialled. Default: all-nodes.
@@ -209,13 +250,16 @@ pub enum CheckKind {
     NodePort,
     /// `tasks.<service>` resolves to every replica.
     Dns,
+    /// kubernetes: the API server answers from each entry node, and every node is Ready.
+    Api,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 /// What the check should observe. Default: every pair answers.
 pub struct ExpectDecl {
-    pub unreachable: Option<UnreachableDecl>,
+    /// One rule, or a list of rules; a pair matching any rule must not answer.
+    pub unreachable: Option<OneOrMany<UnreachableDecl>>,
     /// Faults whose rules must match packets while the check runs: proof the fault was hit,
     /// not only installed.
     #[serde(default)]
@@ -274,5 +318,52 @@ impl<'de> Deserialize<'de> for NodeSel {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// A single map or a list of them.
+#[derive(Debug, JsonSchema)]
+#[schemars(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    pub fn items(&self) -> Vec<&T> {
+        match self {
+            OneOrMany::One(t) => vec![t],
+            OneOrMany::Many(v) => v.iter().collect(),
+        }
+    }
+}
+
+// By hand, as for NodeSel: an untagged derive would hide the inner error and its position.
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map or a list of maps")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(a)).map(OneOrMany::One)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut v = Vec::new();
+                while let Some(x) = a.next_element::<T>()? {
+                    v.push(x);
+                }
+                Ok(OneOrMany::Many(v))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }

@@ -7,7 +7,9 @@ mod resolve;
 pub mod spanned;
 
 pub use diag::{Problem, Problems};
-pub use file::{CheckKind, Direction, EndpointMode, FaultKind, Protocol, Role, StackKind};
+pub use file::{
+    Backend, CheckKind, Direction, EndpointMode, FaultKind, Protocol, Role, ServiceType, StackKind,
+};
 pub use resolve::*;
 
 use std::path::Path;

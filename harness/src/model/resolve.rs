@@ -17,12 +17,37 @@ pub struct Scenario {
     pub description: Option<String>,
     pub source: String,
     pub stack: StackKind,
+    /// Kubernetes settings, when the stack is kubernetes.
+    pub kube: Option<KubeSpec>,
     pub nodes: Vec<Node>,
     pub networks: Vec<Network>,
     pub services: Vec<Service>,
     pub faults: Vec<Fault>,
     pub steps: Vec<Step>,
 }
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct KubeSpec {
+    pub bundle: BundleRef,
+    pub backend: Backend,
+    pub vxlan_port: u16,
+    pub pod_cidr: String,
+    pub service_cidr: String,
+}
+
+/// Where the Kubernetes server binaries come from.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum BundleRef {
+    /// A directory holding kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy.
+    Dir(String),
+    /// An official kubernetes-server-linux-amd64.tar.gz.
+    Tarball(String),
+    /// A version built into the cache by images/kubernetes/build-bundle.sh.
+    Version(String),
+}
+
+pub const DEFAULT_KUBE_VERSION: &str = "1.20.2";
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Node {
@@ -44,6 +69,9 @@ pub struct Service {
     pub network: String,
     pub publish: Vec<Publish>,
     pub endpoint_mode: EndpointMode,
+    /// kubernetes: the Service type and, for node-port, a fixed node port.
+    pub service_type: ServiceType,
+    pub node_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
@@ -113,21 +141,36 @@ pub struct Check {
 /// Pairs that must not answer; every other pair must.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Expectation {
-    /// Targets on these nodes are expected unreachable (empty: everything answers).
-    pub unreachable_on: Vec<String>,
-    /// ...from these entry nodes only (None: from every entry node).
-    pub unreachable_from: Option<Vec<String>>,
+    /// A pair matching any rule must not answer (no rules: everything answers).
+    pub unreachable: Vec<Unreachable>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Unreachable {
+    /// Targets on these nodes...
+    pub on: Vec<String>,
+    /// ...from these entry nodes (None: from every entry node).
+    pub from: Option<Vec<String>>,
 }
 
 impl Expectation {
+    /// One rule: targets on `on` unreachable from `from` (None: from everywhere).
+    pub fn one(on: &[&str], from: Option<&[&str]>) -> Expectation {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect();
+        Expectation {
+            unreachable: vec![Unreachable {
+                on: v(on),
+                from: from.map(v),
+            }],
+        }
+    }
+
     /// Should a request from `entry` to a target placed on `target_node` be answered?
     pub fn should_answer(&self, entry: &str, target_node: &str) -> bool {
-        let blocked_target = self.unreachable_on.iter().any(|n| n == target_node);
-        let blocked_entry = match &self.unreachable_from {
-            None => true,
-            Some(from) => from.iter().any(|n| n == entry),
-        };
-        !(blocked_target && blocked_entry)
+        !self.unreachable.iter().any(|u| {
+            u.on.iter().any(|n| n == target_node)
+                && u.from.as_ref().is_none_or(|f| f.iter().any(|n| n == entry))
+        })
     }
 }
 
@@ -302,21 +345,19 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
         );
     }
     let stack = f.stack.kind.value;
-    match stack {
-        StackKind::Swarm if !nodes.is_empty() && !nodes.iter().any(|n| n.role == Role::Manager) => {
-            p.at(
-                f.stack.kind.pos,
-                "a swarm needs at least one node with role: manager",
-                None,
-            )
-        }
-        StackKind::Kubernetes => p.at(
+    if !nodes.is_empty() && !nodes.iter().any(|n| n.role == Role::Manager) {
+        let what = if stack == StackKind::Swarm {
+            "a swarm"
+        } else {
+            "kubernetes (the first manager is the master)"
+        };
+        p.at(
             f.stack.kind.pos,
-            "stack kind kubernetes is not available in this release",
-            Some("use kind: swarm; the Kubernetes stack is planned next".into()),
-        ),
-        _ => {}
+            format!("{what} needs at least one node with role: manager"),
+            None,
+        );
     }
+    let kube = resolve_kube(&f.stack, p);
     let idx = NodeIndex {
         nodes: nodes.clone(),
         groups,
@@ -394,6 +435,50 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
             Some(r) => r.value,
             None => 1,
         };
+        let service_type = s.service_type.as_ref().map(|t| t.value).unwrap_or_default();
+        let mut node_port = None;
+        match stack {
+            StackKind::Swarm => {
+                for (field, pos) in [
+                    ("type", s.service_type.as_ref().map(|x| x.pos)),
+                    ("node-port", s.node_port.as_ref().map(|x| x.pos)),
+                ] {
+                    if let Some(pos) = pos {
+                        p.at(pos, format!("field {field} is for kubernetes services"), Some("a swarm service publishes ports with publish: [ { port: 8080, target: 80 } ]".into()));
+                    }
+                }
+            }
+            StackKind::Kubernetes => {
+                if let Some(pd) = s.publish.first() {
+                    p.at(pd.port.pos, "publish is for swarm services", Some("on kubernetes write type: node-port (and node-port: 30062 for a fixed port)".into()));
+                }
+                if let Some(np) = &s.node_port {
+                    if service_type != ServiceType::NodePort {
+                        p.at(np.pos, "node-port needs type: node-port", None);
+                    } else if !(30000..=32767).contains(&np.value) {
+                        p.at(
+                            np.pos,
+                            format!("node-port {} is outside 30000-32767", np.value),
+                            Some("the API server's default node-port range".into()),
+                        );
+                    } else if services
+                        .iter()
+                        .any(|x| x.node_port == Some(np.value as u16))
+                    {
+                        p.at(
+                            np.pos,
+                            format!("node-port {} is used twice", np.value),
+                            None,
+                        );
+                    } else {
+                        node_port = Some(np.value as u16);
+                    }
+                }
+                if s.endpoint_mode != EndpointMode::Vip {
+                    p.at(s.name.pos, "endpoint-mode is for swarm services", None);
+                }
+            }
+        }
         let mut publish = Vec::new();
         for pd in &s.publish {
             let port = check_port(p, "published port", &pd.port);
@@ -424,6 +509,8 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
             network,
             publish,
             endpoint_mode: s.endpoint_mode,
+            service_type,
+            node_port,
         });
     }
 
@@ -532,7 +619,7 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
                         );
                     }
                 }
-                if let Some(chk) = resolve_check(c, &idx, &services, p) {
+                if let Some(chk) = resolve_check(c, &idx, &services, stack, p) {
                     steps.push(Step::Check(chk));
                 }
             }
@@ -547,6 +634,7 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
         description: f.description,
         source: p.file.clone(),
         stack,
+        kube,
         nodes,
         networks,
         services,
@@ -706,18 +794,37 @@ fn resolve_check(
     c: &CheckDecl,
     idx: &NodeIndex,
     services: &[Service],
+    stack: StackKind,
     p: &mut Problems,
 ) -> Option<Check> {
-    let svc = services.iter().find(|s| s.name == c.service.value);
-    if svc.is_none() {
-        p.at(
-            c.service.pos,
-            format!(
-                "check {} names unknown service {:?}",
-                c.name.value, c.service.value
-            ),
-            Some(service_hint(services)),
-        );
+    let svc = match (&c.service, c.kind.value) {
+        (None, CheckKind::Api) => None,
+        (Some(s), CheckKind::Api) => {
+            p.at(s.pos, "an api check takes no service", None);
+            None
+        }
+        (None, _) => {
+            p.at(
+                c.kind.pos,
+                format!("a {} check needs service:", kind_name(c.kind.value)),
+                Some(service_hint(services)),
+            );
+            None
+        }
+        (Some(s), _) => {
+            let found = services.iter().find(|x| x.name == s.value);
+            if found.is_none() {
+                p.at(
+                    s.pos,
+                    format!("check {} names unknown service {:?}", c.name.value, s.value),
+                    Some(service_hint(services)),
+                );
+            }
+            found
+        }
+    };
+    if c.kind.value == CheckKind::Api && stack != StackKind::Kubernetes {
+        p.at(c.kind.pos, "an api check is for kubernetes", None);
     }
     let from = c
         .from
@@ -764,9 +871,18 @@ fn resolve_check(
         .unwrap_or_else(|| idx.all());
     let mut port = c.port.as_ref().and_then(|v| check_port(p, "port", v));
     if kind == CheckKind::NodePort && port.is_none() && c.port.is_none() {
-        match svc.and_then(|s| s.publish.first()) {
-            Some(pb) => port = Some(pb.port),
-            None if svc.is_some() => p.at(c.kind.pos, format!("service {} publishes no port for a node-port check", c.service.value), Some("add publish: [ { port: 8080, target: 80 } ] to the service, or port: to the check".into())),
+        match svc {
+            Some(s) if stack == StackKind::Kubernetes => {
+                if s.service_type != ServiceType::NodePort {
+                    p.at(c.kind.pos, format!("service {} is not of type node-port", s.name), Some("add type: node-port to the service".into()));
+                }
+                // Without a fixed node-port, the port the API server assigned is looked up at run time.
+                port = s.node_port;
+            }
+            Some(s) => match s.publish.first() {
+                Some(pb) => port = Some(pb.port),
+                None => p.at(c.kind.pos, format!("service {} publishes no port for a node-port check", s.name), Some("add publish: [ { port: 8080, target: 80 } ] to the service, or port: to the check".into())),
+            },
             None => {}
         }
     }
@@ -794,29 +910,42 @@ fn resolve_check(
         }),
     };
     let mut expect = Expectation::default();
-    if let Some(un) = c.expect.as_ref().and_then(|e| e.unreachable.as_ref()) {
-        if kind == CheckKind::Dns {
+    if let Some(rules) = c.expect.as_ref().and_then(|e| e.unreachable.as_ref()) {
+        if matches!(kind, CheckKind::Dns | CheckKind::Api) {
             p.at(
                 c.kind.pos,
-                "a dns check takes no unreachable expectation",
+                format!(
+                    "a {} check takes no unreachable expectation",
+                    kind_name(kind)
+                ),
                 None,
             );
         }
-        expect.unreachable_on = match &un.replicas_on {
-            Some(s) => idx.expand(p, "replicas-on", s),
-            None => idx.all(),
-        };
-        expect.unreachable_from = un.from.as_ref().map(|s| idx.expand(p, "from", s));
+        for un in rules.items() {
+            let on = match &un.replicas_on {
+                Some(s) => idx.expand(p, "replicas-on", s),
+                None => idx.all(),
+            };
+            expect.unreachable.push(Unreachable {
+                on,
+                from: un.from.as_ref().map(|s| idx.expand(p, "from", s)),
+            });
+        }
     }
     let faults_hit = c
         .expect
         .iter()
         .flat_map(|e| e.faults_hit.iter().map(|f| f.value.clone()))
         .collect();
+    let service = c
+        .service
+        .as_ref()
+        .map(|s| s.value.clone())
+        .unwrap_or_default();
     Some(Check {
         name: c.name.value.clone(),
         kind,
-        service: c.service.value.clone(),
+        service,
         from,
         via,
         port,
@@ -833,5 +962,102 @@ pub fn kind_name(k: CheckKind) -> &'static str {
         CheckKind::Vip => "vip",
         CheckKind::NodePort => "node-port",
         CheckKind::Dns => "dns",
+        CheckKind::Api => "api",
     }
+}
+
+fn check_cidr(p: &mut Problems, what: &str, v: &Sp<String>) -> String {
+    let ok = v.value.split_once('/').is_some_and(|(a, l)| {
+        a.parse::<std::net::Ipv4Addr>().is_ok()
+            && l.parse::<u8>().is_ok_and(|l| (8..=24).contains(&l))
+    });
+    if !ok {
+        p.at(
+            v.pos,
+            format!(
+                "{what} {:?} is not an IPv4 CIDR with a /8 to /24 prefix",
+                v.value
+            ),
+            Some("e.g. 10.244.0.0/16".into()),
+        );
+    }
+    v.value.clone()
+}
+
+fn resolve_kube(st: &StackDecl, p: &mut Problems) -> Option<KubeSpec> {
+    if st.kind.value == StackKind::Swarm {
+        for (field, pos) in [
+            ("bundle", st.bundle.as_ref().map(|x| x.pos)),
+            (
+                "pod-network",
+                st.pod_network.as_ref().map(|x| x.backend.pos),
+            ),
+            ("pod-cidr", st.pod_cidr.as_ref().map(|x| x.pos)),
+            ("service-cidr", st.service_cidr.as_ref().map(|x| x.pos)),
+        ] {
+            if let Some(pos) = pos {
+                p.at(
+                    pos,
+                    format!("field {field} is for the kubernetes stack"),
+                    None,
+                );
+            }
+        }
+        return None;
+    }
+    let bundle = match &st.bundle {
+        None => BundleRef::Version(DEFAULT_KUBE_VERSION.into()),
+        Some(b) if b.value.ends_with(".tar.gz") || b.value.ends_with(".tgz") => {
+            BundleRef::Tarball(b.value.clone())
+        }
+        Some(b) if b.value.contains('/') => BundleRef::Dir(b.value.clone()),
+        Some(b)
+            if b.value.chars().all(|c| c.is_ascii_digit() || c == '.')
+                && b.value.matches('.').count() == 2 =>
+        {
+            BundleRef::Version(b.value.clone())
+        }
+        Some(b) => {
+            p.at(
+                b.pos,
+                format!(
+                    "bundle {:?} is neither a directory, a .tar.gz nor a version like 1.20.2",
+                    b.value
+                ),
+                Some("a directory needs a slash: ./bundle".into()),
+            );
+            BundleRef::Version(DEFAULT_KUBE_VERSION.into())
+        }
+    };
+    let (backend, vxlan_port) = match &st.pod_network {
+        None => (Backend::Vxlan, 8472),
+        Some(pn) => {
+            let port = match &pn.port {
+                Some(v) if pn.backend.value != Backend::Vxlan => {
+                    p.at(v.pos, "port is for backend: vxlan", None);
+                    8472
+                }
+                Some(v) => check_port(p, "vxlan port", v).unwrap_or(8472),
+                None => 8472,
+            };
+            (pn.backend.value, port)
+        }
+    };
+    let pod_cidr = st
+        .pod_cidr
+        .as_ref()
+        .map(|v| check_cidr(p, "pod-cidr", v))
+        .unwrap_or_else(|| "10.244.0.0/16".into());
+    let service_cidr = st
+        .service_cidr
+        .as_ref()
+        .map(|v| check_cidr(p, "service-cidr", v))
+        .unwrap_or_else(|| "10.32.0.0/16".into());
+    Some(KubeSpec {
+        bundle,
+        backend,
+        vxlan_port,
+        pod_cidr,
+        service_cidr,
+    })
 }

@@ -87,6 +87,8 @@ pub enum LabError {
     Fault { fault: String, message: String },
     #[error("teardown of {what} incomplete:\n  {}", failures.join("\n  "))]
     Teardown { what: String, failures: Vec<String> },
+    #[error("Kubernetes bundle: {message}")]
+    Bundle { message: String },
     #[error("interrupted")]
     Interrupted,
 }

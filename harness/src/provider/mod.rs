@@ -234,6 +234,7 @@ impl Engine {
         node: &NodePlan,
         image: &str,
         mode: NestedMode,
+        boot: &crate::stack::NodeBoot,
     ) -> Result<(), LabError> {
         let labels = plan.labels(Some(&node.name));
         self.docker
@@ -249,13 +250,23 @@ impl Engine {
                 source: e,
             })?;
         let mut host = HostConfig {
-            // The inner engine's layers on a real volume: overlay2 cannot stack on the host's overlay.
-            mounts: Some(vec![Mount {
-                target: Some("/var/lib/docker".into()),
-                source: Some(node.volume.clone()),
-                typ: Some(MountType::VOLUME),
-                ..Default::default()
-            }]),
+            // The inner runtime's layers on a real volume: overlay cannot stack on the host's overlay.
+            mounts: Some(
+                std::iter::once(Mount {
+                    target: Some(boot.data_dir.into()),
+                    source: Some(node.volume.clone()),
+                    typ: Some(MountType::VOLUME),
+                    ..Default::default()
+                })
+                .chain(boot.binds.iter().map(|(src, dst)| Mount {
+                    target: Some(dst.clone()),
+                    source: Some(src.clone()),
+                    typ: Some(MountType::BIND),
+                    read_only: Some(true),
+                    ..Default::default()
+                }))
+                .collect(),
+            ),
             // containerd and dockerd keep sockets and pid files in /run; a fresh tmpfs each start
             // avoids stale pid files after a node restart.
             tmpfs: Some(HashMap::from([("/run".to_string(), "rw,exec".to_string())])),
@@ -284,6 +295,7 @@ impl Engine {
         }
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
+            cmd: Some(boot.cmd.clone()),
             hostname: Some(node.name.clone()),
             labels: Some(labels),
             host_config: Some(host),

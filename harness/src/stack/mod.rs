@@ -1,19 +1,24 @@
-//! Stacks installed on the nodes. Swarm today; the trait is what a Kubernetes stack will fill in.
+//! Stacks installed on the nodes: Docker swarm and Kubernetes, behind one small trait so the
+//! runner, probes and expectations speak one vocabulary.
 
+pub mod kube;
 pub mod swarm;
 
+use crate::lab::Lab;
+use crate::model::{Check, StackKind};
+use crate::probe::{Observation, ServicePaths};
 use crate::provider::LabError;
 
 /// One running replica of a service, as a probe sees it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct Replica {
-    /// The task's name, e.g. `web.2`.
+    /// The task or pod name, e.g. `web.2` or `web-7d9c-x2bqp`.
     pub task: String,
     /// The node it runs on.
     pub node: String,
-    /// What it answers with: its hostname (the container id in swarm).
+    /// What it answers with: its hostname (container id in swarm, pod name in Kubernetes).
     pub identity: String,
-    /// Its address on the service's network.
+    /// Its address on the service's network (overlay or pod IP).
     pub ip: String,
 }
 
@@ -24,13 +29,92 @@ impl Replica {
     }
 }
 
+/// How a stack's node containers start.
+pub struct NodeBoot {
+    /// The node container's command.
+    pub cmd: Vec<String>,
+    /// Where the node's container runtime keeps its layers (a labelled volume is mounted there).
+    pub data_dir: &'static str,
+    /// Host paths bind-mounted read-only into every node (host path, node path).
+    pub binds: Vec<(String, String)>,
+}
+
 /// What every stack offers the runner.
 #[allow(async_fn_in_trait)]
 pub trait Stack {
+    /// Wait for the nodes' runtimes and load the workload images into them.
+    async fn prepare(
+        &self,
+        images: &[String],
+        progress: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), LabError>;
     /// Install the stack on running nodes and deploy the scenario's networks and services.
     async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError>;
     /// Set a service's replica count and wait until it converged; returns where replicas run.
     async fn scale(&self, service: &str, replicas: u32) -> Result<Vec<Replica>, LabError>;
     /// The running replicas of a service, with their node and address.
     async fn replicas(&self, service: &str) -> Result<Vec<Replica>, LabError>;
+    /// How probes reach a service.
+    async fn paths(&self, service: &str) -> Result<ServicePaths, LabError>;
+    /// Why a check cannot pass on this host with this stack, if it cannot.
+    fn unsupported(&self, check: &Check) -> Option<String>;
+    /// Observe a check the generic probes do not cover (Kubernetes' `api`).
+    async fn observe_special(&self, check: &Check) -> Result<Observation, LabError>;
+}
+
+/// The stack of a lab, dispatched statically.
+pub enum AnyStack<'a> {
+    Swarm(swarm::Swarm<'a>),
+    Kube(kube::Kube<'a>),
+}
+
+impl<'a> AnyStack<'a> {
+    pub fn new(lab: &'a Lab) -> AnyStack<'a> {
+        match lab.scenario.stack {
+            StackKind::Swarm => AnyStack::Swarm(swarm::Swarm::new(lab)),
+            StackKind::Kubernetes => AnyStack::Kube(kube::Kube::new(lab)),
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStack::Swarm($s) => $e,
+            AnyStack::Kube($s) => $e,
+        }
+    };
+}
+
+impl Stack for AnyStack<'_> {
+    async fn prepare(
+        &self,
+        images: &[String],
+        progress: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), LabError> {
+        dispatch!(self, s => s.prepare(images, progress).await)
+    }
+    async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
+        dispatch!(self, s => s.install(progress).await)
+    }
+    async fn scale(&self, service: &str, replicas: u32) -> Result<Vec<Replica>, LabError> {
+        dispatch!(self, s => s.scale(service, replicas).await)
+    }
+    async fn replicas(&self, service: &str) -> Result<Vec<Replica>, LabError> {
+        dispatch!(self, s => s.replicas(service).await)
+    }
+    async fn paths(&self, service: &str) -> Result<ServicePaths, LabError> {
+        dispatch!(self, s => s.paths(service).await)
+    }
+    fn unsupported(&self, check: &Check) -> Option<String> {
+        dispatch!(self, s => s.unsupported(check))
+    }
+    async fn observe_special(&self, check: &Check) -> Result<Observation, LabError> {
+        dispatch!(self, s => s.observe_special(check).await)
+    }
+}
+
+/// `web.1@manager web.2@worker-1 …`
+pub fn placement(rs: &[Replica]) -> String {
+    rs.iter().map(|r| r.label()).collect::<Vec<_>>().join(" ")
 }

@@ -1,9 +1,10 @@
 //! Docker swarm on the nodes' inner engines: init on the first manager, joins in parallel,
 //! overlay networks, services, scale, and a convergence wait that polls, never sleeps blindly.
 
-use super::{Replica, Stack};
+use super::{placement, Replica, Stack};
 use crate::lab::{shq, Lab};
-use crate::model::{EndpointMode, Role};
+use crate::model::{Check, CheckKind, EndpointMode, Role};
+use crate::probe::{Client, Observation, ServicePaths};
 use crate::provider::{tail, LabError};
 use futures_util::future::try_join_all;
 use std::time::{Duration, Instant};
@@ -19,6 +20,17 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct Swarm<'a> {
     pub lab: &'a Lab,
+    /// Does the nodes' kernel have IPVS (swarm's VIP and routing mesh)? Measured at install.
+    ipvs: std::sync::OnceLock<bool>,
+}
+
+impl<'a> Swarm<'a> {
+    pub fn new(lab: &'a Lab) -> Swarm<'a> {
+        Swarm {
+            lab,
+            ipvs: std::sync::OnceLock::new(),
+        }
+    }
 }
 
 impl Swarm<'_> {
@@ -302,7 +314,26 @@ impl Swarm<'_> {
 }
 
 impl Stack for Swarm<'_> {
+    async fn prepare(
+        &self,
+        images: &[String],
+        progress: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), LabError> {
+        self.wait_engines().await?;
+        progress("node engines answer".into());
+        self.load_images(images).await?;
+        progress(format!("loaded {}", images.join(", ")));
+        Ok(())
+    }
+
     async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
+        // /proc/net/ip_vs exists only when the kernel has IPVS (built in or loaded).
+        let ipvs = self
+            .lab
+            .sh_raw(&self.leader(), "test -e /proc/net/ip_vs")
+            .await?
+            .ok();
+        let _ = self.ipvs.set(ipvs);
         self.init_and_join().await?;
         progress("swarm formed".into());
         self.create_networks().await?;
@@ -324,6 +355,53 @@ impl Stack for Swarm<'_> {
             )
             .await?;
         self.converge(service, replicas).await
+    }
+
+    async fn paths(&self, service: &str) -> Result<ServicePaths, LabError> {
+        let svc = self
+            .lab
+            .scenario
+            .service(service)
+            .expect("validated service");
+        // The service's name resolves (Docker's DNS) to its VIP, or to the tasks with dnsrr.
+        let vip = self
+            .lab
+            .sh_raw(&self.leader(), &format!("docker service inspect -f '{{{{range .Endpoint.VirtualIPs}}}}{{{{.Addr}}}} {{{{end}}}}' {}", shq(service)))
+            .await?
+            .stdout;
+        let notes = match vip.split_whitespace().last() {
+            Some(v) if svc.endpoint_mode == EndpointMode::Vip => {
+                vec![format!("{service}'s VIP on {} is {v}", svc.network)]
+            }
+            _ => vec![],
+        };
+        Ok(ServicePaths {
+            client: Client::Overlay {
+                network: svc.network.clone(),
+            },
+            vip: service.to_string(),
+            node_port: svc.publish.first().map(|p| p.port),
+            notes,
+        })
+    }
+
+    fn unsupported(&self, check: &Check) -> Option<String> {
+        let svc = self.lab.scenario.service(&check.service)?;
+        let needs_ipvs = match check.kind {
+            CheckKind::Vip => svc.endpoint_mode == EndpointMode::Vip,
+            // The routing mesh forwards published ports through IPVS in the ingress network.
+            CheckKind::NodePort => true,
+            _ => false,
+        };
+        (needs_ipvs && self.ipvs.get() == Some(&false))
+            .then(|| "kernel lacks IP_VS (swarm's VIP and routing mesh are IPVS)".to_string())
+    }
+
+    async fn observe_special(&self, check: &Check) -> Result<Observation, LabError> {
+        Err(LabError::Fault {
+            fault: check.name.clone(),
+            message: "no such check on swarm".into(),
+        })
     }
 
     /// Each node lists the service's task containers it runs, with hostname and overlay address.
@@ -380,9 +458,4 @@ fn task_order(task: &str) -> (String, u32) {
         Some((s, n)) => (s.to_string(), n.parse().unwrap_or(0)),
         None => (task.to_string(), 0),
     }
-}
-
-/// `web.1@manager web.2@worker-1 …`
-pub fn placement(rs: &[Replica]) -> String {
-    rs.iter().map(|r| r.label()).collect::<Vec<_>>().join(" ")
 }

@@ -1,0 +1,814 @@
+//! Kubernetes from a local binary bundle, installed seed-style: etcd (Debian), kube-apiserver on
+//! TLS, controller-manager and scheduler on the master; kubelet (containerd CRI) and kube-proxy
+//! (iptables mode: no IPVS needed) on every node, each under a supervisor that restarts it and
+//! logs to /var/log/clusterlab. Pod network without flannel: CNI bridge + host-local on each node's
+//! pod CIDR, and cross-node routes over a kernel VXLAN device (static FDB/neighbours per peer,
+//! flannel's vxlan backend) or plain routes (host-gw). Readiness is measured, never slept.
+
+use super::{placement, Replica, Stack};
+use crate::lab::{shq, Lab};
+use crate::model::{
+    Backend, BundleRef, Check, CheckKind, KubeSpec, Scenario, Service, ServiceType,
+};
+use crate::probe::{Cell, Client, Observation, ServicePaths, Target};
+use crate::provider::{tail, LabError};
+use futures_util::future::try_join_all;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where the bundle is mounted (read-only) in every node: binaries run from there, so a second
+/// `up` never overwrites a running binary ("Text file busy").
+pub const BUNDLE_MOUNT: &str = "/opt/clusterlab/kubernetes";
+pub const BINARIES: [&str; 5] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+];
+const KUBECONFIG: &str = "/etc/k8s/kubeconfig";
+const KCTL: &str = "kubectl --kubeconfig /etc/k8s/kubeconfig";
+/// The static token of the lab's admin user (a lab, not a production cluster).
+const TOKEN: &str = "clusterlab-admin-token";
+/// A 2-replica service converges in ~5 s after the nodes are Ready; the margin is for a loaded
+/// 2-core machine, and a timeout still fails with the pods' states.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The bundle directory on the host for a scenario: a directory, an extracted release tarball,
+/// or a version built into the cache.
+pub fn resolve_bundle(spec: &KubeSpec, scenario_file: &str) -> Result<PathBuf, LabError> {
+    let base = Path::new(scenario_file).parent().unwrap_or(Path::new("."));
+    let fail = |message: String| LabError::Bundle { message };
+    let dir = match &spec.bundle {
+        BundleRef::Dir(d) => base.join(d),
+        BundleRef::Version(v) => cache_dir().join(format!("kubernetes-{v}")),
+        BundleRef::Tarball(t) => {
+            let tarball = base.join(t);
+            let name = tarball
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let out = cache_dir().join(format!(
+                "tarball-{}",
+                name.trim_end_matches(".tar.gz").trim_end_matches(".tgz")
+            ));
+            if !out.join("kubelet").exists() {
+                std::fs::create_dir_all(&out)
+                    .map_err(|e| fail(format!("cannot create {}: {e}", out.display())))?;
+                // An official server tarball keeps the binaries in kubernetes/server/bin/.
+                let st = std::process::Command::new("tar")
+                    .args(["-xzf"])
+                    .arg(&tarball)
+                    .args(["-C"])
+                    .arg(&out)
+                    .args(["--strip-components=3", "--wildcards"])
+                    .args(
+                        BINARIES
+                            .iter()
+                            .map(|b| format!("kubernetes/server/bin/{b}")),
+                    )
+                    .status()
+                    .map_err(|e| fail(format!("cannot run tar: {e}")))?;
+                if !st.success() {
+                    return Err(fail(format!(
+                        "{} is not a kubernetes-server tarball (tar exited {st})",
+                        tarball.display()
+                    )));
+                }
+            }
+            out
+        }
+    };
+    let missing: Vec<&str> = BINARIES
+        .iter()
+        .copied()
+        .filter(|b| !dir.join(b).is_file())
+        .collect();
+    if !missing.is_empty() {
+        let hint = match &spec.bundle {
+            BundleRef::Version(v) => format!("build it with `VERSION={v} images/kubernetes/build-bundle.sh` (make bundle; ~20 min on 2 cores, cached afterwards)"),
+            _ => "a bundle holds kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kube-proxy".into(),
+        };
+        return Err(fail(format!(
+            "{} lacks {}\n    hint: {hint}",
+            dir.display(),
+            missing.join(", ")
+        )));
+    }
+    std::fs::canonicalize(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))
+}
+
+/// `$XDG_CACHE_HOME/clusterlab/bundles` (default `~/.cache/...`), as the build script uses.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/cache"))
+        .join("clusterlab/bundles")
+}
+
+/// containerd's configuration: CRI with the locally built pause image as sandbox.
+pub fn containerd_config(pause_image: &str) -> String {
+    format!(
+        r#"version = 2
+[plugins."io.containerd.grpc.v1.cri"]
+  # the locally built pod sandbox; nothing is pulled
+  sandbox_image = "docker.io/{pause_image}"
+  # without CAP_SYS_RESOURCE, runc cannot raise oom_score_adj and dies with
+  # "can't get final child's PID from pipe"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "/etc/cni/net.d"
+"#
+    )
+}
+
+/// A node's CNI configuration: a bridge with host-local addresses from the node's pod CIDR.
+pub fn cni_config(pod_cidr: &str) -> String {
+    serde_json::to_string_pretty(&serde_json::json!({
+        "cniVersion": "0.4.0",
+        "name": "clusterlab",
+        "plugins": [
+            { "type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+              "ipam": { "type": "host-local", "subnet": pod_cidr, "routes": [ { "dst": "0.0.0.0/0" } ] } },
+            { "type": "portmap", "capabilities": { "portMappings": true } }
+        ]
+    }))
+    .expect("json")
+}
+
+/// The admin kubeconfig every node and the harness use (token auth over TLS).
+pub fn kubeconfig(master_ip: &str, ca_b64: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters: [{{name: lab, cluster: {{server: \"https://{master_ip}:6443\", certificate-authority-data: {ca_b64}}}}}]\n\
+         contexts: [{{name: lab, context: {{cluster: lab, user: admin}}}}]\ncurrent-context: lab\nusers: [{{name: admin, user: {{token: {TOKEN}}}}}]\n"
+    )
+}
+
+/// Command lines of the control-plane components (on the master).
+pub fn control_plane_flags(spec: &KubeSpec, ip: &str) -> Vec<(&'static str, String)> {
+    let b = BUNDLE_MOUNT;
+    vec![
+        ("etcd", "etcd --data-dir /var/lib/etcd --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379".to_string()),
+        (
+            "kube-apiserver",
+            format!(
+                "{b}/kube-apiserver --etcd-servers=http://127.0.0.1:2379 --secure-port=6443 --advertise-address={ip} \
+                 --tls-cert-file=/etc/k8s/apiserver.crt --tls-private-key-file=/etc/k8s/apiserver.key --client-ca-file=/etc/k8s/ca.crt \
+                 --token-auth-file=/etc/k8s/tokens.csv --authorization-mode=Node,RBAC --service-cluster-ip-range={} \
+                 --service-account-key-file=/etc/k8s/sa.pub --service-account-signing-key-file=/etc/k8s/sa.key \
+                 --service-account-issuer=https://kubernetes.default.svc",
+                spec.service_cidr
+            ),
+        ),
+        (
+            "kube-controller-manager",
+            format!(
+                "{b}/kube-controller-manager --kubeconfig={KUBECONFIG} --service-account-private-key-file=/etc/k8s/sa.key \
+                 --root-ca-file=/etc/k8s/ca.crt --allocate-node-cidrs --cluster-cidr={} --node-cidr-mask-size=24 --service-cluster-ip-range={}",
+                spec.pod_cidr, spec.service_cidr
+            ),
+        ),
+        ("kube-scheduler", format!("{b}/kube-scheduler --kubeconfig={KUBECONFIG}")),
+    ]
+}
+
+/// Command lines of the node components (on every node).
+pub fn node_flags(spec: &KubeSpec, node: &str, ip: &str) -> Vec<(&'static str, String)> {
+    let b = BUNDLE_MOUNT;
+    vec![
+        (
+            "kubelet",
+            // cgroupfs/no QoS cgroups/no allocatable enforcement: the node is a container on cgroup v1;
+            // swap may be on on the host.
+            format!(
+                "{b}/kubelet --kubeconfig={KUBECONFIG} --container-runtime=remote --container-runtime-endpoint=unix:///run/containerd/containerd.sock \
+                 --fail-swap-on=false --cgroup-driver=cgroupfs --cgroups-per-qos=false --enforce-node-allocatable= \
+                 --network-plugin=cni --cni-bin-dir=/usr/lib/cni --cni-conf-dir=/etc/cni/net.d --hostname-override={node} --node-ip={ip}"
+            ),
+        ),
+        (
+            "kube-proxy",
+            // --conntrack-max-per-core=0: a container may not set the host's nf_conntrack_max.
+            format!("{b}/kube-proxy --kubeconfig={KUBECONFIG} --hostname-override={node} --proxy-mode=iptables --conntrack-max-per-core=0 --cluster-cidr={}", spec.pod_cidr),
+        ),
+    ]
+}
+
+/// The Deployment and Service of a scenario service.
+pub fn manifests(s: &Service, image: &str) -> String {
+    let svc_type = match s.service_type {
+        ServiceType::ClusterIp => "ClusterIP",
+        ServiceType::NodePort => "NodePort",
+    };
+    let node_port = s
+        .node_port
+        .map(|p| format!(", nodePort: {p}"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {n}, labels: {{app: {n}, io.clusterlab/service: {n}}}}}\nspec:\n  replicas: {r}\n  selector: {{matchLabels: {{app: {n}}}}}\n  template:\n    metadata: {{labels: {{app: {n}}}}}\n    spec:\n      automountServiceAccountToken: false\n      # one replica per node while nodes last, so cross-node paths exist\n      topologySpreadConstraints: [{{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway, labelSelector: {{matchLabels: {{app: {n}}}}}}}]\n      terminationGracePeriodSeconds: 2\n      containers: [{{name: {n}, image: \"{image}\", imagePullPolicy: Never, ports: [{{containerPort: 80}}]}}]\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: {n}}}\nspec: {{type: {svc_type}, selector: {{app: {n}}}, ports: [{{port: 80, targetPort: 80{node_port}}}]}}\n",
+        n = s.name,
+        r = s.replicas,
+    )
+}
+
+pub struct Kube<'a> {
+    pub lab: &'a Lab,
+    spec: KubeSpec,
+}
+
+impl<'a> Kube<'a> {
+    pub fn new(lab: &'a Lab) -> Kube<'a> {
+        Kube {
+            lab,
+            spec: lab
+                .scenario
+                .kube
+                .clone()
+                .expect("kubernetes scenario has kube settings"),
+        }
+    }
+
+    fn master(&self) -> String {
+        self.lab.plan.leader().name.clone()
+    }
+
+    async fn kctl(&self, what: &str, args: &str) -> Result<String, LabError> {
+        Ok(self
+            .lab
+            .sh(&self.master(), what, &format!("{KCTL} {args}"))
+            .await?
+            .stdout)
+    }
+
+    /// Start `name` under the node's supervisor (a no-op if it already runs).
+    async fn supervise(&self, node: &str, name: &str, cmd: &str) -> Result<(), LabError> {
+        self.lab
+            .sh(
+                node,
+                &format!("starting {name}"),
+                &format!(
+                    "setsid -f /usr/local/bin/supervise {name} {cmd} </dev/null >/dev/null 2>&1"
+                ),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Poll a shell condition inside a node until it holds; on timeout, fail with `what` and the
+    /// tail of the given log.
+    async fn until(
+        &self,
+        node: &str,
+        what: &str,
+        cond: &str,
+        secs: u64,
+        log: &str,
+    ) -> Result<(), LabError> {
+        let script = format!(
+            "i=0; until {cond}; do i=$((i+1)); [ $i -gt {} ] && exit 1; sleep 0.2; done",
+            secs * 5
+        );
+        if self.lab.sh_raw(node, &script).await?.ok() {
+            return Ok(());
+        }
+        let t = self
+            .lab
+            .sh_raw(node, &format!("tail -n 15 /var/log/clusterlab/{log}.log"))
+            .await
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        Err(LabError::Command {
+            what: what.into(),
+            node: node.into(),
+            cmd: cond.chars().take(120).collect(),
+            code: 1,
+            tail: format!("waited {secs} s; {log}.log:\n{}", tail(&t, 15)),
+        })
+    }
+
+    async fn control_plane(&self) -> Result<(), LabError> {
+        let m = self.master();
+        let ip = self.lab.node_ip(&m);
+        let svc_ip = first_host(&self.spec.service_cidr);
+        // The lab's CA, the API server's serving certificate (node IP, the `kubernetes` service IP,
+        // loopback) and the service-account key pair; kept when they exist (up twice is safe).
+        let certs = format!(
+            "set -e; mkdir -p /etc/k8s; cd /etc/k8s; [ -f apiserver.crt ] && exit 0
+openssl genrsa -out sa.key 2048 2>/dev/null; openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 7 -subj /CN=clusterlab-ca 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj /CN=kube-apiserver 2>/dev/null
+printf 'subjectAltName=IP:{ip},IP:{svc_ip},IP:127.0.0.1,DNS:kubernetes,DNS:kubernetes.default' > san.ext
+openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 7 -extfile san.ext 2>/dev/null
+echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
+        );
+        self.lab.sh(&m, "generating certificates", &certs).await?;
+        let flags = control_plane_flags(&self.spec, &ip);
+        for (name, cmd) in &flags[..2] {
+            self.supervise(&m, name, cmd).await?;
+        }
+        let readyz = format!("curl -sk --noproxy '*' -H 'Authorization: Bearer {TOKEN}' https://127.0.0.1:6443/readyz | grep -qx ok");
+        self.until(
+            &m,
+            "waiting for the API server",
+            &readyz,
+            90,
+            "kube-apiserver",
+        )
+        .await?;
+        let ca = self
+            .lab
+            .sh(&m, "reading the CA", "base64 -w0 /etc/k8s/ca.crt")
+            .await?
+            .stdout;
+        let kc = kubeconfig(&ip, ca.trim());
+        try_join_all(self.lab.plan.nodes.iter().map(|n| {
+            let kc = kc.clone();
+            async move {
+                self.lab
+                    .sh_in(
+                        &n.name,
+                        "writing the kubeconfig",
+                        &format!("mkdir -p /etc/k8s && cat > {KUBECONFIG}"),
+                        Some(kc.into()),
+                    )
+                    .await
+            }
+        }))
+        .await?;
+        for (name, cmd) in &flags[2..] {
+            self.supervise(&m, name, cmd).await?;
+        }
+        Ok(())
+    }
+
+    async fn node_components(&self) -> Result<(), LabError> {
+        try_join_all(self.lab.plan.nodes.iter().map(|n| async move {
+            for (name, cmd) in node_flags(&self.spec, &n.name, &n.ip.to_string()) {
+                self.supervise(&n.name, name, &cmd).await?;
+            }
+            Ok::<_, LabError>(())
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    /// node name -> pod CIDR, once the controller manager assigned one to every node.
+    async fn pod_cidrs(&self) -> Result<Vec<(String, String)>, LabError> {
+        let n = self.lab.plan.nodes.len();
+        let start = Instant::now();
+        loop {
+            let out = self.lab.sh_raw(&self.master(), &format!("{KCTL} get nodes -o jsonpath='{{range .items[*]}}{{.metadata.name}} {{.spec.podCIDR}}{{\"\\n\"}}{{end}}'")).await?;
+            let got: Vec<(String, String)> = out
+                .stdout
+                .lines()
+                .filter_map(|l| l.split_once(' '))
+                .filter(|(_, c)| c.contains('/'))
+                .map(|(a, b)| (a.to_string(), b.trim().to_string()))
+                .collect();
+            if got.len() == n {
+                return Ok(got);
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                let log = self
+                    .lab
+                    .sh_raw(&self.master(), "tail -n 12 /var/log/clusterlab/kubelet.log")
+                    .await
+                    .map(|o| o.stdout)
+                    .unwrap_or_default();
+                return Err(LabError::Command {
+                    what: "waiting for every node to register".into(),
+                    node: self.master(),
+                    cmd: "kubectl get nodes".into(),
+                    code: 1,
+                    tail: format!(
+                        "{} of {n} nodes registered with a pod CIDR\n{}",
+                        got.len(),
+                        tail(&log, 12)
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// CNI config and cross-node routes on every node (idempotent).
+    async fn pod_network(&self, cidrs: &[(String, String)]) -> Result<(), LabError> {
+        let cidr_of = |n: &str| {
+            cidrs
+                .iter()
+                .find(|(x, _)| x == n)
+                .map(|(_, c)| c.clone())
+                .unwrap_or_default()
+        };
+        let all = &self.spec.pod_cidr;
+        // Each node: its CNI config, forwarding on, and pods' traffic to the outside masqueraded.
+        try_join_all(self.lab.plan.nodes.iter().map(|n| {
+            let c = cidr_of(&n.name);
+            let mut script = format!(
+                "set -e; mkdir -p /etc/cni/net.d; cat > /etc/cni/net.d/10-clusterlab.conflist; sysctl -qw net.ipv4.ip_forward=1\n\
+                 sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true\n\
+                 iptables -w -t nat -C POSTROUTING -s {all} ! -d {all} -j MASQUERADE 2>/dev/null || iptables -w -t nat -A POSTROUTING -s {all} ! -d {all} -j MASQUERADE\n"
+            );
+            if self.spec.backend == Backend::Vxlan {
+                // nolearning: forwarding entries are static, one per peer, as flannel's vxlan backend.
+                script.push_str(&format!(
+                    "ip link show vx0 >/dev/null 2>&1 || ip link add vx0 type vxlan id 1 dstport {p} local {ip} dev eth0 nolearning\n\
+                     ip addr replace {gw}/32 dev vx0; ip link set vx0 up\n",
+                    p = self.spec.vxlan_port,
+                    ip = n.ip,
+                    gw = net_zero(&c)
+                ));
+            }
+            let conf = cni_config(&c);
+            async move { self.lab.sh_in(&n.name, "setting up the pod network", &script, Some(conf.into())).await }
+        }))
+        .await?;
+        let macs: Vec<String> = if self.spec.backend == Backend::Vxlan {
+            try_join_all(self.lab.plan.nodes.iter().map(|n| async move {
+                Ok::<_, LabError>(
+                    self.lab
+                        .sh(
+                            &n.name,
+                            "reading the VXLAN address",
+                            "cat /sys/class/net/vx0/address",
+                        )
+                        .await?
+                        .stdout
+                        .trim()
+                        .to_string(),
+                )
+            }))
+            .await?
+        } else {
+            vec![]
+        };
+        try_join_all(self.lab.plan.nodes.iter().map(|n| {
+            let mut script = String::from("set -e\n");
+            for (i, p) in self.lab.plan.nodes.iter().enumerate() {
+                if p.name == n.name {
+                    continue;
+                }
+                let pc = cidr_of(&p.name);
+                match self.spec.backend {
+                    Backend::Vxlan => script.push_str(&format!(
+                        "ip neigh replace {v} lladdr {mac} dev vx0 nud permanent\nbridge fdb replace {mac} dev vx0 dst {ip}\nip route replace {pc} via {v} dev vx0 onlink\n",
+                        v = net_zero(&pc),
+                        mac = macs[i],
+                        ip = p.ip
+                    )),
+                    Backend::HostGw => script.push_str(&format!("ip route replace {pc} via {} dev eth0\n", p.ip)),
+                }
+            }
+            async move { self.lab.sh(&n.name, "routing to peer pod networks", &script).await }
+        }))
+        .await?;
+        Ok(())
+    }
+
+    async fn wait_ready(&self) -> Result<(), LabError> {
+        let n = self.lab.plan.nodes.len();
+        let cond = format!(
+            "[ \"$({KCTL} get nodes --no-headers 2>/dev/null | grep -c ' Ready')\" = {n} ]"
+        );
+        self.until(
+            &self.master(),
+            "waiting for every node to be Ready",
+            &cond,
+            120,
+            "kubelet",
+        )
+        .await
+    }
+
+    /// Pods of a service: (name, node, ip, running and not terminating).
+    async fn pods(&self, service: &str) -> Result<Vec<(String, String, String, bool)>, LabError> {
+        let out = self
+            .kctl(
+                "listing pods",
+                &format!("get pods -l app={} -o jsonpath='{{range .items[*]}}{{.metadata.name}} {{.spec.nodeName}} {{.status.podIP}} {{.status.phase}} {{.metadata.deletionTimestamp}}{{\"\\n\"}}{{end}}'", shq(service)),
+            )
+            .await?;
+        Ok(out
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                let get = |i: usize| f.get(i).copied().unwrap_or("").to_string();
+                let running = get(3) == "Running" && get(4).is_empty() && !get(2).is_empty();
+                (get(0), get(1), get(2), running)
+            })
+            .filter(|p| !p.0.is_empty())
+            .collect())
+    }
+
+    async fn converge(&self, service: &str, replicas: u32) -> Result<Vec<Replica>, LabError> {
+        let start = Instant::now();
+        loop {
+            let pods = self.pods(service).await?;
+            let running: Vec<&(String, String, String, bool)> =
+                pods.iter().filter(|p| p.3).collect();
+            let eps = self
+                .kctl(
+                    "listing endpoints",
+                    &format!(
+                        "get endpoints {} -o jsonpath='{{.subsets[*].addresses[*].ip}}'",
+                        shq(service)
+                    ),
+                )
+                .await
+                .unwrap_or_default();
+            let eps: Vec<&str> = eps.split_whitespace().collect();
+            if running.len() as u32 == replicas
+                && pods.len() as u32 == replicas
+                && eps.len() as u32 == replicas
+            {
+                // kube-proxy has programmed every endpoint on every node: a DNAT to each pod.
+                let cond = eps
+                    .iter()
+                    .map(|ip| format!("echo \"$s\" | grep -q -- '--to-destination {ip}:'"))
+                    .collect::<Vec<_>>()
+                    .join(" && ");
+                let script = format!(
+                    "s=$(iptables-save -t nat 2>/dev/null); {}",
+                    if cond.is_empty() { "true".into() } else { cond }
+                );
+                let ok =
+                    try_join_all(
+                        self.lab.plan.nodes.iter().map(|n| {
+                            let script = script.clone();
+                            async move {
+                                Ok::<_, LabError>(self.lab.sh_raw(&n.name, &script).await?.ok())
+                            }
+                        }),
+                    )
+                    .await?;
+                if ok.iter().all(|x| *x) {
+                    return self.replicas(service).await;
+                }
+            }
+            if start.elapsed() > CONVERGE_TIMEOUT {
+                let wide = self.lab.sh_raw(&self.master(), &format!("{KCTL} get pods -o wide; {KCTL} get events --sort-by=.lastTimestamp | tail -n 8")).await.map(|o| o.stdout).unwrap_or_default();
+                return Err(LabError::Converge {
+                    service: service.into(),
+                    secs: CONVERGE_TIMEOUT.as_secs(),
+                    detail: format!(
+                        "{} of {replicas} pods running, {} endpoints\n{}",
+                        running.len(),
+                        eps.len(),
+                        tail(&wide, 16)
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// `10.244.1.0/24` -> `10.244.1.0`: the address of a node's VXLAN device (flannel's convention).
+fn net_zero(cidr: &str) -> String {
+    cidr.split('/').next().unwrap_or("").to_string()
+}
+
+/// The first host of a CIDR: the `kubernetes` service's ClusterIP.
+fn first_host(cidr: &str) -> String {
+    let base: std::net::Ipv4Addr = net_zero(cidr)
+        .parse()
+        .unwrap_or(std::net::Ipv4Addr::new(10, 32, 0, 0));
+    std::net::Ipv4Addr::from(u32::from(base) + 1).to_string()
+}
+
+impl Stack for Kube<'_> {
+    async fn prepare(
+        &self,
+        images: &[String],
+        progress: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), LabError> {
+        let pause = crate::images::tag("pause", &Default::default());
+        let conf = containerd_config(&pause);
+        // containerd waits for its configuration (start-node), then answers; kubelet needs a
+        // machine id and /dev/kmsg (OOM events are then not reported).
+        try_join_all(self.lab.plan.nodes.iter().map(|n| {
+            let conf = conf.clone();
+            async move {
+                self.lab
+                    .sh_in(&n.name, "configuring containerd", "set -e; mkdir -p /etc/containerd; cat > /etc/containerd/clusterlab.toml.new; mv /etc/containerd/clusterlab.toml.new /etc/containerd/clusterlab.toml; [ -s /etc/machine-id ] || tr -d - < /proc/sys/kernel/random/uuid > /etc/machine-id; [ -e /dev/kmsg ] || ln -s /dev/null /dev/kmsg", Some(conf.into()))
+                    .await?;
+                self.until(&n.name, "waiting for containerd", "ctr version >/dev/null 2>&1", 60, "containerd").await
+            }
+        }))
+        .await?;
+        progress("containerd answers on every node".into());
+        let mut all = vec![pause];
+        all.extend(images.iter().cloned());
+        for image in &all {
+            let data = self.lab.engine.save_image(image).await?;
+            try_join_all(self.lab.plan.nodes.iter().map(|n| {
+                let data = data.clone();
+                async move {
+                    let have = self
+                        .lab
+                        .sh_raw(
+                            &n.name,
+                            &format!(
+                                "ctr -n k8s.io images ls -q | grep -qx {}",
+                                shq(&format!("docker.io/{image}"))
+                            ),
+                        )
+                        .await?;
+                    if have.ok() {
+                        return Ok(());
+                    }
+                    self.lab
+                        .sh_in(
+                            &n.name,
+                            &format!("importing {image} into containerd"),
+                            "ctr -n k8s.io images import - >/dev/null",
+                            Some(data),
+                        )
+                        .await
+                        .map(|_| ())
+                }
+            }))
+            .await?;
+        }
+        progress(format!("imported {}", all.join(", ")));
+        Ok(())
+    }
+
+    async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
+        let t = Instant::now();
+        self.control_plane().await?;
+        progress(format!(
+            "control plane up on {} ({:.1} s)",
+            self.master(),
+            t.elapsed().as_secs_f64()
+        ));
+        self.node_components().await?;
+        let cidrs = self.pod_cidrs().await?;
+        self.pod_network(&cidrs).await?;
+        let backend = match self.spec.backend {
+            Backend::Vxlan => format!("vxlan, UDP {}", self.spec.vxlan_port),
+            Backend::HostGw => "host-gw".into(),
+        };
+        progress(format!(
+            "pod network ({backend}): {}",
+            cidrs
+                .iter()
+                .map(|(n, c)| format!("{n} {c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        self.wait_ready().await?;
+        progress(format!(
+            "{} nodes Ready ({:.1} s)",
+            self.lab.plan.nodes.len(),
+            t.elapsed().as_secs_f64()
+        ));
+        for s in &self.lab.scenario.services {
+            let image = crate::images::resolve_workload(&s.image, &Default::default());
+            self.lab
+                .sh_in(
+                    &self.master(),
+                    &format!("deploying {}", s.name),
+                    &format!("{KCTL} apply -f -"),
+                    Some(manifests(s, &image).into()),
+                )
+                .await?;
+        }
+        for s in &self.lab.scenario.services {
+            let rs = self.converge(&s.name, s.replicas).await?;
+            progress(format!("service {} ready: {}", s.name, placement(&rs)));
+        }
+        Ok(())
+    }
+
+    async fn scale(&self, service: &str, replicas: u32) -> Result<Vec<Replica>, LabError> {
+        self.kctl(
+            &format!("scaling {service}"),
+            &format!("scale deployment {} --replicas={replicas}", shq(service)),
+        )
+        .await?;
+        self.converge(service, replicas).await
+    }
+
+    async fn replicas(&self, service: &str) -> Result<Vec<Replica>, LabError> {
+        let mut out: Vec<Replica> = self
+            .pods(service)
+            .await?
+            .into_iter()
+            .filter(|p| p.3)
+            // A pod's hostname is its name: that is what the web image answers with.
+            .map(|(name, node, ip, _)| Replica {
+                task: name.clone(),
+                node,
+                identity: name,
+                ip,
+            })
+            .collect();
+        out.sort_by(|a, b| a.node.cmp(&b.node).then(a.task.cmp(&b.task)));
+        Ok(out)
+    }
+
+    async fn paths(&self, service: &str) -> Result<ServicePaths, LabError> {
+        let out = self.kctl("reading the service", &format!("get svc {} -o jsonpath='{{.spec.clusterIP}} {{.spec.ports[0].port}} {{.spec.ports[0].nodePort}}'", shq(service))).await?;
+        let f: Vec<&str> = out.split_whitespace().collect();
+        let (ip, port) = (
+            f.first().copied().unwrap_or(""),
+            f.get(1).copied().unwrap_or("80"),
+        );
+        let node_port = f.get(2).and_then(|p| p.parse().ok());
+        let mut notes = vec![format!("{service}'s ClusterIP is {ip}:{port}")];
+        if let Some(np) = node_port {
+            notes.push(format!("{service}'s node port is {np}"));
+        }
+        Ok(ServicePaths {
+            client: Client::Node,
+            vip: format!("{ip}:{port}"),
+            node_port,
+            notes,
+        })
+    }
+
+    fn unsupported(&self, check: &Check) -> Option<String> {
+        (check.kind == CheckKind::Dns).then(|| "no cluster DNS in this bundle".to_string())
+    }
+
+    /// `api`: from each entry node, the API answers (/readyz through kubectl, as a user's tools
+    /// would reach it) and reports every node Ready.
+    async fn observe_special(&self, check: &Check) -> Result<Observation, LabError> {
+        let nodes: Vec<String> = self.lab.node_names();
+        let mut cols = vec![Target {
+            label: "api /readyz".into(),
+            node: self.master(),
+        }];
+        cols.extend(nodes.iter().map(|n| Target {
+            label: format!("{n} Ready"),
+            node: n.clone(),
+        }));
+        let script = format!(
+            "{KCTL} get --raw /readyz --request-timeout={t}s 2>&1 | head -c 300; echo; echo '#nodes'; \
+             {KCTL} get nodes --request-timeout={t}s -o jsonpath='{{range .items[*]}}{{.metadata.name}} {{.status.conditions[?(@.type==\"Ready\")].status}}{{\"\\n\"}}{{end}}' 2>&1 | head -c 2000",
+            t = check.timeout.as_secs().max(1)
+        );
+        let rows = try_join_all(check.from.iter().map(|entry| {
+            let script = script.clone();
+            async move { Ok::<_, LabError>(self.lab.sh_raw(entry, &script).await?.stdout) }
+        }))
+        .await?;
+        let mut obs = Observation {
+            rows: check.from.clone(),
+            cols,
+            ..Default::default()
+        };
+        for out in rows {
+            let (readyz, listing) = out.split_once("#nodes").unwrap_or((&out, ""));
+            let readyz = readyz.trim();
+            let mut cells = vec![if readyz == "ok" {
+                Cell {
+                    hits: 1,
+                    tries: 1,
+                    detail: String::new(),
+                }
+            } else {
+                Cell {
+                    hits: 0,
+                    tries: 1,
+                    detail: readyz
+                        .lines()
+                        .next()
+                        .unwrap_or("no answer")
+                        .chars()
+                        .take(100)
+                        .collect(),
+                }
+            }];
+            for n in &nodes {
+                let ready = listing.lines().any(|l| l.trim() == format!("{n} True"));
+                cells.push(Cell {
+                    hits: ready as u32,
+                    tries: 1,
+                    detail: if ready {
+                        String::new()
+                    } else {
+                        "not Ready (or API unreachable)".into()
+                    },
+                });
+            }
+            obs.cells.push(cells);
+            obs.unanswered.push(0);
+        }
+        Ok(obs)
+    }
+}
+
+/// The images a Kubernetes lab needs besides the workloads.
+pub fn extra_images(s: &Scenario) -> Vec<&'static str> {
+    if s.kube.is_some() {
+        vec!["pause"]
+    } else {
+        vec![]
+    }
+}

@@ -1,0 +1,21 @@
+#!/bin/sh
+# supervise NAME CMD...: run CMD, restart it a second after it exits, append its output to
+# /var/log/clusterlab/NAME.log (collected when a run fails). A second `supervise NAME` while one
+# runs is a no-op, so bringing a lab up twice is safe. `touch /run/clusterlab/NAME.stop` then
+# killing NAME keeps it down (a kill fault); removing the file and running supervise again revives it.
+name=$1; shift
+dir=/run/clusterlab; log=/var/log/clusterlab/$name.log
+mkdir -p "$dir" /var/log/clusterlab
+if [ -f "$dir/$name.supervisor" ] && kill -0 "$(cat "$dir/$name.supervisor")" 2>/dev/null; then exit 0; fi
+echo $$ > "$dir/$name.supervisor"
+rm -f "$dir/$name.stop"
+trap 'kill -TERM "$(cat "$dir/$name.pid" 2>/dev/null)" 2>/dev/null; exit 0' TERM INT
+while :; do
+  "$@" >>"$log" 2>&1 &
+  echo $! > "$dir/$name.pid"
+  wait $!
+  rc=$?
+  if [ -e "$dir/$name.stop" ]; then echo "$(date -Is) $name stopped (exit $rc)" >>"$log"; rm -f "$dir/$name.supervisor"; exit 0; fi
+  echo "$(date -Is) $name exited with $rc; restarting in 1s" >>"$log"
+  sleep 1
+done
