@@ -21,33 +21,16 @@ fn serial() -> MutexGuard<'static, ()> {
     static IMAGES: OnceLock<()> = OnceLock::new();
     let g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     IMAGES.get_or_init(|| {
-        let o = Command::new(bin())
-            .args(["images", "build"])
-            .output()
-            .expect("run clusterlab images build");
-        assert!(
-            o.status.success(),
-            "images build failed:\n{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let o = Command::new(bin()).args(["images", "build"]).output().expect("run clusterlab images build");
+        assert!(o.status.success(), "images build failed:\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     });
     g
 }
 
 fn clusterlab(args: &[&str]) -> Output {
-    let o = Command::new(bin())
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run clusterlab");
+    let o = Command::new(bin()).args(args).current_dir(root()).output().expect("run clusterlab");
     // Shown when a test fails: the whole run, as a user would see it.
-    println!(
-        "$ clusterlab {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    println!("$ clusterlab {}\n{}{}", args.join(" "), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     o
 }
 
@@ -59,23 +42,21 @@ fn stdout(o: &Output) -> String {
 fn leftovers(lab: &str) -> Vec<String> {
     let filter = format!("label=io.clusterlab.lab={lab}");
     let mut out = Vec::new();
-    for (what, args) in [
-        ("container", vec!["ps", "-aq"]),
-        ("network", vec!["network", "ls", "-q"]),
-        ("volume", vec!["volume", "ls", "-q"]),
-    ] {
-        let o = Command::new("docker")
-            .args(&args)
-            .args(["--filter", &filter])
-            .output()
-            .expect("run docker");
-        out.extend(
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .map(|l| format!("{what} {l}")),
-        );
+    for (what, args) in [("container", vec!["ps", "-aq"]), ("network", vec!["network", "ls", "-q"]), ("volume", vec!["volume", "ls", "-q"])]
+    {
+        let o = Command::new("docker").args(&args).args(["--filter", &filter]).output().expect("run docker");
+        out.extend(String::from_utf8_lossy(&o.stdout).lines().map(|l| format!("{what} {l}")));
     }
     out
+}
+
+/// Removes a kept lab when the test ends, also when an assertion failed first.
+struct Down(&'static str);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = Command::new(bin()).args(["down", self.0]).output();
+    }
 }
 
 fn assert_clean(lab: &str) {
@@ -98,20 +79,9 @@ fn vxlan_blocked_story_passes_and_shows_matrix_and_counter() {
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0));
     // The matrix before, during and after, and the fault counted packets.
-    assert!(
-        out.contains("Check all-replicas-up")
-            && out.contains("Check only-worker-1-lost")
-            && out.contains("Check all-replicas-back")
-    );
-    assert_eq!(
-        out.matches("-- timeout (expected)").count(),
-        2,
-        "exactly the two pairs into worker-1 time out"
-    );
-    assert!(
-        packets(&out, "vxlan-blocked").iter().any(|p| *p > 0),
-        "the drop rule matched no packet"
-    );
+    assert!(out.contains("Check all-replicas-up") && out.contains("Check only-worker-1-lost") && out.contains("Check all-replicas-back"));
+    assert_eq!(out.matches("-- timeout (expected)").count(), 2, "exactly the two pairs into worker-1 time out");
+    assert!(packets(&out, "vxlan-blocked").iter().any(|p| *p > 0), "the drop rule matched no packet");
     assert!(out.contains("iptables rules equal what they were before the fault"));
     assert_clean("swarm-vxlan-blocked");
 }
@@ -131,24 +101,10 @@ fn swarm_basics_scales_and_never_passes_what_the_kernel_cannot_do() {
         &format!("junit={}", junit.display()),
     ]);
     assert_eq!(o.status.code(), Some(0));
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let checks = report["runs"][0]["checks"].as_array().unwrap().clone();
-    let outcome = |name: &str| {
-        checks
-            .iter()
-            .find(|c| c["name"] == name)
-            .map(|c| c["outcome"].as_str().unwrap_or("").to_string())
-            .unwrap()
-    };
-    for c in [
-        "three-up",
-        "three-resolve",
-        "six-up",
-        "six-resolve",
-        "one-up",
-        "one-resolves",
-    ] {
+    let outcome = |name: &str| checks.iter().find(|c| c["name"] == name).map(|c| c["outcome"].as_str().unwrap_or("").to_string()).unwrap();
+    for c in ["three-up", "three-resolve", "six-up", "six-resolve", "one-up", "one-resolves"] {
         assert_eq!(outcome(c), "pass", "{c}");
     }
     // VIP and routing mesh are IPVS: unsupported where the kernel lacks it, and never a pass there.
@@ -180,19 +136,13 @@ fn wrong_expectation_fails_with_exit_1_and_cleans_up() {
     let f = dir.path().join("wrong.yaml");
     std::fs::write(&f, text).unwrap();
     let json = dir.path().join("r.json");
-    let o = clusterlab(&[
-        "run",
-        f.to_str().unwrap(),
-        "--report",
-        &format!("json={}", json.display()),
-    ]);
+    let o = clusterlab(&["run", f.to_str().unwrap(), "--report", &format!("json={}", json.display())]);
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
     assert!(out.contains("✗ Check only-worker-1-lost"), "{out}");
     // The right pairs are still correct before and after the fault.
     assert!(out.contains("✓ Check all-replicas-up") && out.contains("✓ Check all-replicas-back"));
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["runs"][0]["summary"]["failed"], 1);
     assert_clean("test-wrong-expectation");
 }
@@ -203,18 +153,8 @@ fn partition_and_loss_cut_exactly_their_pairs_and_revert() {
     let o = clusterlab(&["run", "tests/scenarios/swarm-faults.yaml"]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0));
-    for c in [
-        "before",
-        "manager-cut-off",
-        "workers-cut-off",
-        "after-split",
-        "worker-2-lost",
-        "after-loss",
-    ] {
-        assert!(
-            out.contains(&format!("✓ Check {c} ")),
-            "check {c} did not pass"
-        );
+    for c in ["before", "manager-cut-off", "workers-cut-off", "after-split", "worker-2-lost", "after-loss"] {
+        assert!(out.contains(&format!("✓ Check {c} ")), "check {c} did not pass");
     }
     assert!(packets(&out, "split").iter().any(|p| *p > 0));
     assert!(packets(&out, "lossy").iter().any(|p| *p > 0));
@@ -225,33 +165,21 @@ fn partition_and_loss_cut_exactly_their_pairs_and_revert() {
 fn kept_lab_takes_fault_verbs_and_goes_down() {
     let _g = serial();
     let lab = "swarm-vxlan-blocked";
+    let _down = Down(lab);
     let o = clusterlab(&["up", "scenarios/swarm-vxlan-blocked.yaml"]);
     assert_eq!(o.status.code(), Some(0));
-    assert!(
-        stdout(&o).contains(&format!("clusterlab down {lab}")),
-        "up must say how to remove the lab"
-    );
+    assert!(stdout(&o).contains(&format!("clusterlab down {lab}")), "up must say how to remove the lab");
     let ls = stdout(&clusterlab(&["ls"]));
     assert!(ls.contains(lab) && ls.contains("worker-2"));
     // Applying twice is refused; revert restores the rules exactly.
-    assert_eq!(
-        clusterlab(&["fault", "apply", lab, "vxlan-blocked"])
-            .status
-            .code(),
-        Some(0)
-    );
+    assert_eq!(clusterlab(&["fault", "apply", lab, "vxlan-blocked"]).status.code(), Some(0));
     let again = clusterlab(&["fault", "apply", lab, "vxlan-blocked"]);
     assert_ne!(again.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already applied"));
     let rv = clusterlab(&["fault", "revert", lab, "vxlan-blocked"]);
     assert_eq!(rv.status.code(), Some(0));
     assert!(stdout(&rv).contains("equal what they were before"));
-    assert_eq!(
-        clusterlab(&["fault", "apply", lab, "no-such-fault"])
-            .status
-            .code(),
-        Some(2)
-    );
+    assert_eq!(clusterlab(&["fault", "apply", lab, "no-such-fault"]).status.code(), Some(2));
     // A second lab of the same name is refused, and the first one is untouched by the refusal.
     let dup = clusterlab(&["run", "scenarios/swarm-vxlan-blocked.yaml"]);
     assert_eq!(dup.status.code(), Some(3));
@@ -276,29 +204,16 @@ fn sigint_during_node_start_leaves_nothing() {
     let start = Instant::now();
     loop {
         let o = Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=io.clusterlab.lab={lab}"),
-                "--filter",
-                "label=io.clusterlab.node",
-            ])
+            .args(["ps", "-aq", "--filter", &format!("label=io.clusterlab.lab={lab}"), "--filter", "label=io.clusterlab.node"])
             .output()
             .unwrap();
         if !o.stdout.is_empty() {
             break;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no node container appeared"
-        );
+        assert!(start.elapsed() < Duration::from_secs(120), "no node container appeared");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     println!("{}{err}", String::from_utf8_lossy(&o.stdout));
@@ -313,35 +228,17 @@ fn invalid_files_exit_2_with_located_messages() {
     let cases = [
         (
             "unknown-field",
-            good.replace(
-                "{ name: manager, role: manager }",
-                "{ name: manager, role: manager, colour: red }",
-            ),
+            good.replace("{ name: manager, role: manager }", "{ name: manager, role: manager, colour: red }"),
             ":8:37: unknown field `colour`",
         ),
-        (
-            "wrong-type",
-            good.replace("replicas: 3", "replicas: three"),
-            ":14:40: invalid u32",
-        ),
-        (
-            "unknown-node",
-            good.replace("node: worker-1,", "node: worker-9,"),
-            ":16:46: node names unknown node \"worker-9\"",
-        ),
+        ("wrong-type", good.replace("replicas: 3", "replicas: three"), ":14:40: invalid u32"),
+        ("unknown-node", good.replace("node: worker-1,", "node: worker-9,"), ":16:46: node names unknown node \"worker-9\""),
         (
             "duplicate-name",
-            good.replace(
-                "{ name: mynet1, driver: overlay }",
-                "{ name: mynet1 }\n  - { name: mynet1 }",
-            ),
+            good.replace("{ name: mynet1, driver: overlay }", "{ name: mynet1 }\n  - { name: mynet1 }"),
             ":13:13: duplicate network name \"mynet1\"",
         ),
-        (
-            "bad-port",
-            good.replace("port: 4789", "port: 0"),
-            ":16:77: port 0 is not a valid port",
-        ),
+        ("bad-port", good.replace("port: 4789", "port: 0"), ":16:77: port 0 is not a valid port"),
     ];
     let dir = tempfile::tempdir().unwrap();
     for (name, text, want) in cases {
@@ -351,13 +248,112 @@ fn invalid_files_exit_2_with_located_messages() {
             let o = clusterlab(&[verb, f.to_str().unwrap()]);
             let err = String::from_utf8_lossy(&o.stderr);
             assert_eq!(o.status.code(), Some(2), "{verb} {name}");
-            assert!(
-                err.contains(&format!("{}{want}", f.display())),
-                "{verb} {name}: expected {want:?} in:\n{err}"
-            );
+            assert!(err.contains(&format!("{}{want}", f.display())), "{verb} {name}: expected {want:?} in:\n{err}");
         }
     }
     // And the shipped ones are valid.
     let o = clusterlab(&["validate", "scenarios/"]);
     assert_eq!(o.status.code(), Some(0));
+}
+
+/// The Kubernetes bundle, built once into the cache when missing (about 20 minutes cold on two
+/// cores; seconds when cached). `.ci/run` builds it beforehand so its progress shows in the log.
+fn bundle() {
+    static BUNDLE: OnceLock<()> = OnceLock::new();
+    BUNDLE.get_or_init(|| {
+        let o = Command::new("bash").arg(root().join("images/kubernetes/build-bundle.sh")).output().expect("run build-bundle.sh");
+        assert!(o.status.success(), "bundle build failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    });
+}
+
+fn json_run(file: &str) -> (Output, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let o = clusterlab(&["run", file, "--report", &format!("json={}", json.display())]);
+    let v = serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default()).unwrap_or_default();
+    (o, v)
+}
+
+fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["runs"][0]["checks"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no check {name} in the report"))
+}
+
+#[test]
+fn k8s_clusterip_reaches_both_replicas_from_nodes_and_pods() {
+    let _g = serial();
+    bundle();
+    let (o, r) = json_run("scenarios/k8s-clusterip-round-robin.yaml");
+    assert_eq!(o.status.code(), Some(0));
+    for name in ["api-ready", "pods-direct", "clusterip-splits", "pods-from-pods", "clusterip-from-pods"] {
+        assert_eq!(check(&r, name)["outcome"], "pass", "{name}");
+    }
+    // Two replicas on two different nodes, each chosen by the ClusterIP from every entry.
+    let split = &check(&r, "clusterip-splits")["observation"];
+    let nodes: Vec<&str> = split["cols"].as_array().unwrap().iter().map(|c| c["node"].as_str().unwrap()).collect();
+    assert_eq!(nodes, ["master", "worker"]);
+    for row in split["cells"].as_array().unwrap() {
+        let hits: Vec<u64> = row.as_array().unwrap().iter().map(|c| c["hits"].as_u64().unwrap()).collect();
+        assert!(hits.iter().all(|h| *h > 0) && hits.iter().sum::<u64>() == 10, "{hits:?}");
+    }
+    assert_eq!(check(&r, "no-cluster-dns")["outcome"], "unsupported");
+    assert_clean("k8s-clusterip-round-robin");
+}
+
+#[test]
+fn k8s_nodeport_answers_on_every_node_before_and_after_scaling_to_one() {
+    let _g = serial();
+    bundle();
+    let (o, r) = json_run("scenarios/k8s-nodeport-every-node.yaml");
+    assert_eq!(o.status.code(), Some(0));
+    let after = &check(&r, "nodeport-still-every-node")["observation"];
+    assert_eq!(after["cols"].as_array().unwrap().len(), 3, "dialled via all three nodes");
+    assert_eq!(check(&r, "one-pod")["observation"]["cols"].as_array().unwrap().len(), 1);
+    assert_clean("k8s-nodeport-every-node");
+}
+
+#[test]
+fn k8s_vxlan_blocked_loses_exactly_the_cross_node_pairs() {
+    let _g = serial();
+    bundle();
+    let (o, r) = json_run("scenarios/k8s-vxlan-blocked.yaml");
+    assert_eq!(o.status.code(), Some(0));
+    assert!(packets(&stdout(&o), "vxlan-blocked").iter().any(|p| *p > 0));
+    // Through the ClusterIP, the requests that went to the other node's pod were lost.
+    let half = &check(&r, "clusterip-half-lost")["observation"];
+    assert!(half["unanswered"].as_array().unwrap().iter().all(|u| u.as_u64().unwrap() > 0), "each node lost some ClusterIP requests");
+    assert_clean("k8s-vxlan-blocked");
+}
+
+#[test]
+fn k8s_host_gw_is_untouched_by_the_vxlan_drop() {
+    let _g = serial();
+    bundle();
+    let (o, _) = json_run("scenarios/k8s-hostgw-vxlan-blocked.yaml");
+    assert_eq!(o.status.code(), Some(0));
+    let p = packets(&stdout(&o), "vxlan-blocked");
+    assert!(!p.is_empty() && p.iter().all(|x| *x == 0), "host-gw sends nothing to UDP 8472: {p:?}");
+    assert_clean("k8s-hostgw-vxlan-blocked");
+}
+
+#[test]
+fn k8s_up_twice_is_safe() {
+    let _g = serial();
+    bundle();
+    let lab = "k8s-clusterip-round-robin";
+    let _down = Down(lab);
+    assert_eq!(clusterlab(&["up", "scenarios/k8s-clusterip-round-robin.yaml"]).status.code(), Some(0));
+    let again = clusterlab(&["up", "scenarios/k8s-clusterip-round-robin.yaml"]);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(stdout(&again).contains("installing again over it"));
+    // One of each component, still.
+    let ps = Command::new("docker")
+        .args(["exec", &format!("{lab}-master"), "sh", "-c", "pgrep -xc kube-apiserver; pgrep -xc kubelet; pgrep -xc etcd"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&ps.stdout).split_whitespace().collect::<Vec<_>>(), ["1", "1", "1"]);
+    assert_eq!(clusterlab(&["down", lab]).status.code(), Some(0));
+    assert_clean(lab);
 }

@@ -14,37 +14,13 @@ pub struct Feature {
 }
 
 const FEATURES: &[(&str, &str, &str)] = &[
-    (
-        "VXLAN",
-        "CONFIG_VXLAN",
-        "swarm overlay networks (replicas, dns checks)",
-    ),
-    (
-        "IP_VS",
-        "CONFIG_IP_VS",
-        "swarm VIP and routing mesh (vip, node-port checks on swarm)",
-    ),
-    (
-        "bridge netfilter",
-        "CONFIG_BRIDGE_NETFILTER",
-        "iptables on bridged container traffic",
-    ),
-    (
-        "xt_statistic",
-        "CONFIG_NETFILTER_XT_MATCH_STATISTIC",
-        "loss faults (random drop)",
-    ),
-    (
-        "xt_comment",
-        "CONFIG_NETFILTER_XT_MATCH_COMMENT",
-        "labelled fault rules",
-    ),
+    ("VXLAN", "CONFIG_VXLAN", "swarm overlay networks (replicas, dns checks)"),
+    ("IP_VS", "CONFIG_IP_VS", "swarm VIP and routing mesh (vip, node-port checks on swarm)"),
+    ("bridge netfilter", "CONFIG_BRIDGE_NETFILTER", "iptables on bridged container traffic"),
+    ("xt_statistic", "CONFIG_NETFILTER_XT_MATCH_STATISTIC", "loss faults (random drop)"),
+    ("xt_comment", "CONFIG_NETFILTER_XT_MATCH_COMMENT", "labelled fault rules"),
     ("nf_tables", "CONFIG_NF_TABLES", "iptables-nft inside nodes"),
-    (
-        "netem",
-        "CONFIG_NET_SCH_NETEM",
-        "delay faults (not offered: loss uses iptables)",
-    ),
+    ("netem", "CONFIG_NET_SCH_NETEM", "delay faults (not offered: loss uses iptables)"),
 ];
 
 /// Kernel features from /proc/config.gz; a loaded module in /sys/module counts as present.
@@ -61,71 +37,46 @@ pub fn kernel_features() -> Vec<Feature> {
             let state = match &config {
                 Some(c) => {
                     let prefix = format!("{key}=");
-                    c.lines()
-                        .find_map(|l| l.strip_prefix(&prefix))
-                        .map(|v| v.to_string())
-                        .unwrap_or_else(|| "n".into())
+                    c.lines().find_map(|l| l.strip_prefix(&prefix)).map(|v| v.to_string()).unwrap_or_else(|| "n".into())
                 }
                 None => "?".into(),
             };
-            Feature {
-                name,
-                config: key,
-                state,
-                needed_for,
-            }
+            Feature { name, config: key, state, needed_for }
         })
         .collect()
 }
 
 pub fn has(features: &[Feature], name: &str) -> Option<bool> {
-    features
-        .iter()
-        .find(|f| f.name == name)
-        .map(|f| match f.state.as_str() {
-            "y" | "m" => Some(true),
-            "n" => Some(false),
-            _ => None,
-        })?
+    features.iter().find(|f| f.name == name).map(|f| match f.state.as_str() {
+        "y" | "m" => Some(true),
+        "n" => Some(false),
+        _ => None,
+    })?
 }
 
 pub async fn report(engine: Option<&Engine>) -> (String, bool) {
     let mut out = String::new();
     let mut ok = true;
     let k = kernel_features();
-    out.push_str(&format!(
-        "Kernel {}\n",
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim()
-    ));
+    out.push_str(&format!("Kernel {}\n", std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()));
     for f in &k {
         let mark = match f.state.as_str() {
             "y" | "m" => "✓",
             "n" => "✗",
             _ => "?",
         };
-        out.push_str(&format!(
-            "  {mark} {:<17} {:<40} {}\n",
-            f.name,
-            format!("{}={}", f.config, f.state),
-            f.needed_for
-        ));
+        out.push_str(&format!("  {mark} {:<17} {:<40} {}\n", f.name, format!("{}={}", f.config, f.state), f.needed_for));
     }
     match engine {
         None => {
             ok = false;
-            out.push_str(
-                "Engine: not reachable (is dockerd running? `docker info` should answer)\n",
-            );
+            out.push_str("Engine: not reachable (is dockerd running? `docker info` should answer)\n");
         }
         Some(e) => {
             match e.docker.version().await {
-                Ok(v) => out.push_str(&format!(
-                    "Engine: Docker {} (API {})\n",
-                    v.version.unwrap_or_default(),
-                    v.api_version.unwrap_or_default()
-                )),
+                Ok(v) => {
+                    out.push_str(&format!("Engine: Docker {} (API {})\n", v.version.unwrap_or_default(), v.api_version.unwrap_or_default()))
+                }
                 Err(err) => out.push_str(&format!("Engine: version unknown ({err})\n")),
             }
             if let Ok(i) = e.docker.info().await {
@@ -138,25 +89,15 @@ pub async fn report(engine: Option<&Engine>) -> (String, bool) {
                     i.mem_total.unwrap_or(0) as f64 / (1u64 << 30) as f64
                 ));
                 if let Some(root) = i.docker_root_dir {
-                    if let Ok(o) = std::process::Command::new("df")
-                        .args(["-Pk", &root])
-                        .output()
-                    {
+                    if let Ok(o) = std::process::Command::new("df").args(["-Pk", &root]).output() {
                         let text = String::from_utf8_lossy(&o.stdout);
-                        if let Some(avail) = text
-                            .lines()
-                            .nth(1)
-                            .and_then(|l| l.split_whitespace().nth(3))
-                            .and_then(|v| v.parse::<u64>().ok())
+                        if let Some(avail) =
+                            text.lines().nth(1).and_then(|l| l.split_whitespace().nth(3)).and_then(|v| v.parse::<u64>().ok())
                         {
                             let gib = avail as f64 / (1u64 << 20) as f64;
                             out.push_str(&format!(
                                 "  free disk under {root}: {gib:.1} GiB{}\n",
-                                if gib < 5.0 {
-                                    " (low: images and node volumes need ~5 GiB)"
-                                } else {
-                                    ""
-                                }
+                                if gib < 5.0 { " (low: images and node volumes need ~5 GiB)" } else { "" }
                             ));
                         }
                     }
@@ -192,30 +133,14 @@ pub async fn report(engine: Option<&Engine>) -> (String, bool) {
         None => "?  ",
     };
     let vx = has(&k, "VXLAN");
-    out.push_str(&format!(
-        "  {} swarm replicas, dns (overlay = VXLAN)\n",
-        yes_no(vx)
-    ));
+    out.push_str(&format!("  {} swarm replicas, dns (overlay = VXLAN)\n", yes_no(vx)));
     out.push_str(&format!(
         "  {} swarm vip, node-port (IPVS){}\n",
         yes_no(ipvs),
-        if ipvs == Some(false) {
-            ": reported unsupported, never passed"
-        } else {
-            ""
-        }
+        if ipvs == Some(false) { ": reported unsupported, never passed" } else { "" }
     ));
-    out.push_str(&format!(
-        "  {} swarm vip with endpoint-mode dnsrr (DNS round-robin, no IPVS)\n",
-        yes_no(vx)
-    ));
-    out.push_str(&format!(
-        "  {} faults drop, partition (iptables)\n",
-        yes_no(Some(true))
-    ));
-    out.push_str(&format!(
-        "  {} fault loss (xt_statistic)\n",
-        yes_no(has(&k, "xt_statistic"))
-    ));
+    out.push_str(&format!("  {} swarm vip with endpoint-mode dnsrr (DNS round-robin, no IPVS)\n", yes_no(vx)));
+    out.push_str(&format!("  {} faults drop, partition (iptables)\n", yes_no(Some(true))));
+    out.push_str(&format!("  {} fault loss (xt_statistic)\n", yes_no(has(&k, "xt_statistic"))));
     (out, ok)
 }

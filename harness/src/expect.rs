@@ -43,11 +43,7 @@ pub fn judge(check: &Check, obs: &Observation, unsupported: Option<&str>) -> Ver
         expected.push(exp_row);
     }
     // DNS answers listing addresses of no replica are wrong whatever the expectation.
-    let stray = if check.kind == CheckKind::Dns {
-        obs.unanswered.iter().sum::<u32>() as usize
-    } else {
-        0
-    };
+    let stray = if check.kind == CheckKind::Dns { obs.unanswered.iter().sum::<u32>() as usize } else { 0 };
     let answered = obs.cells.iter().flatten().filter(|c| c.hits > 0).count();
     let empty = obs.cols.is_empty();
     let outcome = if unsupported.is_some() {
@@ -60,10 +56,7 @@ pub fn judge(check: &Check, obs: &Observation, unsupported: Option<&str>) -> Ver
     } else {
         Outcome::Fail
     };
-    let mut summary = format!(
-        "{answered}/{pairs} pairs answered, {} as expected",
-        pairs - mismatches
-    );
+    let mut summary = format!("{answered}/{pairs} pairs answered, {} as expected", pairs - mismatches);
     if stray > 0 {
         summary.push_str(&format!(", {stray} stray DNS answers"));
     }
@@ -73,13 +66,7 @@ pub fn judge(check: &Check, obs: &Observation, unsupported: Option<&str>) -> Ver
     if let Some(why) = unsupported {
         summary = format!("unsupported: {why}; observed {answered}/{pairs} pairs answering");
     }
-    Verdict {
-        expected,
-        mismatches,
-        pairs,
-        outcome,
-        summary,
-    }
+    Verdict { expected, mismatches, pairs, outcome, summary }
 }
 
 #[cfg(test)]
@@ -98,46 +85,23 @@ mod tests {
             port: None,
             requests: 1,
             timeout: std::time::Duration::from_secs(1),
-            expect: Expectation {
-                unreachable_on: unreachable_on.iter().map(|s| s.to_string()).collect(),
-                unreachable_from: None,
-            },
+            expect: if unreachable_on.is_empty() { Expectation::default() } else { Expectation::one(unreachable_on, None) },
+            client: Default::default(),
             faults_hit: vec![],
         }
     }
 
     /// Rows m, w2; replicas on m, w1, w2; `dead` lists the target nodes that did not answer.
     fn obs(dead: &[&str]) -> Observation {
-        let cols: Vec<Target> = ["m", "w1", "w2"]
-            .iter()
-            .map(|n| Target {
-                label: format!("web@{n}"),
-                node: n.to_string(),
-            })
-            .collect();
-        let row: Vec<Cell> = cols
-            .iter()
-            .map(|c| Cell {
-                hits: u32::from(!dead.contains(&c.node.as_str())),
-                tries: 1,
-                detail: String::new(),
-            })
-            .collect();
-        Observation {
-            rows: vec!["m".into(), "w2".into()],
-            cells: vec![row.clone(), row],
-            cols,
-            unanswered: vec![0, 0],
-            notes: vec![],
-        }
+        let cols: Vec<Target> = ["m", "w1", "w2"].iter().map(|n| Target { label: format!("web@{n}"), node: n.to_string() }).collect();
+        let row: Vec<Cell> =
+            cols.iter().map(|c| Cell { hits: u32::from(!dead.contains(&c.node.as_str())), tries: 1, detail: String::new() }).collect();
+        Observation { rows: vec!["m".into(), "w2".into()], cells: vec![row.clone(), row], cols, unanswered: vec![0, 0], notes: vec![] }
     }
 
     #[test]
     fn all_answer_passes_by_default_and_fails_when_one_is_lost() {
-        assert_eq!(
-            judge(&check(CheckKind::Replicas, &[]), &obs(&[]), None).outcome,
-            Outcome::Pass
-        );
+        assert_eq!(judge(&check(CheckKind::Replicas, &[]), &obs(&[]), None).outcome, Outcome::Pass);
         let v = judge(&check(CheckKind::Replicas, &[]), &obs(&["w1"]), None);
         assert_eq!((v.outcome, v.mismatches), (Outcome::Fail, 2));
     }
@@ -156,11 +120,7 @@ mod tests {
 
     #[test]
     fn unsupported_is_never_a_pass() {
-        let v = judge(
-            &check(CheckKind::Vip, &[]),
-            &obs(&[]),
-            Some("kernel lacks IP_VS"),
-        );
+        let v = judge(&check(CheckKind::Vip, &[]), &obs(&[]), Some("kernel lacks IP_VS"));
         assert_eq!(v.outcome, Outcome::Unsupported);
         assert!(v.summary.contains("kernel lacks IP_VS"));
     }
@@ -170,19 +130,13 @@ mod tests {
         let mut o = obs(&[]);
         o.cols.clear();
         o.cells = vec![vec![], vec![]];
-        assert_eq!(
-            judge(&check(CheckKind::Replicas, &[]), &o, None).outcome,
-            Outcome::Fail
-        );
+        assert_eq!(judge(&check(CheckKind::Replicas, &[]), &o, None).outcome, Outcome::Fail);
     }
 
     #[test]
     fn stray_dns_answers_fail() {
         let mut o = obs(&[]);
         o.unanswered = vec![1, 0];
-        assert_eq!(
-            judge(&check(CheckKind::Dns, &[]), &o, None).outcome,
-            Outcome::Fail
-        );
+        assert_eq!(judge(&check(CheckKind::Dns, &[]), &o, None).outcome, Outcome::Fail);
     }
 }

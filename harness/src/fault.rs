@@ -42,45 +42,27 @@ fn match_args(m: &Match, peer_flag: &str, peer: Option<&str>) -> String {
 /// The rules a fault puts on each node (pure: node addresses come from `ip_of`).
 pub fn rules(spec: &FaultSpec, ip_of: &dyn Fn(&str) -> String) -> BTreeMap<String, Vec<Rule>> {
     let mut out: BTreeMap<String, Vec<Rule>> = BTreeMap::new();
-    let directional =
-        |nodes: &[String], m: &Match, extra: &str, out: &mut BTreeMap<String, Vec<Rule>>| {
-            for n in nodes {
-                let peers: Vec<Option<String>> = if m.peers.is_empty() {
-                    vec![None]
-                } else {
-                    m.peers.iter().map(|p| Some(ip_of(p))).collect()
-                };
-                for peer in &peers {
-                    // in: packets arriving at the node (from the peer); out: packets the node sends (to the peer).
-                    if matches!(m.direction, Direction::In | Direction::Both) {
-                        let args = format!("{} {extra}", match_args(m, "-s", peer.as_deref()));
-                        out.entry(n.clone()).or_default().push(Rule {
-                            parent: "INPUT",
-                            args: args.trim().to_string(),
-                        });
-                    }
-                    if matches!(m.direction, Direction::Out | Direction::Both) {
-                        let args = format!("{} {extra}", match_args(m, "-d", peer.as_deref()));
-                        out.entry(n.clone()).or_default().push(Rule {
-                            parent: "OUTPUT",
-                            args: args.trim().to_string(),
-                        });
-                    }
+    let directional = |nodes: &[String], m: &Match, extra: &str, out: &mut BTreeMap<String, Vec<Rule>>| {
+        for n in nodes {
+            let peers: Vec<Option<String>> = if m.peers.is_empty() { vec![None] } else { m.peers.iter().map(|p| Some(ip_of(p))).collect() };
+            for peer in &peers {
+                // in: packets arriving at the node (from the peer); out: packets the node sends (to the peer).
+                if matches!(m.direction, Direction::In | Direction::Both) {
+                    let args = format!("{} {extra}", match_args(m, "-s", peer.as_deref()));
+                    out.entry(n.clone()).or_default().push(Rule { parent: "INPUT", args: args.trim().to_string() });
+                }
+                if matches!(m.direction, Direction::Out | Direction::Both) {
+                    let args = format!("{} {extra}", match_args(m, "-d", peer.as_deref()));
+                    out.entry(n.clone()).or_default().push(Rule { parent: "OUTPUT", args: args.trim().to_string() });
                 }
             }
-        };
+        }
+    };
     match spec {
         FaultSpec::Drop { nodes, matches } => directional(nodes, matches, "", &mut out),
-        FaultSpec::Loss {
-            nodes,
-            matches,
-            percent,
-        } => {
+        FaultSpec::Loss { nodes, matches, percent } => {
             // -m statistic: the kernel here has no netem, so loss is a random drop in iptables.
-            let extra = format!(
-                "-m statistic --mode random --probability {:.4}",
-                percent / 100.0
-            );
+            let extra = format!("-m statistic --mode random --probability {:.4}", percent / 100.0);
             directional(nodes, matches, &extra, &mut out)
         }
         FaultSpec::Partition { side_a, side_b } => {
@@ -88,14 +70,8 @@ pub fn rules(spec: &FaultSpec, ip_of: &dyn Fn(&str) -> String) -> BTreeMap<Strin
                 for n in mine {
                     for t in theirs {
                         let ip = ip_of(t);
-                        out.entry(n.clone()).or_default().push(Rule {
-                            parent: "INPUT",
-                            args: format!("-s {ip}"),
-                        });
-                        out.entry(n.clone()).or_default().push(Rule {
-                            parent: "OUTPUT",
-                            args: format!("-d {ip}"),
-                        });
+                        out.entry(n.clone()).or_default().push(Rule { parent: "INPUT", args: format!("-s {ip}") });
+                        out.entry(n.clone()).or_default().push(Rule { parent: "OUTPUT", args: format!("-d {ip}") });
                     }
                 }
             }
@@ -108,24 +84,14 @@ pub fn rules(spec: &FaultSpec, ip_of: &dyn Fn(&str) -> String) -> BTreeMap<Strin
 pub fn normalize_save(text: &str) -> String {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            if l.starts_with(':') {
-                l.rsplit_once(' ').map(|(a, _)| a).unwrap_or(l)
-            } else {
-                l
-            }
-        })
+        .map(|l| if l.starts_with(':') { l.rsplit_once(' ').map(|(a, _)| a).unwrap_or(l) } else { l })
         .collect::<Vec<_>>()
         .join("\n")
 }
 
 /// Sum of the packet counters of every rule in a chain (`iptables -L CHAIN -v -x -n`).
 pub fn parse_packets(listing: &str) -> u64 {
-    listing
-        .lines()
-        .skip(2)
-        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
+    listing.lines().skip(2).filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok()).sum()
 }
 
 /// Where a node keeps the `iptables-save` taken before a fault, so a revert in a later process
@@ -153,22 +119,12 @@ fn parents(rs: &[Rule]) -> Vec<&'static str> {
 
 impl FaultHandle {
     pub fn new(lab: &Lab, fault: &Fault) -> FaultHandle {
-        FaultHandle {
-            name: fault.name.clone(),
-            chain: chain_name(&fault.name),
-            rules: rules(&fault.spec, &|n| lab.node_ip(n)),
-        }
+        FaultHandle { name: fault.name.clone(), chain: chain_name(&fault.name), rules: rules(&fault.spec, &|n| lab.node_ip(n)) }
     }
 
     /// The rules as a reader would write them: `worker-1: INPUT -p udp --dport 4789 -j DROP`.
     pub fn describe(&self) -> Vec<String> {
-        self.rules
-            .iter()
-            .flat_map(|(n, rs)| {
-                rs.iter()
-                    .map(move |r| format!("{n}: {} {} -j DROP", r.parent, r.args))
-            })
-            .collect()
+        self.rules.iter().flat_map(|(n, rs)| rs.iter().map(move |r| format!("{n}: {} {} -j DROP", r.parent, r.args))).collect()
     }
 
     pub async fn apply(&self, lab: &Lab) -> Result<(), LabError> {
@@ -201,11 +157,7 @@ impl FaultHandle {
     pub async fn counters(&self, lab: &Lab) -> Result<Counters, LabError> {
         let got = try_join_all(self.rules.keys().map(|node| async move {
             let out = lab
-                .sh(
-                    node,
-                    &format!("reading counters of fault {}", self.name),
-                    &format!("iptables -w -L {} -v -x -n", self.chain),
-                )
+                .sh(node, &format!("reading counters of fault {}", self.name), &format!("iptables -w -L {} -v -x -n", self.chain))
                 .await?;
             Ok::<_, LabError>((node.clone(), parse_packets(&out.stdout)))
         }))
@@ -226,14 +178,22 @@ impl FaultHandle {
             script.push_str(&format!("iptables -w -F {chain}\niptables -w -X {chain}\n"));
             lab.sh(node, &format!("reverting fault {}", self.name), &script).await?;
             let both = lab
-                .sh(node, "comparing iptables with before the fault", &format!("cat {STATE_DIR}/{chain}.before; echo '#--after--'; iptables-save -t filter; rm -f {STATE_DIR}/{chain}.before"))
+                .sh(
+                    node,
+                    "comparing iptables with before the fault",
+                    &format!(
+                        "cat {STATE_DIR}/{chain}.before; echo '#--after--'; iptables-save -t filter; rm -f {STATE_DIR}/{chain}.before"
+                    ),
+                )
                 .await?
                 .stdout;
             let (before, after) = both.split_once("#--after--").unwrap_or((&both, ""));
             if normalize_save(before) != normalize_save(after) {
                 return Err(LabError::Fault {
                     fault: self.name.clone(),
-                    message: format!("after revert, the iptables rules of node {node} differ from before the fault (did something else change them?)"),
+                    message: format!(
+                        "after revert, the iptables rules of node {node} differ from before the fault (did something else change them?)"
+                    ),
                 });
             }
             Ok(())
@@ -245,10 +205,7 @@ impl FaultHandle {
 
 /// `vxlan-blocked: 37 packets dropped on worker-1`
 pub fn describe_counters(fault: &str, c: &Counters) -> String {
-    let parts: Vec<String> = c
-        .iter()
-        .map(|(n, p)| format!("{p} packets on {n}"))
-        .collect();
+    let parts: Vec<String> = c.iter().map(|(n, p)| format!("{p} packets on {n}")).collect();
     format!("fault {fault} matched {}", parts.join(", "))
 }
 
@@ -266,81 +223,39 @@ mod tests {
     }
 
     fn m(protocol: Protocol, port: Option<u16>, direction: Direction, peers: &[&str]) -> Match {
-        Match {
-            protocol,
-            port,
-            direction,
-            peers: peers.iter().map(|s| s.to_string()).collect(),
-        }
+        Match { protocol, port, direction, peers: peers.iter().map(|s| s.to_string()).collect() }
     }
 
     #[test]
     fn drop_rules() {
-        let spec = FaultSpec::Drop {
-            nodes: vec!["worker-1".into()],
-            matches: m(Protocol::Udp, Some(4789), Direction::In, &[]),
-        };
-        assert_eq!(
-            rules(&spec, &ip)["worker-1"],
-            vec![Rule {
-                parent: "INPUT",
-                args: "-p udp --dport 4789".into()
-            }]
-        );
-        let spec = FaultSpec::Drop {
-            nodes: vec!["worker-1".into()],
-            matches: m(Protocol::Tcp, Some(80), Direction::Both, &["manager"]),
-        };
+        let spec = FaultSpec::Drop { nodes: vec!["worker-1".into()], matches: m(Protocol::Udp, Some(4789), Direction::In, &[]) };
+        assert_eq!(rules(&spec, &ip)["worker-1"], vec![Rule { parent: "INPUT", args: "-p udp --dport 4789".into() }]);
+        let spec = FaultSpec::Drop { nodes: vec!["worker-1".into()], matches: m(Protocol::Tcp, Some(80), Direction::Both, &["manager"]) };
         assert_eq!(
             rules(&spec, &ip)["worker-1"],
             vec![
-                Rule {
-                    parent: "INPUT",
-                    args: "-p tcp --dport 80 -s 10.213.0.11".into()
-                },
-                Rule {
-                    parent: "OUTPUT",
-                    args: "-p tcp --dport 80 -d 10.213.0.11".into()
-                }
+                Rule { parent: "INPUT", args: "-p tcp --dport 80 -s 10.213.0.11".into() },
+                Rule { parent: "OUTPUT", args: "-p tcp --dport 80 -d 10.213.0.11".into() }
             ]
         );
     }
 
     #[test]
     fn partition_cuts_both_sides_both_ways() {
-        let spec = FaultSpec::Partition {
-            side_a: vec!["manager".into()],
-            side_b: vec!["worker-1".into(), "worker-2".into()],
-        };
+        let spec = FaultSpec::Partition { side_a: vec!["manager".into()], side_b: vec!["worker-1".into(), "worker-2".into()] };
         let r = rules(&spec, &ip);
         assert_eq!(r["manager"].len(), 4);
         assert_eq!(
             r["worker-1"],
-            vec![
-                Rule {
-                    parent: "INPUT",
-                    args: "-s 10.213.0.11".into()
-                },
-                Rule {
-                    parent: "OUTPUT",
-                    args: "-d 10.213.0.11".into()
-                }
-            ]
+            vec![Rule { parent: "INPUT", args: "-s 10.213.0.11".into() }, Rule { parent: "OUTPUT", args: "-d 10.213.0.11".into() }]
         );
         assert_eq!(r["worker-2"].len(), 2);
     }
 
     #[test]
     fn loss_uses_statistic() {
-        let spec = FaultSpec::Loss {
-            nodes: vec!["worker-2".into()],
-            matches: m(Protocol::All, None, Direction::In, &[]),
-            percent: 12.5,
-        };
-        assert_eq!(
-            rules(&spec, &ip)["worker-2"][0].args,
-            "-m statistic --mode random --probability 0.1250"
-        );
+        let spec = FaultSpec::Loss { nodes: vec!["worker-2".into()], matches: m(Protocol::All, None, Direction::In, &[]), percent: 12.5 };
+        assert_eq!(rules(&spec, &ip)["worker-2"][0].args, "-m statistic --mode random --probability 0.1250");
     }
 
     #[test]
@@ -362,9 +277,6 @@ mod tests {
     fn packet_counters_sum_every_rule() {
         let listing = "Chain CL-x (1 references)\n    pkts      bytes target     prot opt in     out     source               destination\n      37     4810 DROP       udp  --  *      *       0.0.0.0/0            0.0.0.0/0            udp dpt:4789\n       5      300 DROP       all  --  *      *       10.0.0.1             0.0.0.0/0\n";
         assert_eq!(parse_packets(listing), 42);
-        assert_eq!(
-            parse_packets("Chain CL-x (1 references)\n pkts bytes target\n"),
-            0
-        );
+        assert_eq!(parse_packets("Chain CL-x (1 references)\n pkts bytes target\n"), 0);
     }
 }

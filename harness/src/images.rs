@@ -18,34 +18,16 @@ pub struct Recipe {
 
 macro_rules! file {
     ($dir:literal, $f:literal) => {
-        (
-            $f,
-            include_bytes!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../images/",
-                $dir,
-                "/",
-                $f
-            )) as &[u8],
-        )
+        ($f, include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../images/", $dir, "/", $f)) as &[u8])
     };
 }
 
 pub const RECIPES: &[Recipe] = &[
-    Recipe {
-        name: "base",
-        about: "Debian bookworm minbase (debootstrap)",
-        files: &[file!("base", "build.sh")],
-        parent: None,
-    },
+    Recipe { name: "base", about: "Debian bookworm minbase (debootstrap)", files: &[file!("base", "build.sh")], parent: None },
     Recipe {
         name: "node",
         about: "cluster node: dockerd + containerd, iptables, iproute2, iperf3",
-        files: &[
-            file!("node", "Dockerfile"),
-            file!("node", "start-node.sh"),
-            file!("node", "supervise.sh"),
-        ],
+        files: &[file!("node", "Dockerfile"), file!("node", "start-node.sh"), file!("node", "supervise.sh")],
         parent: Some("base"),
     },
     Recipe {
@@ -60,12 +42,7 @@ pub const RECIPES: &[Recipe] = &[
         files: &[file!("pause", "Dockerfile")],
         parent: Some("base"),
     },
-    Recipe {
-        name: "tools",
-        about: "client: iperf3, curl, dig",
-        files: &[file!("tools", "Dockerfile")],
-        parent: Some("base"),
-    },
+    Recipe { name: "tools", about: "client: iperf3, curl, dig", files: &[file!("tools", "Dockerfile")], parent: Some("base") },
 ];
 
 pub fn recipe(name: &str) -> Option<&'static Recipe> {
@@ -92,12 +69,7 @@ pub fn tag(name: &str, base: &BaseSource) -> String {
         Some(p) => h.update(tag(p, base).as_bytes()),
         None => h.update(base.pull.as_deref().unwrap_or("debootstrap").as_bytes()),
     }
-    let hex: String = h
-        .finalize()
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex: String = h.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
     format!("clusterlab/{name}:{hex}")
 }
 
@@ -138,10 +110,7 @@ pub async fn ensure(
             } else {
                 build_dockerfile(engine, r, &t, base, progress).await?;
             }
-            progress(format!(
-                "built {t} in {:.1} s",
-                start.elapsed().as_secs_f64()
-            ));
+            progress(format!("built {t} in {:.1} s", start.elapsed().as_secs_f64()));
             built.push(t);
         }
     }
@@ -150,27 +119,15 @@ pub async fn ensure(
 
 async fn build_base(engine: &Engine, t: &str, base: &BaseSource) -> Result<(), LabError> {
     let (repo, tg) = t.split_once(':').unwrap_or((t, "latest"));
-    let fail = |message: String| LabError::BuildImage {
-        image: t.to_string(),
-        message,
-    };
+    let fail = |message: String| LabError::BuildImage { image: t.to_string(), message };
     if let Some(src) = &base.pull {
-        let opts = qp::CreateImageOptionsBuilder::default()
-            .from_image(src)
-            .build();
+        let opts = qp::CreateImageOptionsBuilder::default().from_image(src).build();
         let mut s = engine.docker.create_image(Some(opts), None, None);
         while let Some(r) = s.next().await {
             r.map_err(|e| fail(format!("pulling {src}: {e}")))?;
         }
-        let opts = qp::TagImageOptionsBuilder::default()
-            .repo(repo)
-            .tag(tg)
-            .build();
-        return engine
-            .docker
-            .tag_image(src, Some(opts))
-            .await
-            .map_err(|e| fail(format!("tagging {src}: {e}")));
+        let opts = qp::TagImageOptionsBuilder::default().repo(repo).tag(tg).build();
+        return engine.docker.tag_image(src, Some(opts)).await.map_err(|e| fail(format!("tagging {src}: {e}")));
     }
     // debootstrap writes the root filesystem as a tar on stdout; the engine imports it as an image.
     let script = recipe("base").expect("base recipe").files[0].1;
@@ -193,16 +150,8 @@ async fn build_base(engine: &Engine, t: &str, base: &BaseSource) -> Result<(), L
             crate::provider::tail(&String::from_utf8_lossy(&out.stderr), 15)
         )));
     }
-    let opts = qp::CreateImageOptionsBuilder::default()
-        .from_src("-")
-        .repo(repo)
-        .tag(tg)
-        .build();
-    let mut s = engine.docker.create_image(
-        Some(opts),
-        Some(bollard::body_full(Bytes::from(out.stdout))),
-        None,
-    );
+    let opts = qp::CreateImageOptionsBuilder::default().from_src("-").repo(repo).tag(tg).build();
+    let mut s = engine.docker.create_image(Some(opts), Some(bollard::body_full(Bytes::from(out.stdout))), None);
     while let Some(r) = s.next().await {
         r.map_err(|e| fail(format!("importing the root filesystem: {e}")))?;
     }
@@ -216,18 +165,14 @@ async fn build_dockerfile(
     base: &BaseSource,
     progress: &mut (dyn FnMut(String) + Send),
 ) -> Result<(), LabError> {
-    let fail = |message: String| LabError::BuildImage {
-        image: t.to_string(),
-        message,
-    };
+    let fail = |message: String| LabError::BuildImage { image: t.to_string(), message };
     let mut ar = tar::Builder::new(Vec::new());
     for (name, data) in r.files {
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(if name.ends_with(".sh") { 0o755 } else { 0o644 });
         h.set_cksum();
-        ar.append_data(&mut h, name, *data)
-            .map_err(|e| fail(e.to_string()))?;
+        ar.append_data(&mut h, name, *data).map_err(|e| fail(e.to_string()))?;
     }
     let context = ar.into_inner().map_err(|e| fail(e.to_string()))?;
     let parent = tag(r.parent.expect("dockerfile recipes have a parent"), base);
@@ -238,15 +183,9 @@ async fn build_dockerfile(
         // rm/forcerm: no intermediate containers left behind, even when a step fails.
         .rm(true)
         .forcerm(true)
-        .labels(&std::collections::HashMap::from([(
-            "io.clusterlab.recipe".to_string(),
-            r.name.to_string(),
-        )]))
+        .labels(&std::collections::HashMap::from([("io.clusterlab.recipe".to_string(), r.name.to_string())]))
         .build();
-    let mut s =
-        engine
-            .docker
-            .build_image(opts, None, Some(bollard::body_full(Bytes::from(context))));
+    let mut s = engine.docker.build_image(opts, None, Some(bollard::body_full(Bytes::from(context))));
     let mut log = String::new();
     while let Some(item) = s.next().await {
         let info = item.map_err(|e| fail(format!("{e}\n{}", crate::provider::tail(&log, 15))))?;

@@ -15,17 +15,12 @@ pub struct Lab {
 
 impl Lab {
     fn container(&self, node: &str) -> String {
-        self.plan
-            .node(node)
-            .map(|n| n.container.clone())
-            .unwrap_or_else(|| format!("{}-{node}", self.plan.lab))
+        self.plan.node(node).map(|n| n.container.clone()).unwrap_or_else(|| format!("{}-{node}", self.plan.lab))
     }
 
     /// Run a shell script in a node's own namespaces; returns the output whatever the exit code.
     pub async fn sh_raw(&self, node: &str, script: &str) -> Result<ExecOutput, LabError> {
-        self.engine
-            .exec(&self.container(node), &["sh", "-c", script], None)
-            .await
+        self.engine.exec(&self.container(node), &["sh", "-c", script], None).await
     }
 
     /// Run a shell script in a node; a non-zero exit is an error naming `what`.
@@ -34,30 +29,15 @@ impl Lab {
     }
 
     /// Like `sh`, with bytes on the script's standard input.
-    pub async fn sh_in(
-        &self,
-        node: &str,
-        what: &str,
-        script: &str,
-        stdin: Option<Bytes>,
-    ) -> Result<ExecOutput, LabError> {
-        let out = self
-            .engine
-            .exec(&self.container(node), &["sh", "-c", script], stdin)
-            .await?;
+    pub async fn sh_in(&self, node: &str, what: &str, script: &str, stdin: Option<Bytes>) -> Result<ExecOutput, LabError> {
+        let out = self.engine.exec(&self.container(node), &["sh", "-c", script], stdin).await?;
         if out.ok() {
             Ok(out)
         } else {
             Err(LabError::Command {
                 what: what.to_string(),
                 node: node.to_string(),
-                cmd: script
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .chars()
-                    .take(160)
-                    .collect(),
+                cmd: script.lines().next().unwrap_or("").chars().take(160).collect(),
                 code: out.code,
                 tail: tail(&format!("{}\n{}", out.stdout, out.stderr), 12),
             })
@@ -69,10 +49,7 @@ impl Lab {
     }
 
     pub fn node_ip(&self, node: &str) -> String {
-        self.plan
-            .node(node)
-            .map(|n| n.ip.to_string())
-            .unwrap_or_default()
+        self.plan.node(node).map(|n| n.ip.to_string()).unwrap_or_default()
     }
 }
 

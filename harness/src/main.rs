@@ -148,13 +148,7 @@ async fn teardown_run(engine: &Engine, run_id: &str) -> bool {
     first.is_ok() && second.is_ok()
 }
 
-async fn cmd_run(
-    files: Vec<PathBuf>,
-    keep: bool,
-    reports: Vec<String>,
-    base: BaseSource,
-    up_only: bool,
-) -> i32 {
+async fn cmd_run(files: Vec<PathBuf>, keep: bool, reports: Vec<String>, base: BaseSource, up_only: bool) -> i32 {
     let mut outs: Vec<(String, PathBuf)> = Vec::new();
     for r in &reports {
         match r.split_once('=') {
@@ -177,23 +171,13 @@ async fn cmd_run(
     for s in scenarios {
         let run_id = clusterlab::plan::new_run_id();
         let collected = Arc::new(Mutex::new(RunReport::default()));
-        let mut reps = Reporters(vec![
-            Box::new(Terminal::new(std::io::stdout(), tty)),
-            Box::new(collected.clone()),
-        ]);
-        let opts = RunOptions {
-            keep,
-            lab: None,
-            base: base.clone(),
-            up_only,
-        };
+        let mut reps = Reporters(vec![Box::new(Terminal::new(std::io::stdout(), tty)), Box::new(collected.clone())]);
+        let opts = RunOptions { keep, lab: None, base: base.clone(), up_only };
         let e2 = engine.clone();
         let s2 = s.clone();
         let rid = run_id.clone();
-        let mut task =
-            tokio::spawn(async move { runner::run(&e2, &s2, &rid, &opts, &mut reps).await });
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let mut task = tokio::spawn(async move { runner::run(&e2, &s2, &rid, &opts, &mut reps).await });
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         let code = tokio::select! {
             r = &mut task => match r {
                 Ok(sum) => sum.exit_code,
@@ -217,12 +201,7 @@ async fn cmd_run(
     worst
 }
 
-async fn interrupted(
-    engine: &Engine,
-    task: &mut tokio::task::JoinHandle<clusterlab::report::Summary>,
-    run_id: &str,
-    sig: &str,
-) -> i32 {
+async fn interrupted(engine: &Engine, task: &mut tokio::task::JoinHandle<clusterlab::report::Summary>, run_id: &str, sig: &str) -> i32 {
     task.abort();
     let _ = task.await;
     eprintln!("\n{sig} received: removing everything this run created (run {run_id}) ...");
@@ -237,18 +216,13 @@ async fn interrupted(
 fn write_reports(outs: &[(String, PathBuf)], all: &[RunReport]) {
     for (kind, path) in outs {
         let text = if kind == "json" {
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "schema": clusterlab::report::REPORT_SCHEMA, "runs": all }),
-            )
-            .unwrap_or_default()
+            serde_json::to_string_pretty(&serde_json::json!({ "schema": clusterlab::report::REPORT_SCHEMA, "runs": all }))
+                .unwrap_or_default()
         } else {
             junit_xml(all)
         };
         if let Err(e) = std::fs::write(path, text) {
-            eprintln!(
-                "error: cannot write the {kind} report to {}: {e}",
-                path.display()
-            );
+            eprintln!("error: cannot write the {kind} report to {}: {e}", path.display());
         }
     }
 }
@@ -273,25 +247,17 @@ async fn cmd_fault(cmd: FaultCmd) -> i32 {
     };
     let Some(f) = l.scenario.fault(fault) else {
         let known: Vec<&str> = l.scenario.faults.iter().map(|f| f.name.as_str()).collect();
-        eprintln!(
-            "error: lab {lab}'s scenario declares no fault {fault:?} (declared: {})",
-            known.join(", ")
-        );
+        eprintln!("error: lab {lab}'s scenario declares no fault {fault:?} (declared: {})", known.join(", "));
         return exit::INVALID;
     };
     let h = clusterlab::fault::FaultHandle::new(&l, f);
     let r = match action {
         "apply" => h.apply(&l).await.map(|_| h.describe().join("\n")),
-        "revert" => h.revert(&l).await.map(|c| {
-            format!(
-                "{}\niptables rules equal what they were before the fault",
-                clusterlab::fault::describe_counters(fault, &c)
-            )
-        }),
-        _ => h
-            .counters(&l)
+        "revert" => h
+            .revert(&l)
             .await
-            .map(|c| clusterlab::fault::describe_counters(fault, &c)),
+            .map(|c| format!("{}\niptables rules equal what they were before the fault", clusterlab::fault::describe_counters(fault, &c))),
+        _ => h.counters(&l).await.map(|c| clusterlab::fault::describe_counters(fault, &c)),
     };
     match r {
         Ok(t) => {
@@ -317,24 +283,12 @@ async fn cmd_ls() -> i32 {
     let mut labs: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
     for c in cs {
         let l = c.labels.unwrap_or_default();
-        let lab = l
-            .get(clusterlab::plan::LABEL_LAB)
-            .cloned()
-            .unwrap_or_default();
-        let run = l
-            .get(clusterlab::plan::LABEL_RUN)
-            .cloned()
-            .unwrap_or_default();
-        let node = l
-            .get(clusterlab::plan::LABEL_NODE)
-            .cloned()
-            .unwrap_or_else(|| "?".into());
-        labs.entry((lab, run)).or_default().push(format!(
-            "{node}({})",
-            c.state
-                .map(|s| format!("{s:?}").to_lowercase())
-                .unwrap_or_default()
-        ));
+        let lab = l.get(clusterlab::plan::LABEL_LAB).cloned().unwrap_or_default();
+        let run = l.get(clusterlab::plan::LABEL_RUN).cloned().unwrap_or_default();
+        let node = l.get(clusterlab::plan::LABEL_NODE).cloned().unwrap_or_else(|| "?".into());
+        labs.entry((lab, run))
+            .or_default()
+            .push(format!("{node}({})", c.state.map(|s| format!("{s:?}").to_lowercase()).unwrap_or_default()));
     }
     if labs.is_empty() {
         println!("no labs");
@@ -351,19 +305,11 @@ async fn cmd_remove(lab: Option<&str>) -> i32 {
     let engine = engine_or_exit().await;
     match engine.remove_labelled(lab, None).await {
         Ok(r) if r.is_empty() => {
-            println!(
-                "nothing to remove{}",
-                lab.map(|l| format!(" for lab {l}")).unwrap_or_default()
-            );
+            println!("nothing to remove{}", lab.map(|l| format!(" for lab {l}")).unwrap_or_default());
             exit::OK
         }
         Ok(r) => {
-            println!(
-                "removed {} containers, {} networks, {} volumes",
-                r.containers.len(),
-                r.networks.len(),
-                r.volumes.len()
-            );
+            println!("removed {} containers, {} networks, {} volumes", r.containers.len(), r.networks.len(), r.volumes.len());
             exit::OK
         }
         Err(e) => {
@@ -381,13 +327,7 @@ async fn cmd_images(cmd: ImagesCmd) -> i32 {
             for r in images::RECIPES {
                 let t = images::tag(r.name, &BaseSource::default());
                 let built = engine.image_id(&t).await.is_some();
-                println!(
-                    "{:<6} {:<28} {:<8} {}",
-                    r.name,
-                    t,
-                    if built { "yes" } else { "no" },
-                    r.about
-                );
+                println!("{:<6} {:<28} {:<8} {}", r.name, t, if built { "yes" } else { "no" }, r.about);
             }
             exit::OK
         }
@@ -399,23 +339,11 @@ async fn cmd_images(cmd: ImagesCmd) -> i32 {
                     return exit::INVALID;
                 }
             }
-            let want: Vec<&str> = if names.is_empty() {
-                all
-            } else {
-                names.iter().map(|s| s.as_str()).collect()
-            };
+            let want: Vec<&str> = if names.is_empty() { all } else { names.iter().map(|s| s.as_str()).collect() };
             let t = std::time::Instant::now();
-            match images::ensure(&engine, &want, &base_of(base_image), &mut |l| {
-                println!(" • {l}")
-            })
-            .await
-            {
+            match images::ensure(&engine, &want, &base_of(base_image), &mut |l| println!(" • {l}")).await {
                 Ok(built) => {
-                    println!(
-                        " ✓ images ready ({} built) in {:.1} s",
-                        built.len(),
-                        t.elapsed().as_secs_f64()
-                    );
+                    println!(" ✓ images ready ({} built) in {:.1} s", built.len(), t.elapsed().as_secs_f64());
                     exit::OK
                 }
                 Err(e) => {
@@ -431,15 +359,8 @@ async fn cmd_images(cmd: ImagesCmd) -> i32 {
 async fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {
-        Cmd::Run {
-            files,
-            keep,
-            reports,
-            base_image,
-        } => cmd_run(files, keep, reports, base_of(base_image), false).await,
-        Cmd::Up { file, base_image } => {
-            cmd_run(vec![file], true, vec![], base_of(base_image), true).await
-        }
+        Cmd::Run { files, keep, reports, base_image } => cmd_run(files, keep, reports, base_of(base_image), false).await,
+        Cmd::Up { file, base_image } => cmd_run(vec![file], true, vec![], base_of(base_image), true).await,
         Cmd::Down { lab } => cmd_remove(Some(&lab)).await,
         Cmd::Clean => cmd_remove(None).await,
         Cmd::Ls => cmd_ls().await,
@@ -460,10 +381,7 @@ async fn main() {
             }
         }
         Cmd::Schema => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&model::json_schema()).unwrap_or_default()
-            );
+            println!("{}", serde_json::to_string_pretty(&model::json_schema()).unwrap_or_default());
             exit::OK
         }
         Cmd::Images { cmd } => cmd_images(cmd).await,

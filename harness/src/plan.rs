@@ -28,17 +28,10 @@ pub struct Subnet {
 impl Subnet {
     pub fn parse(s: &str) -> Option<Subnet> {
         let (a, p) = s.split_once('/')?;
-        Some(Subnet {
-            base: a.parse().ok()?,
-            prefix: p.parse().ok().filter(|p| *p <= 32)?,
-        })
+        Some(Subnet { base: a.parse().ok()?, prefix: p.parse().ok().filter(|p| *p <= 32)? })
     }
     fn range(&self) -> (u32, u32) {
-        let mask = if self.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - self.prefix)
-        };
+        let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
         let lo = u32::from(self.base) & mask;
         (lo, lo | !mask)
     }
@@ -61,17 +54,9 @@ impl std::fmt::Display for Subnet {
 
 /// The first /24 of the lab pool that overlaps none of `used` (the engine's existing networks).
 pub fn free_subnet(used: &[Subnet]) -> Option<Subnet> {
-    let pool = Subnet {
-        base: LAB_POOL.0,
-        prefix: LAB_POOL.1,
-    };
+    let pool = Subnet { base: LAB_POOL.0, prefix: LAB_POOL.1 };
     let (lo, _) = pool.range();
-    (0..256u32)
-        .map(|i| Subnet {
-            base: Ipv4Addr::from(lo + (i << 8)),
-            prefix: 24,
-        })
-        .find(|c| !used.iter().any(|u| u.overlaps(c)))
+    (0..256u32).map(|i| Subnet { base: Ipv4Addr::from(lo + (i << 8)), prefix: 24 }).find(|c| !used.iter().any(|u| u.overlaps(c)))
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -102,10 +87,7 @@ impl LabPlan {
     }
     /// The node that initialises the swarm and answers cluster-wide queries.
     pub fn leader(&self) -> &NodePlan {
-        self.nodes
-            .iter()
-            .find(|n| n.role == Role::Manager)
-            .unwrap_or(&self.nodes[0])
+        self.nodes.iter().find(|n| n.role == Role::Manager).unwrap_or(&self.nodes[0])
     }
     pub fn labels(&self, node: Option<&str>) -> std::collections::HashMap<String, String> {
         let mut m = std::collections::HashMap::new();
@@ -121,10 +103,7 @@ impl LabPlan {
 /// Lay out a lab: `lab` is the scenario name, or that name with a suffix when runs go in parallel.
 pub fn plan(s: &Scenario, lab: &str, run_id: &str, used: &[Subnet]) -> Result<LabPlan, String> {
     let subnet = free_subnet(used).ok_or_else(|| {
-        format!(
-            "no free /24 left in {}/{} for a lab network; remove old labs with `clusterlab clean`",
-            LAB_POOL.0, LAB_POOL.1
-        )
+        format!("no free /24 left in {}/{} for a lab network; remove old labs with `clusterlab clean`", LAB_POOL.0, LAB_POOL.1)
     })?;
     let nodes = s
         .nodes
@@ -139,26 +118,14 @@ pub fn plan(s: &Scenario, lab: &str, run_id: &str, used: &[Subnet]) -> Result<La
             role: n.role,
         })
         .collect();
-    Ok(LabPlan {
-        lab: lab.to_string(),
-        run_id: run_id.to_string(),
-        network: format!("{lab}-net"),
-        gateway: subnet.host(1),
-        subnet,
-        nodes,
-    })
+    Ok(LabPlan { lab: lab.to_string(), run_id: run_id.to_string(), network: format!("{lab}-net"), gateway: subnet.host(1), subnet, nodes })
 }
 
 /// A short random id for a run, from the clock and the process id (no extra crate needed).
 pub fn new_run_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
     h.write_u32(std::process::id());
     format!("{:08x}", h.finish() as u32)
 }
@@ -174,11 +141,7 @@ mod tests {
     #[test]
     fn free_subnet_skips_every_overlap() {
         assert_eq!(free_subnet(&[]), Some(sub("10.213.0.0/24")));
-        let used = [
-            sub("10.213.0.0/24"),
-            sub("10.213.1.128/25"),
-            sub("172.17.0.0/16"),
-        ];
+        let used = [sub("10.213.0.0/24"), sub("10.213.1.128/25"), sub("172.17.0.0/16")];
         assert_eq!(free_subnet(&used), Some(sub("10.213.2.0/24")));
         // A wide network covering the pool leaves nothing.
         assert_eq!(free_subnet(&[sub("10.0.0.0/8")]), None);
@@ -193,19 +156,11 @@ mod tests {
 
     #[test]
     fn plan_names_and_addresses() {
-        let s = crate::model::load(std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../scenarios/swarm-vxlan-blocked.yaml"
-        )))
-        .unwrap();
+        let s = crate::model::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/swarm-vxlan-blocked.yaml")))
+            .unwrap();
         let p = plan(&s, "lab1", "abcd1234", &[sub("10.213.0.0/24")]).unwrap();
         insta::assert_yaml_snapshot!(p);
         assert_eq!(p.leader().name, "manager");
-        assert_eq!(
-            p.labels(Some("worker-1"))
-                .get(LABEL_NODE)
-                .map(String::as_str),
-            Some("worker-1")
-        );
+        assert_eq!(p.labels(Some("worker-1")).get(LABEL_NODE).map(String::as_str), Some("worker-1"));
     }
 }

@@ -46,8 +46,7 @@ fn parse_result(line: &str) -> Option<(String, i32, String)> {
 
 /// The replica identity in a web response: `replica=<hostname> ips=...`.
 pub fn identity(body: &str) -> Option<&str> {
-    body.split_whitespace()
-        .find_map(|w| w.strip_prefix("replica="))
+    body.split_whitespace().find_map(|w| w.strip_prefix("replica="))
 }
 
 fn failure_detail(rc: i32, body: &str) -> String {
@@ -78,6 +77,9 @@ pub enum Client {
     /// The node's own network namespace (Kubernetes: nodes route every pod CIDR, and kube-proxy
     /// rules apply to traffic the node sends). Requests with curl.
     Node,
+    /// A client pod on each node (Kubernetes), entered through containerd: (node, container id).
+    /// Requests with busybox wget, inside the pod network.
+    Pod { containers: Vec<(String, String)> },
 }
 
 impl Client {
@@ -85,7 +87,7 @@ impl Client {
     fn fetch(&self, url: &str, t: &str) -> String {
         match self {
             // `timeout` bounds a hung connect; busybox 1.35's own `wget -T` crashes (SIGSEGV).
-            Client::Overlay { .. } => format!("timeout {t} wget -q -O - {url}"),
+            Client::Overlay { .. } | Client::Pod { .. } => format!("timeout {t} wget -q -O - {url}"),
             // --noproxy '*': a proxy in the environment must never carry a probe.
             Client::Node => format!("curl -s --noproxy '*' -m {t} {url}"),
         }
@@ -94,14 +96,18 @@ impl Client {
     async fn run(&self, lab: &Lab, node: &str, script: &str) -> Result<String, LabError> {
         match self {
             Client::Overlay { network } => {
-                let cmd = format!(
-                    "docker exec {} sh -c {}",
-                    probe_container(network),
-                    shq(script)
-                );
+                let cmd = format!("docker exec {} sh -c {}", probe_container(network), shq(script));
                 Ok(lab.sh_raw(node, &cmd).await?.stdout)
             }
             Client::Node => Ok(lab.sh_raw(node, script).await?.stdout),
+            Client::Pod { containers } => {
+                let Some((_, id)) = containers.iter().find(|(n, _)| n == node) else {
+                    return Err(LabError::Fault { fault: "client pod".into(), message: format!("no client pod runs on node {node}") });
+                };
+                // A unique exec id per call: containerd refuses two live execs with one id.
+                let cmd = format!("ctr -n k8s.io task exec --exec-id cl-$$-$(date +%N) {id} sh -c {}", shq(script));
+                Ok(lab.sh_raw(node, &cmd).await?.stdout)
+            }
         }
     }
 }
@@ -118,33 +124,11 @@ pub struct ServicePaths {
     pub notes: Vec<String>,
 }
 
-pub async fn observe(
-    lab: &Lab,
-    check: &Check,
-    replicas: &[Replica],
-    paths: &ServicePaths,
-) -> Result<Observation, LabError> {
-    let mut obs = Observation {
-        rows: check.from.clone(),
-        notes: paths.notes.clone(),
-        ..Default::default()
-    };
+pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica], paths: &ServicePaths) -> Result<Observation, LabError> {
+    let mut obs = Observation { rows: check.from.clone(), notes: paths.notes.clone(), ..Default::default() };
     obs.cols = match check.kind {
-        CheckKind::NodePort => check
-            .via
-            .iter()
-            .map(|n| Target {
-                label: format!("{n} ({})", lab.node_ip(n)),
-                node: n.clone(),
-            })
-            .collect(),
-        _ => replicas
-            .iter()
-            .map(|r| Target {
-                label: r.label(),
-                node: r.node.clone(),
-            })
-            .collect(),
+        CheckKind::NodePort => check.via.iter().map(|n| Target { label: format!("{n} ({})", lab.node_ip(n)), node: n.clone() }).collect(),
+        _ => replicas.iter().map(|r| Target { label: r.label(), node: r.node.clone() }).collect(),
     };
     let t = secs(check);
     let client = &paths.client;
@@ -163,8 +147,12 @@ pub async fn observe(
                     let cells = replicas
                         .iter()
                         .map(|r| match out.lines().filter_map(parse_result).find(|(ip, _, _)| *ip == r.ip) {
-                            Some((_, 0, body)) if identity(&body) == Some(r.identity.as_str()) => Cell { hits: 1, tries: 1, detail: String::new() },
-                            Some((_, 0, body)) => Cell { hits: 0, tries: 1, detail: format!("answered by {}", identity(&body).unwrap_or("?")) },
+                            Some((_, 0, body)) if identity(&body) == Some(r.identity.as_str()) => {
+                                Cell { hits: 1, tries: 1, detail: String::new() }
+                            }
+                            Some((_, 0, body)) => {
+                                Cell { hits: 0, tries: 1, detail: format!("answered by {}", identity(&body).unwrap_or("?")) }
+                            }
                             Some((_, rc, body)) => Cell { hits: 0, tries: 1, detail: failure_detail(rc, &body) },
                             None => Cell { hits: 0, tries: 1, detail: "no result".into() },
                         })
@@ -216,10 +204,12 @@ pub async fn observe(
                             let ip = lab.node_ip(v);
                             let mut c = Cell { hits: 0, tries: check.requests, detail: String::new() };
                             for (_, rc, body) in out.lines().filter_map(parse_result).filter(|(t, _, _)| *t == ip) {
-                                if rc == 0 && identity(&body).is_some() {
-                                    c.hits += 1;
-                                } else if c.detail.is_empty() {
-                                    c.detail = failure_detail(rc, &body);
+                                match identity(&body) {
+                                    // Only running replicas count: an answer from anything else is wrong.
+                                    Some(id) if rc == 0 && replicas.iter().any(|r| r.identity == id) => c.hits += 1,
+                                    Some(id) if rc == 0 => c.detail = format!("answered by {id}, not a running replica"),
+                                    _ if c.detail.is_empty() => c.detail = failure_detail(rc, &body),
+                                    _ => {}
                                 }
                             }
                             c
@@ -239,10 +229,13 @@ pub async fn observe(
                         })
                         .collect();
                     let extra: Vec<&String> = resolved.iter().filter(|ip| !replicas.iter().any(|r| &r.ip == *ip)).collect();
-                    let note = (!extra.is_empty()).then(|| format!("tasks.{} from {entry} also lists {:?}, which no running replica has", check.service, extra));
+                    let note = (!extra.is_empty())
+                        .then(|| format!("tasks.{} from {entry} also lists {:?}, which no running replica has", check.service, extra));
                     Ok((cells, extra.len() as u32, note))
                 }
-                CheckKind::Api => Err(LabError::Fault { fault: check.name.clone(), message: "api checks are observed by the stack".into() }),
+                CheckKind::Api => {
+                    Err(LabError::Fault { fault: check.name.clone(), message: "api checks are observed by the stack".into() })
+                }
             }
         }
     }))
@@ -287,23 +280,11 @@ mod tests {
 
     #[test]
     fn parses_probe_lines() {
-        assert_eq!(
-            parse_result("10.0.1.3 0 replica=abc ips=10.0.1.3 "),
-            Some(("10.0.1.3".into(), 0, "replica=abc ips=10.0.1.3".into()))
-        );
-        assert_eq!(
-            parse_result("10.0.1.3 143 "),
-            Some(("10.0.1.3".into(), 143, "".into()))
-        );
+        assert_eq!(parse_result("10.0.1.3 0 replica=abc ips=10.0.1.3 "), Some(("10.0.1.3".into(), 0, "replica=abc ips=10.0.1.3".into())));
+        assert_eq!(parse_result("10.0.1.3 143 "), Some(("10.0.1.3".into(), 143, "".into())));
         assert_eq!(parse_result("garbage"), None);
         assert_eq!(identity("replica=abc ips=1.2.3.4"), Some("abc"));
         assert_eq!(failure_detail(143, ""), "timeout");
-        assert_eq!(
-            failure_detail(
-                1,
-                "wget: can't connect to remote host (10.0.1.3): Connection refused"
-            ),
-            "connection refused"
-        );
+        assert_eq!(failure_detail(1, "wget: can't connect to remote host (10.0.1.3): Connection refused"), "connection refused");
     }
 }

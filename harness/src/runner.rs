@@ -51,29 +51,17 @@ impl Runner<'_> {
     where
         F: std::future::Future<Output = Result<(T, Vec<String>), LabError>>,
     {
-        self.rep.emit(Event::StepStart {
-            title: title.to_string(),
-        });
+        self.rep.emit(Event::StepStart { title: title.to_string() });
         let t = Instant::now();
         let r = f.await;
         let secs = t.elapsed().as_secs_f64();
         match r {
             Ok((v, detail)) => {
-                self.rep.emit(Event::StepEnd(StepRecord {
-                    title: title.to_string(),
-                    ok: true,
-                    secs,
-                    detail,
-                }));
+                self.rep.emit(Event::StepEnd(StepRecord { title: title.to_string(), ok: true, secs, detail }));
                 Ok(v)
             }
             Err(e) => {
-                self.rep.emit(Event::StepEnd(StepRecord {
-                    title: title.to_string(),
-                    ok: false,
-                    secs,
-                    detail: vec![],
-                }));
+                self.rep.emit(Event::StepEnd(StepRecord { title: title.to_string(), ok: false, secs, detail: vec![] }));
                 Err(Abort(code, e))
             }
         }
@@ -97,25 +85,15 @@ pub fn needed_images(s: &Scenario) -> Vec<&'static str> {
 
 /// Plan the lab and create its network. Two runs starting together may pick the same free
 /// subnet; the engine refuses the second, which then plans again with the subnet taken.
-async fn create_network(
-    engine: &Engine,
-    s: &Scenario,
-    lab: &str,
-    run_id: &str,
-) -> Result<LabPlan, LabError> {
+async fn create_network(engine: &Engine, s: &Scenario, lab: &str, run_id: &str) -> Result<LabPlan, LabError> {
     let mut attempt = 0;
     loop {
         let plan = plan_lab(engine, s, lab, run_id).await?;
         let mut extra = HashMap::new();
-        extra.insert(
-            LABEL_PLAN.to_string(),
-            serde_json::to_string(&plan).unwrap_or_default(),
-        );
+        extra.insert(LABEL_PLAN.to_string(), serde_json::to_string(&plan).unwrap_or_default());
         extra.insert(LABEL_SCENARIO.to_string(), abs_path(&s.source));
         match engine.create_network(&plan, extra).await {
-            Err(LabError::CreateNetwork { source, .. })
-                if attempt < 8 && source.to_string().contains("overlap") =>
-            {
+            Err(LabError::CreateNetwork { source, .. }) if attempt < 8 && source.to_string().contains("overlap") => {
                 attempt += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(150 * attempt)).await;
             }
@@ -128,11 +106,7 @@ async fn create_network(
 /// directory, and (Kubernetes) the bundle mounted read-only.
 fn node_boot(s: &Scenario) -> Result<NodeBoot, LabError> {
     Ok(match &s.kube {
-        None => NodeBoot {
-            cmd: vec!["/usr/local/bin/start-node".into(), "swarm".into()],
-            data_dir: "/var/lib/docker",
-            binds: vec![],
-        },
+        None => NodeBoot { cmd: vec!["/usr/local/bin/start-node".into(), "swarm".into()], data_dir: "/var/lib/docker", binds: vec![] },
         Some(k) => {
             let dir = kube::resolve_bundle(k, &s.source)?;
             NodeBoot {
@@ -159,40 +133,20 @@ async fn create_nodes(
     let title = format!("Preparing nodes\t{}", "📦".repeat(n));
     r.step(&title, exit::HOST, async {
         let plan = create_network(engine, s, lab_name, run_id).await?;
-        let mode = engine
-            .detect_nested_mode(&node_image, plan.labels(None))
-            .await?;
-        futures_util::future::try_join_all(
-            plan.nodes
-                .iter()
-                .map(|node| engine.create_node(&plan, node, &node_image, mode, &boot)),
-        )
-        .await?;
+        let mode = engine.detect_nested_mode(&node_image, plan.labels(None)).await?;
+        futures_util::future::try_join_all(plan.nodes.iter().map(|node| engine.create_node(&plan, node, &node_image, mode, &boot))).await?;
         let why = match mode {
             NestedMode::Privileged => "privileged",
             NestedMode::CapSet => "cap set: --privileged is refused on this host",
         };
         let line = format!("{n} nodes on {} ({why})", plan.subnet);
-        Ok((
-            Lab {
-                engine: engine.clone(),
-                plan,
-                scenario: s.clone(),
-                probe_image: images::tag("web", base),
-            },
-            vec![line],
-        ))
+        Ok((Lab { engine: engine.clone(), plan, scenario: s.clone(), probe_image: images::tag("web", base) }, vec![line]))
     })
     .await
 }
 
 /// Wait for the nodes' runtimes, load the images, install the stack.
-async fn install(
-    lab: &Lab,
-    stack: &AnyStack<'_>,
-    r: &mut Runner<'_>,
-    base: &BaseSource,
-) -> Result<(), Abort> {
+async fn install(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, base: &BaseSource) -> Result<(), Abort> {
     let mut workload: Vec<String> = Vec::new();
     if lab.scenario.stack == StackKind::Swarm {
         workload.push(lab.probe_image.clone());
@@ -205,10 +159,7 @@ async fn install(
     }
     r.step("Loading images into nodes\t🚚", exit::STACK, async {
         let mut lines = Vec::new();
-        stack
-            .prepare(&workload, &mut |l| lines.push(l))
-            .await
-            .map(|_| ((), lines))
+        stack.prepare(&workload, &mut |l| lines.push(l)).await.map(|_| ((), lines))
     })
     .await?;
     let title = match lab.scenario.stack {
@@ -217,70 +168,42 @@ async fn install(
     };
     r.step(title, exit::STACK, async {
         let mut lines = Vec::new();
-        stack
-            .install(&mut |l| lines.push(l))
-            .await
-            .map(|_| ((), lines))
+        stack.install(&mut |l| lines.push(l)).await.map(|_| ((), lines))
     })
     .await
 }
 
 fn abs_path(p: &str) -> String {
-    std::fs::canonicalize(p)
-        .map(|x| x.display().to_string())
-        .unwrap_or_else(|_| p.to_string())
+    std::fs::canonicalize(p).map(|x| x.display().to_string()).unwrap_or_else(|_| p.to_string())
 }
 
 /// Run the scenario's steps on a lab that is up; returns the check tallies.
-async fn run_steps(
-    lab: &Lab,
-    stack: &AnyStack<'_>,
-    r: &mut Runner<'_>,
-    sum: &mut Summary,
-) -> Result<(), Abort> {
+async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mut Summary) -> Result<(), Abort> {
     let mut applied: BTreeMap<String, FaultHandle> = BTreeMap::new();
     for step in &lab.scenario.steps {
         match step {
             Step::Apply(name) => {
                 let f = lab.scenario.fault(name).expect("validated fault");
                 let h = FaultHandle::new(lab, f);
-                r.step(&format!("Apply fault {name}\t💥"), exit::STACK, async {
-                    h.apply(lab).await.map(|_| ((), h.describe()))
-                })
-                .await?;
+                r.step(&format!("Apply fault {name}\t💥"), exit::STACK, async { h.apply(lab).await.map(|_| ((), h.describe())) }).await?;
                 applied.insert(name.clone(), h);
             }
             Step::Revert(name) => {
                 let h = applied.remove(name).expect("validated revert");
                 r.step(&format!("Revert fault {name}\t🩹"), exit::STACK, async {
                     let c = h.revert(lab).await?;
-                    Ok((
-                        (),
-                        vec![
-                            describe_counters(name, &c),
-                            "iptables rules equal what they were before the fault".into(),
-                        ],
-                    ))
+                    Ok(((), vec![describe_counters(name, &c), "iptables rules equal what they were before the fault".into()]))
                 })
                 .await?;
             }
             Step::Scale { service, replicas } => {
-                r.step(
-                    &format!("Scale {service} to {replicas}\t📐"),
-                    exit::STACK,
-                    async {
-                        stack
-                            .scale(service, *replicas)
-                            .await
-                            .map(|rs| ((), vec![format!("placed: {}", placement(&rs))]))
-                    },
-                )
+                r.step(&format!("Scale {service} to {replicas}\t📐"), exit::STACK, async {
+                    stack.scale(service, *replicas).await.map(|rs| ((), vec![format!("placed: {}", placement(&rs))]))
+                })
                 .await?;
             }
             Step::Check(check) => {
-                r.rep.emit(Event::StepStart {
-                    title: format!("Check {}", check.name),
-                });
+                r.rep.emit(Event::StepStart { title: format!("Check {}", check.name) });
                 let t = Instant::now();
                 let before = counters_of(lab, &applied, &check.faults_hit).await;
                 let unsupported = stack.unsupported(check);
@@ -320,9 +243,7 @@ async fn run_steps(
                             let now: u64 = c.values().sum();
                             if now <= was && report.outcome == Outcome::Pass {
                                 report.outcome = Outcome::Fail;
-                                report.summary.push_str(&format!(
-                                    "; fault {name} matched no packet during the check"
-                                ));
+                                report.summary.push_str(&format!("; fault {name} matched no packet during the check"));
                             }
                         }
                     }
@@ -361,15 +282,11 @@ async fn observe(
         });
     }
     let replicas = stack.replicas(&check.service).await?;
-    let paths = stack.paths(&check.service).await?;
+    let paths = stack.paths(&check.service, check.client).await?;
     probe::observe(lab, check, &replicas, &paths).await
 }
 
-async fn counters_of(
-    lab: &Lab,
-    applied: &BTreeMap<String, FaultHandle>,
-    names: &[String],
-) -> BTreeMap<String, crate::fault::Counters> {
+async fn counters_of(lab: &Lab, applied: &BTreeMap<String, FaultHandle>, names: &[String]) -> BTreeMap<String, crate::fault::Counters> {
     let mut out = BTreeMap::new();
     for n in names {
         if let Some(h) = applied.get(n) {
@@ -382,40 +299,19 @@ async fn counters_of(
 }
 
 /// Plan a lab for this scenario on this engine (free subnet, name not taken).
-pub async fn plan_lab(
-    engine: &Engine,
-    s: &Scenario,
-    lab: &str,
-    run_id: &str,
-) -> Result<LabPlan, LabError> {
+pub async fn plan_lab(engine: &Engine, s: &Scenario, lab: &str, run_id: &str) -> Result<LabPlan, LabError> {
     if engine.lab_exists(lab).await? {
-        return Err(LabError::LabExists {
-            lab: lab.to_string(),
-        });
+        return Err(LabError::LabExists { lab: lab.to_string() });
     }
     let used = engine.used_subnets().await?;
-    plan::plan(s, lab, run_id, &used).map_err(|message| LabError::Plan {
-        lab: lab.to_string(),
-        message,
-    })
+    plan::plan(s, lab, run_id, &used).map_err(|message| LabError::Plan { lab: lab.to_string(), message })
 }
 
 /// Run one scenario end to end. Never panics on lab errors; the summary carries the exit code.
-pub async fn run(
-    engine: &Engine,
-    s: &Scenario,
-    run_id: &str,
-    opts: &RunOptions,
-    rep: &mut Reporters,
-) -> Summary {
+pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions, rep: &mut Reporters) -> Summary {
     let start = Instant::now();
     let lab_name = opts.lab.clone().unwrap_or_else(|| s.name.clone());
-    rep.emit(Event::RunStart {
-        scenario: s.name.clone(),
-        file: s.source.clone(),
-        lab: lab_name.clone(),
-        run_id: run_id.to_string(),
-    });
+    rep.emit(Event::RunStart { scenario: s.name.clone(), file: s.source.clone(), lab: lab_name.clone(), run_id: run_id.to_string() });
     let mut sum = Summary::default();
     let mut r = Runner { rep };
     let mut created = false;
@@ -426,29 +322,23 @@ pub async fn run(
             let mut lines = Vec::new();
             let built = images::ensure(engine, &needed, &opts.base, &mut |l| lines.push(l)).await?;
             if built.is_empty() {
-                lines = vec![format!(
-                    "all present: {}",
-                    needed
-                        .iter()
-                        .map(|n| images::tag(n, &opts.base))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )];
+                lines = vec![format!("all present: {}", needed.iter().map(|n| images::tag(n, &opts.base)).collect::<Vec<_>>().join(", "))];
             }
             Ok(((), lines))
         })
         .await?;
-        if engine
-            .lab_exists(&lab_name)
-            .await
-            .map_err(|e| Abort(exit::HOST, e))?
-        {
-            return Err(Abort(
-                exit::HOST,
-                LabError::LabExists {
-                    lab: lab_name.clone(),
-                },
-            ));
+        if engine.lab_exists(&lab_name).await.map_err(|e| Abort(exit::HOST, e))? {
+            if !opts.up_only {
+                return Err(Abort(exit::HOST, LabError::LabExists { lab: lab_name.clone() }));
+            }
+            // `up` on a lab that exists converges it to the scenario again: every install step
+            // is idempotent, so this is safe (and it is how that is tested).
+            let lab = attach(engine, &lab_name, &opts.base)
+                .await
+                .map_err(|m| Abort(exit::HOST, LabError::Plan { lab: lab_name.clone(), message: m }))?;
+            r.rep.emit(Event::Info(format!("lab {lab_name} exists (run {}); installing again over it", lab.plan.run_id)));
+            let stack = AnyStack::new(&lab);
+            return install(&lab, &stack, &mut r, &opts.base).await;
         }
         // From here on, teardown removes whatever this run created (found by its run label).
         created = true;
@@ -467,32 +357,20 @@ pub async fn run(
         sum.error = Some(e.to_string());
     }
     if created && (opts.keep || opts.up_only) {
-        sum.kept = Some(format!(
-            "Lab {lab_name} kept. Remove it with: clusterlab down {lab_name}"
-        ));
+        sum.kept = Some(format!("Lab {lab_name} kept. Remove it with: clusterlab down {lab_name}"));
     } else if created {
         let t = Instant::now();
         let title = "Deleting lab\t🧹";
-        r.rep.emit(Event::StepStart {
-            title: title.into(),
-        });
+        r.rep.emit(Event::StepStart { title: title.into() });
         let removed = engine.remove_labelled(Some(&lab_name), Some(run_id)).await;
         let ok = removed.is_ok();
         let detail = match &removed {
-            Ok(rm) => vec![format!(
-                "{} containers, {} networks, {} volumes removed",
-                rm.containers.len(),
-                rm.networks.len(),
-                rm.volumes.len()
-            )],
+            Ok(rm) => {
+                vec![format!("{} containers, {} networks, {} volumes removed", rm.containers.len(), rm.networks.len(), rm.volumes.len())]
+            }
             Err(e) => vec![e.to_string()],
         };
-        r.rep.emit(Event::StepEnd(StepRecord {
-            title: title.into(),
-            ok,
-            secs: t.elapsed().as_secs_f64(),
-            detail,
-        }));
+        r.rep.emit(Event::StepEnd(StepRecord { title: title.into(), ok, secs: t.elapsed().as_secs_f64(), detail }));
         if let Err(e) = removed {
             if sum.exit_code == 0 {
                 sum.exit_code = exit::TEARDOWN;
@@ -510,25 +388,15 @@ pub async fn run(
 
 /// Re-attach to a kept lab from its network's labels (for fault verbs).
 pub async fn attach(engine: &Engine, lab: &str, base: &BaseSource) -> Result<Lab, String> {
-    let nets = engine
-        .lab_networks(Some(lab), None)
-        .await
-        .map_err(|e| e.to_string())?;
-    let net = nets
-        .first()
-        .ok_or_else(|| format!("no lab named {lab} on this engine (see `clusterlab ls`)"))?;
+    let nets = engine.lab_networks(Some(lab), None).await.map_err(|e| e.to_string())?;
+    let net = nets.first().ok_or_else(|| format!("no lab named {lab} on this engine (see `clusterlab ls`)"))?;
     let labels = net.labels.clone().unwrap_or_default();
     let plan: LabPlan = labels
         .get(LABEL_PLAN)
         .and_then(|j| serde_json::from_str(j).ok())
         .ok_or_else(|| format!("lab {lab} carries no readable plan label; was it made by another clusterlab version?"))?;
     let file = labels.get(LABEL_SCENARIO).cloned().unwrap_or_default();
-    let scenario = crate::model::load(std::path::Path::new(&file))
-        .map_err(|p| format!("cannot re-read the scenario of lab {lab}:\n{p}"))?;
-    Ok(Lab {
-        engine: engine.clone(),
-        plan,
-        scenario,
-        probe_image: images::tag("web", base),
-    })
+    let scenario =
+        crate::model::load(std::path::Path::new(&file)).map_err(|p| format!("cannot re-read the scenario of lab {lab}:\n{p}"))?;
+    Ok(Lab { engine: engine.clone(), plan, scenario, probe_image: images::tag("web", base) })
 }

@@ -14,11 +14,7 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.col, self.message
-        )?;
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)?;
         if let Some(h) = &self.hint {
             write!(f, "\n    hint: {h}")?;
         }
@@ -35,19 +31,10 @@ pub struct Problems {
 
 impl Problems {
     pub fn new(file: &str) -> Self {
-        Problems {
-            file: file.to_string(),
-            list: Vec::new(),
-        }
+        Problems { file: file.to_string(), list: Vec::new() }
     }
     pub fn at(&mut self, pos: Pos, message: impl Into<String>, hint: Option<String>) {
-        self.list.push(Problem {
-            file: self.file.clone(),
-            line: pos.line.max(1),
-            col: pos.col.max(1),
-            message: message.into(),
-            hint,
-        });
+        self.list.push(Problem { file: self.file.clone(), line: pos.line.max(1), col: pos.col.max(1), message: message.into(), hint });
     }
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()

@@ -236,7 +236,18 @@ pub struct CheckDecl {
     pub requests: Option<Sp<u32>>,
     /// Per-request timeout, e.g. `2s` or `500ms`. Default 2s.
     pub timeout: Option<Sp<String>>,
+    /// kubernetes: where requests start — `node` (the node's own namespace, default) or `pod`
+    /// (a client pod on each entry node, inside the pod network).
+    pub client: Option<Sp<ClientKind>>,
     pub expect: Option<ExpectDecl>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientKind {
+    #[default]
+    Node,
+    Pod,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
@@ -306,10 +317,7 @@ impl<'de> Deserialize<'de> for NodeSel {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NodeSel, E> {
                 Ok(NodeSel::One(v.to_string()))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<NodeSel, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<NodeSel, A::Error> {
                 let mut out = Vec::new();
                 while let Some(s) = a.next_element::<String>()? {
                     out.push(s);
@@ -347,16 +355,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a map or a list of maps")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                a: A,
-            ) -> Result<Self::Value, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, a: A) -> Result<Self::Value, A::Error> {
                 T::deserialize(serde::de::value::MapAccessDeserializer::new(a)).map(OneOrMany::One)
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<Self::Value, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
                 let mut v = Vec::new();
                 while let Some(x) = a.next_element::<T>()? {
                     v.push(x);

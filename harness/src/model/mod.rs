@@ -7,9 +7,7 @@ mod resolve;
 pub mod spanned;
 
 pub use diag::{Problem, Problems};
-pub use file::{
-    Backend, CheckKind, Direction, EndpointMode, FaultKind, Protocol, Role, ServiceType, StackKind,
-};
+pub use file::{Backend, CheckKind, ClientKind, Direction, EndpointMode, FaultKind, Protocol, Role, ServiceType, StackKind};
 pub use resolve::*;
 
 use std::path::Path;
@@ -20,13 +18,7 @@ pub fn parse_str(text: &str, file: &str) -> Result<Scenario, Problems> {
     let raw: file::ScenarioFile = match serde_saphyr::from_str(text) {
         Ok(r) => r,
         Err(e) => {
-            let pos = e
-                .location()
-                .map(|l| spanned::Pos {
-                    line: l.line() as u32,
-                    col: l.column() as u32,
-                })
-                .unwrap_or_default();
+            let pos = e.location().map(|l| spanned::Pos { line: l.line() as u32, col: l.column() as u32 }).unwrap_or_default();
             problems.at(pos, parse_message(&e), parse_hint(&e.to_string()));
             return Err(problems);
         }
@@ -45,11 +37,7 @@ pub fn load(path: &Path) -> Result<Scenario, Problems> {
         }
         Err(e) => {
             let mut p = Problems::new(&name);
-            p.at(
-                spanned::Pos::default(),
-                format!("cannot read the scenario file: {e}"),
-                None,
-            );
+            p.at(spanned::Pos::default(), format!("cannot read the scenario file: {e}"), None);
             Err(p)
         }
     }
@@ -58,11 +46,7 @@ pub fn load(path: &Path) -> Result<Scenario, Problems> {
 /// The parser's message without its own rendering of the location and source snippet.
 fn parse_message(e: &serde_saphyr::Error) -> String {
     let full = e.to_string();
-    let first = full
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("invalid YAML")
-        .trim();
+    let first = full.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid YAML").trim();
     let first = first.trim_start_matches("error: ");
     // serde-saphyr prefixes "line L column C: "; the position is reported separately.
     let msg = match first.find(": ") {

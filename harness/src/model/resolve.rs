@@ -98,19 +98,9 @@ pub struct Match {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum FaultSpec {
-    Drop {
-        nodes: Vec<String>,
-        matches: Match,
-    },
-    Partition {
-        side_a: Vec<String>,
-        side_b: Vec<String>,
-    },
-    Loss {
-        nodes: Vec<String>,
-        matches: Match,
-        percent: f64,
-    },
+    Drop { nodes: Vec<String>, matches: Match },
+    Partition { side_a: Vec<String>, side_b: Vec<String> },
+    Loss { nodes: Vec<String>, matches: Match, percent: f64 },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -134,6 +124,8 @@ pub struct Check {
     #[serde(with = "millis")]
     pub timeout: Duration,
     pub expect: Expectation,
+    /// Kubernetes: requests from the node or from a client pod.
+    pub client: ClientKind,
     /// Faults that must match packets during the check.
     pub faults_hit: Vec<String>,
 }
@@ -157,28 +149,20 @@ impl Expectation {
     /// One rule: targets on `on` unreachable from `from` (None: from everywhere).
     pub fn one(on: &[&str], from: Option<&[&str]>) -> Expectation {
         let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect();
-        Expectation {
-            unreachable: vec![Unreachable {
-                on: v(on),
-                from: from.map(v),
-            }],
-        }
+        Expectation { unreachable: vec![Unreachable { on: v(on), from: from.map(v) }] }
     }
 
     /// Should a request from `entry` to a target placed on `target_node` be answered?
     pub fn should_answer(&self, entry: &str, target_node: &str) -> bool {
-        !self.unreachable.iter().any(|u| {
-            u.on.iter().any(|n| n == target_node)
-                && u.from.as_ref().is_none_or(|f| f.iter().any(|n| n == entry))
-        })
+        !self
+            .unreachable
+            .iter()
+            .any(|u| u.on.iter().any(|n| n == target_node) && u.from.as_ref().is_none_or(|f| f.iter().any(|n| n == entry)))
     }
 }
 
 mod millis {
-    pub fn serialize<S: serde::Serializer>(
-        d: &std::time::Duration,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
 }
@@ -198,8 +182,7 @@ impl Scenario {
 fn is_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 40
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -209,21 +192,14 @@ fn check_label(p: &mut Problems, what: &str, s: &Sp<String>) {
         p.at(
             s.pos,
             format!("{what} name {:?} is not a valid name", s.value),
-            Some(
-                "use 1-40 lowercase letters, digits and dashes, not starting or ending with a dash"
-                    .into(),
-            ),
+            Some("use 1-40 lowercase letters, digits and dashes, not starting or ending with a dash".into()),
         );
     }
 }
 
 fn check_port(p: &mut Problems, what: &str, v: &Sp<u32>) -> Option<u16> {
     if v.value == 0 || v.value > 65535 {
-        p.at(
-            v.pos,
-            format!("{what} {} is not a valid port", v.value),
-            Some("ports are 1-65535".into()),
-        );
+        p.at(v.pos, format!("{what} {} is not a valid port", v.value), Some("ports are 1-65535".into()));
         None
     } else {
         Some(v.value as u16)
@@ -255,11 +231,7 @@ impl NodeIndex {
         let mut out: Vec<String> = Vec::new();
         let names = sel.value.names();
         if names.is_empty() {
-            p.at(
-                sel.pos,
-                format!("{what} names no node"),
-                Some("name at least one node, or all-nodes".into()),
-            );
+            p.at(sel.pos, format!("{what} names no node"), Some("name at least one node, or all-nodes".into()));
         }
         for n in names {
             let add: Vec<String> = if n == ALL_NODES {
@@ -270,11 +242,7 @@ impl NodeIndex {
                 vec![n.clone()]
             } else {
                 let known: Vec<&str> = self.nodes.iter().map(|x| x.name.as_str()).collect();
-                p.at(
-                    sel.pos,
-                    format!("{what} names unknown node {n:?}"),
-                    Some(format!("known nodes: {}, or all-nodes", known.join(", "))),
-                );
+                p.at(sel.pos, format!("{what} names unknown node {n:?}"), Some(format!("known nodes: {}, or all-nodes", known.join(", "))));
                 continue;
             };
             for a in add {
@@ -309,28 +277,18 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
         let names: Vec<String> = match &n.count {
             None => vec![n.name.value.clone()],
             Some(c) if c.value == 0 || c.value > 16 => {
-                p.at(
-                    c.pos,
-                    format!("count {} is out of range", c.value),
-                    Some("a group has 1-16 nodes".into()),
-                );
+                p.at(c.pos, format!("count {} is out of range", c.value), Some("a group has 1-16 nodes".into()));
                 vec![]
             }
             Some(c) => {
-                let v: Vec<String> = (1..=c.value)
-                    .map(|i| format!("{}-{i}", n.name.value))
-                    .collect();
+                let v: Vec<String> = (1..=c.value).map(|i| format!("{}-{i}", n.name.value)).collect();
                 groups.insert(n.name.value.clone(), v.clone());
                 v
             }
         };
         for name in names {
             if let Some(prev) = seen.get(&name) {
-                p.at(
-                    n.name.pos,
-                    format!("duplicate node name {name:?}"),
-                    Some(format!("first defined at line {}", prev.line)),
-                );
+                p.at(n.name.pos, format!("duplicate node name {name:?}"), Some(format!("first defined at line {}", prev.line)));
                 continue;
             }
             seen.insert(name.clone(), n.name.pos);
@@ -338,53 +296,28 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
         }
     }
     if f.nodes.is_empty() {
-        p.at(
-            Pos { line: 1, col: 1 },
-            "the scenario has no nodes",
-            Some("add `nodes: [ { name: manager, role: manager } ]`".into()),
-        );
+        p.at(Pos { line: 1, col: 1 }, "the scenario has no nodes", Some("add `nodes: [ { name: manager, role: manager } ]`".into()));
     }
     let stack = f.stack.kind.value;
     if !nodes.is_empty() && !nodes.iter().any(|n| n.role == Role::Manager) {
-        let what = if stack == StackKind::Swarm {
-            "a swarm"
-        } else {
-            "kubernetes (the first manager is the master)"
-        };
-        p.at(
-            f.stack.kind.pos,
-            format!("{what} needs at least one node with role: manager"),
-            None,
-        );
+        let what = if stack == StackKind::Swarm { "a swarm" } else { "kubernetes (the first manager is the master)" };
+        p.at(f.stack.kind.pos, format!("{what} needs at least one node with role: manager"), None);
     }
     let kube = resolve_kube(&f.stack, p);
-    let idx = NodeIndex {
-        nodes: nodes.clone(),
-        groups,
-    };
+    let idx = NodeIndex { nodes: nodes.clone(), groups };
 
     // Networks; a default overlay when none is declared.
     let mut networks = Vec::new();
     for n in &f.networks {
         check_label(p, "network", &n.name);
         if networks.iter().any(|x: &Network| x.name == n.name.value) {
-            p.at(
-                n.name.pos,
-                format!("duplicate network name {:?}", n.name.value),
-                None,
-            );
+            p.at(n.name.pos, format!("duplicate network name {:?}", n.name.value), None);
         } else {
-            networks.push(Network {
-                name: n.name.value.clone(),
-                driver: n.driver,
-            });
+            networks.push(Network { name: n.name.value.clone(), driver: n.driver });
         }
     }
     if networks.is_empty() {
-        networks.push(Network {
-            name: "labnet".into(),
-            driver: NetDriver::Overlay,
-        });
+        networks.push(Network { name: "labnet".into(), driver: NetDriver::Overlay });
     }
 
     // Services.
@@ -392,11 +325,7 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
     for s in &f.services {
         check_label(p, "service", &s.name);
         if services.iter().any(|x| x.name == s.name.value) {
-            p.at(
-                s.name.pos,
-                format!("duplicate service name {:?}", s.name.value),
-                None,
-            );
+            p.at(s.name.pos, format!("duplicate service name {:?}", s.name.value), None);
             continue;
         }
         let network = match &s.network {
@@ -406,10 +335,7 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
                     let known: Vec<&str> = networks.iter().map(|x| x.name.as_str()).collect();
                     p.at(
                         n.pos,
-                        format!(
-                            "service {} names unknown network {:?}",
-                            s.name.value, n.value
-                        ),
+                        format!("service {} names unknown network {:?}", s.name.value, n.value),
                         Some(format!("declared networks: {}", known.join(", "))),
                     );
                 }
@@ -417,19 +343,11 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
             }
         };
         if s.image.value.trim().is_empty() {
-            p.at(
-                s.image.pos,
-                "image is empty",
-                Some("use a clusterlab workload image such as `web`".into()),
-            );
+            p.at(s.image.pos, "image is empty", Some("use a clusterlab workload image such as `web`".into()));
         }
         let replicas = match &s.replicas {
             Some(r) if r.value > 64 => {
-                p.at(
-                    r.pos,
-                    format!("replicas {} is more than this harness runs (64)", r.value),
-                    None,
-                );
+                p.at(r.pos, format!("replicas {} is more than this harness runs (64)", r.value), None);
                 r.value
             }
             Some(r) => r.value,
@@ -439,18 +357,23 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
         let mut node_port = None;
         match stack {
             StackKind::Swarm => {
-                for (field, pos) in [
-                    ("type", s.service_type.as_ref().map(|x| x.pos)),
-                    ("node-port", s.node_port.as_ref().map(|x| x.pos)),
-                ] {
+                for (field, pos) in [("type", s.service_type.as_ref().map(|x| x.pos)), ("node-port", s.node_port.as_ref().map(|x| x.pos))] {
                     if let Some(pos) = pos {
-                        p.at(pos, format!("field {field} is for kubernetes services"), Some("a swarm service publishes ports with publish: [ { port: 8080, target: 80 } ]".into()));
+                        p.at(
+                            pos,
+                            format!("field {field} is for kubernetes services"),
+                            Some("a swarm service publishes ports with publish: [ { port: 8080, target: 80 } ]".into()),
+                        );
                     }
                 }
             }
             StackKind::Kubernetes => {
                 if let Some(pd) = s.publish.first() {
-                    p.at(pd.port.pos, "publish is for swarm services", Some("on kubernetes write type: node-port (and node-port: 30062 for a fixed port)".into()));
+                    p.at(
+                        pd.port.pos,
+                        "publish is for swarm services",
+                        Some("on kubernetes write type: node-port (and node-port: 30062 for a fixed port)".into()),
+                    );
                 }
                 if let Some(np) = &s.node_port {
                     if service_type != ServiceType::NodePort {
@@ -461,15 +384,8 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
                             format!("node-port {} is outside 30000-32767", np.value),
                             Some("the API server's default node-port range".into()),
                         );
-                    } else if services
-                        .iter()
-                        .any(|x| x.node_port == Some(np.value as u16))
-                    {
-                        p.at(
-                            np.pos,
-                            format!("node-port {} is used twice", np.value),
-                            None,
-                        );
+                    } else if services.iter().any(|x| x.node_port == Some(np.value as u16)) {
+                        p.at(np.pos, format!("node-port {} is used twice", np.value), None);
                     } else {
                         node_port = Some(np.value as u16);
                     }
@@ -487,17 +403,9 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
                 None => Some(80),
             };
             if let (Some(port), Some(target)) = (port, target) {
-                let dup = services
-                    .iter()
-                    .flat_map(|x| x.publish.iter())
-                    .chain(publish.iter())
-                    .any(|x: &Publish| x.port == port);
+                let dup = services.iter().flat_map(|x| x.publish.iter()).chain(publish.iter()).any(|x: &Publish| x.port == port);
                 if dup {
-                    p.at(
-                        pd.port.pos,
-                        format!("port {port} is published twice"),
-                        Some("each published port belongs to one service".into()),
-                    );
+                    p.at(pd.port.pos, format!("port {port} is published twice"), Some("each published port belongs to one service".into()));
                 }
                 publish.push(Publish { port, target });
             }
@@ -519,18 +427,11 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
     for fd in &f.faults {
         check_label(p, "fault", &fd.name);
         if faults.iter().any(|x| x.name == fd.name.value) {
-            p.at(
-                fd.name.pos,
-                format!("duplicate fault name {:?}", fd.name.value),
-                None,
-            );
+            p.at(fd.name.pos, format!("duplicate fault name {:?}", fd.name.value), None);
             continue;
         }
         if let Some(spec) = resolve_fault(fd, &idx, p) {
-            faults.push(Fault {
-                name: fd.name.value.clone(),
-                spec,
-            });
+            faults.push(Fault { name: fd.name.value.clone(), spec });
         }
     }
 
@@ -543,16 +444,9 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
             true
         } else {
             let known: Vec<&str> = f.faults.iter().map(|x| x.name.value.as_str()).collect();
-            let hint = if known.is_empty() {
-                "declare it under faults:".to_string()
-            } else {
-                format!("declared faults: {}", known.join(", "))
-            };
-            p.at(
-                name.pos,
-                format!("unknown fault {:?}", name.value),
-                Some(hint),
-            );
+            let hint =
+                if known.is_empty() { "declare it under faults:".to_string() } else { format!("declared faults: {}", known.join(", ")) };
+            p.at(name.pos, format!("unknown fault {:?}", name.value), Some(hint));
             false
         }
     };
@@ -560,55 +454,29 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
         match st {
             StepDecl::Apply(n) => {
                 if fault_known(n, p) && !applied.insert(n.value.clone()) {
-                    p.at(
-                        n.pos,
-                        format!("fault {:?} is already applied here", n.value),
-                        Some("revert it before applying it again".into()),
-                    );
+                    p.at(n.pos, format!("fault {:?} is already applied here", n.value), Some("revert it before applying it again".into()));
                 }
                 steps.push(Step::Apply(n.value.clone()));
             }
             StepDecl::Revert(n) => {
                 if fault_known(n, p) && !applied.remove(&n.value) {
-                    p.at(
-                        n.pos,
-                        format!("fault {:?} is not applied at this step", n.value),
-                        Some("a revert must follow its apply".into()),
-                    );
+                    p.at(n.pos, format!("fault {:?} is not applied at this step", n.value), Some("a revert must follow its apply".into()));
                 }
                 steps.push(Step::Revert(n.value.clone()));
             }
             StepDecl::Scale(s) => {
                 if !services.iter().any(|x| x.name == s.service.value) {
-                    p.at(
-                        s.service.pos,
-                        format!("scale names unknown service {:?}", s.service.value),
-                        Some(service_hint(&services)),
-                    );
+                    p.at(s.service.pos, format!("scale names unknown service {:?}", s.service.value), Some(service_hint(&services)));
                 }
                 if s.replicas.value > 64 {
-                    p.at(
-                        s.replicas.pos,
-                        format!(
-                            "replicas {} is more than this harness runs (64)",
-                            s.replicas.value
-                        ),
-                        None,
-                    );
+                    p.at(s.replicas.pos, format!("replicas {} is more than this harness runs (64)", s.replicas.value), None);
                 }
-                steps.push(Step::Scale {
-                    service: s.service.value.clone(),
-                    replicas: s.replicas.value,
-                });
+                steps.push(Step::Scale { service: s.service.value.clone(), replicas: s.replicas.value });
             }
             StepDecl::Check(c) => {
                 check_label(p, "check", &c.name);
                 if let Some(prev) = check_names.insert(c.name.value.clone(), c.name.pos) {
-                    p.at(
-                        c.name.pos,
-                        format!("duplicate check name {:?}", c.name.value),
-                        Some(format!("first used at line {}", prev.line)),
-                    );
+                    p.at(c.name.pos, format!("duplicate check name {:?}", c.name.value), Some(format!("first used at line {}", prev.line)));
                 }
                 for h in c.expect.iter().flat_map(|e| e.faults_hit.iter()) {
                     if fault_known(h, p) && !applied.contains(&h.value) {
@@ -647,67 +515,33 @@ fn service_hint(services: &[Service]) -> String {
     if services.is_empty() {
         "declare it under services:".into()
     } else {
-        format!(
-            "declared services: {}",
-            services
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        format!("declared services: {}", services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "))
     }
 }
 
 fn not_for(p: &mut Problems, kind: &str, field: &str, pos: Pos) {
-    p.at(
-        pos,
-        format!("field {field} does not apply to a {kind} fault"),
-        Some("remove it, or change the fault's kind".into()),
-    );
+    p.at(pos, format!("field {field} does not apply to a {kind} fault"), Some("remove it, or change the fault's kind".into()));
 }
 
 fn resolve_match(fd: &FaultDecl, idx: &NodeIndex, p: &mut Problems) -> Match {
-    let protocol = fd
-        .protocol
-        .as_ref()
-        .map(|x| x.value)
-        .unwrap_or(Protocol::All);
+    let protocol = fd.protocol.as_ref().map(|x| x.value).unwrap_or(Protocol::All);
     let port = fd.port.as_ref().and_then(|v| check_port(p, "port", v));
     if let (Some(pv), false) = (&fd.port, matches!(protocol, Protocol::Tcp | Protocol::Udp)) {
-        p.at(
-            pv.pos,
-            "a port needs protocol: tcp or udp",
-            Some("add `protocol: udp` (VXLAN is UDP 4789)".into()),
-        );
+        p.at(pv.pos, "a port needs protocol: tcp or udp", Some("add `protocol: udp` (VXLAN is UDP 4789)".into()));
     }
     Match {
         protocol,
         port,
-        direction: fd
-            .direction
-            .as_ref()
-            .map(|d| d.value)
-            .unwrap_or(Direction::In),
-        peers: fd
-            .peers
-            .as_ref()
-            .map(|x| idx.expand(p, "peers", x))
-            .unwrap_or_default(),
+        direction: fd.direction.as_ref().map(|d| d.value).unwrap_or(Direction::In),
+        peers: fd.peers.as_ref().map(|x| idx.expand(p, "peers", x)).unwrap_or_default(),
     }
 }
 
 fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, p: &mut Problems) -> Option<FaultSpec> {
     match fd.kind.value {
         FaultKind::Drop | FaultKind::Loss => {
-            let kind = if fd.kind.value == FaultKind::Drop {
-                "drop"
-            } else {
-                "loss"
-            };
-            for (field, pos) in [
-                ("side-a", fd.side_a.as_ref().map(|x| x.pos)),
-                ("side-b", fd.side_b.as_ref().map(|x| x.pos)),
-            ] {
+            let kind = if fd.kind.value == FaultKind::Drop { "drop" } else { "loss" };
+            for (field, pos) in [("side-a", fd.side_a.as_ref().map(|x| x.pos)), ("side-b", fd.side_b.as_ref().map(|x| x.pos))] {
                 if let Some(pos) = pos {
                     not_for(p, kind, field, pos);
                 }
@@ -715,11 +549,7 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, p: &mut Problems) -> Option<Fa
             let nodes = match &fd.node {
                 Some(n) => idx.expand(p, "node", n),
                 None => {
-                    p.at(
-                        fd.kind.pos,
-                        format!("a {kind} fault needs node:"),
-                        Some("name the node whose traffic is dropped".into()),
-                    );
+                    p.at(fd.kind.pos, format!("a {kind} fault needs node:"), Some("name the node whose traffic is dropped".into()));
                     vec![]
                 }
             };
@@ -733,11 +563,7 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, p: &mut Problems) -> Option<Fa
                 let percent = match &fd.percent {
                     Some(pc) if pc.value > 0.0 && pc.value <= 100.0 => pc.value,
                     Some(pc) => {
-                        p.at(
-                            pc.pos,
-                            format!("percent {} is out of range", pc.value),
-                            Some("0 < percent <= 100".into()),
-                        );
+                        p.at(pc.pos, format!("percent {} is out of range", pc.value), Some("0 < percent <= 100".into()));
                         0.0
                     }
                     None => {
@@ -745,11 +571,7 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, p: &mut Problems) -> Option<Fa
                         0.0
                     }
                 };
-                Some(FaultSpec::Loss {
-                    nodes,
-                    matches,
-                    percent,
-                })
+                Some(FaultSpec::Loss { nodes, matches, percent })
             }
         }
         FaultKind::Partition => {
@@ -768,11 +590,7 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, p: &mut Problems) -> Option<Fa
             let side = |s: &Option<Sp<NodeSel>>, name: &str, p: &mut Problems| match s {
                 Some(x) => idx.expand(p, name, x),
                 None => {
-                    p.at(
-                        fd.kind.pos,
-                        format!("a partition fault needs {name}:"),
-                        Some("side-a: [manager], side-b: [worker]".into()),
-                    );
+                    p.at(fd.kind.pos, format!("a partition fault needs {name}:"), Some("side-a: [manager], side-b: [worker]".into()));
                     vec![]
                 }
             };
@@ -790,13 +608,7 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, p: &mut Problems) -> Option<Fa
     }
 }
 
-fn resolve_check(
-    c: &CheckDecl,
-    idx: &NodeIndex,
-    services: &[Service],
-    stack: StackKind,
-    p: &mut Problems,
-) -> Option<Check> {
+fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: StackKind, p: &mut Problems) -> Option<Check> {
     let svc = match (&c.service, c.kind.value) {
         (None, CheckKind::Api) => None,
         (Some(s), CheckKind::Api) => {
@@ -804,21 +616,13 @@ fn resolve_check(
             None
         }
         (None, _) => {
-            p.at(
-                c.kind.pos,
-                format!("a {} check needs service:", kind_name(c.kind.value)),
-                Some(service_hint(services)),
-            );
+            p.at(c.kind.pos, format!("a {} check needs service:", kind_name(c.kind.value)), Some(service_hint(services)));
             None
         }
         (Some(s), _) => {
             let found = services.iter().find(|x| x.name == s.value);
             if found.is_none() {
-                p.at(
-                    s.pos,
-                    format!("check {} names unknown service {:?}", c.name.value, s.value),
-                    Some(service_hint(services)),
-                );
+                p.at(s.pos, format!("check {} names unknown service {:?}", c.name.value, s.value), Some(service_hint(services)));
             }
             found
         }
@@ -826,73 +630,51 @@ fn resolve_check(
     if c.kind.value == CheckKind::Api && stack != StackKind::Kubernetes {
         p.at(c.kind.pos, "an api check is for kubernetes", None);
     }
-    let from = c
-        .from
-        .as_ref()
-        .map(|x| idx.expand(p, "from", x))
-        .unwrap_or_else(|| idx.all());
+    let from = c.from.as_ref().map(|x| idx.expand(p, "from", x)).unwrap_or_else(|| idx.all());
     let kind = c.kind.value;
     let only_for = |field: &str, pos: Option<Pos>, allowed: &[CheckKind], p: &mut Problems| {
         if let Some(pos) = pos {
             if !allowed.contains(&kind) {
                 p.at(
                     pos,
-                    format!(
-                        "field {field} does not apply to a {} check",
-                        kind_name(kind)
-                    ),
+                    format!("field {field} does not apply to a {} check", kind_name(kind)),
                     Some("remove it, or change the check's kind".into()),
                 );
             }
         }
     };
-    only_for(
-        "via",
-        c.via.as_ref().map(|x| x.pos),
-        &[CheckKind::NodePort],
-        p,
-    );
-    only_for(
-        "port",
-        c.port.as_ref().map(|x| x.pos),
-        &[CheckKind::NodePort],
-        p,
-    );
-    only_for(
-        "requests",
-        c.requests.as_ref().map(|x| x.pos),
-        &[CheckKind::Vip, CheckKind::NodePort],
-        p,
-    );
-    let via = c
-        .via
-        .as_ref()
-        .map(|x| idx.expand(p, "via", x))
-        .unwrap_or_else(|| idx.all());
+    only_for("via", c.via.as_ref().map(|x| x.pos), &[CheckKind::NodePort], p);
+    only_for("port", c.port.as_ref().map(|x| x.pos), &[CheckKind::NodePort], p);
+    only_for("requests", c.requests.as_ref().map(|x| x.pos), &[CheckKind::Vip, CheckKind::NodePort], p);
+    let via = c.via.as_ref().map(|x| idx.expand(p, "via", x)).unwrap_or_else(|| idx.all());
     let mut port = c.port.as_ref().and_then(|v| check_port(p, "port", v));
     if kind == CheckKind::NodePort && port.is_none() && c.port.is_none() {
         match svc {
             Some(s) if stack == StackKind::Kubernetes => {
                 if s.service_type != ServiceType::NodePort {
-                    p.at(c.kind.pos, format!("service {} is not of type node-port", s.name), Some("add type: node-port to the service".into()));
+                    p.at(
+                        c.kind.pos,
+                        format!("service {} is not of type node-port", s.name),
+                        Some("add type: node-port to the service".into()),
+                    );
                 }
                 // Without a fixed node-port, the port the API server assigned is looked up at run time.
                 port = s.node_port;
             }
             Some(s) => match s.publish.first() {
                 Some(pb) => port = Some(pb.port),
-                None => p.at(c.kind.pos, format!("service {} publishes no port for a node-port check", s.name), Some("add publish: [ { port: 8080, target: 80 } ] to the service, or port: to the check".into())),
+                None => p.at(
+                    c.kind.pos,
+                    format!("service {} publishes no port for a node-port check", s.name),
+                    Some("add publish: [ { port: 8080, target: 80 } ] to the service, or port: to the check".into()),
+                ),
             },
             None => {}
         }
     }
     let requests = match &c.requests {
         Some(r) if r.value == 0 || r.value > 1000 => {
-            p.at(
-                r.pos,
-                format!("requests {} is out of range", r.value),
-                Some("1-1000".into()),
-            );
+            p.at(r.pos, format!("requests {} is out of range", r.value), Some("1-1000".into()));
             1
         }
         Some(r) => r.value,
@@ -901,59 +683,38 @@ fn resolve_check(
     let timeout = match &c.timeout {
         None => Duration::from_secs(2),
         Some(t) => parse_duration(&t.value).unwrap_or_else(|| {
-            p.at(
-                t.pos,
-                format!("timeout {:?} is not a duration", t.value),
-                Some("write e.g. 2s or 500ms (at most 600s)".into()),
-            );
+            p.at(t.pos, format!("timeout {:?} is not a duration", t.value), Some("write e.g. 2s or 500ms (at most 600s)".into()));
             Duration::from_secs(2)
         }),
     };
     let mut expect = Expectation::default();
     if let Some(rules) = c.expect.as_ref().and_then(|e| e.unreachable.as_ref()) {
         if matches!(kind, CheckKind::Dns | CheckKind::Api) {
-            p.at(
-                c.kind.pos,
-                format!(
-                    "a {} check takes no unreachable expectation",
-                    kind_name(kind)
-                ),
-                None,
-            );
+            p.at(c.kind.pos, format!("a {} check takes no unreachable expectation", kind_name(kind)), None);
         }
         for un in rules.items() {
             let on = match &un.replicas_on {
                 Some(s) => idx.expand(p, "replicas-on", s),
                 None => idx.all(),
             };
-            expect.unreachable.push(Unreachable {
-                on,
-                from: un.from.as_ref().map(|s| idx.expand(p, "from", s)),
-            });
+            expect.unreachable.push(Unreachable { on, from: un.from.as_ref().map(|s| idx.expand(p, "from", s)) });
         }
     }
-    let faults_hit = c
-        .expect
-        .iter()
-        .flat_map(|e| e.faults_hit.iter().map(|f| f.value.clone()))
-        .collect();
-    let service = c
-        .service
-        .as_ref()
-        .map(|s| s.value.clone())
-        .unwrap_or_default();
-    Some(Check {
-        name: c.name.value.clone(),
-        kind,
-        service,
-        from,
-        via,
-        port,
-        requests,
-        timeout,
-        expect,
-        faults_hit,
-    })
+    let faults_hit = c.expect.iter().flat_map(|e| e.faults_hit.iter().map(|f| f.value.clone())).collect();
+    let service = c.service.as_ref().map(|s| s.value.clone()).unwrap_or_default();
+    let client = match &c.client {
+        None => ClientKind::Node,
+        Some(cl) if stack != StackKind::Kubernetes => {
+            p.at(cl.pos, "client is for kubernetes checks", Some("swarm checks run in a probe container on the overlay".into()));
+            cl.value
+        }
+        Some(cl) if cl.value == ClientKind::Pod && !matches!(kind, CheckKind::Replicas | CheckKind::Vip) => {
+            p.at(cl.pos, format!("a {} check runs from the node, not from a pod", kind_name(kind)), None);
+            cl.value
+        }
+        Some(cl) => cl.value,
+    };
+    Some(Check { name: c.name.value.clone(), kind, service, from, via, port, requests, timeout, expect, client, faults_hit })
 }
 
 pub fn kind_name(k: CheckKind) -> &'static str {
@@ -967,19 +728,12 @@ pub fn kind_name(k: CheckKind) -> &'static str {
 }
 
 fn check_cidr(p: &mut Problems, what: &str, v: &Sp<String>) -> String {
-    let ok = v.value.split_once('/').is_some_and(|(a, l)| {
-        a.parse::<std::net::Ipv4Addr>().is_ok()
-            && l.parse::<u8>().is_ok_and(|l| (8..=24).contains(&l))
-    });
+    let ok = v
+        .value
+        .split_once('/')
+        .is_some_and(|(a, l)| a.parse::<std::net::Ipv4Addr>().is_ok() && l.parse::<u8>().is_ok_and(|l| (8..=24).contains(&l)));
     if !ok {
-        p.at(
-            v.pos,
-            format!(
-                "{what} {:?} is not an IPv4 CIDR with a /8 to /24 prefix",
-                v.value
-            ),
-            Some("e.g. 10.244.0.0/16".into()),
-        );
+        p.at(v.pos, format!("{what} {:?} is not an IPv4 CIDR with a /8 to /24 prefix", v.value), Some("e.g. 10.244.0.0/16".into()));
     }
     v.value.clone()
 }
@@ -988,42 +742,27 @@ fn resolve_kube(st: &StackDecl, p: &mut Problems) -> Option<KubeSpec> {
     if st.kind.value == StackKind::Swarm {
         for (field, pos) in [
             ("bundle", st.bundle.as_ref().map(|x| x.pos)),
-            (
-                "pod-network",
-                st.pod_network.as_ref().map(|x| x.backend.pos),
-            ),
+            ("pod-network", st.pod_network.as_ref().map(|x| x.backend.pos)),
             ("pod-cidr", st.pod_cidr.as_ref().map(|x| x.pos)),
             ("service-cidr", st.service_cidr.as_ref().map(|x| x.pos)),
         ] {
             if let Some(pos) = pos {
-                p.at(
-                    pos,
-                    format!("field {field} is for the kubernetes stack"),
-                    None,
-                );
+                p.at(pos, format!("field {field} is for the kubernetes stack"), None);
             }
         }
         return None;
     }
     let bundle = match &st.bundle {
         None => BundleRef::Version(DEFAULT_KUBE_VERSION.into()),
-        Some(b) if b.value.ends_with(".tar.gz") || b.value.ends_with(".tgz") => {
-            BundleRef::Tarball(b.value.clone())
-        }
+        Some(b) if b.value.ends_with(".tar.gz") || b.value.ends_with(".tgz") => BundleRef::Tarball(b.value.clone()),
         Some(b) if b.value.contains('/') => BundleRef::Dir(b.value.clone()),
-        Some(b)
-            if b.value.chars().all(|c| c.is_ascii_digit() || c == '.')
-                && b.value.matches('.').count() == 2 =>
-        {
+        Some(b) if b.value.chars().all(|c| c.is_ascii_digit() || c == '.') && b.value.matches('.').count() == 2 => {
             BundleRef::Version(b.value.clone())
         }
         Some(b) => {
             p.at(
                 b.pos,
-                format!(
-                    "bundle {:?} is neither a directory, a .tar.gz nor a version like 1.20.2",
-                    b.value
-                ),
+                format!("bundle {:?} is neither a directory, a .tar.gz nor a version like 1.20.2", b.value),
                 Some("a directory needs a slash: ./bundle".into()),
             );
             BundleRef::Version(DEFAULT_KUBE_VERSION.into())
@@ -1043,21 +782,7 @@ fn resolve_kube(st: &StackDecl, p: &mut Problems) -> Option<KubeSpec> {
             (pn.backend.value, port)
         }
     };
-    let pod_cidr = st
-        .pod_cidr
-        .as_ref()
-        .map(|v| check_cidr(p, "pod-cidr", v))
-        .unwrap_or_else(|| "10.244.0.0/16".into());
-    let service_cidr = st
-        .service_cidr
-        .as_ref()
-        .map(|v| check_cidr(p, "service-cidr", v))
-        .unwrap_or_else(|| "10.32.0.0/16".into());
-    Some(KubeSpec {
-        bundle,
-        backend,
-        vxlan_port,
-        pod_cidr,
-        service_cidr,
-    })
+    let pod_cidr = st.pod_cidr.as_ref().map(|v| check_cidr(p, "pod-cidr", v)).unwrap_or_else(|| "10.244.0.0/16".into());
+    let service_cidr = st.service_cidr.as_ref().map(|v| check_cidr(p, "service-cidr", v)).unwrap_or_else(|| "10.32.0.0/16".into());
+    Some(KubeSpec { bundle, backend, vxlan_port, pod_cidr, service_cidr })
 }

@@ -35,13 +35,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Sp<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // serde-saphyr fills `referenced` with the position of the value in the document.
         let s = serde_saphyr::Spanned::<T>::deserialize(d)?;
-        Ok(Sp {
-            value: s.value,
-            pos: Pos {
-                line: s.referenced.line() as u32,
-                col: s.referenced.column() as u32,
-            },
-        })
+        Ok(Sp { value: s.value, pos: Pos { line: s.referenced.line() as u32, col: s.referenced.column() as u32 } })
     }
 }
 

@@ -26,16 +26,12 @@ fn count_expands_and_groups_resolve() {
     let names: Vec<&str> = s.nodes.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(names, ["manager", "worker-1", "worker-2"]);
     assert_eq!(s.nodes[1].role, Role::Worker);
-    let Step::Check(c) = &s.steps[3] else {
-        panic!("step 3 is a check")
-    };
+    let Step::Check(c) = &s.steps[3] else { panic!("step 3 is a check") };
     assert_eq!(c.from, ["manager", "worker-2"]);
-    assert_eq!(c.expect.unreachable_on, ["worker-1"]);
+    assert_eq!(c.expect, Expectation::one(&["worker-1"], None));
     assert_eq!(c.faults_hit, ["vxlan-blocked"]);
     // Defaults: all-nodes, 6 requests, 2 s.
-    let Step::Check(first) = &s.steps[0] else {
-        panic!()
-    };
+    let Step::Check(first) = &s.steps[0] else { panic!() };
     assert_eq!(first.from.len(), 3);
     assert_eq!(first.requests, 6);
     assert_eq!(first.timeout, std::time::Duration::from_secs(2));
@@ -43,27 +39,23 @@ fn count_expands_and_groups_resolve() {
 
 #[test]
 fn expectation_judges_pairs() {
-    let e = Expectation {
-        unreachable_on: vec!["w1".into()],
-        unreachable_from: None,
-    };
+    let e = Expectation::one(&["w1"], None);
     assert!(!e.should_answer("m", "w1"));
     assert!(e.should_answer("m", "w2"));
-    let only_from_m = Expectation {
-        unreachable_on: vec!["w1".into()],
-        unreachable_from: Some(vec!["m".into()]),
-    };
+    let only_from_m = Expectation::one(&["w1"], Some(&["m"]));
     assert!(!only_from_m.should_answer("m", "w1"));
     assert!(only_from_m.should_answer("w2", "w1"));
+    // Several rules: a pair matching any one must not answer.
+    let mut both = Expectation::one(&["w"], Some(&["m"]));
+    both.unreachable.extend(Expectation::one(&["m"], Some(&["w"])).unreachable);
+    assert!(!both.should_answer("m", "w") && !both.should_answer("w", "m"));
+    assert!(both.should_answer("m", "m") && both.should_answer("w", "w"));
     assert!(Expectation::default().should_answer("m", "w1"));
 }
 
 #[test]
 fn unknown_field_is_located() {
-    let t = GOOD.replace(
-        "{ name: manager, role: manager }",
-        "{ name: manager, role: manager, colour: red }",
-    );
+    let t = GOOD.replace("{ name: manager, role: manager }", "{ name: manager, role: manager, colour: red }");
     insta::assert_snapshot!(problems(&t));
 }
 
@@ -106,19 +98,34 @@ steps:
 }
 
 #[test]
-fn kubernetes_is_refused_with_a_hint() {
-    let t = GOOD.replace("stack: { kind: swarm }", "stack: { kind: kubernetes }");
-    let p = problems(&t);
-    assert!(p.contains("t.yaml:10:16: stack kind kubernetes"), "{p}");
+fn stack_specific_fields_are_checked() {
+    let swarm = GOOD.replace("stack: { kind: swarm }", "stack: { kind: swarm, pod-cidr: 10.244.0.0/16 }").replace(
+        "  - { name: web, image: web, replicas: 3, network: mynet1 }",
+        "  - { name: web, image: web, replicas: 3, network: mynet1, type: node-port }",
+    ) + "  - check: { name: api, kind: api }\n  - check: { name: from-pod, kind: replicas, service: web, client: pod }\n";
+    insta::assert_snapshot!("swarm-with-kubernetes-fields", problems(&swarm));
+    let k8s = r#"api-version: clusterlab/v1
+name: k
+nodes: [ { name: master, role: manager }, { name: worker } ]
+stack: { kind: kubernetes, bundle: somewhere, pod-network: { backend: host-gw, port: 4789 }, service-cidr: 10.32.0.0/33 }
+services:
+  - { name: web, image: web, publish: [ { port: 8080 } ], node-port: 30062 }
+  - { name: api, image: web, type: node-port, node-port: 80 }
+steps:
+  - check: { name: np, kind: node-port, service: web }
+  - check: { name: dns-from-pod, kind: dns, service: web, client: pod }
+"#;
+    insta::assert_snapshot!("kubernetes-mistakes", problems(k8s));
+    let ok = include_str!("../../../scenarios/k8s-vxlan-blocked.yaml");
+    let s = parse_str(ok, "k.yaml").unwrap();
+    let k = s.kube.unwrap();
+    assert_eq!((k.backend, k.vxlan_port, k.bundle), (Backend::Vxlan, 8472, BundleRef::Version("1.20.2".into())));
+    assert_eq!(s.services[0].node_port, Some(30062));
 }
 
 #[test]
 fn node_port_takes_the_first_published_port() {
-    let s = load(std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scenarios/swarm-basics.yaml"
-    )))
-    .unwrap();
+    let s = load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/swarm-basics.yaml"))).unwrap();
     let port = s.steps.iter().find_map(|st| match st {
         Step::Check(c) if c.kind == CheckKind::NodePort => c.port,
         _ => None,
@@ -128,18 +135,9 @@ fn node_port_takes_the_first_published_port() {
 
 #[test]
 fn durations_parse() {
-    assert_eq!(
-        parse_duration("2s"),
-        Some(std::time::Duration::from_secs(2))
-    );
-    assert_eq!(
-        parse_duration("500ms"),
-        Some(std::time::Duration::from_millis(500))
-    );
-    assert_eq!(
-        parse_duration("1.5s"),
-        Some(std::time::Duration::from_millis(1500))
-    );
+    assert_eq!(parse_duration("2s"), Some(std::time::Duration::from_secs(2)));
+    assert_eq!(parse_duration("500ms"), Some(std::time::Duration::from_millis(500)));
+    assert_eq!(parse_duration("1.5s"), Some(std::time::Duration::from_millis(1500)));
     assert_eq!(parse_duration("soon"), None);
     assert_eq!(parse_duration("0s"), None);
     assert_eq!(parse_duration("-1s"), None);
@@ -149,13 +147,7 @@ fn durations_parse() {
 fn schema_describes_the_format() {
     let s = json_schema();
     let text = s.to_string();
-    for field in [
-        "api-version",
-        "nodes",
-        "faults-hit",
-        "replicas-on",
-        "endpoint-mode",
-    ] {
+    for field in ["api-version", "nodes", "faults-hit", "replicas-on", "endpoint-mode"] {
         assert!(text.contains(field), "schema lacks {field}");
     }
 }
@@ -164,20 +156,10 @@ fn assert_located(text: &str, r: Result<Scenario, Problems>) {
     if let Err(p) = r {
         assert!(!p.list.is_empty());
         // YAML breaks lines at \n, \r\n and a lone \r.
-        let lines = text
-            .replace("\r\n", "\n")
-            .replace('\r', "\n")
-            .matches('\n')
-            .count() as u32
-            + 1;
+        let lines = text.replace("\r\n", "\n").replace('\r', "\n").matches('\n').count() as u32 + 1;
         for pr in &p.list {
             assert!(pr.line >= 1 && pr.col >= 1, "unlocated: {pr}");
-            assert!(
-                pr.line <= lines.max(1),
-                "line {} beyond the text's {} lines: {pr}",
-                pr.line,
-                lines
-            );
+            assert!(pr.line <= lines.max(1), "line {} beyond the text's {} lines: {pr}", pr.line, lines);
             assert!(!pr.message.is_empty());
         }
     }

@@ -13,76 +13,40 @@ pub enum LabError {
     ListContainers(#[source] DockerError),
     #[error("failed to list volumes on the engine: {0}")]
     ListVolumes(#[source] DockerError),
-    #[error("network {network} of lab {lab} already exists\n    hint: `clusterlab down {lab}` removes the old lab, or pick another lab name")]
+    #[error(
+        "network {network} of lab {lab} already exists\n    hint: `clusterlab down {lab}` removes the old lab, or pick another lab name"
+    )]
     NetworkExists { network: String, lab: String },
-    #[error("lab {lab} already exists on this engine\n    hint: `clusterlab down {lab}` removes it (or `clusterlab clean` removes every lab)")]
+    #[error(
+        "lab {lab} already exists on this engine\n    hint: `clusterlab down {lab}` removes it (or `clusterlab clean` removes every lab)"
+    )]
     LabExists { lab: String },
     #[error("cannot plan lab {lab}: {message}")]
     Plan { lab: String, message: String },
     #[error("failed to create network {network} of lab {lab}: {source}")]
-    CreateNetwork {
-        network: String,
-        lab: String,
-        source: DockerError,
-    },
+    CreateNetwork { network: String, lab: String, source: DockerError },
     #[error("failed to create volume {volume} of lab {lab}: {source}")]
-    CreateVolume {
-        volume: String,
-        lab: String,
-        source: DockerError,
-    },
+    CreateVolume { volume: String, lab: String, source: DockerError },
     #[error("failed to create node {node} of lab {lab}: {source}")]
-    CreateNode {
-        node: String,
-        lab: String,
-        source: DockerError,
-    },
+    CreateNode { node: String, lab: String, source: DockerError },
     #[error("failed to start node {node} of lab {lab}: {source}")]
-    StartNode {
-        node: String,
-        lab: String,
-        source: DockerError,
-    },
+    StartNode { node: String, lab: String, source: DockerError },
     #[error("could not run `{cmd}` in {container}: {source}")]
-    Exec {
-        container: String,
-        cmd: String,
-        source: DockerError,
-    },
+    Exec { container: String, cmd: String, source: DockerError },
     #[error("{what} failed on node {node}: `{cmd}` exited with {code}\n{tail}")]
-    Command {
-        what: String,
-        node: String,
-        cmd: String,
-        code: i64,
-        tail: String,
-    },
+    Command { what: String, node: String, cmd: String, code: i64, tail: String },
     #[error("the engine inside node {node} did not answer within {secs} s\n{tail}")]
-    EngineNotReady {
-        node: String,
-        secs: u64,
-        tail: String,
-    },
+    EngineNotReady { node: String, secs: u64, tail: String },
     #[error("failed to save image {image} from the host engine: {source}")]
     SaveImage { image: String, source: DockerError },
-    #[error(
-        "image {image} is not on the host engine\n    hint: run `clusterlab images build` first"
-    )]
+    #[error("image {image} is not on the host engine\n    hint: run `clusterlab images build` first")]
     ImageMissing { image: String },
     #[error("failed to build image {image}: {message}")]
     BuildImage { image: String, message: String },
     #[error("failed to {} node container {container}: {source}", if *paused { "pause" } else { "unpause" })]
-    PauseNode {
-        container: String,
-        paused: bool,
-        source: DockerError,
-    },
+    PauseNode { container: String, paused: bool, source: DockerError },
     #[error("service {service} did not converge within {secs} s: {detail}")]
-    Converge {
-        service: String,
-        secs: u64,
-        detail: String,
-    },
+    Converge { service: String, secs: u64, detail: String },
     #[error("fault {fault}: {message}")]
     Fault { fault: String, message: String },
     #[error("teardown of {what} incomplete:\n  {}", failures.join("\n  "))]
@@ -97,9 +61,5 @@ pub enum LabError {
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let start = lines.len().saturating_sub(n);
-    lines[start..]
-        .iter()
-        .map(|l| format!("    | {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    lines[start..].iter().map(|l| format!("    | {l}")).collect::<Vec<_>>().join("\n")
 }

@@ -6,8 +6,8 @@ pub use error::{tail, LabError};
 
 use crate::plan::{LabPlan, NodePlan, Subnet, LABEL_LAB, LABEL_RUN};
 use bollard::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, Mount,
-    MountType, NetworkCreateRequest, NetworkingConfig, VolumeCreateRequest,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, Mount, MountType, NetworkCreateRequest,
+    NetworkingConfig, VolumeCreateRequest,
 };
 use bollard::query_parameters as qp;
 use bollard::Docker;
@@ -59,27 +59,17 @@ impl Engine {
 
     /// Subnets of every network on the engine, so a new lab overlaps none.
     pub async fn used_subnets(&self) -> Result<Vec<Subnet>, LabError> {
-        let nets = self
-            .docker
-            .list_networks(None::<qp::ListNetworksOptions>)
-            .await
-            .map_err(LabError::ListNetworks)?;
+        let nets = self.docker.list_networks(None::<qp::ListNetworksOptions>).await.map_err(LabError::ListNetworks)?;
         Ok(nets
             .iter()
-            .flat_map(|n| {
-                n.ipam
-                    .as_ref()
-                    .and_then(|i| i.config.clone())
-                    .unwrap_or_default()
-            })
+            .flat_map(|n| n.ipam.as_ref().and_then(|i| i.config.clone()).unwrap_or_default())
             .filter_map(|c| c.subnet.as_deref().and_then(Subnet::parse))
             .collect())
     }
 
     /// Does a lab of this name exist already (any container or network labelled with it)?
     pub async fn lab_exists(&self, lab: &str) -> Result<bool, LabError> {
-        Ok(!self.lab_containers(Some(lab), None).await?.is_empty()
-            || !self.lab_networks(Some(lab), None).await?.is_empty())
+        Ok(!self.lab_containers(Some(lab), None).await?.is_empty() || !self.lab_networks(Some(lab), None).await?.is_empty())
     }
 
     fn label_filter(lab: Option<&str>, run: Option<&str>) -> HashMap<String, Vec<String>> {
@@ -94,72 +84,27 @@ impl Engine {
     }
 
     /// Containers of a lab (or of every lab), with names and labels.
-    pub async fn lab_containers(
-        &self,
-        lab: Option<&str>,
-        run: Option<&str>,
-    ) -> Result<Vec<bollard::models::ContainerSummary>, LabError> {
-        let opts = qp::ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&Self::label_filter(lab, run))
-            .build();
-        self.docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(LabError::ListContainers)
+    pub async fn lab_containers(&self, lab: Option<&str>, run: Option<&str>) -> Result<Vec<bollard::models::ContainerSummary>, LabError> {
+        let opts = qp::ListContainersOptionsBuilder::default().all(true).filters(&Self::label_filter(lab, run)).build();
+        self.docker.list_containers(Some(opts)).await.map_err(LabError::ListContainers)
     }
 
-    pub async fn lab_networks(
-        &self,
-        lab: Option<&str>,
-        run: Option<&str>,
-    ) -> Result<Vec<bollard::models::Network>, LabError> {
-        let opts = qp::ListNetworksOptionsBuilder::default()
-            .filters(&Self::label_filter(lab, run))
-            .build();
-        self.docker
-            .list_networks(Some(opts))
-            .await
-            .map_err(LabError::ListNetworks)
+    pub async fn lab_networks(&self, lab: Option<&str>, run: Option<&str>) -> Result<Vec<bollard::models::Network>, LabError> {
+        let opts = qp::ListNetworksOptionsBuilder::default().filters(&Self::label_filter(lab, run)).build();
+        self.docker.list_networks(Some(opts)).await.map_err(LabError::ListNetworks)
     }
 
-    pub async fn lab_volumes(
-        &self,
-        lab: Option<&str>,
-        run: Option<&str>,
-    ) -> Result<Vec<bollard::models::Volume>, LabError> {
-        let opts = qp::ListVolumesOptionsBuilder::default()
-            .filters(&Self::label_filter(lab, run))
-            .build();
-        Ok(self
-            .docker
-            .list_volumes(Some(opts))
-            .await
-            .map_err(LabError::ListVolumes)?
-            .volumes
-            .unwrap_or_default())
+    pub async fn lab_volumes(&self, lab: Option<&str>, run: Option<&str>) -> Result<Vec<bollard::models::Volume>, LabError> {
+        let opts = qp::ListVolumesOptionsBuilder::default().filters(&Self::label_filter(lab, run)).build();
+        Ok(self.docker.list_volumes(Some(opts)).await.map_err(LabError::ListVolumes)?.volumes.unwrap_or_default())
     }
 
     /// The lab's bridge network on the host engine, with a fixed subnet so nodes get fixed IPs.
-    pub async fn create_network(
-        &self,
-        plan: &LabPlan,
-        extra_labels: HashMap<String, String>,
-    ) -> Result<(), LabError> {
+    pub async fn create_network(&self, plan: &LabPlan, extra_labels: HashMap<String, String>) -> Result<(), LabError> {
         // Engines of the 20.10 line create a second network of an existing name: look first.
-        let existing = self
-            .docker
-            .list_networks(None::<qp::ListNetworksOptions>)
-            .await
-            .map_err(LabError::ListNetworks)?;
-        if existing
-            .iter()
-            .any(|n| n.name.as_deref() == Some(plan.network.as_str()))
-        {
-            return Err(LabError::NetworkExists {
-                network: plan.network.clone(),
-                lab: plan.lab.clone(),
-            });
+        let existing = self.docker.list_networks(None::<qp::ListNetworksOptions>).await.map_err(LabError::ListNetworks)?;
+        if existing.iter().any(|n| n.name.as_deref() == Some(plan.network.as_str())) {
+            return Err(LabError::NetworkExists { network: plan.network.clone(), lab: plan.lab.clone() });
         }
         let req = NetworkCreateRequest {
             name: plan.network.clone(),
@@ -175,55 +120,32 @@ impl Engine {
             labels: Some(plan.labels(None).into_iter().chain(extra_labels).collect()),
             ..Default::default()
         };
-        self.docker
-            .create_network(req)
-            .await
-            .map(|_| ())
-            .map_err(|e| LabError::CreateNetwork {
-                network: plan.network.clone(),
-                lab: plan.lab.clone(),
-                source: e,
-            })
+        self.docker.create_network(req).await.map(|_| ()).map_err(|e| LabError::CreateNetwork {
+            network: plan.network.clone(),
+            lab: plan.lab.clone(),
+            source: e,
+        })
     }
 
     /// Find out whether `--privileged` works on this host, by starting a throwaway container.
-    pub async fn detect_nested_mode(
-        &self,
-        image: &str,
-        labels: HashMap<String, String>,
-    ) -> Result<NestedMode, LabError> {
+    pub async fn detect_nested_mode(&self, image: &str, labels: HashMap<String, String>) -> Result<NestedMode, LabError> {
         let name = format!("clusterlab-probe-{}", crate::plan::new_run_id());
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             cmd: Some(vec!["true".into()]),
             labels: Some(labels),
-            host_config: Some(HostConfig {
-                privileged: Some(true),
-                ..Default::default()
-            }),
+            host_config: Some(HostConfig { privileged: Some(true), ..Default::default() }),
             ..Default::default()
         };
-        let opts = qp::CreateContainerOptionsBuilder::default()
-            .name(&name)
-            .build();
-        self.docker
-            .create_container(Some(opts), body)
-            .await
-            .map_err(|e| LabError::CreateNode {
-                node: name.clone(),
-                lab: "(privilege probe)".into(),
-                source: e,
-            })?;
-        let started = self
-            .docker
-            .start_container(&name, None::<qp::StartContainerOptions>)
-            .await;
+        let opts = qp::CreateContainerOptionsBuilder::default().name(&name).build();
+        self.docker.create_container(Some(opts), body).await.map_err(|e| LabError::CreateNode {
+            node: name.clone(),
+            lab: "(privilege probe)".into(),
+            source: e,
+        })?;
+        let started = self.docker.start_container(&name, None::<qp::StartContainerOptions>).await;
         let _ = self.remove_container(&name).await;
-        Ok(if started.is_ok() {
-            NestedMode::Privileged
-        } else {
-            NestedMode::CapSet
-        })
+        Ok(if started.is_ok() { NestedMode::Privileged } else { NestedMode::CapSet })
     }
 
     /// Create and start one node container: its own hostname and fixed IP on the lab network,
@@ -238,17 +160,9 @@ impl Engine {
     ) -> Result<(), LabError> {
         let labels = plan.labels(Some(&node.name));
         self.docker
-            .create_volume(VolumeCreateRequest {
-                name: Some(node.volume.clone()),
-                labels: Some(labels.clone()),
-                ..Default::default()
-            })
+            .create_volume(VolumeCreateRequest { name: Some(node.volume.clone()), labels: Some(labels.clone()), ..Default::default() })
             .await
-            .map_err(|e| LabError::CreateVolume {
-                volume: node.volume.clone(),
-                lab: plan.lab.clone(),
-                source: e,
-            })?;
+            .map_err(|e| LabError::CreateVolume { volume: node.volume.clone(), lab: plan.lab.clone(), source: e })?;
         let mut host = HostConfig {
             // The inner runtime's layers on a real volume: overlay cannot stack on the host's overlay.
             mounts: Some(
@@ -303,50 +217,30 @@ impl Engine {
                 endpoints_config: Some(HashMap::from([(
                     plan.network.clone(),
                     EndpointSettings {
-                        ipam_config: Some(EndpointIpamConfig {
-                            ipv4_address: Some(node.ip.to_string()),
-                            ..Default::default()
-                        }),
+                        ipam_config: Some(EndpointIpamConfig { ipv4_address: Some(node.ip.to_string()), ..Default::default() }),
                         ..Default::default()
                     },
                 )])),
             }),
             ..Default::default()
         };
-        let opts = qp::CreateContainerOptionsBuilder::default()
-            .name(&node.container)
-            .build();
-        self.docker
-            .create_container(Some(opts), body)
-            .await
-            .map_err(|e| LabError::CreateNode {
-                node: node.name.clone(),
-                lab: plan.lab.clone(),
-                source: e,
-            })?;
-        self.docker
-            .start_container(&node.container, None::<qp::StartContainerOptions>)
-            .await
-            .map_err(|e| LabError::StartNode {
-                node: node.name.clone(),
-                lab: plan.lab.clone(),
-                source: e,
-            })
+        let opts = qp::CreateContainerOptionsBuilder::default().name(&node.container).build();
+        self.docker.create_container(Some(opts), body).await.map_err(|e| LabError::CreateNode {
+            node: node.name.clone(),
+            lab: plan.lab.clone(),
+            source: e,
+        })?;
+        self.docker.start_container(&node.container, None::<qp::StartContainerOptions>).await.map_err(|e| LabError::StartNode {
+            node: node.name.clone(),
+            lab: plan.lab.clone(),
+            source: e,
+        })
     }
 
     /// Run a command in a container; `stdin` is streamed in and closed. "Could not run" is an
     /// error; a command that ran and failed returns its exit code and output.
-    pub async fn exec(
-        &self,
-        container: &str,
-        cmd: &[&str],
-        stdin: Option<Bytes>,
-    ) -> Result<ExecOutput, LabError> {
-        let could_not = |e| LabError::Exec {
-            container: container.to_string(),
-            cmd: cmd.join(" "),
-            source: e,
-        };
+    pub async fn exec(&self, container: &str, cmd: &[&str], stdin: Option<Bytes>) -> Result<ExecOutput, LabError> {
+        let could_not = |e| LabError::Exec { container: container.to_string(), cmd: cmd.join(" "), source: e };
         let cfg = bollard::exec::CreateExecOptions {
             cmd: Some(cmd.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
             attach_stdout: Some(true),
@@ -354,18 +248,10 @@ impl Engine {
             attach_stdin: Some(stdin.is_some()),
             ..Default::default()
         };
-        let id = self
-            .docker
-            .create_exec(container, cfg)
-            .await
-            .map_err(could_not)?
-            .id;
+        let id = self.docker.create_exec(container, cfg).await.map_err(could_not)?.id;
         let mut out = ExecOutput::default();
         match self.docker.start_exec(&id, None).await.map_err(could_not)? {
-            bollard::exec::StartExecResults::Attached {
-                mut output,
-                mut input,
-            } => {
+            bollard::exec::StartExecResults::Attached { mut output, mut input } => {
                 let writer = async {
                     if let Some(data) = stdin {
                         input.write_all(&data).await?;
@@ -375,12 +261,8 @@ impl Engine {
                 let reader = async {
                     while let Some(msg) = output.next().await {
                         match msg.map_err(could_not)? {
-                            bollard::container::LogOutput::StdOut { message } => {
-                                out.stdout.push_str(&String::from_utf8_lossy(&message))
-                            }
-                            bollard::container::LogOutput::StdErr { message } => {
-                                out.stderr.push_str(&String::from_utf8_lossy(&message))
-                            }
+                            bollard::container::LogOutput::StdOut { message } => out.stdout.push_str(&String::from_utf8_lossy(&message)),
+                            bollard::container::LogOutput::StdErr { message } => out.stderr.push_str(&String::from_utf8_lossy(&message)),
                             _ => {}
                         }
                     }
@@ -401,11 +283,7 @@ impl Engine {
 
     /// The image's content id on the host engine (None when absent).
     pub async fn image_id(&self, image: &str) -> Option<String> {
-        self.docker
-            .inspect_image(image)
-            .await
-            .ok()
-            .and_then(|i| i.id)
+        self.docker.inspect_image(image).await.ok().and_then(|i| i.id)
     }
 
     /// `docker save` of one image, collected in memory (workload images are a few MB).
@@ -413,21 +291,14 @@ impl Engine {
         let mut s = self.docker.export_image(image);
         let mut buf = Vec::new();
         while let Some(chunk) = s.next().await {
-            buf.extend_from_slice(&chunk.map_err(|e| LabError::SaveImage {
-                image: image.into(),
-                source: e,
-            })?);
+            buf.extend_from_slice(&chunk.map_err(|e| LabError::SaveImage { image: image.into(), source: e })?);
         }
         Ok(Bytes::from(buf))
     }
 
     /// A container's log (stdout+stderr), the last `lines` lines.
     pub async fn logs(&self, container: &str, lines: usize) -> String {
-        let opts = qp::LogsOptionsBuilder::default()
-            .stdout(true)
-            .stderr(true)
-            .tail(&lines.to_string())
-            .build();
+        let opts = qp::LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&lines.to_string()).build();
         let mut s = self.docker.logs(container, Some(opts));
         let mut out = String::new();
         while let Some(Ok(chunk)) = s.next().await {
@@ -438,35 +309,21 @@ impl Engine {
 
     async fn remove_container(&self, name: &str) -> Result<(), bollard::errors::Error> {
         // force: nodes are running; v: drop anonymous volumes with them.
-        let opts = qp::RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
+        let opts = qp::RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         match self.docker.remove_container(name, Some(opts)).await {
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
             r => r,
         }
     }
 
     /// Remove everything labelled for this lab (and run, if given): containers, then networks
     /// and volumes. Keeps going after a failure and returns every failure at the end.
-    pub async fn remove_labelled(
-        &self,
-        lab: Option<&str>,
-        run: Option<&str>,
-    ) -> Result<Removed, LabError> {
+    pub async fn remove_labelled(&self, lab: Option<&str>, run: Option<&str>) -> Result<Removed, LabError> {
         let mut removed = Removed::default();
         let mut failures = Vec::new();
         let containers = self.lab_containers(lab, run).await?;
         let jobs = containers.iter().map(|c| {
-            let name = c
-                .names
-                .as_ref()
-                .and_then(|n| n.first())
-                .map(|n| n.trim_start_matches('/').to_string())
-                .unwrap_or_default();
+            let name = c.names.as_ref().and_then(|n| n.first()).map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
             let id = c.id.clone().unwrap_or_default();
             async move { (name, self.remove_container(&id).await) }
         });
@@ -484,9 +341,7 @@ impl Engine {
             }
         }
         for v in self.lab_volumes(lab, run).await? {
-            let opts = qp::RemoveVolumeOptionsBuilder::default()
-                .force(true)
-                .build();
+            let opts = qp::RemoveVolumeOptionsBuilder::default().force(true).build();
             match self.docker.remove_volume(&v.name, Some(opts)).await {
                 Ok(()) => removed.volumes.push(v.name),
                 Err(e) => failures.push(format!("volume {}: {e}", v.name)),
@@ -495,25 +350,14 @@ impl Engine {
         if failures.is_empty() {
             Ok(removed)
         } else {
-            Err(LabError::Teardown {
-                what: lab.unwrap_or("all labs").to_string(),
-                failures,
-            })
+            Err(LabError::Teardown { what: lab.unwrap_or("all labs").to_string(), failures })
         }
     }
 
     /// Pause or unpause a container (used by node faults).
     pub async fn set_paused(&self, container: &str, paused: bool) -> Result<(), LabError> {
-        let r = if paused {
-            self.docker.pause_container(container).await
-        } else {
-            self.docker.unpause_container(container).await
-        };
-        r.map_err(|e| LabError::PauseNode {
-            container: container.to_string(),
-            paused,
-            source: e,
-        })
+        let r = if paused { self.docker.pause_container(container).await } else { self.docker.unpause_container(container).await };
+        r.map_err(|e| LabError::PauseNode { container: container.to_string(), paused, source: e })
     }
 }
 

@@ -6,10 +6,7 @@ use super::RunReport;
 use crate::expect::Outcome;
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 pub fn junit_xml(reports: &[RunReport]) -> String {
@@ -30,33 +27,15 @@ pub fn junit_xml(reports: &[RunReport]) -> String {
             r.summary.secs
         ));
         for c in &r.checks {
-            x.push_str(&format!(
-                "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">",
-                esc(&r.scenario),
-                esc(&c.name),
-                c.secs
-            ));
-            let body = esc(&[
-                matrix_text(c),
-                c.faults.clone(),
-                c.observation.notes.clone(),
-            ]
-            .concat()
-            .join("\n"));
+            x.push_str(&format!("    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">", esc(&r.scenario), esc(&c.name), c.secs));
+            let body = esc(&[matrix_text(c), c.faults.clone(), c.observation.notes.clone()].concat().join("\n"));
             match c.outcome {
                 Outcome::Pass => {}
-                Outcome::Fail => x.push_str(&format!(
-                    "\n      <failure message=\"{}\">{body}</failure>\n    ",
-                    esc(&c.summary)
-                )),
-                Outcome::Unsupported => x.push_str(&format!(
-                    "\n      <skipped message=\"{}\"/>\n    ",
-                    esc(&c.summary)
-                )),
-                Outcome::Error => x.push_str(&format!(
-                    "\n      <error message=\"{}\"/>\n    ",
-                    esc(c.reason.as_deref().unwrap_or("error"))
-                )),
+                Outcome::Fail => x.push_str(&format!("\n      <failure message=\"{}\">{body}</failure>\n    ", esc(&c.summary))),
+                Outcome::Unsupported => x.push_str(&format!("\n      <skipped message=\"{}\"/>\n    ", esc(&c.summary))),
+                Outcome::Error => {
+                    x.push_str(&format!("\n      <error message=\"{}\"/>\n    ", esc(c.reason.as_deref().unwrap_or("error"))))
+                }
             }
             x.push_str("</testcase>\n");
         }

@@ -41,15 +41,8 @@ pub struct StepRecord {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub enum Event {
-    RunStart {
-        scenario: String,
-        file: String,
-        lab: String,
-        run_id: String,
-    },
-    StepStart {
-        title: String,
-    },
+    RunStart { scenario: String, file: String, lab: String, run_id: String },
+    StepStart { title: String },
     StepEnd(StepRecord),
     Check(Box<CheckReport>),
     Info(String),
@@ -92,12 +85,7 @@ impl Reporter for RunReport {
     fn event(&mut self, e: &Event) {
         self.schema = REPORT_SCHEMA;
         match e {
-            Event::RunStart {
-                scenario,
-                file,
-                lab,
-                run_id,
-            } => {
+            Event::RunStart { scenario, file, lab, run_id } => {
                 self.scenario = scenario.clone();
                 self.file = file.clone();
                 self.lab = lab.clone();

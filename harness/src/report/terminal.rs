@@ -13,11 +13,7 @@ pub struct Terminal<W: Write + Send> {
 
 impl<W: Write + Send> Terminal<W> {
     pub fn new(out: W, tty: bool) -> Self {
-        Terminal {
-            out,
-            tty,
-            open_step: false,
-        }
+        Terminal { out, tty, open_step: false }
     }
     pub fn into_inner(self) -> W {
         self.out
@@ -54,18 +50,12 @@ pub fn matrix_text(c: &CheckReport) -> Vec<String> {
         return vec![];
     }
     let counted = matches!(c.kind.as_str(), "vip" | "node-port");
-    let mut table: Vec<Vec<String>> = vec![std::iter::once("from \\ to".to_string())
-        .chain(o.cols.iter().map(|t| t.label.clone()))
-        .collect()];
+    let mut table: Vec<Vec<String>> =
+        vec![std::iter::once("from \\ to".to_string()).chain(o.cols.iter().map(|t| t.label.clone())).collect()];
     for (r, row) in o.rows.iter().enumerate() {
         let mut line = vec![row.clone()];
         for (ci, cell) in o.cells[r].iter().enumerate() {
-            let expected = c
-                .expected
-                .get(r)
-                .and_then(|e| e.get(ci))
-                .copied()
-                .unwrap_or(true);
+            let expected = c.expected.get(r).and_then(|e| e.get(ci)).copied().unwrap_or(true);
             let did = cell.hits > 0;
             let mut s = if counted {
                 format!("{}/{}", cell.hits, cell.tries)
@@ -78,11 +68,7 @@ pub fn matrix_text(c: &CheckReport) -> Vec<String> {
                 s.push_str(&format!(" {}", cell.detail));
             }
             if did != expected {
-                s.push_str(if expected {
-                    " (!)"
-                } else {
-                    " (! expected no answer)"
-                });
+                s.push_str(if expected { " (!)" } else { " (! expected no answer)" });
             } else if !did {
                 s.push_str(" (expected)");
             }
@@ -93,41 +79,17 @@ pub fn matrix_text(c: &CheckReport) -> Vec<String> {
         }
         table.push(line);
     }
-    let widths: Vec<usize> = (0..table[0].len())
-        .map(|i| {
-            table
-                .iter()
-                .map(|r| r[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
+    let widths: Vec<usize> = (0..table[0].len()).map(|i| table.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
     table
         .iter()
-        .map(|r| {
-            r.iter()
-                .enumerate()
-                .map(|(i, s)| format!("{s:<w$}", w = widths[i]))
-                .collect::<Vec<_>>()
-                .join("  ")
-                .trim_end()
-                .to_string()
-        })
+        .map(|r| r.iter().enumerate().map(|(i, s)| format!("{s:<w$}", w = widths[i])).collect::<Vec<_>>().join("  ").trim_end().to_string())
         .collect()
 }
 
 impl<W: Write + Send> Reporter for Terminal<W> {
     fn event(&mut self, e: &Event) {
         let _ = match e {
-            Event::RunStart {
-                scenario,
-                file,
-                lab,
-                ..
-            } => writeln!(
-                self.out,
-                "Running scenario {scenario} ({file}) as lab {lab}"
-            ),
+            Event::RunStart { scenario, file, lab, .. } => writeln!(self.out, "Running scenario {scenario} ({file}) as lab {lab}"),
             Event::StepStart { title } => {
                 if self.tty {
                     // On a terminal the pending step shows until its result overwrites it.
@@ -143,11 +105,7 @@ impl<W: Write + Send> Reporter for Terminal<W> {
                     let _ = write!(self.out, "\r\x1b[2K");
                     self.open_step = false;
                 }
-                let mark = if s.ok {
-                    self.mark(Outcome::Pass)
-                } else {
-                    self.mark(Outcome::Fail)
-                };
+                let mark = if s.ok { self.mark(Outcome::Pass) } else { self.mark(Outcome::Fail) };
                 let t = self.title(&s.title);
                 let _ = writeln!(self.out, " {mark} {t} ({:.1} s)", s.secs);
                 for d in &s.detail {
@@ -157,11 +115,7 @@ impl<W: Write + Send> Reporter for Terminal<W> {
             }
             Event::Check(c) => {
                 let mark = self.mark(c.outcome);
-                let _ = writeln!(
-                    self.out,
-                    " {mark} Check {}  {} {}: {} ({:.1} s)",
-                    c.name, c.kind, c.service, c.summary, c.secs
-                );
+                let _ = writeln!(self.out, " {mark} Check {}  {} {}: {} ({:.1} s)", c.name, c.kind, c.service, c.summary, c.secs);
                 for line in matrix_text(c) {
                     let _ = writeln!(self.out, "       {line}");
                 }

@@ -3,28 +3,15 @@ use crate::expect::Outcome;
 use crate::probe::{Cell, Observation, Target};
 
 fn cell(hits: u32, tries: u32, detail: &str) -> Cell {
-    Cell {
-        hits,
-        tries,
-        detail: detail.into(),
-    }
+    Cell { hits, tries, detail: detail.into() }
 }
 
 /// Events of a VXLAN-blocked run, as recorded from a real one.
 fn recorded() -> Vec<Event> {
     let cols = vec![
-        Target {
-            label: "web.1@worker-1".into(),
-            node: "worker-1".into(),
-        },
-        Target {
-            label: "web.2@manager".into(),
-            node: "manager".into(),
-        },
-        Target {
-            label: "web.3@worker-2".into(),
-            node: "worker-2".into(),
-        },
+        Target { label: "web.1@worker-1".into(), node: "worker-1".into() },
+        Target { label: "web.2@manager".into(), node: "manager".into() },
+        Target { label: "web.3@worker-2".into(), node: "worker-2".into() },
     ];
     let during = CheckReport {
         name: "only-worker-1-lost".into(),
@@ -64,10 +51,7 @@ fn recorded() -> Vec<Event> {
         observation: Observation {
             rows: vec!["manager".into(), "worker-2".into()],
             cols,
-            cells: vec![
-                vec![cell(0, 6, "timeout"); 3],
-                vec![cell(0, 6, "timeout"); 3],
-            ],
+            cells: vec![vec![cell(0, 6, "timeout"); 3], vec![cell(0, 6, "timeout"); 3]],
             unanswered: vec![6, 6],
             notes: vec!["web resolves to VIP 10.0.1.2 from manager".into()],
         },
@@ -82,9 +66,7 @@ fn recorded() -> Vec<Event> {
             lab: "swarm-vxlan-blocked".into(),
             run_id: "0123abcd".into(),
         },
-        Event::StepStart {
-            title: "Preparing nodes\t📦📦📦".into(),
-        },
+        Event::StepStart { title: "Preparing nodes\t📦📦📦".into() },
         Event::StepEnd(StepRecord {
             title: "Preparing nodes\t📦📦📦".into(),
             ok: true,
@@ -100,16 +82,7 @@ fn recorded() -> Vec<Event> {
         Event::Check(Box::new(during)),
         Event::Check(Box::new(wrong)),
         Event::Check(Box::new(vip)),
-        Event::RunEnd(Summary {
-            passed: 1,
-            failed: 1,
-            unsupported: 1,
-            errors: 0,
-            secs: 18.6,
-            exit_code: 1,
-            error: None,
-            kept: None,
-        }),
+        Event::RunEnd(Summary { passed: 1, failed: 1, unsupported: 1, errors: 0, secs: 18.6, exit_code: 1, error: None, kept: None }),
     ]
 }
 

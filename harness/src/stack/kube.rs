@@ -7,9 +7,7 @@
 
 use super::{placement, Replica, Stack};
 use crate::lab::{shq, Lab};
-use crate::model::{
-    Backend, BundleRef, Check, CheckKind, KubeSpec, Scenario, Service, ServiceType,
-};
+use crate::model::{Backend, BundleRef, Check, CheckKind, ClientKind, KubeSpec, Scenario, Service, ServiceType};
 use crate::probe::{Cell, Client, Observation, ServicePaths, Target};
 use crate::provider::{tail, LabError};
 use futures_util::future::try_join_all;
@@ -19,13 +17,7 @@ use std::time::{Duration, Instant};
 /// Where the bundle is mounted (read-only) in every node: binaries run from there, so a second
 /// `up` never overwrites a running binary ("Text file busy").
 pub const BUNDLE_MOUNT: &str = "/opt/clusterlab/kubernetes";
-pub const BINARIES: [&str; 5] = [
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kubelet",
-    "kube-proxy",
-];
+pub const BINARIES: [&str; 5] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"];
 const KUBECONFIG: &str = "/etc/k8s/kubeconfig";
 const KCTL: &str = "kubectl --kubeconfig /etc/k8s/kubeconfig";
 /// The static token of the lab's admin user (a lab, not a production cluster).
@@ -44,17 +36,10 @@ pub fn resolve_bundle(spec: &KubeSpec, scenario_file: &str) -> Result<PathBuf, L
         BundleRef::Version(v) => cache_dir().join(format!("kubernetes-{v}")),
         BundleRef::Tarball(t) => {
             let tarball = base.join(t);
-            let name = tarball
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
-            let out = cache_dir().join(format!(
-                "tarball-{}",
-                name.trim_end_matches(".tar.gz").trim_end_matches(".tgz")
-            ));
+            let name = tarball.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let out = cache_dir().join(format!("tarball-{}", name.trim_end_matches(".tar.gz").trim_end_matches(".tgz")));
             if !out.join("kubelet").exists() {
-                std::fs::create_dir_all(&out)
-                    .map_err(|e| fail(format!("cannot create {}: {e}", out.display())))?;
+                std::fs::create_dir_all(&out).map_err(|e| fail(format!("cannot create {}: {e}", out.display())))?;
                 // An official server tarball keeps the binaries in kubernetes/server/bin/.
                 let st = std::process::Command::new("tar")
                     .args(["-xzf"])
@@ -62,38 +47,25 @@ pub fn resolve_bundle(spec: &KubeSpec, scenario_file: &str) -> Result<PathBuf, L
                     .args(["-C"])
                     .arg(&out)
                     .args(["--strip-components=3", "--wildcards"])
-                    .args(
-                        BINARIES
-                            .iter()
-                            .map(|b| format!("kubernetes/server/bin/{b}")),
-                    )
+                    .args(BINARIES.iter().map(|b| format!("kubernetes/server/bin/{b}")))
                     .status()
                     .map_err(|e| fail(format!("cannot run tar: {e}")))?;
                 if !st.success() {
-                    return Err(fail(format!(
-                        "{} is not a kubernetes-server tarball (tar exited {st})",
-                        tarball.display()
-                    )));
+                    return Err(fail(format!("{} is not a kubernetes-server tarball (tar exited {st})", tarball.display())));
                 }
             }
             out
         }
     };
-    let missing: Vec<&str> = BINARIES
-        .iter()
-        .copied()
-        .filter(|b| !dir.join(b).is_file())
-        .collect();
+    let missing: Vec<&str> = BINARIES.iter().copied().filter(|b| !dir.join(b).is_file()).collect();
     if !missing.is_empty() {
         let hint = match &spec.bundle {
-            BundleRef::Version(v) => format!("build it with `VERSION={v} images/kubernetes/build-bundle.sh` (make bundle; ~20 min on 2 cores, cached afterwards)"),
+            BundleRef::Version(v) => format!(
+                "build it with `VERSION={v} images/kubernetes/build-bundle.sh` (make bundle; ~20 min on 2 cores, cached afterwards)"
+            ),
             _ => "a bundle holds kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kube-proxy".into(),
         };
-        return Err(fail(format!(
-            "{} lacks {}\n    hint: {hint}",
-            dir.display(),
-            missing.join(", ")
-        )));
+        return Err(fail(format!("{} lacks {}\n    hint: {hint}", dir.display(), missing.join(", "))));
     }
     std::fs::canonicalize(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))
 }
@@ -204,16 +176,22 @@ pub fn manifests(s: &Service, image: &str) -> String {
         ServiceType::ClusterIp => "ClusterIP",
         ServiceType::NodePort => "NodePort",
     };
-    let node_port = s
-        .node_port
-        .map(|p| format!(", nodePort: {p}"))
-        .unwrap_or_default();
+    let node_port = s.node_port.map(|p| format!(", nodePort: {p}")).unwrap_or_default();
     format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {n}, labels: {{app: {n}, io.clusterlab/service: {n}}}}}\nspec:\n  replicas: {r}\n  selector: {{matchLabels: {{app: {n}}}}}\n  template:\n    metadata: {{labels: {{app: {n}}}}}\n    spec:\n      automountServiceAccountToken: false\n      # one replica per node while nodes last, so cross-node paths exist\n      topologySpreadConstraints: [{{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway, labelSelector: {{matchLabels: {{app: {n}}}}}}}]\n      terminationGracePeriodSeconds: 2\n      containers: [{{name: {n}, image: \"{image}\", imagePullPolicy: Never, ports: [{{containerPort: 80}}]}}]\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: {n}}}\nspec: {{type: {svc_type}, selector: {{app: {n}}}, ports: [{{port: 80, targetPort: 80{node_port}}}]}}\n",
         n = s.name,
         r = s.replicas,
     )
 }
+
+/// A client pod on every node (a DaemonSet of the web image, idle), for checks with `client: pod`.
+pub fn probe_daemonset(image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: {PROBE}}}\nspec:\n  selector: {{matchLabels: {{app: {PROBE}}}}}\n  template:\n    metadata: {{labels: {{app: {PROBE}}}}}\n    spec:\n      automountServiceAccountToken: false\n      terminationGracePeriodSeconds: 1\n      containers: [{{name: probe, image: \"{image}\", imagePullPolicy: Never, command: [sh, -c, \"trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done\"]}}]\n"
+    )
+}
+
+const PROBE: &str = "clusterlab-probe";
 
 pub struct Kube<'a> {
     pub lab: &'a Lab,
@@ -222,14 +200,7 @@ pub struct Kube<'a> {
 
 impl<'a> Kube<'a> {
     pub fn new(lab: &'a Lab) -> Kube<'a> {
-        Kube {
-            lab,
-            spec: lab
-                .scenario
-                .kube
-                .clone()
-                .expect("kubernetes scenario has kube settings"),
-        }
+        Kube { lab, spec: lab.scenario.kube.clone().expect("kubernetes scenario has kube settings") }
     }
 
     fn master(&self) -> String {
@@ -237,50 +208,25 @@ impl<'a> Kube<'a> {
     }
 
     async fn kctl(&self, what: &str, args: &str) -> Result<String, LabError> {
-        Ok(self
-            .lab
-            .sh(&self.master(), what, &format!("{KCTL} {args}"))
-            .await?
-            .stdout)
+        Ok(self.lab.sh(&self.master(), what, &format!("{KCTL} {args}")).await?.stdout)
     }
 
     /// Start `name` under the node's supervisor (a no-op if it already runs).
     async fn supervise(&self, node: &str, name: &str, cmd: &str) -> Result<(), LabError> {
         self.lab
-            .sh(
-                node,
-                &format!("starting {name}"),
-                &format!(
-                    "setsid -f /usr/local/bin/supervise {name} {cmd} </dev/null >/dev/null 2>&1"
-                ),
-            )
+            .sh(node, &format!("starting {name}"), &format!("setsid -f /usr/local/bin/supervise {name} {cmd} </dev/null >/dev/null 2>&1"))
             .await
             .map(|_| ())
     }
 
     /// Poll a shell condition inside a node until it holds; on timeout, fail with `what` and the
     /// tail of the given log.
-    async fn until(
-        &self,
-        node: &str,
-        what: &str,
-        cond: &str,
-        secs: u64,
-        log: &str,
-    ) -> Result<(), LabError> {
-        let script = format!(
-            "i=0; until {cond}; do i=$((i+1)); [ $i -gt {} ] && exit 1; sleep 0.2; done",
-            secs * 5
-        );
+    async fn until(&self, node: &str, what: &str, cond: &str, secs: u64, log: &str) -> Result<(), LabError> {
+        let script = format!("i=0; until {cond}; do i=$((i+1)); [ $i -gt {} ] && exit 1; sleep 0.2; done", secs * 5);
         if self.lab.sh_raw(node, &script).await?.ok() {
             return Ok(());
         }
-        let t = self
-            .lab
-            .sh_raw(node, &format!("tail -n 15 /var/log/clusterlab/{log}.log"))
-            .await
-            .map(|o| o.stdout)
-            .unwrap_or_default();
+        let t = self.lab.sh_raw(node, &format!("tail -n 15 /var/log/clusterlab/{log}.log")).await.map(|o| o.stdout).unwrap_or_default();
         Err(LabError::Command {
             what: what.into(),
             node: node.into(),
@@ -311,30 +257,14 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
             self.supervise(&m, name, cmd).await?;
         }
         let readyz = format!("curl -sk --noproxy '*' -H 'Authorization: Bearer {TOKEN}' https://127.0.0.1:6443/readyz | grep -qx ok");
-        self.until(
-            &m,
-            "waiting for the API server",
-            &readyz,
-            90,
-            "kube-apiserver",
-        )
-        .await?;
-        let ca = self
-            .lab
-            .sh(&m, "reading the CA", "base64 -w0 /etc/k8s/ca.crt")
-            .await?
-            .stdout;
+        self.until(&m, "waiting for the API server", &readyz, 90, "kube-apiserver").await?;
+        let ca = self.lab.sh(&m, "reading the CA", "base64 -w0 /etc/k8s/ca.crt").await?.stdout;
         let kc = kubeconfig(&ip, ca.trim());
         try_join_all(self.lab.plan.nodes.iter().map(|n| {
             let kc = kc.clone();
             async move {
                 self.lab
-                    .sh_in(
-                        &n.name,
-                        "writing the kubeconfig",
-                        &format!("mkdir -p /etc/k8s && cat > {KUBECONFIG}"),
-                        Some(kc.into()),
-                    )
+                    .sh_in(&n.name, "writing the kubeconfig", &format!("mkdir -p /etc/k8s && cat > {KUBECONFIG}"), Some(kc.into()))
                     .await
             }
         }))
@@ -361,7 +291,13 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
         let n = self.lab.plan.nodes.len();
         let start = Instant::now();
         loop {
-            let out = self.lab.sh_raw(&self.master(), &format!("{KCTL} get nodes -o jsonpath='{{range .items[*]}}{{.metadata.name}} {{.spec.podCIDR}}{{\"\\n\"}}{{end}}'")).await?;
+            let out = self
+                .lab
+                .sh_raw(
+                    &self.master(),
+                    &format!("{KCTL} get nodes -o jsonpath='{{range .items[*]}}{{.metadata.name}} {{.spec.podCIDR}}{{\"\\n\"}}{{end}}'"),
+                )
+                .await?;
             let got: Vec<(String, String)> = out
                 .stdout
                 .lines()
@@ -384,11 +320,7 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
                     node: self.master(),
                     cmd: "kubectl get nodes".into(),
                     code: 1,
-                    tail: format!(
-                        "{} of {n} nodes registered with a pod CIDR\n{}",
-                        got.len(),
-                        tail(&log, 12)
-                    ),
+                    tail: format!("{} of {n} nodes registered with a pod CIDR\n{}", got.len(), tail(&log, 12)),
                 });
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -397,13 +329,7 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
 
     /// CNI config and cross-node routes on every node (idempotent).
     async fn pod_network(&self, cidrs: &[(String, String)]) -> Result<(), LabError> {
-        let cidr_of = |n: &str| {
-            cidrs
-                .iter()
-                .find(|(x, _)| x == n)
-                .map(|(_, c)| c.clone())
-                .unwrap_or_default()
-        };
+        let cidr_of = |n: &str| cidrs.iter().find(|(x, _)| x == n).map(|(_, c)| c.clone()).unwrap_or_default();
         let all = &self.spec.pod_cidr;
         // Each node: its CNI config, forwarding on, and pods' traffic to the outside masqueraded.
         try_join_all(self.lab.plan.nodes.iter().map(|n| {
@@ -430,16 +356,7 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
         let macs: Vec<String> = if self.spec.backend == Backend::Vxlan {
             try_join_all(self.lab.plan.nodes.iter().map(|n| async move {
                 Ok::<_, LabError>(
-                    self.lab
-                        .sh(
-                            &n.name,
-                            "reading the VXLAN address",
-                            "cat /sys/class/net/vx0/address",
-                        )
-                        .await?
-                        .stdout
-                        .trim()
-                        .to_string(),
+                    self.lab.sh(&n.name, "reading the VXLAN address", "cat /sys/class/net/vx0/address").await?.stdout.trim().to_string(),
                 )
             }))
             .await?
@@ -471,17 +388,8 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
 
     async fn wait_ready(&self) -> Result<(), LabError> {
         let n = self.lab.plan.nodes.len();
-        let cond = format!(
-            "[ \"$({KCTL} get nodes --no-headers 2>/dev/null | grep -c ' Ready')\" = {n} ]"
-        );
-        self.until(
-            &self.master(),
-            "waiting for every node to be Ready",
-            &cond,
-            120,
-            "kubelet",
-        )
-        .await
+        let cond = format!("[ \"$({KCTL} get nodes --no-headers 2>/dev/null | grep -c ' Ready')\" = {n} ]");
+        self.until(&self.master(), "waiting for every node to be Ready", &cond, 120, "kubelet").await
     }
 
     /// Pods of a service: (name, node, ip, running and not terminating).
@@ -504,62 +412,78 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
             .collect())
     }
 
+    /// (node, container id) of the client pod on each node.
+    async fn client_pods(&self) -> Result<Vec<(String, String)>, LabError> {
+        let out = self
+            .kctl("listing client pods", &format!("get pods -l app={PROBE} -o jsonpath='{{range .items[*]}}{{.spec.nodeName}} {{.status.containerStatuses[0].containerID}} {{.status.phase}}{{\"\\n\"}}{{end}}'"))
+            .await?;
+        Ok(out
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 3 && f[2] == "Running").then(|| (f[0].to_string(), f[1].trim_start_matches("containerd://").to_string()))
+            })
+            .collect())
+    }
+
+    async fn start_client_pods(&self) -> Result<(), LabError> {
+        self.lab
+            .sh_in(
+                &self.master(),
+                "deploying client pods",
+                &format!("{KCTL} apply -f -"),
+                Some(probe_daemonset(&self.lab.probe_image).into()),
+            )
+            .await?;
+        let start = Instant::now();
+        while self.client_pods().await?.len() < self.lab.plan.nodes.len() {
+            if start.elapsed() > CONVERGE_TIMEOUT {
+                return Err(LabError::Converge {
+                    service: PROBE.into(),
+                    secs: CONVERGE_TIMEOUT.as_secs(),
+                    detail: "client pods not running on every node".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Ok(())
+    }
+
     async fn converge(&self, service: &str, replicas: u32) -> Result<Vec<Replica>, LabError> {
         let start = Instant::now();
         loop {
             let pods = self.pods(service).await?;
-            let running: Vec<&(String, String, String, bool)> =
-                pods.iter().filter(|p| p.3).collect();
+            let running: Vec<&(String, String, String, bool)> = pods.iter().filter(|p| p.3).collect();
             let eps = self
-                .kctl(
-                    "listing endpoints",
-                    &format!(
-                        "get endpoints {} -o jsonpath='{{.subsets[*].addresses[*].ip}}'",
-                        shq(service)
-                    ),
-                )
+                .kctl("listing endpoints", &format!("get endpoints {} -o jsonpath='{{.subsets[*].addresses[*].ip}}'", shq(service)))
                 .await
                 .unwrap_or_default();
             let eps: Vec<&str> = eps.split_whitespace().collect();
-            if running.len() as u32 == replicas
-                && pods.len() as u32 == replicas
-                && eps.len() as u32 == replicas
-            {
+            if running.len() as u32 == replicas && pods.len() as u32 == replicas && eps.len() as u32 == replicas {
                 // kube-proxy has programmed every endpoint on every node: a DNAT to each pod.
-                let cond = eps
-                    .iter()
-                    .map(|ip| format!("echo \"$s\" | grep -q -- '--to-destination {ip}:'"))
-                    .collect::<Vec<_>>()
-                    .join(" && ");
-                let script = format!(
-                    "s=$(iptables-save -t nat 2>/dev/null); {}",
-                    if cond.is_empty() { "true".into() } else { cond }
-                );
-                let ok =
-                    try_join_all(
-                        self.lab.plan.nodes.iter().map(|n| {
-                            let script = script.clone();
-                            async move {
-                                Ok::<_, LabError>(self.lab.sh_raw(&n.name, &script).await?.ok())
-                            }
-                        }),
-                    )
-                    .await?;
+                let cond =
+                    eps.iter().map(|ip| format!("echo \"$s\" | grep -q -- '--to-destination {ip}:'")).collect::<Vec<_>>().join(" && ");
+                let script = format!("s=$(iptables-save -t nat 2>/dev/null); {}", if cond.is_empty() { "true".into() } else { cond });
+                let ok = try_join_all(self.lab.plan.nodes.iter().map(|n| {
+                    let script = script.clone();
+                    async move { Ok::<_, LabError>(self.lab.sh_raw(&n.name, &script).await?.ok()) }
+                }))
+                .await?;
                 if ok.iter().all(|x| *x) {
                     return self.replicas(service).await;
                 }
             }
             if start.elapsed() > CONVERGE_TIMEOUT {
-                let wide = self.lab.sh_raw(&self.master(), &format!("{KCTL} get pods -o wide; {KCTL} get events --sort-by=.lastTimestamp | tail -n 8")).await.map(|o| o.stdout).unwrap_or_default();
+                let wide = self
+                    .lab
+                    .sh_raw(&self.master(), &format!("{KCTL} get pods -o wide; {KCTL} get events --sort-by=.lastTimestamp | tail -n 8"))
+                    .await
+                    .map(|o| o.stdout)
+                    .unwrap_or_default();
                 return Err(LabError::Converge {
                     service: service.into(),
                     secs: CONVERGE_TIMEOUT.as_secs(),
-                    detail: format!(
-                        "{} of {replicas} pods running, {} endpoints\n{}",
-                        running.len(),
-                        eps.len(),
-                        tail(&wide, 16)
-                    ),
+                    detail: format!("{} of {replicas} pods running, {} endpoints\n{}", running.len(), eps.len(), tail(&wide, 16)),
                 });
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -574,18 +498,12 @@ fn net_zero(cidr: &str) -> String {
 
 /// The first host of a CIDR: the `kubernetes` service's ClusterIP.
 fn first_host(cidr: &str) -> String {
-    let base: std::net::Ipv4Addr = net_zero(cidr)
-        .parse()
-        .unwrap_or(std::net::Ipv4Addr::new(10, 32, 0, 0));
+    let base: std::net::Ipv4Addr = net_zero(cidr).parse().unwrap_or(std::net::Ipv4Addr::new(10, 32, 0, 0));
     std::net::Ipv4Addr::from(u32::from(base) + 1).to_string()
 }
 
 impl Stack for Kube<'_> {
-    async fn prepare(
-        &self,
-        images: &[String],
-        progress: &mut (dyn FnMut(String) + Send),
-    ) -> Result<(), LabError> {
+    async fn prepare(&self, images: &[String], progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
         let pause = crate::images::tag("pause", &Default::default());
         let conf = containerd_config(&pause);
         // containerd waits for its configuration (start-node), then answers; kubelet needs a
@@ -610,13 +528,7 @@ impl Stack for Kube<'_> {
                 async move {
                     let have = self
                         .lab
-                        .sh_raw(
-                            &n.name,
-                            &format!(
-                                "ctr -n k8s.io images ls -q | grep -qx {}",
-                                shq(&format!("docker.io/{image}"))
-                            ),
-                        )
+                        .sh_raw(&n.name, &format!("ctr -n k8s.io images ls -q | grep -qx {}", shq(&format!("docker.io/{image}"))))
                         .await?;
                     if have.ok() {
                         return Ok(());
@@ -641,11 +553,7 @@ impl Stack for Kube<'_> {
     async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
         let t = Instant::now();
         self.control_plane().await?;
-        progress(format!(
-            "control plane up on {} ({:.1} s)",
-            self.master(),
-            t.elapsed().as_secs_f64()
-        ));
+        progress(format!("control plane up on {} ({:.1} s)", self.master(), t.elapsed().as_secs_f64()));
         self.node_components().await?;
         let cidrs = self.pod_cidrs().await?;
         self.pod_network(&cidrs).await?;
@@ -653,30 +561,18 @@ impl Stack for Kube<'_> {
             Backend::Vxlan => format!("vxlan, UDP {}", self.spec.vxlan_port),
             Backend::HostGw => "host-gw".into(),
         };
-        progress(format!(
-            "pod network ({backend}): {}",
-            cidrs
-                .iter()
-                .map(|(n, c)| format!("{n} {c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        progress(format!("pod network ({backend}): {}", cidrs.iter().map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(", ")));
         self.wait_ready().await?;
-        progress(format!(
-            "{} nodes Ready ({:.1} s)",
-            self.lab.plan.nodes.len(),
-            t.elapsed().as_secs_f64()
-        ));
+        progress(format!("{} nodes Ready ({:.1} s)", self.lab.plan.nodes.len(), t.elapsed().as_secs_f64()));
         for s in &self.lab.scenario.services {
             let image = crate::images::resolve_workload(&s.image, &Default::default());
             self.lab
-                .sh_in(
-                    &self.master(),
-                    &format!("deploying {}", s.name),
-                    &format!("{KCTL} apply -f -"),
-                    Some(manifests(s, &image).into()),
-                )
+                .sh_in(&self.master(), &format!("deploying {}", s.name), &format!("{KCTL} apply -f -"), Some(manifests(s, &image).into()))
                 .await?;
+        }
+        if self.lab.scenario.steps.iter().any(|st| matches!(st, crate::model::Step::Check(c) if c.client == ClientKind::Pod)) {
+            self.start_client_pods().await?;
+            progress("a client pod runs on every node".into());
         }
         for s in &self.lab.scenario.services {
             let rs = self.converge(&s.name, s.replicas).await?;
@@ -686,11 +582,7 @@ impl Stack for Kube<'_> {
     }
 
     async fn scale(&self, service: &str, replicas: u32) -> Result<Vec<Replica>, LabError> {
-        self.kctl(
-            &format!("scaling {service}"),
-            &format!("scale deployment {} --replicas={replicas}", shq(service)),
-        )
-        .await?;
+        self.kctl(&format!("scaling {service}"), &format!("scale deployment {} --replicas={replicas}", shq(service))).await?;
         self.converge(service, replicas).await
     }
 
@@ -701,35 +593,34 @@ impl Stack for Kube<'_> {
             .into_iter()
             .filter(|p| p.3)
             // A pod's hostname is its name: that is what the web image answers with.
-            .map(|(name, node, ip, _)| Replica {
-                task: name.clone(),
-                node,
-                identity: name,
-                ip,
-            })
+            .map(|(name, node, ip, _)| Replica { task: name.clone(), node, identity: name, ip })
             .collect();
         out.sort_by(|a, b| a.node.cmp(&b.node).then(a.task.cmp(&b.task)));
         Ok(out)
     }
 
-    async fn paths(&self, service: &str) -> Result<ServicePaths, LabError> {
-        let out = self.kctl("reading the service", &format!("get svc {} -o jsonpath='{{.spec.clusterIP}} {{.spec.ports[0].port}} {{.spec.ports[0].nodePort}}'", shq(service))).await?;
+    async fn paths(&self, service: &str, client: ClientKind) -> Result<ServicePaths, LabError> {
+        let out = self
+            .kctl(
+                "reading the service",
+                &format!("get svc {} -o jsonpath='{{.spec.clusterIP}} {{.spec.ports[0].port}} {{.spec.ports[0].nodePort}}'", shq(service)),
+            )
+            .await?;
         let f: Vec<&str> = out.split_whitespace().collect();
-        let (ip, port) = (
-            f.first().copied().unwrap_or(""),
-            f.get(1).copied().unwrap_or("80"),
-        );
+        let (ip, port) = (f.first().copied().unwrap_or(""), f.get(1).copied().unwrap_or("80"));
         let node_port = f.get(2).and_then(|p| p.parse().ok());
         let mut notes = vec![format!("{service}'s ClusterIP is {ip}:{port}")];
         if let Some(np) = node_port {
             notes.push(format!("{service}'s node port is {np}"));
         }
-        Ok(ServicePaths {
-            client: Client::Node,
-            vip: format!("{ip}:{port}"),
-            node_port,
-            notes,
-        })
+        let client = match client {
+            ClientKind::Node => Client::Node,
+            ClientKind::Pod => {
+                notes.push("requests start in the client pod on each entry node".into());
+                Client::Pod { containers: self.client_pods().await? }
+            }
+        };
+        Ok(ServicePaths { client, vip: format!("{ip}:{port}"), node_port, notes })
     }
 
     fn unsupported(&self, check: &Check) -> Option<String> {
@@ -740,14 +631,8 @@ impl Stack for Kube<'_> {
     /// would reach it) and reports every node Ready.
     async fn observe_special(&self, check: &Check) -> Result<Observation, LabError> {
         let nodes: Vec<String> = self.lab.node_names();
-        let mut cols = vec![Target {
-            label: "api /readyz".into(),
-            node: self.master(),
-        }];
-        cols.extend(nodes.iter().map(|n| Target {
-            label: format!("{n} Ready"),
-            node: n.clone(),
-        }));
+        let mut cols = vec![Target { label: "api /readyz".into(), node: self.master() }];
+        cols.extend(nodes.iter().map(|n| Target { label: format!("{n} Ready"), node: n.clone() }));
         let script = format!(
             "{KCTL} get --raw /readyz --request-timeout={t}s 2>&1 | head -c 300; echo; echo '#nodes'; \
              {KCTL} get nodes --request-timeout={t}s -o jsonpath='{{range .items[*]}}{{.metadata.name}} {{.status.conditions[?(@.type==\"Ready\")].status}}{{\"\\n\"}}{{end}}' 2>&1 | head -c 2000",
@@ -758,43 +643,21 @@ impl Stack for Kube<'_> {
             async move { Ok::<_, LabError>(self.lab.sh_raw(entry, &script).await?.stdout) }
         }))
         .await?;
-        let mut obs = Observation {
-            rows: check.from.clone(),
-            cols,
-            ..Default::default()
-        };
+        let mut obs = Observation { rows: check.from.clone(), cols, ..Default::default() };
         for out in rows {
             let (readyz, listing) = out.split_once("#nodes").unwrap_or((&out, ""));
             let readyz = readyz.trim();
             let mut cells = vec![if readyz == "ok" {
-                Cell {
-                    hits: 1,
-                    tries: 1,
-                    detail: String::new(),
-                }
+                Cell { hits: 1, tries: 1, detail: String::new() }
             } else {
-                Cell {
-                    hits: 0,
-                    tries: 1,
-                    detail: readyz
-                        .lines()
-                        .next()
-                        .unwrap_or("no answer")
-                        .chars()
-                        .take(100)
-                        .collect(),
-                }
+                Cell { hits: 0, tries: 1, detail: readyz.lines().next().unwrap_or("no answer").chars().take(100).collect() }
             }];
             for n in &nodes {
                 let ready = listing.lines().any(|l| l.trim() == format!("{n} True"));
                 cells.push(Cell {
                     hits: ready as u32,
                     tries: 1,
-                    detail: if ready {
-                        String::new()
-                    } else {
-                        "not Ready (or API unreachable)".into()
-                    },
+                    detail: if ready { String::new() } else { "not Ready (or API unreachable)".into() },
                 });
             }
             obs.cells.push(cells);
@@ -810,5 +673,74 @@ pub fn extra_images(s: &Scenario) -> Vec<&'static str> {
         vec!["pause"]
     } else {
         vec![]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(backend: Backend) -> KubeSpec {
+        KubeSpec {
+            bundle: BundleRef::Version("1.20.2".into()),
+            backend,
+            vxlan_port: 8472,
+            pod_cidr: "10.244.0.0/16".into(),
+            service_cidr: "10.32.0.0/16".into(),
+        }
+    }
+
+    #[test]
+    fn generated_configs() {
+        insta::assert_snapshot!("kubeconfig", kubeconfig("10.213.0.11", "Q0EK"));
+        insta::assert_snapshot!("cni", cni_config("10.244.1.0/24"));
+        insta::assert_snapshot!("containerd", containerd_config("clusterlab/pause:0123"));
+    }
+
+    #[test]
+    fn component_flags() {
+        let s = spec(Backend::Vxlan);
+        let all: Vec<String> = control_plane_flags(&s, "10.213.0.11")
+            .into_iter()
+            .chain(node_flags(&s, "worker-1", "10.213.0.12"))
+            .map(|(n, c)| format!("{n}: {c}"))
+            .collect();
+        insta::assert_snapshot!(all.join("\n"));
+    }
+
+    #[test]
+    fn manifests_for_both_service_types() {
+        let mut svc = Service {
+            name: "web".into(),
+            image: "web".into(),
+            replicas: 2,
+            network: "labnet".into(),
+            publish: vec![],
+            endpoint_mode: Default::default(),
+            service_type: ServiceType::NodePort,
+            node_port: Some(30062),
+        };
+        insta::assert_snapshot!("manifest-node-port", manifests(&svc, "clusterlab/web:abc"));
+        svc.service_type = ServiceType::ClusterIp;
+        svc.node_port = None;
+        let m = manifests(&svc, "clusterlab/web:abc");
+        assert!(m.contains("type: ClusterIP") && !m.contains("nodePort"));
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(first_host("10.32.0.0/16"), "10.32.0.1");
+        assert_eq!(net_zero("10.244.3.0/24"), "10.244.3.0");
+    }
+
+    #[test]
+    fn missing_bundle_names_what_to_run() {
+        let mut s = spec(Backend::Vxlan);
+        s.bundle = BundleRef::Dir("./no-such-bundle".into());
+        let e = resolve_bundle(&s, "/tmp/x.yaml").unwrap_err().to_string();
+        assert!(e.contains("lacks kube-apiserver"), "{e}");
+        s.bundle = BundleRef::Version("0.0.1".into());
+        let e = resolve_bundle(&s, "/tmp/x.yaml").unwrap_err().to_string();
+        assert!(e.contains("VERSION=0.0.1 images/kubernetes/build-bundle.sh"), "{e}");
     }
 }

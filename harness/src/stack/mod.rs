@@ -5,7 +5,7 @@ pub mod kube;
 pub mod swarm;
 
 use crate::lab::Lab;
-use crate::model::{Check, StackKind};
+use crate::model::{Check, ClientKind, StackKind};
 use crate::probe::{Observation, ServicePaths};
 use crate::provider::LabError;
 
@@ -43,11 +43,7 @@ pub struct NodeBoot {
 #[allow(async_fn_in_trait)]
 pub trait Stack {
     /// Wait for the nodes' runtimes and load the workload images into them.
-    async fn prepare(
-        &self,
-        images: &[String],
-        progress: &mut (dyn FnMut(String) + Send),
-    ) -> Result<(), LabError>;
+    async fn prepare(&self, images: &[String], progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError>;
     /// Install the stack on running nodes and deploy the scenario's networks and services.
     async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError>;
     /// Set a service's replica count and wait until it converged; returns where replicas run.
@@ -55,7 +51,7 @@ pub trait Stack {
     /// The running replicas of a service, with their node and address.
     async fn replicas(&self, service: &str) -> Result<Vec<Replica>, LabError>;
     /// How probes reach a service.
-    async fn paths(&self, service: &str) -> Result<ServicePaths, LabError>;
+    async fn paths(&self, service: &str, client: ClientKind) -> Result<ServicePaths, LabError>;
     /// Why a check cannot pass on this host with this stack, if it cannot.
     fn unsupported(&self, check: &Check) -> Option<String>;
     /// Observe a check the generic probes do not cover (Kubernetes' `api`).
@@ -87,11 +83,7 @@ macro_rules! dispatch {
 }
 
 impl Stack for AnyStack<'_> {
-    async fn prepare(
-        &self,
-        images: &[String],
-        progress: &mut (dyn FnMut(String) + Send),
-    ) -> Result<(), LabError> {
+    async fn prepare(&self, images: &[String], progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
         dispatch!(self, s => s.prepare(images, progress).await)
     }
     async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
@@ -103,8 +95,8 @@ impl Stack for AnyStack<'_> {
     async fn replicas(&self, service: &str) -> Result<Vec<Replica>, LabError> {
         dispatch!(self, s => s.replicas(service).await)
     }
-    async fn paths(&self, service: &str) -> Result<ServicePaths, LabError> {
-        dispatch!(self, s => s.paths(service).await)
+    async fn paths(&self, service: &str, client: ClientKind) -> Result<ServicePaths, LabError> {
+        dispatch!(self, s => s.paths(service, client).await)
     }
     fn unsupported(&self, check: &Check) -> Option<String> {
         dispatch!(self, s => s.unsupported(check))

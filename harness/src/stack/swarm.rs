@@ -3,7 +3,7 @@
 
 use super::{placement, Replica, Stack};
 use crate::lab::{shq, Lab};
-use crate::model::{Check, CheckKind, EndpointMode, Role};
+use crate::model::{Check, CheckKind, ClientKind, EndpointMode, Role};
 use crate::probe::{Client, Observation, ServicePaths};
 use crate::provider::{tail, LabError};
 use futures_util::future::try_join_all;
@@ -26,10 +26,7 @@ pub struct Swarm<'a> {
 
 impl<'a> Swarm<'a> {
     pub fn new(lab: &'a Lab) -> Swarm<'a> {
-        Swarm {
-            lab,
-            ipvs: std::sync::OnceLock::new(),
-        }
+        Swarm { lab, ipvs: std::sync::OnceLock::new() }
     }
 }
 
@@ -42,7 +39,8 @@ impl Swarm<'_> {
     pub async fn wait_engines(&self) -> Result<(), LabError> {
         let secs = 60;
         try_join_all(self.lab.plan.nodes.iter().map(|n| async move {
-            let script = format!("i=0; until docker info >/dev/null 2>&1; do i=$((i+1)); [ $i -gt {} ] && exit 1; sleep 0.1; done", secs * 10);
+            let script =
+                format!("i=0; until docker info >/dev/null 2>&1; do i=$((i+1)); [ $i -gt {} ] && exit 1; sleep 0.1; done", secs * 10);
             let out = self.lab.sh_raw(&n.name, &script).await?;
             if out.ok() {
                 return Ok(());
@@ -58,26 +56,10 @@ impl Swarm<'_> {
     /// nodes that already hold the same image id.
     pub async fn load_images(&self, images: &[String]) -> Result<(), LabError> {
         for image in images {
-            let host_id =
-                self.lab
-                    .engine
-                    .image_id(image)
-                    .await
-                    .ok_or_else(|| LabError::ImageMissing {
-                        image: image.clone(),
-                    })?;
+            let host_id = self.lab.engine.image_id(image).await.ok_or_else(|| LabError::ImageMissing { image: image.clone() })?;
             let mut need = Vec::new();
             for n in &self.lab.plan.nodes {
-                let have = self
-                    .lab
-                    .sh_raw(
-                        &n.name,
-                        &format!(
-                            "docker image inspect -f '{{{{.Id}}}}' {} 2>/dev/null",
-                            shq(image)
-                        ),
-                    )
-                    .await?;
+                let have = self.lab.sh_raw(&n.name, &format!("docker image inspect -f '{{{{.Id}}}}' {} 2>/dev/null", shq(image))).await?;
                 if have.stdout.trim() != host_id {
                     need.push(n.name.clone());
                 }
@@ -88,16 +70,7 @@ impl Swarm<'_> {
             let data = self.lab.engine.save_image(image).await?;
             try_join_all(need.iter().map(|n| {
                 let data = data.clone();
-                async move {
-                    self.lab
-                        .sh_in(
-                            n,
-                            &format!("loading image {image}"),
-                            "docker load -q",
-                            Some(data),
-                        )
-                        .await
-                }
+                async move { self.lab.sh_in(n, &format!("loading image {image}"), "docker load -q", Some(data)).await }
             }))
             .await?;
         }
@@ -107,68 +80,34 @@ impl Swarm<'_> {
     async fn init_and_join(&self) -> Result<(), LabError> {
         let leader = self.lab.plan.leader().clone();
         // Re-running `up` on a lab whose swarm exists is a no-op rather than an error.
-        let state = self
-            .lab
-            .sh_raw(&leader.name, "docker info -f '{{.Swarm.LocalNodeState}}'")
-            .await?;
+        let state = self.lab.sh_raw(&leader.name, "docker info -f '{{.Swarm.LocalNodeState}}'").await?;
         if state.stdout.trim() != "active" {
-            self.lab
-                .sh(
-                    &leader.name,
-                    "swarm init",
-                    &format!("docker swarm init --advertise-addr {}", leader.ip),
-                )
-                .await?;
+            self.lab.sh(&leader.name, "swarm init", &format!("docker swarm init --advertise-addr {}", leader.ip)).await?;
         }
         let token = |role: &'static str| {
             let leader = leader.name.clone();
             async move {
                 self.lab
-                    .sh(
-                        &leader,
-                        "reading the swarm join token",
-                        &format!("docker swarm join-token -q {role}"),
-                    )
+                    .sh(&leader, "reading the swarm join token", &format!("docker swarm join-token -q {role}"))
                     .await
                     .map(|o| o.stdout.trim().to_string())
             }
         };
         let (worker_token, manager_token) = (token("worker").await?, token("manager").await?);
-        try_join_all(
-            self.lab
-                .plan
-                .nodes
-                .iter()
-                .filter(|n| n.name != leader.name)
-                .map(|n| {
-                    let tok = if n.role == Role::Manager {
-                        manager_token.clone()
-                    } else {
-                        worker_token.clone()
-                    };
-                    let addr = format!("{}:2377", leader.ip);
-                    async move {
-                        let state = self
-                            .lab
-                            .sh_raw(&n.name, "docker info -f '{{.Swarm.LocalNodeState}}'")
-                            .await?;
-                        if state.stdout.trim() == "active" {
-                            return Ok(());
-                        }
-                        self.lab
-                            .sh(
-                                &n.name,
-                                "swarm join",
-                                &format!(
-                                    "docker swarm join --advertise-addr {} --token {tok} {addr}",
-                                    n.ip
-                                ),
-                            )
-                            .await
-                            .map(|_| ())
-                    }
-                }),
-        )
+        try_join_all(self.lab.plan.nodes.iter().filter(|n| n.name != leader.name).map(|n| {
+            let tok = if n.role == Role::Manager { manager_token.clone() } else { worker_token.clone() };
+            let addr = format!("{}:2377", leader.ip);
+            async move {
+                let state = self.lab.sh_raw(&n.name, "docker info -f '{{.Swarm.LocalNodeState}}'").await?;
+                if state.stdout.trim() == "active" {
+                    return Ok(());
+                }
+                self.lab
+                    .sh(&n.name, "swarm join", &format!("docker swarm join --advertise-addr {} --token {tok} {addr}", n.ip))
+                    .await
+                    .map(|_| ())
+            }
+        }))
         .await?;
         Ok(())
     }
@@ -176,23 +115,14 @@ impl Swarm<'_> {
     async fn create_networks(&self) -> Result<(), LabError> {
         let leader = self.leader();
         for net in &self.lab.scenario.networks {
-            let exists = self
-                .lab
-                .sh_raw(
-                    &leader,
-                    &format!("docker network inspect {} >/dev/null 2>&1", shq(&net.name)),
-                )
-                .await?;
+            let exists = self.lab.sh_raw(&leader, &format!("docker network inspect {} >/dev/null 2>&1", shq(&net.name))).await?;
             if !exists.ok() {
                 // --attachable: the probe containers join the overlay beside the service's tasks.
                 self.lab
                     .sh(
                         &leader,
                         &format!("creating overlay network {}", net.name),
-                        &format!(
-                            "docker network create -d overlay --attachable {}",
-                            shq(&net.name)
-                        ),
+                        &format!("docker network create -d overlay --attachable {}", shq(&net.name)),
                     )
                     .await?;
             }
@@ -203,13 +133,7 @@ impl Swarm<'_> {
     async fn create_services(&self) -> Result<(), LabError> {
         let leader = self.leader();
         for s in &self.lab.scenario.services {
-            let exists = self
-                .lab
-                .sh_raw(
-                    &leader,
-                    &format!("docker service inspect {} >/dev/null 2>&1", shq(&s.name)),
-                )
-                .await?;
+            let exists = self.lab.sh_raw(&leader, &format!("docker service inspect {} >/dev/null 2>&1", shq(&s.name))).await?;
             if exists.ok() {
                 continue;
             }
@@ -223,22 +147,14 @@ impl Swarm<'_> {
                 shq(&self.lab.plan.lab)
             );
             for p in &s.publish {
-                cmd.push_str(&format!(
-                    " --publish published={},target={}",
-                    p.port, p.target
-                ));
+                cmd.push_str(&format!(" --publish published={},target={}", p.port, p.target));
             }
             if s.endpoint_mode == EndpointMode::Dnsrr {
                 cmd.push_str(" --endpoint-mode dnsrr");
             }
             cmd.push(' ');
-            cmd.push_str(&shq(&crate::images::resolve_workload(
-                &s.image,
-                &Default::default(),
-            )));
-            self.lab
-                .sh(&leader, &format!("creating service {}", s.name), &cmd)
-                .await?;
+            cmd.push_str(&shq(&crate::images::resolve_workload(&s.image, &Default::default())));
+            self.lab.sh(&leader, &format!("creating service {}", s.name), &cmd).await?;
         }
         Ok(())
     }
@@ -246,13 +162,7 @@ impl Swarm<'_> {
     /// One probe container per node and overlay network, from the workload image (busybox wget
     /// and nslookup inside), so probes see the overlay exactly as a task does.
     async fn start_probes(&self) -> Result<(), LabError> {
-        let nets: Vec<String> = self
-            .lab
-            .scenario
-            .networks
-            .iter()
-            .map(|n| n.name.clone())
-            .collect();
+        let nets: Vec<String> = self.lab.scenario.networks.iter().map(|n| n.name.clone()).collect();
         try_join_all(self.lab.plan.nodes.iter().flat_map(|n| {
             nets.iter().map(move |net| async move {
                 let name = probe_container(net);
@@ -283,15 +193,7 @@ impl Swarm<'_> {
                 .lab
                 .sh(&leader, "listing tasks", &format!("docker service ps {} --filter desired-state=running --format '{{{{.Name}}}}|{{{{.Node}}}}|{{{{.CurrentState}}}}|{{{{.Error}}}}'", shq(service)))
                 .await?;
-            let running = ps
-                .stdout
-                .lines()
-                .filter(|l| {
-                    l.split('|')
-                        .nth(2)
-                        .is_some_and(|s| s.starts_with("Running"))
-                })
-                .count();
+            let running = ps.stdout.lines().filter(|l| l.split('|').nth(2).is_some_and(|s| s.starts_with("Running"))).count();
             if running as u32 == replicas {
                 let found = self.replicas(service).await?;
                 if found.len() as u32 == replicas {
@@ -302,10 +204,7 @@ impl Swarm<'_> {
                 return Err(LabError::Converge {
                     service: service.to_string(),
                     secs: CONVERGE_TIMEOUT.as_secs(),
-                    detail: format!(
-                        "{running} of {replicas} tasks running\n{}",
-                        tail(&ps.stdout, 12)
-                    ),
+                    detail: format!("{running} of {replicas} tasks running\n{}", tail(&ps.stdout, 12)),
                 });
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -314,11 +213,7 @@ impl Swarm<'_> {
 }
 
 impl Stack for Swarm<'_> {
-    async fn prepare(
-        &self,
-        images: &[String],
-        progress: &mut (dyn FnMut(String) + Send),
-    ) -> Result<(), LabError> {
+    async fn prepare(&self, images: &[String], progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
         self.wait_engines().await?;
         progress("node engines answer".into());
         self.load_images(images).await?;
@@ -328,11 +223,7 @@ impl Stack for Swarm<'_> {
 
     async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
         // /proc/net/ip_vs exists only when the kernel has IPVS (built in or loaded).
-        let ipvs = self
-            .lab
-            .sh_raw(&self.leader(), "test -e /proc/net/ip_vs")
-            .await?
-            .ok();
+        let ipvs = self.lab.sh_raw(&self.leader(), "test -e /proc/net/ip_vs").await?.ok();
         let _ = self.ipvs.set(ipvs);
         self.init_and_join().await?;
         progress("swarm formed".into());
@@ -347,26 +238,19 @@ impl Stack for Swarm<'_> {
     }
 
     async fn scale(&self, service: &str, replicas: u32) -> Result<Vec<Replica>, LabError> {
-        self.lab
-            .sh(
-                &self.leader(),
-                &format!("scaling {service}"),
-                &format!("docker service scale -d {}={replicas}", shq(service)),
-            )
-            .await?;
+        self.lab.sh(&self.leader(), &format!("scaling {service}"), &format!("docker service scale -d {}={replicas}", shq(service))).await?;
         self.converge(service, replicas).await
     }
 
-    async fn paths(&self, service: &str) -> Result<ServicePaths, LabError> {
-        let svc = self
-            .lab
-            .scenario
-            .service(service)
-            .expect("validated service");
+    async fn paths(&self, service: &str, _client: ClientKind) -> Result<ServicePaths, LabError> {
+        let svc = self.lab.scenario.service(service).expect("validated service");
         // The service's name resolves (Docker's DNS) to its VIP, or to the tasks with dnsrr.
         let vip = self
             .lab
-            .sh_raw(&self.leader(), &format!("docker service inspect -f '{{{{range .Endpoint.VirtualIPs}}}}{{{{.Addr}}}} {{{{end}}}}' {}", shq(service)))
+            .sh_raw(
+                &self.leader(),
+                &format!("docker service inspect -f '{{{{range .Endpoint.VirtualIPs}}}}{{{{.Addr}}}} {{{{end}}}}' {}", shq(service)),
+            )
             .await?
             .stdout;
         let notes = match vip.split_whitespace().last() {
@@ -376,9 +260,7 @@ impl Stack for Swarm<'_> {
             _ => vec![],
         };
         Ok(ServicePaths {
-            client: Client::Overlay {
-                network: svc.network.clone(),
-            },
+            client: Client::Overlay { network: svc.network.clone() },
             vip: service.to_string(),
             node_port: svc.publish.first().map(|p| p.port),
             notes,
@@ -393,41 +275,32 @@ impl Stack for Swarm<'_> {
             CheckKind::NodePort => true,
             _ => false,
         };
-        (needs_ipvs && self.ipvs.get() == Some(&false))
-            .then(|| "kernel lacks IP_VS (swarm's VIP and routing mesh are IPVS)".to_string())
+        (needs_ipvs && self.ipvs.get() == Some(&false)).then(|| "kernel lacks IP_VS (swarm's VIP and routing mesh are IPVS)".to_string())
     }
 
     async fn observe_special(&self, check: &Check) -> Result<Observation, LabError> {
-        Err(LabError::Fault {
-            fault: check.name.clone(),
-            message: "no such check on swarm".into(),
-        })
+        Err(LabError::Fault { fault: check.name.clone(), message: "no such check on swarm".into() })
     }
 
     /// Each node lists the service's task containers it runs, with hostname and overlay address.
     async fn replicas(&self, service: &str) -> Result<Vec<Replica>, LabError> {
         // Network names are validated labels, so they go into the template as a plain Go string.
-        let net = self
-            .lab
-            .scenario
-            .service(service)
-            .map(|s| format!("\"{}\"", s.network))
-            .unwrap_or_default();
+        let net = self.lab.scenario.service(service).map(|s| format!("\"{}\"", s.network)).unwrap_or_default();
         let script = format!(
             "for c in $(docker ps -q --filter label=com.docker.swarm.service.name={svc}); do \
              docker inspect -f '{{{{index .Config.Labels \"com.docker.swarm.task.name\"}}}} {{{{.Config.Hostname}}}} {{{{with index .NetworkSettings.Networks {net}}}}}{{{{.IPAddress}}}}{{{{end}}}}' $c; done",
             svc = shq(service),
         );
-        let per_node = try_join_all(self.lab.plan.nodes.iter().map(|n| {
-            let script = script.clone();
-            async move {
-                self.lab
-                    .sh(&n.name, &format!("listing replicas of {service}"), &script)
-                    .await
-                    .map(|o| (n.name.clone(), o.stdout))
-            }
-        }))
-        .await?;
+        let per_node =
+            try_join_all(
+                self.lab.plan.nodes.iter().map(|n| {
+                    let script = script.clone();
+                    async move {
+                        self.lab.sh(&n.name, &format!("listing replicas of {service}"), &script).await.map(|o| (n.name.clone(), o.stdout))
+                    }
+                }),
+            )
+            .await?;
         let mut out = Vec::new();
         for (node, text) in per_node {
             for line in text.lines() {
@@ -435,20 +308,11 @@ impl Stack for Swarm<'_> {
                 if f.len() == 3 {
                     // Task names are `web.2.<task id>`; `web.2` is what a reader needs.
                     let task = f[0].rsplit_once('.').map_or(f[0], |x| x.0).to_string();
-                    out.push(Replica {
-                        task,
-                        node: node.clone(),
-                        identity: f[1].to_string(),
-                        ip: f[2].to_string(),
-                    });
+                    out.push(Replica { task, node: node.clone(), identity: f[1].to_string(), ip: f[2].to_string() });
                 }
             }
         }
-        out.sort_by(|a, b| {
-            task_order(&a.task)
-                .cmp(&task_order(&b.task))
-                .then(a.node.cmp(&b.node))
-        });
+        out.sort_by(|a, b| task_order(&a.task).cmp(&task_order(&b.task)).then(a.node.cmp(&b.node)));
         Ok(out)
     }
 }
