@@ -25,7 +25,8 @@ clean:             ## remove whatever a killed run left behind (by label)
 	$(CLUSTERLAB) clean
 
 bundle:            ## Kubernetes server binaries from Debian's source package (cached by version)
-	images/kubernetes/build-bundle.sh
+	$(CLUSTERLAB) bundle
 
 baseline:          ## `up` of the 3-node swarm lab next to the hand-run shell baseline, one run
 	scripts/compare-baseline.sh
+	scripts/compare-k8s-baseline.sh

@@ -144,6 +144,13 @@ fn wrong_expectation_fails_with_exit_1_and_cleans_up() {
     assert!(out.contains("✓ Check all-replicas-up") && out.contains("✓ Check all-replicas-back"));
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["runs"][0]["summary"]["failed"], 1);
+    // The failed run kept evidence before tearing down, and the report says where.
+    let ev = PathBuf::from(report["runs"][0]["summary"]["evidence"].as_str().expect("evidence listed in the report"));
+    let rules = std::fs::read_to_string(ev.join("worker-1/iptables-save.txt")).unwrap();
+    assert!(rules.contains("CL-vxlan-blocked") || rules.contains("*filter"), "{rules}");
+    assert!(std::fs::read_to_string(ev.join("worker-1/logs.txt")).unwrap().contains("dockerd.log"));
+    assert!(std::fs::read_to_string(ev.join("stack-state.txt")).unwrap().contains("web"));
+    let _ = std::fs::remove_dir_all(&ev);
     assert_clean("test-wrong-expectation");
 }
 
@@ -261,7 +268,7 @@ fn invalid_files_exit_2_with_located_messages() {
 fn bundle() {
     static BUNDLE: OnceLock<()> = OnceLock::new();
     BUNDLE.get_or_init(|| {
-        let o = Command::new("bash").arg(root().join("images/kubernetes/build-bundle.sh")).output().expect("run build-bundle.sh");
+        let o = Command::new(bin()).arg("bundle").output().expect("run clusterlab bundle");
         assert!(o.status.success(), "bundle build failed:\n{}", String::from_utf8_lossy(&o.stderr));
     });
 }

@@ -2,6 +2,7 @@
 //! every service path asserted.
 
 pub mod doctor;
+pub mod evidence;
 pub mod expect;
 pub mod fault;
 pub mod images;

@@ -63,6 +63,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ImagesCmd,
     },
+    /// Build the Kubernetes bundle (server binaries from Debian's source package) into the cache,
+    /// unless it is there; prints the bundle directory.
+    Bundle {
+        #[arg(default_value = clusterlab::model::DEFAULT_KUBE_VERSION)]
+        version: String,
+    },
     /// Apply, revert or read a fault of a kept lab's scenario.
     Fault {
         #[command(subcommand)]
@@ -355,6 +361,33 @@ async fn cmd_images(cmd: ImagesCmd) -> i32 {
     }
 }
 
+/// Runs the embedded images/kubernetes/build-bundle.sh; its progress lines go to stderr as they come.
+async fn cmd_bundle(version: &str) -> i32 {
+    const SCRIPT: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../images/kubernetes/build-bundle.sh"));
+    let t = std::time::Instant::now();
+    let st = tokio::process::Command::new("bash")
+        .args(["-c", SCRIPT, "build-bundle"])
+        .env("VERSION", version)
+        .env("CACHE", clusterlab::stack::kube::cache_dir())
+        .stdin(std::process::Stdio::null())
+        .status()
+        .await;
+    match st {
+        Ok(s) if s.success() => {
+            eprintln!(" ✓ bundle kubernetes-{version} ready in {:.1} s", t.elapsed().as_secs_f64());
+            exit::OK
+        }
+        Ok(s) => {
+            eprintln!(" ✗ the bundle build failed ({s}); see the lines above");
+            exit::HOST
+        }
+        Err(e) => {
+            eprintln!(" ✗ cannot run bash: {e}");
+            exit::HOST
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -386,6 +419,7 @@ async fn main() {
         }
         Cmd::Images { cmd } => cmd_images(cmd).await,
         Cmd::Fault { cmd } => cmd_fault(cmd).await,
+        Cmd::Bundle { version } => cmd_bundle(&version).await,
     };
     std::process::exit(code);
 }

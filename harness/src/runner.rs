@@ -344,11 +344,21 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
         created = true;
         let lab = create_nodes(engine, s, &lab_name, run_id, &mut r, &opts.base).await?;
         let stack = AnyStack::new(&lab);
-        install(&lab, &stack, &mut r, &opts.base).await?;
-        if opts.up_only {
-            return Ok(());
+        let mut result = install(&lab, &stack, &mut r, &opts.base).await;
+        if result.is_ok() && !opts.up_only {
+            result = run_steps(&lab, &stack, &mut r, &mut sum).await;
         }
-        run_steps(&lab, &stack, &mut r, &mut sum).await
+        // Before teardown: what the nodes looked like, for a failed run.
+        if result.is_err() || sum.failed > 0 || sum.errors > 0 {
+            match crate::evidence::collect(&lab).await {
+                Ok(d) => {
+                    r.rep.emit(Event::Info(format!("evidence (logs, iptables, links, routes, stack state) in {}", d.display())));
+                    sum.evidence = Some(d.display().to_string());
+                }
+                Err(e) => r.rep.emit(Event::Info(format!("could not write evidence: {e}"))),
+            }
+        }
+        result
     }
     .await;
 

@@ -16,7 +16,8 @@ step() { echo "[$(date +%T)] $*" >&2; }
 # Debian's Go, the tools `apt-get source` needs, and rsync (Kubernetes' makefiles copy with it).
 if ! command -v go >/dev/null || ! command -v dpkg-source >/dev/null || ! command -v rsync >/dev/null; then
   step "installing golang-go, dpkg-dev and rsync"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q golang-go dpkg-dev rsync >&2
+  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q golang-go dpkg-dev rsync ||
+   { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q golang-go dpkg-dev rsync; }) >&2
 fi
 SRC_LIST=/etc/apt/sources.list.d/clusterlab-deb-src.sources
 if ! grep -rqsE '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/; then
@@ -34,9 +35,12 @@ src=$(find . -maxdepth 1 -type d -name 'kubernetes-*' | head -n1)
 [ -n "$src" ] || { echo "apt-get source kubernetes gave no source tree" >&2; exit 1; }
 case "$src" in *"$VERSION"*) ;; *) echo "warning: source is $src, expected $VERSION" >&2 ;; esac
 cd "$src"
-# The Go build cache survives between builds of the same machine: a warm rebuild takes seconds.
-export GOCACHE=$CACHE/go-build GOFLAGS=-mod=vendor GO111MODULE=on
-mkdir -p "$GOCACHE"
+# Kubernetes' make keeps Go's build cache inside the tree (_output/local/go/cache, GOCACHE is
+# overridden); point that at a cache beside the bundles so a rebuild (a new version, a wiped
+# bundle) reuses compiled packages instead of starting cold.
+mkdir -p "$CACHE/go-build" _output/local/go
+ln -sfn "$CACHE/go-build" _output/local/go/cache
+export GOFLAGS=-mod=vendor GO111MODULE=on
 step "compiling $BINS (about 20 minutes on 2 cores)"
 make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kubelet cmd/kube-proxy" >&2
 mkdir -p "$OUT.tmp"

@@ -61,6 +61,8 @@ pub struct Summary {
     pub error: Option<String>,
     /// Set when the lab was kept: how to remove it.
     pub kept: Option<String>,
+    /// Directory of the evidence a failed run collected before teardown.
+    pub evidence: Option<String>,
 }
 
 pub trait Reporter: Send {

@@ -82,7 +82,17 @@ fn recorded() -> Vec<Event> {
         Event::Check(Box::new(during)),
         Event::Check(Box::new(wrong)),
         Event::Check(Box::new(vip)),
-        Event::RunEnd(Summary { passed: 1, failed: 1, unsupported: 1, errors: 0, secs: 18.6, exit_code: 1, error: None, kept: None }),
+        Event::RunEnd(Summary {
+            passed: 1,
+            failed: 1,
+            unsupported: 1,
+            errors: 0,
+            secs: 18.6,
+            exit_code: 1,
+            error: None,
+            kept: None,
+            evidence: None,
+        }),
     ]
 }
 
