@@ -364,3 +364,31 @@ fn k8s_up_twice_is_safe() {
     assert_eq!(clusterlab(&["down", lab]).status.code(), Some(0));
     assert_clean(lab);
 }
+
+#[test]
+fn stop_node_silences_exactly_its_replicas_and_resumes() {
+    let _g = serial();
+    let o = clusterlab(&["run", "tests/scenarios/swarm-stop-node.yaml"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0));
+    for c in ["before", "worker-1-silent", "after"] {
+        assert!(out.contains(&format!("✓ Check {c} ")), "check {c} did not pass");
+    }
+    assert_eq!(out.matches("-- timeout (expected)").count(), 2);
+    assert_clean("test-swarm-stop-node");
+}
+
+#[test]
+fn k8s_kill_apiserver_stops_the_api_not_the_pods_and_revert_restarts_it() {
+    let _g = serial();
+    bundle();
+    let (o, r) = json_run("tests/scenarios/k8s-kill-apiserver.yaml");
+    assert_eq!(o.status.code(), Some(0));
+    for (name, outcome) in [("api-before", "pass"), ("api-down", "pass"), ("pods-still-serve", "pass"), ("api-after", "pass")] {
+        assert_eq!(check(&r, name)["outcome"], outcome, "{name}");
+    }
+    // During the fault nothing answered the API; the expectation said so.
+    let down = &check(&r, "api-down")["observation"]["cells"];
+    assert!(down.as_array().unwrap().iter().flat_map(|row| row.as_array().unwrap()).all(|c| c["hits"] == 0));
+    assert_clean("test-k8s-kill-apiserver");
+}

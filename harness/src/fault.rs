@@ -65,6 +65,8 @@ pub fn rules(spec: &FaultSpec, ip_of: &dyn Fn(&str) -> String) -> BTreeMap<Strin
             let extra = format!("-m statistic --mode random --probability {:.4}", percent / 100.0);
             directional(nodes, matches, &extra, &mut out)
         }
+        // Not packet rules: see Action.
+        FaultSpec::Kill { .. } | FaultSpec::StopNode { .. } => {}
         FaultSpec::Partition { side_a, side_b } => {
             for (mine, theirs) in [(side_a, side_b), (side_b, side_a)] {
                 for n in mine {
@@ -105,7 +107,21 @@ pub struct FaultHandle {
     pub name: String,
     pub chain: String,
     pub rules: BTreeMap<String, Vec<Rule>>,
+    pub action: Action,
 }
+
+/// What applying a fault does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// iptables rules in the nodes' own namespaces (drop, partition, loss).
+    Rules,
+    /// Stop a supervised component on each node and keep it down; revert starts it again.
+    Kill { nodes: Vec<String>, component: String },
+    /// Freeze node containers (the engine's pause); revert resumes them.
+    Pause { nodes: Vec<String> },
+}
+
+const SUPERVISOR_DIR: &str = "/run/clusterlab";
 
 /// Packets matched by a fault's rules, per node.
 pub type Counters = BTreeMap<String, u64>;
@@ -119,15 +135,85 @@ fn parents(rs: &[Rule]) -> Vec<&'static str> {
 
 impl FaultHandle {
     pub fn new(lab: &Lab, fault: &Fault) -> FaultHandle {
-        FaultHandle { name: fault.name.clone(), chain: chain_name(&fault.name), rules: rules(&fault.spec, &|n| lab.node_ip(n)) }
+        let action = match &fault.spec {
+            FaultSpec::Kill { nodes, component } => Action::Kill { nodes: nodes.clone(), component: component.clone() },
+            FaultSpec::StopNode { nodes } => Action::Pause { nodes: nodes.clone() },
+            _ => Action::Rules,
+        };
+        FaultHandle { name: fault.name.clone(), chain: chain_name(&fault.name), rules: rules(&fault.spec, &|n| lab.node_ip(n)), action }
+    }
+
+    async fn apply_other(&self, lab: &Lab, apply: bool) -> Result<(), LabError> {
+        let fail = |message: String| LabError::Fault { fault: self.name.clone(), message };
+        match &self.action {
+            Action::Rules => Ok(()),
+            Action::Pause { nodes } => {
+                // The nested runtime puts its containers' cgroups beside the node's, not under it
+                // (cgroup v1, host tree mounted), so pausing the node container alone leaves its
+                // workloads running: freeze them first (and thaw them last), through the node's
+                // own runtime — dockerd for swarm, containerd's k8s.io namespace for Kubernetes.
+                let nested = |op: &str| {
+                    format!(
+                        "if docker info >/dev/null 2>&1; then ids=$(docker ps -q {f}); [ -z \"$ids\" ] || docker {op} $ids >/dev/null; fi; \
+                         if [ -S /run/containerd/containerd.sock ]; then for t in $(ctr -n k8s.io tasks ls -q 2>/dev/null); do ctr -n k8s.io tasks {op} $t 2>/dev/null; done; fi; true",
+                        f = if op == "pause" { "" } else { "--filter status=paused" }
+                    )
+                };
+                for n in nodes {
+                    let c = lab.plan.node(n).map(|x| x.container.clone()).unwrap_or_default();
+                    if apply {
+                        lab.sh(n, "freezing the node's containers", &nested("pause")).await.map_err(|e| fail(e.to_string()))?;
+                        lab.engine.set_paused(&c, true).await?;
+                    } else {
+                        lab.engine.set_paused(&c, false).await?;
+                        lab.sh(n, "thawing the node's containers", &nested("unpause")).await.map_err(|e| fail(e.to_string()))?;
+                    }
+                }
+                Ok(())
+            }
+            Action::Kill { nodes, component: c } => {
+                let d = SUPERVISOR_DIR;
+                // Apply: mark it stopped, TERM it (KILL after 10 s), wait until its supervisor left.
+                // Revert: start the supervisor again with the command it recorded.
+                let script = if apply {
+                    format!(
+                        "if ! {{ [ -f {d}/{c}.pid ] && kill -0 $(cat {d}/{c}.pid) 2>/dev/null; }}; then \
+                         echo \"no running {c} on this node (supervised here: $(ls {d} 2>/dev/null | sed -n 's/[.]pid$//p' | tr '\\n' ' '))\" >&2; exit 3; fi\n\
+                         touch {d}/{c}.stop; kill -TERM $(cat {d}/{c}.pid)\n\
+                         i=0; while [ -f {d}/{c}.supervisor ]; do i=$((i+1)); [ $i -eq 30 ] && kill -KILL $(cat {d}/{c}.pid) 2>/dev/null; [ $i -gt 150 ] && exit 4; sleep 0.1; done"
+                    )
+                } else {
+                    format!(
+                        "[ -f {d}/{c}.cmd ] || {{ echo 'no recorded command for {c}' >&2; exit 3; }}\n\
+                         set --; while IFS= read -r a; do set -- \"$@\" \"$a\"; done < {d}/{c}.cmd\n\
+                         setsid -f /usr/local/bin/supervise {c} \"$@\" </dev/null >/dev/null 2>&1\n\
+                         i=0; until [ -f {d}/{c}.supervisor ] && kill -0 $(cat {d}/{c}.pid) 2>/dev/null && {ready}; do i=$((i+1)); [ $i -gt 600 ] && exit 4; sleep 0.1; done",
+                        ready = ready_probe(c)
+                    )
+                };
+                for n in nodes {
+                    let what = if apply { format!("stopping {c}") } else { format!("restarting {c}") };
+                    lab.sh(n, &what, &script).await.map_err(|e| fail(e.to_string()))?;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// The rules as a reader would write them: `worker-1: INPUT -p udp --dport 4789 -j DROP`.
     pub fn describe(&self) -> Vec<String> {
+        match &self.action {
+            Action::Kill { nodes, component } => return nodes.iter().map(|n| format!("{n}: {component} stopped and kept down")).collect(),
+            Action::Pause { nodes } => return nodes.iter().map(|n| format!("{n}: node container and its containers paused")).collect(),
+            Action::Rules => {}
+        }
         self.rules.iter().flat_map(|(n, rs)| rs.iter().map(move |r| format!("{n}: {} {} -j DROP", r.parent, r.args))).collect()
     }
 
     pub async fn apply(&self, lab: &Lab) -> Result<(), LabError> {
+        if self.action != Action::Rules {
+            return self.apply_other(lab, true).await;
+        }
         let comment = format!("clusterlab fault {}", self.name);
         try_join_all(self.rules.iter().map(|(node, rs)| {
             let comment = comment.clone();
@@ -168,6 +254,9 @@ impl FaultHandle {
     /// Remove exactly what apply added, then prove each node's rules equal what they were.
     /// Returns the counters read just before removal.
     pub async fn revert(&self, lab: &Lab) -> Result<Counters, LabError> {
+        if self.action != Action::Rules {
+            return self.apply_other(lab, false).await.map(|_| Counters::new());
+        }
         let counters = self.counters(lab).await?;
         try_join_all(self.rules.iter().map(|(node, rs)| async move {
             let chain = &self.chain;
@@ -200,6 +289,27 @@ impl FaultHandle {
         }))
         .await?;
         Ok(counters)
+    }
+}
+
+/// How to tell a restarted component serves again (a running process is not enough for an API).
+fn ready_probe(component: &str) -> &'static str {
+    match component {
+        "kube-apiserver" => "curl -sk --noproxy '*' https://127.0.0.1:6443/readyz 2>/dev/null | grep -qx ok",
+        "dockerd" => "docker info >/dev/null 2>&1",
+        "containerd" => "ctr version >/dev/null 2>&1",
+        _ => "true",
+    }
+}
+
+impl FaultHandle {
+    /// What a revert restored, for the report.
+    pub fn reverted(&self, c: &Counters) -> Vec<String> {
+        match &self.action {
+            Action::Rules => vec![describe_counters(&self.name, c), "iptables rules equal what they were before the fault".into()],
+            Action::Kill { nodes, component } => vec![format!("{component} running again on {}", nodes.join(", "))],
+            Action::Pause { nodes } => vec![format!("resumed {}", nodes.join(", "))],
+        }
     }
 }
 

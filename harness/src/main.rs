@@ -259,10 +259,7 @@ async fn cmd_fault(cmd: FaultCmd) -> i32 {
     let h = clusterlab::fault::FaultHandle::new(&l, f);
     let r = match action {
         "apply" => h.apply(&l).await.map(|_| h.describe().join("\n")),
-        "revert" => h
-            .revert(&l)
-            .await
-            .map(|c| format!("{}\niptables rules equal what they were before the fault", clusterlab::fault::describe_counters(fault, &c))),
+        "revert" => h.revert(&l).await.map(|c| h.reverted(&c).join("\n")),
         _ => h.counters(&l).await.map(|c| clusterlab::fault::describe_counters(fault, &c)),
     };
     match r {

@@ -192,7 +192,7 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                 let h = applied.remove(name).expect("validated revert");
                 r.step(&format!("Revert fault {name}\t🩹"), exit::STACK, async {
                     let c = h.revert(lab).await?;
-                    Ok(((), vec![describe_counters(name, &c), "iptables rules equal what they were before the fault".into()]))
+                    Ok(((), h.reverted(&c)))
                 })
                 .await?;
             }
@@ -237,7 +237,9 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                 // Counters of every applied fault, and proof that the named ones were hit.
                 for (name, h) in &applied {
                     if let Ok(c) = h.counters(lab).await {
-                        report.faults.push(describe_counters(name, &c));
+                        if !c.is_empty() {
+                            report.faults.push(describe_counters(name, &c));
+                        }
                         if check.faults_hit.contains(name) {
                             let was: u64 = before.get(name).map(|c| c.values().sum()).unwrap_or(0);
                             let now: u64 = c.values().sum();

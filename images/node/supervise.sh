@@ -9,6 +9,8 @@ mkdir -p "$dir" /var/log/clusterlab
 if [ -f "$dir/$name.supervisor" ] && kill -0 "$(cat "$dir/$name.supervisor")" 2>/dev/null; then exit 0; fi
 echo $$ > "$dir/$name.supervisor"
 rm -f "$dir/$name.stop"
+# The command, one argument a line: reverting a kill fault starts it again from here.
+printf '%s\n' "$@" > "$dir/$name.cmd"
 trap 'kill -TERM "$(cat "$dir/$name.pid" 2>/dev/null)" 2>/dev/null; exit 0' TERM INT
 while :; do
   "$@" >>"$log" 2>&1 &

@@ -173,6 +173,9 @@ pub struct FaultDecl {
     pub side_b: Option<Sp<NodeSel>>,
     /// loss: percent of matching packets dropped, 0 < percent <= 100.
     pub percent: Option<Sp<f64>>,
+    /// kill: the supervised component or daemon stopped on `node` (dockerd; containerd, etcd,
+    /// kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy).
+    pub component: Option<Sp<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
@@ -181,6 +184,10 @@ pub enum FaultKind {
     Drop,
     Partition,
     Loss,
+    /// Stop a component on a node (and keep it down); revert starts it again.
+    Kill,
+    /// Freeze node containers (pause); revert resumes them.
+    StopNode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]

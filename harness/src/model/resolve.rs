@@ -101,6 +101,18 @@ pub enum FaultSpec {
     Drop { nodes: Vec<String>, matches: Match },
     Partition { side_a: Vec<String>, side_b: Vec<String> },
     Loss { nodes: Vec<String>, matches: Match, percent: f64 },
+    Kill { nodes: Vec<String>, component: String },
+    StopNode { nodes: Vec<String> },
+}
+
+/// Components a kill fault can stop, per stack (each runs under the node's supervisor).
+pub fn killable(stack: StackKind) -> &'static [&'static str] {
+    match stack {
+        StackKind::Swarm => &["dockerd"],
+        StackKind::Kubernetes => {
+            &["containerd", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"]
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -430,7 +442,7 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
             p.at(fd.name.pos, format!("duplicate fault name {:?}", fd.name.value), None);
             continue;
         }
-        if let Some(spec) = resolve_fault(fd, &idx, p) {
+        if let Some(spec) = resolve_fault(fd, &idx, stack, p) {
             faults.push(Fault { name: fd.name.value.clone(), spec });
         }
     }
@@ -479,7 +491,15 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
                     p.at(c.name.pos, format!("duplicate check name {:?}", c.name.value), Some(format!("first used at line {}", prev.line)));
                 }
                 for h in c.expect.iter().flat_map(|e| e.faults_hit.iter()) {
-                    if fault_known(h, p) && !applied.contains(&h.value) {
+                    let packetless =
+                        f.faults.iter().any(|x| x.name.value == h.value && matches!(x.kind.value, FaultKind::Kill | FaultKind::StopNode));
+                    if packetless {
+                        p.at(
+                            h.pos,
+                            format!("fault {:?} stops a process or a node; it has no packet counter for faults-hit", h.value),
+                            None,
+                        );
+                    } else if fault_known(h, p) && !applied.contains(&h.value) {
                         p.at(
                             h.pos,
                             format!("fault {:?} is not applied at this check", h.value),
@@ -537,8 +557,50 @@ fn resolve_match(fd: &FaultDecl, idx: &NodeIndex, p: &mut Problems) -> Match {
     }
 }
 
-fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, p: &mut Problems) -> Option<FaultSpec> {
+fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Problems) -> Option<FaultSpec> {
+    if let (Some(c), false) = (&fd.component, fd.kind.value == FaultKind::Kill) {
+        p.at(c.pos, "field component is for a kill fault", None);
+    }
     match fd.kind.value {
+        FaultKind::Kill | FaultKind::StopNode => {
+            let kind = if fd.kind.value == FaultKind::Kill { "kill" } else { "stop-node" };
+            for (field, pos) in [
+                ("protocol", fd.protocol.as_ref().map(|x| x.pos)),
+                ("port", fd.port.as_ref().map(|x| x.pos)),
+                ("direction", fd.direction.as_ref().map(|x| x.pos)),
+                ("peers", fd.peers.as_ref().map(|x| x.pos)),
+                ("side-a", fd.side_a.as_ref().map(|x| x.pos)),
+                ("side-b", fd.side_b.as_ref().map(|x| x.pos)),
+                ("percent", fd.percent.as_ref().map(|x| x.pos)),
+            ] {
+                if let Some(pos) = pos {
+                    not_for(p, kind, field, pos);
+                }
+            }
+            let nodes = match &fd.node {
+                Some(n) => idx.expand(p, "node", n),
+                None => {
+                    p.at(fd.kind.pos, format!("a {kind} fault needs node:"), None);
+                    vec![]
+                }
+            };
+            if fd.kind.value == FaultKind::StopNode {
+                return Some(FaultSpec::StopNode { nodes });
+            }
+            let known = killable(stack);
+            let component = match &fd.component {
+                Some(c) if known.contains(&c.value.as_str()) => c.value.clone(),
+                Some(c) => {
+                    p.at(c.pos, format!("unknown component {:?} for this stack", c.value), Some(format!("one of {}", known.join(", "))));
+                    c.value.clone()
+                }
+                None => {
+                    p.at(fd.kind.pos, "a kill fault needs component:", Some(format!("one of {}", known.join(", "))));
+                    String::new()
+                }
+            };
+            Some(FaultSpec::Kill { nodes, component })
+        }
         FaultKind::Drop | FaultKind::Loss => {
             let kind = if fd.kind.value == FaultKind::Drop { "drop" } else { "loss" };
             for (field, pos) in [("side-a", fd.side_a.as_ref().map(|x| x.pos)), ("side-b", fd.side_b.as_ref().map(|x| x.pos))] {
@@ -689,7 +751,7 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: St
     };
     let mut expect = Expectation::default();
     if let Some(rules) = c.expect.as_ref().and_then(|e| e.unreachable.as_ref()) {
-        if matches!(kind, CheckKind::Dns | CheckKind::Api) {
+        if kind == CheckKind::Dns {
             p.at(c.kind.pos, format!("a {} check takes no unreachable expectation", kind_name(kind)), None);
         }
         for un in rules.items() {

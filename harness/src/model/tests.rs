@@ -183,3 +183,20 @@ proptest! {
         assert_located(&text, parse_str(&text, "p.yaml"));
     }
 }
+
+#[test]
+fn kill_and_stop_node_faults_are_checked() {
+    let t = GOOD.replace(
+        "  - { name: vxlan-blocked, kind: drop, node: worker-1, protocol: udp, port: 4789, direction: in }",
+        "  - { name: vxlan-blocked, kind: kill, node: worker-1, component: kubelet, port: 4789 }\n  - { name: frozen, kind: stop-node }",
+    );
+    insta::assert_snapshot!(problems(&t));
+    let ok = GOOD
+        .replace(
+            "  - { name: vxlan-blocked, kind: drop, node: worker-1, protocol: udp, port: 4789, direction: in }",
+            "  - { name: vxlan-blocked, kind: stop-node, node: worker-1 }",
+        )
+        .replace("        faults-hit: [vxlan-blocked]                # and the drop rule must count packets\n", "");
+    let s = parse_str(&ok, "t.yaml").unwrap();
+    assert_eq!(s.faults[0].spec, FaultSpec::StopNode { nodes: vec!["worker-1".into()] });
+}

@@ -196,11 +196,14 @@ const PROBE: &str = "clusterlab-probe";
 pub struct Kube<'a> {
     pub lab: &'a Lab,
     spec: KubeSpec,
+    /// The last replicas and paths seen per service: with the API down (a kill fault), probes
+    /// still know where the pods are and what the ClusterIP was.
+    seen: std::sync::Mutex<std::collections::HashMap<String, (Vec<Replica>, ServicePaths)>>,
 }
 
 impl<'a> Kube<'a> {
     pub fn new(lab: &'a Lab) -> Kube<'a> {
-        Kube { lab, spec: lab.scenario.kube.clone().expect("kubernetes scenario has kube settings") }
+        Kube { lab, spec: lab.scenario.kube.clone().expect("kubernetes scenario has kube settings"), seen: Default::default() }
     }
 
     fn master(&self) -> String {
@@ -502,6 +505,45 @@ fn first_host(cidr: &str) -> String {
     std::net::Ipv4Addr::from(u32::from(base) + 1).to_string()
 }
 
+impl Kube<'_> {
+    async fn fetch_replicas(&self, service: &str) -> Result<Vec<Replica>, LabError> {
+        let mut out: Vec<Replica> = self
+            .pods(service)
+            .await?
+            .into_iter()
+            .filter(|p| p.3)
+            // A pod's hostname is its name: that is what the web image answers with.
+            .map(|(name, node, ip, _)| Replica { task: name.clone(), node, identity: name, ip })
+            .collect();
+        out.sort_by(|a, b| a.node.cmp(&b.node).then(a.task.cmp(&b.task)));
+        Ok(out)
+    }
+
+    async fn fetch_paths(&self, service: &str, client: ClientKind) -> Result<ServicePaths, LabError> {
+        let out = self
+            .kctl(
+                "reading the service",
+                &format!("get svc {} -o jsonpath='{{.spec.clusterIP}} {{.spec.ports[0].port}} {{.spec.ports[0].nodePort}}'", shq(service)),
+            )
+            .await?;
+        let f: Vec<&str> = out.split_whitespace().collect();
+        let (ip, port) = (f.first().copied().unwrap_or(""), f.get(1).copied().unwrap_or("80"));
+        let node_port = f.get(2).and_then(|p| p.parse().ok());
+        let mut notes = vec![format!("{service}'s ClusterIP is {ip}:{port}")];
+        if let Some(np) = node_port {
+            notes.push(format!("{service}'s node port is {np}"));
+        }
+        let client = match client {
+            ClientKind::Node => Client::Node,
+            ClientKind::Pod => {
+                notes.push("requests start in the client pod on each entry node".into());
+                Client::Pod { containers: self.client_pods().await? }
+            }
+        };
+        Ok(ServicePaths { client, vip: format!("{ip}:{port}"), node_port, notes })
+    }
+}
+
 impl Stack for Kube<'_> {
     async fn prepare(&self, images: &[String], progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
         let pause = crate::images::tag("pause", &Default::default());
@@ -576,6 +618,8 @@ impl Stack for Kube<'_> {
         }
         for s in &self.lab.scenario.services {
             let rs = self.converge(&s.name, s.replicas).await?;
+            // Remember where it runs and its ClusterIP, for checks while the API is down.
+            self.paths(&s.name, ClientKind::Node).await?;
             progress(format!("service {} ready: {}", s.name, placement(&rs)));
         }
         Ok(())
@@ -587,40 +631,44 @@ impl Stack for Kube<'_> {
     }
 
     async fn replicas(&self, service: &str) -> Result<Vec<Replica>, LabError> {
-        let mut out: Vec<Replica> = self
-            .pods(service)
-            .await?
-            .into_iter()
-            .filter(|p| p.3)
-            // A pod's hostname is its name: that is what the web image answers with.
-            .map(|(name, node, ip, _)| Replica { task: name.clone(), node, identity: name, ip })
-            .collect();
-        out.sort_by(|a, b| a.node.cmp(&b.node).then(a.task.cmp(&b.task)));
-        Ok(out)
+        let key = service.to_string();
+        match self.fetch_replicas(service).await {
+            Ok(r) => {
+                if let Ok(mut seen) = self.seen.lock() {
+                    let paths = seen.get(&key).map(|x| x.1.clone());
+                    if let Some(p) = paths {
+                        seen.insert(key, (r.clone(), p));
+                    }
+                }
+                Ok(r)
+            }
+            // The API is down (e.g. a kill fault): the pods are where they were.
+            Err(e) => self.seen.lock().ok().and_then(|s| s.get(&key).map(|x| x.0.clone())).ok_or(e),
+        }
     }
 
     async fn paths(&self, service: &str, client: ClientKind) -> Result<ServicePaths, LabError> {
-        let out = self
-            .kctl(
-                "reading the service",
-                &format!("get svc {} -o jsonpath='{{.spec.clusterIP}} {{.spec.ports[0].port}} {{.spec.ports[0].nodePort}}'", shq(service)),
-            )
-            .await?;
-        let f: Vec<&str> = out.split_whitespace().collect();
-        let (ip, port) = (f.first().copied().unwrap_or(""), f.get(1).copied().unwrap_or("80"));
-        let node_port = f.get(2).and_then(|p| p.parse().ok());
-        let mut notes = vec![format!("{service}'s ClusterIP is {ip}:{port}")];
-        if let Some(np) = node_port {
-            notes.push(format!("{service}'s node port is {np}"));
-        }
-        let client = match client {
-            ClientKind::Node => Client::Node,
-            ClientKind::Pod => {
-                notes.push("requests start in the client pod on each entry node".into());
-                Client::Pod { containers: self.client_pods().await? }
+        let key = service.to_string();
+        match self.fetch_paths(service, client).await {
+            Ok(p) => {
+                if let Ok(r) = self.fetch_replicas(service).await {
+                    if let Ok(mut seen) = self.seen.lock() {
+                        seen.insert(key, (r, p.clone()));
+                    }
+                }
+                Ok(p)
             }
-        };
-        Ok(ServicePaths { client, vip: format!("{ip}:{port}"), node_port, notes })
+            Err(e) => {
+                let cached = self.seen.lock().ok().and_then(|s| s.get(&key).map(|x| x.1.clone()));
+                match cached {
+                    Some(mut p) if client == ClientKind::Node || matches!(p.client, Client::Pod { .. }) => {
+                        p.notes.push("the API does not answer: using the pods and ClusterIP seen last".into());
+                        Ok(p)
+                    }
+                    _ => Err(e),
+                }
+            }
+        }
     }
 
     fn unsupported(&self, check: &Check) -> Option<String> {

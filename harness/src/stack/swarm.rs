@@ -22,11 +22,14 @@ pub struct Swarm<'a> {
     pub lab: &'a Lab,
     /// Does the nodes' kernel have IPVS (swarm's VIP and routing mesh)? Measured at install.
     ipvs: std::sync::OnceLock<bool>,
+    /// The last listing of each (service, node): a paused node (stop-node fault) cannot be asked,
+    /// and its replicas are still there, frozen.
+    seen: std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
 }
 
 impl<'a> Swarm<'a> {
     pub fn new(lab: &'a Lab) -> Swarm<'a> {
-        Swarm { lab, ipvs: std::sync::OnceLock::new() }
+        Swarm { lab, ipvs: std::sync::OnceLock::new(), seen: Default::default() }
     }
 }
 
@@ -291,16 +294,26 @@ impl Stack for Swarm<'_> {
              docker inspect -f '{{{{index .Config.Labels \"com.docker.swarm.task.name\"}}}} {{{{.Config.Hostname}}}} {{{{with index .NetworkSettings.Networks {net}}}}}{{{{.IPAddress}}}}{{{{end}}}}' $c; done",
             svc = shq(service),
         );
-        let per_node =
-            try_join_all(
-                self.lab.plan.nodes.iter().map(|n| {
-                    let script = script.clone();
-                    async move {
-                        self.lab.sh(&n.name, &format!("listing replicas of {service}"), &script).await.map(|o| (n.name.clone(), o.stdout))
+        let per_node = try_join_all(self.lab.plan.nodes.iter().map(|n| {
+            let script = script.clone();
+            async move {
+                let key = (service.to_string(), n.name.clone());
+                match self.lab.sh(&n.name, &format!("listing replicas of {service}"), &script).await {
+                    Ok(o) => {
+                        if let Ok(mut seen) = self.seen.lock() {
+                            seen.insert(key, o.stdout.clone());
+                        }
+                        Ok((n.name.clone(), o.stdout))
                     }
-                }),
-            )
-            .await?;
+                    // A paused node cannot answer; its replicas are the ones it had.
+                    Err(LabError::Exec { source, .. }) if source.to_string().contains("is paused") => {
+                        Ok((n.name.clone(), self.seen.lock().ok().and_then(|s| s.get(&key).cloned()).unwrap_or_default()))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }))
+        .await?;
         let mut out = Vec::new();
         for (node, text) in per_node {
             for line in text.lines() {
