@@ -147,7 +147,7 @@ fn wrong_expectation_fails_with_exit_1_and_cleans_up() {
     // The failed run kept evidence before tearing down, and the report says where.
     let ev = PathBuf::from(report["runs"][0]["summary"]["evidence"].as_str().expect("evidence listed in the report"));
     let rules = std::fs::read_to_string(ev.join("worker-1/iptables-save.txt")).unwrap();
-    assert!(rules.contains("CL-vxlan-blocked") || rules.contains("*filter"), "{rules}");
+    assert!(rules.contains("*filter") && rules.contains("Chain INPUT"), "{rules}");
     assert!(std::fs::read_to_string(ev.join("worker-1/logs.txt")).unwrap().contains("dockerd.log"));
     assert!(std::fs::read_to_string(ev.join("stack-state.txt")).unwrap().contains("web"));
     let _ = std::fs::remove_dir_all(&ev);
@@ -391,4 +391,25 @@ fn k8s_kill_apiserver_stops_the_api_not_the_pods_and_revert_restarts_it() {
     let down = &check(&r, "api-down")["observation"]["cells"];
     assert!(down.as_array().unwrap().iter().flat_map(|row| row.as_array().unwrap()).all(|c| c["hits"] == 0));
     assert_clean("test-k8s-kill-apiserver");
+}
+
+/// faults-hit fails a check whose fault matched nothing, even when every pair is as expected:
+/// here the rule drops UDP 4790, which no overlay packet uses.
+#[test]
+fn a_fault_that_matches_nothing_fails_faults_hit() {
+    let _g = serial();
+    let text = std::fs::read_to_string(root().join("scenarios/swarm-vxlan-blocked.yaml"))
+        .unwrap()
+        .replace("name: swarm-vxlan-blocked", "name: test-fault-missed")
+        .replace("port: 4789, direction: in", "port: 4790, direction: in")
+        .replace("        unreachable: { replicas-on: [worker-1] }   # every other pair must answer\n", "");
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("missed.yaml");
+    std::fs::write(&f, text).unwrap();
+    let o = clusterlab(&["run", f.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(out.contains("✗ Check only-worker-1-lost") && out.contains("fault vxlan-blocked matched no packet during the check"), "{out}");
+    assert!(out.contains("6/6 pairs answered, 6 as expected"), "every pair answered, as the edited file expects");
+    assert_clean("test-fault-missed");
 }

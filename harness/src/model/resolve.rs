@@ -558,25 +558,33 @@ fn resolve_match(fd: &FaultDecl, idx: &NodeIndex, p: &mut Problems) -> Match {
 }
 
 fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Problems) -> Option<FaultSpec> {
-    if let (Some(c), false) = (&fd.component, fd.kind.value == FaultKind::Kill) {
-        p.at(c.pos, "field component is for a kill fault", None);
+    // Each kind takes its own fields; any other field given is reported where it stands.
+    let given = [
+        ("node", fd.node.as_ref().map(|x| x.pos)),
+        ("protocol", fd.protocol.as_ref().map(|x| x.pos)),
+        ("port", fd.port.as_ref().map(|x| x.pos)),
+        ("direction", fd.direction.as_ref().map(|x| x.pos)),
+        ("peers", fd.peers.as_ref().map(|x| x.pos)),
+        ("side-a", fd.side_a.as_ref().map(|x| x.pos)),
+        ("side-b", fd.side_b.as_ref().map(|x| x.pos)),
+        ("percent", fd.percent.as_ref().map(|x| x.pos)),
+        ("component", fd.component.as_ref().map(|x| x.pos)),
+    ];
+    let (kind_word, accepted): (&str, &[&str]) = match fd.kind.value {
+        FaultKind::Drop => ("drop", &["node", "protocol", "port", "direction", "peers"]),
+        FaultKind::Loss => ("loss", &["node", "protocol", "port", "direction", "peers", "percent"]),
+        FaultKind::Partition => ("partition", &["side-a", "side-b"]),
+        FaultKind::Kill => ("kill", &["node", "component"]),
+        FaultKind::StopNode => ("stop-node", &["node"]),
+    };
+    for (field, pos) in given {
+        if let (Some(pos), false) = (pos, accepted.contains(&field)) {
+            not_for(p, kind_word, field, pos);
+        }
     }
     match fd.kind.value {
         FaultKind::Kill | FaultKind::StopNode => {
-            let kind = if fd.kind.value == FaultKind::Kill { "kill" } else { "stop-node" };
-            for (field, pos) in [
-                ("protocol", fd.protocol.as_ref().map(|x| x.pos)),
-                ("port", fd.port.as_ref().map(|x| x.pos)),
-                ("direction", fd.direction.as_ref().map(|x| x.pos)),
-                ("peers", fd.peers.as_ref().map(|x| x.pos)),
-                ("side-a", fd.side_a.as_ref().map(|x| x.pos)),
-                ("side-b", fd.side_b.as_ref().map(|x| x.pos)),
-                ("percent", fd.percent.as_ref().map(|x| x.pos)),
-            ] {
-                if let Some(pos) = pos {
-                    not_for(p, kind, field, pos);
-                }
-            }
+            let kind = kind_word;
             let nodes = match &fd.node {
                 Some(n) => idx.expand(p, "node", n),
                 None => {
@@ -602,12 +610,7 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
             Some(FaultSpec::Kill { nodes, component })
         }
         FaultKind::Drop | FaultKind::Loss => {
-            let kind = if fd.kind.value == FaultKind::Drop { "drop" } else { "loss" };
-            for (field, pos) in [("side-a", fd.side_a.as_ref().map(|x| x.pos)), ("side-b", fd.side_b.as_ref().map(|x| x.pos))] {
-                if let Some(pos) = pos {
-                    not_for(p, kind, field, pos);
-                }
-            }
+            let kind = kind_word;
             let nodes = match &fd.node {
                 Some(n) => idx.expand(p, "node", n),
                 None => {
@@ -617,9 +620,6 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
             };
             let matches = resolve_match(fd, idx, p);
             if fd.kind.value == FaultKind::Drop {
-                if let Some(pc) = &fd.percent {
-                    not_for(p, kind, "percent", pc.pos);
-                }
                 Some(FaultSpec::Drop { nodes, matches })
             } else {
                 let percent = match &fd.percent {
@@ -637,18 +637,6 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
             }
         }
         FaultKind::Partition => {
-            for (field, pos) in [
-                ("node", fd.node.as_ref().map(|x| x.pos)),
-                ("protocol", fd.protocol.as_ref().map(|x| x.pos)),
-                ("port", fd.port.as_ref().map(|x| x.pos)),
-                ("direction", fd.direction.as_ref().map(|x| x.pos)),
-                ("peers", fd.peers.as_ref().map(|x| x.pos)),
-                ("percent", fd.percent.as_ref().map(|x| x.pos)),
-            ] {
-                if let Some(pos) = pos {
-                    not_for(p, "partition", field, pos);
-                }
-            }
             let side = |s: &Option<Sp<NodeSel>>, name: &str, p: &mut Problems| match s {
                 Some(x) => idx.expand(p, name, x),
                 None => {
