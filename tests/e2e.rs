@@ -411,5 +411,8 @@ fn a_fault_that_matches_nothing_fails_faults_hit() {
     assert_eq!(o.status.code(), Some(1));
     assert!(out.contains("✗ Check only-worker-1-lost") && out.contains("fault vxlan-blocked matched no packet during the check"), "{out}");
     assert!(out.contains("6/6 pairs answered, 6 as expected"), "every pair answered, as the edited file expects");
+    // A failed run keeps evidence; this one fails on purpose, so remove it.
+    let ev = out.lines().find_map(|l| l.split_once("stack state) in ").map(|(_, p)| p.trim().to_string())).expect("evidence line");
+    std::fs::remove_dir_all(ev).unwrap();
     assert_clean("test-fault-missed");
 }
