@@ -26,7 +26,10 @@ if ! grep -rqsE '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sou
   apt-get update -q >&2
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/clusterlab-k8s.XXXXXX")
+# A fixed build directory: Kubernetes passes -trimpath=<source dir> to the compiler, and Go's
+# build cache keys include those flags, so a random directory would miss the cache every time.
+work=$CACHE/build-$VERSION
+rm -rf "$work"; mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 step "fetching Debian's kubernetes source package"
