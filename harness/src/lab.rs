@@ -9,11 +9,26 @@ pub struct Lab {
     pub engine: Engine,
     pub plan: LabPlan,
     pub scenario: Scenario,
-    /// Tag of the workload image that also serves as the in-overlay probe client.
-    pub probe_image: String,
+    /// Where the lab's images come from: every tag derives from it.
+    pub base: crate::images::BaseSource,
 }
 
 impl Lab {
+    /// The tag of a clusterlab image recipe (node, web, pause, tools) for this lab's base.
+    pub fn image(&self, recipe: &str) -> String {
+        crate::images::tag(recipe, &self.base)
+    }
+
+    /// The tag a service's `image:` names (a recipe name, or any image verbatim).
+    pub fn workload(&self, image: &str) -> String {
+        crate::images::resolve_workload(image, &self.base)
+    }
+
+    /// The workload image doubles as the probe client (busybox wget and nslookup inside).
+    pub fn probe_image(&self) -> String {
+        self.image("web")
+    }
+
     fn container(&self, node: &str) -> String {
         self.plan.node(node).map(|n| n.container.clone()).unwrap_or_else(|| format!("{}-{node}", self.plan.lab))
     }

@@ -140,19 +140,19 @@ async fn create_nodes(
             NestedMode::CapSet => "cap set: --privileged is refused on this host",
         };
         let line = format!("{n} nodes on {} ({why})", plan.subnet);
-        Ok((Lab { engine: engine.clone(), plan, scenario: s.clone(), probe_image: images::tag("web", base) }, vec![line]))
+        Ok((Lab { engine: engine.clone(), plan, scenario: s.clone(), base: base.clone() }, vec![line]))
     })
     .await
 }
 
 /// Wait for the nodes' runtimes, load the images, install the stack.
-async fn install(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, base: &BaseSource) -> Result<(), Abort> {
+async fn install(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>) -> Result<(), Abort> {
     let mut workload: Vec<String> = Vec::new();
     if lab.scenario.stack == StackKind::Swarm {
-        workload.push(lab.probe_image.clone());
+        workload.push(lab.probe_image());
     }
     for s in &lab.scenario.services {
-        let t = images::resolve_workload(&s.image, base);
+        let t = lab.workload(&s.image);
         if !workload.contains(&t) {
             workload.push(t);
         }
@@ -300,11 +300,9 @@ async fn counters_of(lab: &Lab, applied: &BTreeMap<String, FaultHandle>, names: 
     out
 }
 
-/// Plan a lab for this scenario on this engine (free subnet, name not taken).
+/// Plan a lab for this scenario on this engine: a subnet no network uses. (Whether the name is
+/// taken is decided once, by the caller, before anything is created.)
 pub async fn plan_lab(engine: &Engine, s: &Scenario, lab: &str, run_id: &str) -> Result<LabPlan, LabError> {
-    if engine.lab_exists(lab).await? {
-        return Err(LabError::LabExists { lab: lab.to_string() });
-    }
     let used = engine.used_subnets().await?;
     plan::plan(s, lab, run_id, &used).map_err(|message| LabError::Plan { lab: lab.to_string(), message })
 }
@@ -340,13 +338,13 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
                 .map_err(|m| Abort(exit::HOST, LabError::Plan { lab: lab_name.clone(), message: m }))?;
             r.rep.emit(Event::Info(format!("lab {lab_name} exists (run {}); installing again over it", lab.plan.run_id)));
             let stack = AnyStack::new(&lab);
-            return install(&lab, &stack, &mut r, &opts.base).await;
+            return install(&lab, &stack, &mut r).await;
         }
         // From here on, teardown removes whatever this run created (found by its run label).
         created = true;
         let lab = create_nodes(engine, s, &lab_name, run_id, &mut r, &opts.base).await?;
         let stack = AnyStack::new(&lab);
-        let mut result = install(&lab, &stack, &mut r, &opts.base).await;
+        let mut result = install(&lab, &stack, &mut r).await;
         if result.is_ok() && !opts.up_only {
             result = run_steps(&lab, &stack, &mut r, &mut sum).await;
         }
@@ -410,5 +408,5 @@ pub async fn attach(engine: &Engine, lab: &str, base: &BaseSource) -> Result<Lab
     let file = labels.get(LABEL_SCENARIO).cloned().unwrap_or_default();
     let scenario =
         crate::model::load(std::path::Path::new(&file)).map_err(|p| format!("cannot re-read the scenario of lab {lab}:\n{p}"))?;
-    Ok(Lab { engine: engine.clone(), plan, scenario, probe_image: images::tag("web", base) })
+    Ok(Lab { engine: engine.clone(), plan, scenario, base: base.clone() })
 }

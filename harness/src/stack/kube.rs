@@ -435,7 +435,7 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
                 &self.master(),
                 "deploying client pods",
                 &format!("{KCTL} apply -f -"),
-                Some(probe_daemonset(&self.lab.probe_image).into()),
+                Some(probe_daemonset(&self.lab.probe_image()).into()),
             )
             .await?;
         let start = Instant::now();
@@ -546,7 +546,7 @@ impl Kube<'_> {
 
 impl Stack for Kube<'_> {
     async fn prepare(&self, images: &[String], progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
-        let pause = crate::images::tag("pause", &Default::default());
+        let pause = self.lab.image("pause");
         let conf = containerd_config(&pause);
         // containerd waits for its configuration (start-node), then answers; kubelet needs a
         // machine id and /dev/kmsg (OOM events are then not reported).
@@ -607,7 +607,7 @@ impl Stack for Kube<'_> {
         self.wait_ready().await?;
         progress(format!("{} nodes Ready ({:.1} s)", self.lab.plan.nodes.len(), t.elapsed().as_secs_f64()));
         for s in &self.lab.scenario.services {
-            let image = crate::images::resolve_workload(&s.image, &Default::default());
+            let image = self.lab.workload(&s.image);
             self.lab
                 .sh_in(&self.master(), &format!("deploying {}", s.name), &format!("{KCTL} apply -f -"), Some(manifests(s, &image).into()))
                 .await?;

@@ -156,7 +156,7 @@ impl Swarm<'_> {
                 cmd.push_str(" --endpoint-mode dnsrr");
             }
             cmd.push(' ');
-            cmd.push_str(&shq(&crate::images::resolve_workload(&s.image, &Default::default())));
+            cmd.push_str(&shq(&self.lab.workload(&s.image)));
             self.lab.sh(&leader, &format!("creating service {}", s.name), &cmd).await?;
         }
         Ok(())
@@ -177,7 +177,7 @@ impl Swarm<'_> {
                     .sh(
                         &n.name,
                         &format!("starting the probe on {net}"),
-                        &format!("docker rm -f {name} >/dev/null 2>&1; docker run -d --name {name} --network {} --entrypoint sleep {} 2147483647", shq(net), shq(&self.lab.probe_image)),
+                        &format!("docker rm -f {name} >/dev/null 2>&1; docker run -d --name {name} --network {} --entrypoint sleep {} 2147483647", shq(net), shq(&self.lab.probe_image())),
                     )
                     .await
                     .map(|_| ())
