@@ -144,12 +144,29 @@ fn wrong_expectation_fails_with_exit_1_and_cleans_up() {
     assert!(out.contains("✓ Check all-replicas-up") && out.contains("✓ Check all-replicas-back"));
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["runs"][0]["summary"]["failed"], 1);
-    // The failed run kept evidence before tearing down, and the report says where.
+    // The cause names the node that really lost its pairs, the fault and its counter; and the
+    // pairs that answered against the file are named too.
+    let cause = out.lines().find(|l| l.contains("cause:") && l.contains("did not answer")).unwrap_or_else(|| panic!("no cause line:\n{out}"));
+    assert!(cause.contains("all targets on worker-1, from manager, worker-2"), "{cause}");
+    let counted = cause.split("by fault vxlan-blocked (").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse::<u64>().ok());
+    assert!(counted.is_some_and(|n| n > 0), "no packet count for the fault in: {cause}");
+    assert!(out.lines().any(|l| l.contains("cause:") && l.contains("answered though the file expects no answer: targets on worker-2")), "{out}");
+    // The failed run kept a failure bundle, listed in the report: at the failed check (while the
+    // fault was applied, so its chain is in the rules) and at the end (after the revert).
     let ev = PathBuf::from(report["runs"][0]["summary"]["evidence"].as_str().expect("evidence listed in the report"));
-    let rules = std::fs::read_to_string(ev.join("worker-1/iptables-save.txt")).unwrap();
-    assert!(rules.contains("*filter") && rules.contains("Chain INPUT"), "{rules}");
-    assert!(std::fs::read_to_string(ev.join("worker-1/logs.txt")).unwrap().contains("dockerd.log"));
-    assert!(std::fs::read_to_string(ev.join("stack-state.txt")).unwrap().contains("web"));
+    let check = &report["runs"][0]["checks"].as_array().unwrap().iter().find(|c| c["name"] == "only-worker-1-lost").unwrap().clone();
+    assert_eq!(check["evidence"].as_str().map(PathBuf::from), Some(ev.join("check-only-worker-1-lost")));
+    assert!(check["diagnosis"].as_array().is_some_and(|d| !d.is_empty()));
+    let during = std::fs::read_to_string(ev.join("check-only-worker-1-lost/worker-1/iptables-save.txt")).unwrap();
+    assert!(during.contains("CL-vxlan-blocked") && during.contains("Chain INPUT"), "{during}");
+    let end = std::fs::read_to_string(ev.join("end/worker-1/iptables-save.txt")).unwrap();
+    assert!(end.contains("*filter") && !end.contains("CL-vxlan-blocked"), "{end}");
+    assert!(std::fs::read_to_string(ev.join("end/worker-1/logs.txt")).unwrap().contains("dockerd.log"));
+    assert!(std::fs::read_to_string(ev.join("end/stack-state.txt")).unwrap().contains("web"));
+    assert!(std::fs::read_to_string(ev.join("check-only-worker-1-lost/diagnosis.json")).unwrap().contains("vxlan-blocked"));
+    assert!(std::fs::read_to_string(ev.join("scenario.json")).unwrap().contains("test-wrong-expectation"));
+    let events = std::fs::read_to_string(ev.join("events.jsonl")).unwrap();
+    assert!(events.lines().next().unwrap_or("").contains("RunStart") && events.contains("only-worker-1-lost"), "{events}");
     let _ = std::fs::remove_dir_all(&ev);
     assert_clean("test-wrong-expectation");
 }
@@ -412,7 +429,11 @@ fn a_fault_that_matches_nothing_fails_faults_hit() {
     assert!(out.contains("✗ Check only-worker-1-lost") && out.contains("fault vxlan-blocked matched no packet during the check"), "{out}");
     assert!(out.contains("6/6 pairs answered, 6 as expected"), "every pair answered, as the edited file expects");
     // A failed run keeps evidence; this one fails on purpose, so remove it.
-    let ev = out.lines().find_map(|l| l.split_once("stack state) in ").map(|(_, p)| p.trim().to_string())).expect("evidence line");
+    let ev = out
+        .lines()
+        .filter(|l| l.contains("failure bundle"))
+        .find_map(|l| l.rsplit_once(") in ").map(|(_, p)| p.trim().to_string()))
+        .expect("failure bundle line");
     std::fs::remove_dir_all(ev).unwrap();
     assert_clean("test-fault-missed");
 }

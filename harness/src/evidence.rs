@@ -26,13 +26,16 @@ const NODE_FILES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Write the evidence; returns the directory. Best effort: a command that fails leaves its
-/// error in the file instead of stopping the rest.
-pub async fn collect(lab: &Lab) -> std::io::Result<PathBuf> {
-    let dir = dir_for(&lab.plan.lab, &lab.plan.run_id);
+/// Write the evidence of one moment (`at`: `check-<name>` while a failed check's faults are
+/// still applied, `end` when the run stopped) under the run's directory; returns that
+/// directory. Best effort: a command that fails leaves its error in the file instead of
+/// stopping the rest.
+pub async fn collect(lab: &Lab, at: &str) -> std::io::Result<PathBuf> {
+    let root = dir_for(&lab.plan.lab, &lab.plan.run_id);
+    let dir = root.join(at);
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("scenario.json"), serde_json::to_string_pretty(&lab.scenario).unwrap_or_default())?;
-    std::fs::write(dir.join("plan.json"), serde_json::to_string_pretty(&lab.plan).unwrap_or_default())?;
+    std::fs::write(root.join("scenario.json"), serde_json::to_string_pretty(&lab.scenario).unwrap_or_default())?;
+    std::fs::write(root.join("plan.json"), serde_json::to_string_pretty(&lab.plan).unwrap_or_default())?;
     let jobs = lab.plan.nodes.iter().flat_map(|n| NODE_FILES.iter().map(move |(file, cmd)| (n.name.clone(), *file, *cmd)));
     let outs = join_all(jobs.map(|(node, file, cmd)| async move {
         let text = match lab.sh_raw(&node, cmd).await {

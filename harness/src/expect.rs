@@ -88,6 +88,7 @@ mod tests {
             expect: if unreachable_on.is_empty() { Expectation::default() } else { Expectation::one(unreachable_on, None) },
             client: Default::default(),
             faults_hit: vec![],
+            path: "/".into(),
         }
     }
 

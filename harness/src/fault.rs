@@ -3,7 +3,8 @@
 //! applied fault remembers the node's `iptables-save` from before, and revert proves it equal.
 
 use crate::lab::Lab;
-use crate::model::{Direction, Fault, FaultSpec, Match, Protocol};
+use crate::lab::shq;
+use crate::model::{Direction, Fault, FaultSpec, Match, NoProxy, Protocol};
 use crate::provider::LabError;
 use futures_util::future::try_join_all;
 use std::collections::BTreeMap;
@@ -66,7 +67,7 @@ pub fn rules(spec: &FaultSpec, ip_of: &dyn Fn(&str) -> String) -> BTreeMap<Strin
             directional(nodes, matches, &extra, &mut out)
         }
         // Not packet rules: see Action.
-        FaultSpec::Kill { .. } | FaultSpec::StopNode { .. } => {}
+        FaultSpec::Kill { .. } | FaultSpec::StopNode { .. } | FaultSpec::HttpProxy { .. } | FaultSpec::Mtu { .. } => {}
         FaultSpec::Partition { side_a, side_b } => {
             for (mine, theirs) in [(side_a, side_b), (side_b, side_a)] {
                 for n in mine {
@@ -119,6 +120,34 @@ pub enum Action {
     Kill { nodes: Vec<String>, component: String },
     /// Freeze node containers (the engine's pause); revert resumes them.
     Pause { nodes: Vec<String> },
+    /// Start a stray proxy and put it in the clients' environment (and the named components').
+    Proxy { nodes: Vec<String>, no_proxy: Vec<NoProxy>, components: Vec<String> },
+    /// Set the MTU of each node's lab interface; revert restores the one it had.
+    Mtu { nodes: Vec<String>, mtu: u32 },
+}
+
+/// The proxy environment of a node's clients: `KEY=value` lines, read by the harness's kubectl
+/// (`env $(cat …) kubectl`) as a user's shell profile would set it.
+pub const CLIENT_ENV: &str = "/etc/clusterlab/client.env";
+/// Which fault wrote CLIENT_ENV (for the diagnosis).
+pub const CLIENT_ENV_FAULT: &str = "/etc/clusterlab/client.fault";
+
+/// The container of a fault's stray proxy.
+pub fn proxy_container(lab: &str, fault: &str) -> String {
+    format!("{lab}-proxy-{fault}")
+}
+
+/// The environment lines for a proxy URL and a no_proxy list (both spellings: tools differ).
+pub fn proxy_env(url: &str, no_proxy: &[String]) -> String {
+    let mut s = String::new();
+    for k in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"] {
+        s.push_str(&format!("{k}={url}\n"));
+    }
+    if !no_proxy.is_empty() {
+        let list = no_proxy.join(",");
+        s.push_str(&format!("no_proxy={list}\nNO_PROXY={list}\n"));
+    }
+    s
 }
 
 const SUPERVISOR_DIR: &str = "/run/clusterlab";
@@ -138,6 +167,10 @@ impl FaultHandle {
         let action = match &fault.spec {
             FaultSpec::Kill { nodes, component } => Action::Kill { nodes: nodes.clone(), component: component.clone() },
             FaultSpec::StopNode { nodes } => Action::Pause { nodes: nodes.clone() },
+            FaultSpec::HttpProxy { nodes, no_proxy, components } => {
+                Action::Proxy { nodes: nodes.clone(), no_proxy: no_proxy.clone(), components: components.clone() }
+            }
+            FaultSpec::Mtu { nodes, mtu } => Action::Mtu { nodes: nodes.clone(), mtu: *mtu },
             _ => Action::Rules,
         };
         FaultHandle { name: fault.name.clone(), chain: chain_name(&fault.name), rules: rules(&fault.spec, &|n| lab.node_ip(n)), action }
@@ -147,6 +180,32 @@ impl FaultHandle {
         let fail = |message: String| LabError::Fault { fault: self.name.clone(), message };
         match &self.action {
             Action::Rules => Ok(()),
+            Action::Proxy { nodes, no_proxy, components } => self.proxy(lab, apply, nodes, no_proxy, components).await,
+            Action::Mtu { nodes, mtu } => {
+                let state = format!("{STATE_DIR}/mtu-{}", self.name);
+                for n in nodes {
+                    let script = if apply {
+                        // The interface holding the node's lab address (eth0 today; found, not assumed).
+                        format!(
+                            "set -e; mkdir -p {STATE_DIR}; [ ! -f {state} ] || {{ echo 'fault {f} is already applied on this node' >&2; exit 3; }}\n\
+                             dev=$(ip -o -4 addr show | awk '{{split($4,a,\"/\"); if (a[1]==\"{ip}\") print $2}}')\n\
+                             [ -n \"$dev\" ] || {{ echo 'no interface holds {ip}' >&2; exit 3; }}\n\
+                             echo \"$dev $(cat /sys/class/net/$dev/mtu)\" > {state}; ip link set dev $dev mtu {mtu}",
+                            f = self.name,
+                            ip = lab.node_ip(n)
+                        )
+                    } else {
+                        format!(
+                            "set -e; [ -f {state} ] || {{ echo 'fault {f} is not applied on this node' >&2; exit 3; }}\n\
+                             read dev was < {state}; ip link set dev $dev mtu $was; rm -f {state}",
+                            f = self.name
+                        )
+                    };
+                    let what = if apply { format!("setting the MTU to {mtu}") } else { "restoring the MTU".to_string() };
+                    lab.sh(n, &what, &script).await.map_err(|e| fail(e.to_string()))?;
+                }
+                Ok(())
+            }
             Action::Pause { nodes } => {
                 // The nested runtime puts its containers' cgroups beside the node's, not under it
                 // (cgroup v1, host tree mounted), so pausing the node container alone leaves its
@@ -200,9 +259,100 @@ impl FaultHandle {
         }
     }
 
+    /// Start the stray proxy and write the clients' environment; revert removes both. Components
+    /// named by the fault restart under their supervisor with the proxy in their environment.
+    async fn proxy(&self, lab: &Lab, apply: bool, nodes: &[String], no_proxy: &[NoProxy], components: &[String]) -> Result<(), LabError> {
+        let fail = |message: String| LabError::Fault { fault: self.name.clone(), message };
+        let container = proxy_container(&lab.plan.lab, &self.name);
+        if apply {
+            // squid serves only the lab's subnet (the acl), so it never carries traffic elsewhere.
+            let cmd = vec![lab.plan.subnet.to_string(), container.clone()];
+            let port = lab.engine.create_side_container(&lab.plan, &container, &lab.image("proxy"), cmd, 3128).await?;
+            let url = format!("http://{}:{port}", lab.plan.gateway);
+            // Ready when squid answers a request of its own (a malformed one: 400 at once).
+            let wait = format!("i=0; until curl -s --noproxy '*' -o /dev/null -m 1 {url}/; do i=$((i+1)); [ $i -gt 60 ] && exit 1; sleep 0.3; done");
+            let first = nodes.first().cloned().unwrap_or_else(|| lab.plan.leader().name.clone());
+            if !lab.sh_raw(&first, &wait).await?.ok() {
+                let logs = lab.engine.logs(&container, 15).await;
+                return Err(fail(format!("the proxy {container} did not answer at {url} within 20 s:\n{}", crate::provider::tail(&logs, 15))));
+            }
+            let list: Vec<String> = no_proxy
+                .iter()
+                .map(|e| match e {
+                    NoProxy::Node(n) => lab.node_ip(n),
+                    NoProxy::Literal(l) => l.clone(),
+                })
+                .collect();
+            let env = proxy_env(&url, &list);
+            for n in nodes {
+                let script = format!(
+                    "set -e; mkdir -p /etc/clusterlab\n\
+                     if [ -f {CLIENT_ENV} ]; then echo \"the proxy of fault $(cat {CLIENT_ENV_FAULT}) is already set on this node\" >&2; exit 3; fi\n\
+                     printf %s {env} > {CLIENT_ENV}; echo {f} > {CLIENT_ENV_FAULT}",
+                    env = shq(&env),
+                    f = self.name
+                );
+                lab.sh(n, "setting the proxy environment", &script).await.map_err(|e| fail(e.to_string()))?;
+            }
+            self.restart_components(lab, nodes, components, Some(&env)).await
+        } else {
+            self.restart_components(lab, nodes, components, None).await?;
+            for n in nodes {
+                lab.sh(n, "removing the proxy environment", &format!("rm -f {CLIENT_ENV} {CLIENT_ENV_FAULT}")).await?;
+            }
+            lab.engine.remove_side_container(&lab.plan.lab, &container).await
+        }
+    }
+
+    /// Restart each named component on the nodes that run it, with `env` in its environment
+    /// (None: without), and wait until it serves again.
+    async fn restart_components(&self, lab: &Lab, nodes: &[String], components: &[String], env: Option<&str>) -> Result<(), LabError> {
+        let fail = |message: String| LabError::Fault { fault: self.name.clone(), message };
+        let d = SUPERVISOR_DIR;
+        for c in components {
+            let mut ran = 0;
+            for n in nodes {
+                let set = match env {
+                    Some(e) => format!("printf %s {} > {d}/{c}.env", shq(e)),
+                    None => format!("rm -f {d}/{c}.env"),
+                };
+                // The supervisor reads {c}.env at each start; killing the process restarts it.
+                let script = format!(
+                    "[ -f {d}/{c}.pid ] && kill -0 $(cat {d}/{c}.pid) 2>/dev/null || exit 9\n{set}\nold=$(cat {d}/{c}.pid); kill -TERM $old\n\
+                     i=0; until new=$(cat {d}/{c}.pid) && [ \"$new\" != \"$old\" ] && kill -0 $new 2>/dev/null && {ready}; do i=$((i+1)); [ $i -gt 600 ] && exit 4; sleep 0.1; done",
+                    ready = ready_probe(c)
+                );
+                let out = lab.sh_raw(n, &script).await?;
+                match out.code {
+                    0 => ran += 1,
+                    9 => {}
+                    code => return Err(fail(format!("{c} on {n} did not come back after its restart (exit {code}): {}", out.stderr.trim()))),
+                }
+            }
+            if ran == 0 {
+                return Err(fail(format!("no node of {} runs {c}", nodes.join(", "))));
+            }
+        }
+        Ok(())
+    }
+
     /// The rules as a reader would write them: `worker-1: INPUT -p udp --dport 4789 -j DROP`.
     pub fn describe(&self) -> Vec<String> {
         match &self.action {
+            Action::Proxy { nodes, no_proxy, components } => {
+                let np = if no_proxy.is_empty() {
+                    "no no_proxy".to_string()
+                } else {
+                    format!("no_proxy={}", no_proxy.iter().map(|e| match e { NoProxy::Node(n) => n.as_str(), NoProxy::Literal(l) => l.as_str() }).collect::<Vec<_>>().join(","))
+                };
+                let mut v = vec!["squid in a container on a network of its own: it cannot reach the nodes".to_string()];
+                v.push(format!("{}: http_proxy/https_proxy set for kubectl, {np}", nodes.join(", ")));
+                if !components.is_empty() {
+                    v.push(format!("restarted with the proxy: {}", components.join(", ")));
+                }
+                return v;
+            }
+            Action::Mtu { nodes, mtu } => return nodes.iter().map(|n| format!("{n}: lab interface MTU {mtu}")).collect(),
             Action::Kill { nodes, component } => return nodes.iter().map(|n| format!("{n}: {component} stopped and kept down")).collect(),
             Action::Pause { nodes } => return nodes.iter().map(|n| format!("{n}: node container and its containers paused")).collect(),
             Action::Rules => {}
@@ -309,6 +459,8 @@ impl FaultHandle {
             Action::Rules => vec![describe_counters(&self.name, c), "iptables rules equal what they were before the fault".into()],
             Action::Kill { nodes, component } => vec![format!("{component} running again on {}", nodes.join(", "))],
             Action::Pause { nodes } => vec![format!("resumed {}", nodes.join(", "))],
+            Action::Proxy { nodes, .. } => vec![format!("proxy removed, and its environment from {}", nodes.join(", "))],
+            Action::Mtu { nodes, .. } => vec![format!("MTU restored on {}", nodes.join(", "))],
         }
     }
 }

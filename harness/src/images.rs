@@ -43,6 +43,12 @@ pub const RECIPES: &[Recipe] = &[
         parent: Some("base"),
     },
     Recipe { name: "tools", about: "client: iperf3, curl, dig", files: &[file!("tools", "Dockerfile")], parent: Some("base") },
+    Recipe {
+        name: "proxy",
+        about: "a stray HTTP proxy: squid that cannot reach the lab (http-proxy fault)",
+        files: &[file!("proxy", "Dockerfile"), file!("proxy", "start-proxy.sh")],
+        parent: Some("base"),
+    },
 ];
 
 pub fn recipe(name: &str) -> Option<&'static Recipe> {

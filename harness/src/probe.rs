@@ -141,7 +141,7 @@ pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica], paths: &Ser
                     let script = format!(
                         "for t in {}; do (r=$({} 2>&1); echo \"$t $? $r\" | head -n1) & done; wait",
                         replicas.iter().map(|r| r.ip.clone()).collect::<Vec<_>>().join(" "),
-                        client.fetch("http://$t/", &t)
+                        client.fetch(&format!("http://$t{}", check.path), &t)
                     );
                     let out = client.run(lab, entry, &script).await?;
                     let cells = replicas
@@ -164,7 +164,7 @@ pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica], paths: &Ser
                     let script = format!(
                         "for i in $(seq {n}); do r=$({f} 2>&1); echo \"$i $? $r\" | head -n1; done",
                         n = check.requests,
-                        f = client.fetch(&format!("http://{}/", paths.vip), &t)
+                        f = client.fetch(&format!("http://{}{}", paths.vip, check.path), &t)
                     );
                     let out = client.run(lab, entry, &script).await?;
                     let mut cells = vec![Cell { hits: 0, tries: check.requests, detail: String::new() }; replicas.len()];
@@ -194,7 +194,7 @@ pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica], paths: &Ser
                         "for v in {}; do (for i in $(seq {n}); do r=$({f} 2>&1); echo \"$v $? $r\" | head -n1; done) & done; wait",
                         check.via.iter().map(|n| lab.node_ip(n)).collect::<Vec<_>>().join(" "),
                         n = check.requests,
-                        f = Client::Node.fetch(&format!("http://$v:{port}/"), &t)
+                        f = Client::Node.fetch(&format!("http://$v:{port}{}", check.path), &t)
                     );
                     let out = Client::Node.run(lab, entry, &script).await?;
                     let cells = check

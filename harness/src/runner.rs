@@ -10,6 +10,7 @@ use crate::model::{CheckKind, Scenario, StackKind, Step};
 use crate::plan::{self, LabPlan, LABEL_PLAN, LABEL_SCENARIO};
 use crate::probe;
 use crate::provider::{Engine, LabError, NestedMode};
+use crate::diagnose::{self, Snapshot};
 use crate::report::{CheckReport, Event, Reporters, StepRecord, Summary};
 use crate::stack::kube;
 use crate::stack::{placement, AnyStack, NodeBoot, Stack};
@@ -43,25 +44,32 @@ struct Abort(i32, LabError);
 
 struct Runner<'a> {
     rep: &'a mut Reporters,
+    /// Every event of the run, one JSON line each: the failure bundle's event log.
+    log: Vec<String>,
 }
 
 impl Runner<'_> {
+    fn emit(&mut self, e: Event) {
+        self.log.push(serde_json::to_string(&e).unwrap_or_default());
+        self.rep.emit(e);
+    }
+
     /// Run one titled step: emit start and end (with detail lines) around it.
     async fn step<T, F>(&mut self, title: &str, code: i32, f: F) -> Result<T, Abort>
     where
         F: std::future::Future<Output = Result<(T, Vec<String>), LabError>>,
     {
-        self.rep.emit(Event::StepStart { title: title.to_string() });
+        self.emit(Event::StepStart { title: title.to_string() });
         let t = Instant::now();
         let r = f.await;
         let secs = t.elapsed().as_secs_f64();
         match r {
             Ok((v, detail)) => {
-                self.rep.emit(Event::StepEnd(StepRecord { title: title.to_string(), ok: true, secs, detail }));
+                self.emit(Event::StepEnd(StepRecord { title: title.to_string(), ok: true, secs, detail }));
                 Ok(v)
             }
             Err(e) => {
-                self.rep.emit(Event::StepEnd(StepRecord { title: title.to_string(), ok: false, secs, detail: vec![] }));
+                self.emit(Event::StepEnd(StepRecord { title: title.to_string(), ok: false, secs, detail: vec![] }));
                 Err(Abort(code, e))
             }
         }
@@ -203,9 +211,9 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                 .await?;
             }
             Step::Check(check) => {
-                r.rep.emit(Event::StepStart { title: format!("Check {}", check.name) });
+                r.emit(Event::StepStart { title: format!("Check {}", check.name) });
                 let t = Instant::now();
-                let before = counters_of(lab, &applied, &check.faults_hit).await;
+                let before = Snapshot::take(lab, &applied).await;
                 let unsupported = stack.unsupported(check);
                 let observed = observe(lab, stack, check, unsupported.is_some()).await;
                 let mut report = CheckReport {
@@ -218,6 +226,8 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                     observation: Default::default(),
                     expected: vec![],
                     faults: vec![],
+                    diagnosis: vec![],
+                    evidence: None,
                     secs: 0.0,
                 };
                 match observed {
@@ -229,7 +239,7 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                         let v = judge(check, &obs, unsupported.as_deref());
                         report.outcome = v.outcome;
                         report.summary = v.summary;
-                        report.reason = unsupported;
+                        report.reason = unsupported.clone();
                         report.expected = v.expected;
                         report.observation = obs;
                     }
@@ -241,12 +251,28 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                             report.faults.push(describe_counters(name, &c));
                         }
                         if check.faults_hit.contains(name) {
-                            let was: u64 = before.get(name).map(|c| c.values().sum()).unwrap_or(0);
+                            let was: u64 = before.faults.get(name).map(|c| c.values().sum()).unwrap_or(0);
                             let now: u64 = c.values().sum();
                             if now <= was && report.outcome == Outcome::Pass {
                                 report.outcome = Outcome::Fail;
                                 report.summary.push_str(&format!("; fault {name} matched no packet during the check"));
                             }
+                        }
+                    }
+                }
+                // Why pairs did not answer (expected or not), while the faults are still applied.
+                let silent = report.observation.cells.iter().flatten().any(|c| c.hits == 0);
+                if silent || report.outcome != Outcome::Pass {
+                    let ev = diagnose::gather(lab, &report, &applied, &before, unsupported).await;
+                    report.diagnosis = diagnose::explain(&ev);
+                    if matches!(report.outcome, Outcome::Fail | Outcome::Error) {
+                        match crate::evidence::collect(lab, &format!("check-{}", check.name)).await {
+                            Ok(d) => {
+                                let _ = std::fs::write(d.join("diagnosis.json"), serde_json::to_string_pretty(&(&ev, &report.diagnosis)).unwrap_or_default());
+                                report.evidence = Some(d.display().to_string());
+                                sum.evidence = d.parent().map(|p| p.display().to_string());
+                            }
+                            Err(e) => r.emit(Event::Info(format!("could not write evidence: {e}"))),
                         }
                     }
                 }
@@ -257,7 +283,7 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                     Outcome::Unsupported => sum.unsupported += 1,
                     Outcome::Error => sum.errors += 1,
                 }
-                r.rep.emit(Event::Check(Box::new(report)));
+                r.emit(Event::Check(Box::new(report)));
             }
         }
     }
@@ -288,18 +314,6 @@ async fn observe(
     probe::observe(lab, check, &replicas, &paths).await
 }
 
-async fn counters_of(lab: &Lab, applied: &BTreeMap<String, FaultHandle>, names: &[String]) -> BTreeMap<String, crate::fault::Counters> {
-    let mut out = BTreeMap::new();
-    for n in names {
-        if let Some(h) = applied.get(n) {
-            if let Ok(c) = h.counters(lab).await {
-                out.insert(n.clone(), c);
-            }
-        }
-    }
-    out
-}
-
 /// Plan a lab for this scenario on this engine: a subnet no network uses. (Whether the name is
 /// taken is decided once, by the caller, before anything is created.)
 pub async fn plan_lab(engine: &Engine, s: &Scenario, lab: &str, run_id: &str) -> Result<LabPlan, LabError> {
@@ -311,9 +325,9 @@ pub async fn plan_lab(engine: &Engine, s: &Scenario, lab: &str, run_id: &str) ->
 pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions, rep: &mut Reporters) -> Summary {
     let start = Instant::now();
     let lab_name = opts.lab.clone().unwrap_or_else(|| s.name.clone());
-    rep.emit(Event::RunStart { scenario: s.name.clone(), file: s.source.clone(), lab: lab_name.clone(), run_id: run_id.to_string() });
     let mut sum = Summary::default();
-    let mut r = Runner { rep };
+    let mut r = Runner { rep, log: Vec::new() };
+    r.emit(Event::RunStart { scenario: s.name.clone(), file: s.source.clone(), lab: lab_name.clone(), run_id: run_id.to_string() });
     let mut created = false;
 
     let result: Result<(), Abort> = async {
@@ -336,7 +350,7 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
             let lab = attach(engine, &lab_name, &opts.base)
                 .await
                 .map_err(|m| Abort(exit::HOST, LabError::Plan { lab: lab_name.clone(), message: m }))?;
-            r.rep.emit(Event::Info(format!("lab {lab_name} exists (run {}); installing again over it", lab.plan.run_id)));
+            r.emit(Event::Info(format!("lab {lab_name} exists (run {}); installing again over it", lab.plan.run_id)));
             let stack = AnyStack::new(&lab);
             return install(&lab, &stack, &mut r).await;
         }
@@ -348,14 +362,16 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
         if result.is_ok() && !opts.up_only {
             result = run_steps(&lab, &stack, &mut r, &mut sum).await;
         }
-        // Before teardown: what the nodes looked like, for a failed run.
+        // Before teardown: what the nodes looked like at the end of a failed run (each failed
+        // check already wrote its own, while its faults were applied).
         if result.is_err() || sum.failed > 0 || sum.errors > 0 {
-            match crate::evidence::collect(&lab).await {
+            match crate::evidence::collect(&lab, "end").await {
                 Ok(d) => {
-                    r.rep.emit(Event::Info(format!("evidence (logs, iptables, links, routes, stack state) in {}", d.display())));
-                    sum.evidence = Some(d.display().to_string());
+                    let root = d.parent().map(|p| p.display().to_string()).unwrap_or_default();
+                    r.emit(Event::Info(format!("failure bundle (per failed check and at the end: logs, iptables, links, routes, stack state; events.jsonl) in {root}")));
+                    sum.evidence = Some(root);
                 }
-                Err(e) => r.rep.emit(Event::Info(format!("could not write evidence: {e}"))),
+                Err(e) => r.emit(Event::Info(format!("could not write evidence: {e}"))),
             }
         }
         result
@@ -371,7 +387,7 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
     } else if created {
         let t = Instant::now();
         let title = "Deleting lab\t🧹";
-        r.rep.emit(Event::StepStart { title: title.into() });
+        r.emit(Event::StepStart { title: title.into() });
         let removed = engine.remove_labelled(Some(&lab_name), Some(run_id)).await;
         let ok = removed.is_ok();
         let detail = match &removed {
@@ -380,7 +396,7 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
             }
             Err(e) => vec![e.to_string()],
         };
-        r.rep.emit(Event::StepEnd(StepRecord { title: title.into(), ok, secs: t.elapsed().as_secs_f64(), detail }));
+        r.emit(Event::StepEnd(StepRecord { title: title.into(), ok, secs: t.elapsed().as_secs_f64(), detail }));
         if let Err(e) = removed {
             if sum.exit_code == 0 {
                 sum.exit_code = exit::TEARDOWN;
@@ -392,14 +408,26 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
         sum.exit_code = exit::CHECK_FAILED;
     }
     sum.secs = start.elapsed().as_secs_f64();
-    r.rep.emit(Event::RunEnd(sum.clone()));
+    if let Some(dir) = &sum.evidence {
+        let mut log = r.log.join("\n");
+        log.push('\n');
+        if let Err(e) = std::fs::write(std::path::Path::new(dir).join("events.jsonl"), log) {
+            r.emit(Event::Info(format!("could not write the event log: {e}")));
+        }
+    }
+    r.emit(Event::RunEnd(sum.clone()));
     sum
 }
 
 /// Re-attach to a kept lab from its network's labels (for fault verbs).
 pub async fn attach(engine: &Engine, lab: &str, base: &BaseSource) -> Result<Lab, String> {
     let nets = engine.lab_networks(Some(lab), None).await.map_err(|e| e.to_string())?;
-    let net = nets.first().ok_or_else(|| format!("no lab named {lab} on this engine (see `clusterlab ls`)"))?;
+    // The lab's own network carries the plan; a fault's side network (a stray proxy's) does not.
+    let net = nets
+        .iter()
+        .find(|n| n.labels.as_ref().is_some_and(|l| l.contains_key(LABEL_PLAN)))
+        .or(nets.first())
+        .ok_or_else(|| format!("no lab named {lab} on this engine (see `clusterlab ls`)"))?;
     let labels = net.labels.clone().unwrap_or_default();
     let plan: LabPlan = labels
         .get(LABEL_PLAN)

@@ -3,6 +3,8 @@
 # /var/log/clusterlab/NAME.log (collected when a run fails). A second `supervise NAME` while one
 # runs is a no-op, so bringing a lab up twice is safe. `touch /run/clusterlab/NAME.stop` then
 # killing NAME keeps it down (a kill fault); removing the file and running supervise again revives it.
+# /run/clusterlab/NAME.env (KEY=value lines), when present, is added to NAME's environment at each
+# start: an http-proxy fault writes it and kills NAME, which then restarts behind the proxy.
 name=$1; shift
 dir=/run/clusterlab; log=/var/log/clusterlab/$name.log
 mkdir -p "$dir" /var/log/clusterlab
@@ -13,7 +15,8 @@ rm -f "$dir/$name.stop"
 printf '%s\n' "$@" > "$dir/$name.cmd"
 trap 'kill -TERM "$(cat "$dir/$name.pid" 2>/dev/null)" 2>/dev/null; exit 0' TERM INT
 while :; do
-  "$@" >>"$log" 2>&1 &
+  # shellcheck disable=SC2046 # one KEY=value word per line, by design
+  env $(cat "$dir/$name.env" 2>/dev/null) "$@" >>"$log" 2>&1 &
   echo $! > "$dir/$name.pid"
   wait $!
   rc=$?

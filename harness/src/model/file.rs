@@ -158,7 +158,8 @@ pub enum EndpointMode {
 pub struct FaultDecl {
     pub name: Sp<String>,
     pub kind: Sp<FaultKind>,
-    /// drop, loss: the node(s) whose network namespace gets the rule.
+    /// drop, loss: the node(s) whose network namespace gets the rule; kill, stop-node, mtu: the
+    /// node(s) acted on; http-proxy: the nodes whose clients get the proxy (default all-nodes).
     pub node: Option<Sp<NodeSel>>,
     /// drop, loss: tcp, udp, icmp or all (default all).
     pub protocol: Option<Sp<Protocol>>,
@@ -176,6 +177,14 @@ pub struct FaultDecl {
     /// kill: the supervised component or daemon stopped on `node` (dockerd; containerd, etcd,
     /// kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy).
     pub component: Option<Sp<String>>,
+    /// http-proxy: the `no_proxy` list set with the proxy. Node names, groups and `all-nodes`
+    /// stand for the nodes' addresses; anything else (`localhost`, `.svc`, a CIDR) is kept as written.
+    pub no_proxy: Option<Sp<NodeSel>>,
+    /// http-proxy: supervised components restarted with the proxy in their environment
+    /// (kubelet, kube-proxy, ...). Default none: only the clients (kubectl) get it.
+    pub components: Option<Sp<NodeSel>>,
+    /// mtu: the MTU set on the node's lab interface (eth0), 576-1500.
+    pub mtu: Option<Sp<u32>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
@@ -188,6 +197,10 @@ pub enum FaultKind {
     Kill,
     /// Freeze node containers (pause); revert resumes them.
     StopNode,
+    /// A stray HTTP proxy (squid that cannot reach the lab) in the clients' environment.
+    HttpProxy,
+    /// Lower a node's interface MTU: encapsulated (VXLAN) packets larger than it are lost.
+    Mtu,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
@@ -241,6 +254,9 @@ pub struct CheckDecl {
     pub port: Option<Sp<u32>>,
     /// vip, node-port: requests per entry node. Default 6.
     pub requests: Option<Sp<u32>>,
+    /// replicas, vip, node-port: the HTTP path requested. Default `/` (a one-line answer);
+    /// `/big` is a 256 KiB answer, for paths that lose large packets.
+    pub path: Option<Sp<String>>,
     /// Per-request timeout, e.g. `2s` or `500ms`. Default 2s.
     pub timeout: Option<Sp<String>>,
     /// kubernetes: where requests start — `node` (the node's own namespace, default) or `pod`

@@ -103,6 +103,23 @@ pub enum FaultSpec {
     Loss { nodes: Vec<String>, matches: Match, percent: f64 },
     Kill { nodes: Vec<String>, component: String },
     StopNode { nodes: Vec<String> },
+    HttpProxy { nodes: Vec<String>, no_proxy: Vec<NoProxy>, components: Vec<String> },
+    Mtu { nodes: Vec<String>, mtu: u32 },
+}
+
+impl FaultSpec {
+    /// Faults that act without iptables rules have no packet counter (for faults-hit).
+    pub fn counts_packets(&self) -> bool {
+        matches!(self, FaultSpec::Drop { .. } | FaultSpec::Partition { .. } | FaultSpec::Loss { .. })
+    }
+}
+
+/// One `no_proxy` entry: a node (its address, known when the lab is planned) or text as written.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoProxy {
+    Node(String),
+    Literal(String),
 }
 
 /// Components a kill fault can stop, per stack (each runs under the node's supervisor).
@@ -140,6 +157,8 @@ pub struct Check {
     pub client: ClientKind,
     /// Faults that must match packets during the check.
     pub faults_hit: Vec<String>,
+    /// The HTTP path requested (replicas, vip, node-port).
+    pub path: String,
 }
 
 /// Pairs that must not answer; every other pair must.
@@ -491,13 +510,12 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
                     p.at(c.name.pos, format!("duplicate check name {:?}", c.name.value), Some(format!("first used at line {}", prev.line)));
                 }
                 for h in c.expect.iter().flat_map(|e| e.faults_hit.iter()) {
-                    let packetless =
-                        f.faults.iter().any(|x| x.name.value == h.value && matches!(x.kind.value, FaultKind::Kill | FaultKind::StopNode));
+                    let packetless = faults.iter().any(|x| x.name == h.value && !x.spec.counts_packets());
                     if packetless {
                         p.at(
                             h.pos,
-                            format!("fault {:?} stops a process or a node; it has no packet counter for faults-hit", h.value),
-                            None,
+                            format!("fault {:?} adds no iptables rule; it has no packet counter for faults-hit", h.value),
+                            Some("faults-hit takes drop, loss and partition faults".into()),
                         );
                     } else if fault_known(h, p) && !applied.contains(&h.value) {
                         p.at(
@@ -569,6 +587,9 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
         ("side-b", fd.side_b.as_ref().map(|x| x.pos)),
         ("percent", fd.percent.as_ref().map(|x| x.pos)),
         ("component", fd.component.as_ref().map(|x| x.pos)),
+        ("no-proxy", fd.no_proxy.as_ref().map(|x| x.pos)),
+        ("components", fd.components.as_ref().map(|x| x.pos)),
+        ("mtu", fd.mtu.as_ref().map(|x| x.pos)),
     ];
     let (kind_word, accepted): (&str, &[&str]) = match fd.kind.value {
         FaultKind::Drop => ("drop", &["node", "protocol", "port", "direction", "peers"]),
@@ -576,6 +597,8 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
         FaultKind::Partition => ("partition", &["side-a", "side-b"]),
         FaultKind::Kill => ("kill", &["node", "component"]),
         FaultKind::StopNode => ("stop-node", &["node"]),
+        FaultKind::HttpProxy => ("http-proxy", &["node", "no-proxy", "components"]),
+        FaultKind::Mtu => ("mtu", &["node", "mtu"]),
     };
     for (field, pos) in given {
         if let (Some(pos), false) = (pos, accepted.contains(&field)) {
@@ -583,6 +606,62 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
         }
     }
     match fd.kind.value {
+        FaultKind::HttpProxy => {
+            let nodes = fd.node.as_ref().map(|n| idx.expand(p, "node", n)).unwrap_or_else(|| idx.all());
+            let mut no_proxy = Vec::new();
+            if let Some(np) = &fd.no_proxy {
+                for e in np.value.names() {
+                    if e == ALL_NODES || idx.groups.contains_key(&e) || idx.nodes.iter().any(|n| n.name == e) {
+                        let one = Sp { value: NodeSel::One(e), pos: np.pos };
+                        no_proxy.extend(idx.expand(p, "no-proxy", &one).into_iter().map(NoProxy::Node));
+                    } else if e.is_empty() || e.contains(char::is_whitespace) || e.contains(',') {
+                        p.at(np.pos, format!("no-proxy entry {e:?} is empty or holds a space or comma"), Some("one entry per list item".into()));
+                    } else if is_label(&e) && e != "localhost" {
+                        // Looks like a node name, but no node has it: most likely a typo.
+                        let known: Vec<&str> = idx.nodes.iter().map(|x| x.name.as_str()).collect();
+                        p.at(
+                            np.pos,
+                            format!("no-proxy entry {e:?} is neither a node nor a domain or address"),
+                            Some(format!("known nodes: {}, all-nodes; or a domain like .svc, an address, a CIDR", known.join(", "))),
+                        );
+                    } else {
+                        no_proxy.push(NoProxy::Literal(e));
+                    }
+                }
+            }
+            let known = killable(stack);
+            let mut components = Vec::new();
+            if let Some(cs) = &fd.components {
+                for c in cs.value.names() {
+                    if !known.contains(&c.as_str()) {
+                        p.at(cs.pos, format!("unknown component {c:?} for this stack"), Some(format!("one of {}", known.join(", "))));
+                    }
+                    components.push(c);
+                }
+            }
+            Some(FaultSpec::HttpProxy { nodes, no_proxy, components })
+        }
+        FaultKind::Mtu => {
+            let nodes = match &fd.node {
+                Some(n) => idx.expand(p, "node", n),
+                None => {
+                    p.at(fd.kind.pos, "an mtu fault needs node:", Some("name the node whose interface gets the lower MTU".into()));
+                    vec![]
+                }
+            };
+            let mtu = match &fd.mtu {
+                Some(m) if (576..=1500).contains(&m.value) => m.value,
+                Some(m) => {
+                    p.at(m.pos, format!("mtu {} is out of range", m.value), Some("576-1500 (the lab network's MTU is 1500)".into()));
+                    1500
+                }
+                None => {
+                    p.at(fd.kind.pos, "an mtu fault needs mtu:", Some("e.g. mtu: 1200 (VXLAN adds 50 bytes to every packet)".into()));
+                    1500
+                }
+            };
+            Some(FaultSpec::Mtu { nodes, mtu })
+        }
         FaultKind::Kill | FaultKind::StopNode => {
             let kind = kind_word;
             let nodes = match &fd.node {
@@ -696,6 +775,15 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: St
     only_for("via", c.via.as_ref().map(|x| x.pos), &[CheckKind::NodePort], p);
     only_for("port", c.port.as_ref().map(|x| x.pos), &[CheckKind::NodePort], p);
     only_for("requests", c.requests.as_ref().map(|x| x.pos), &[CheckKind::Vip, CheckKind::NodePort], p);
+    only_for("path", c.path.as_ref().map(|x| x.pos), &[CheckKind::Replicas, CheckKind::Vip, CheckKind::NodePort], p);
+    let path = match &c.path {
+        None => "/".to_string(),
+        Some(pa) if pa.value.starts_with('/') && pa.value.bytes().all(|b| b.is_ascii_graphic() && b != b'\'' && b != b'"') => pa.value.clone(),
+        Some(pa) => {
+            p.at(pa.pos, format!("path {:?} is not a URL path", pa.value), Some("start with / and use no spaces or quotes, e.g. /big".into()));
+            "/".into()
+        }
+    };
     let via = c.via.as_ref().map(|x| idx.expand(p, "via", x)).unwrap_or_else(|| idx.all());
     let mut port = c.port.as_ref().and_then(|v| check_port(p, "port", v));
     if kind == CheckKind::NodePort && port.is_none() && c.port.is_none() {
@@ -764,7 +852,7 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: St
         }
         Some(cl) => cl.value,
     };
-    Some(Check { name: c.name.value.clone(), kind, service, from, via, port, requests, timeout, expect, client, faults_hit })
+    Some(Check { name: c.name.value.clone(), kind, service, from, via, port, requests, timeout, expect, client, faults_hit, path })
 }
 
 pub fn kind_name(k: CheckKind) -> &'static str {

@@ -29,6 +29,8 @@ pub enum LabError {
     CreateVolume { volume: String, lab: String, source: DockerError },
     #[error("failed to create node {node} of lab {lab}: {source}")]
     CreateNode { node: String, lab: String, source: DockerError },
+    #[error("failed to start {container} of lab {lab}: {source}")]
+    CreateSide { container: String, lab: String, source: DockerError },
     #[error("failed to start node {node} of lab {lab}: {source}")]
     StartNode { node: String, lab: String, source: DockerError },
     #[error("could not run `{cmd}` in {container}: {source}")]

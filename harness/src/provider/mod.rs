@@ -354,6 +354,63 @@ impl Engine {
         }
     }
 
+    /// A side container outside the lab (the stray proxy of an http-proxy fault): on a network of
+    /// its own, so Docker's isolation between bridge networks keeps it from reaching the nodes,
+    /// with `port` published on the lab's gateway address only, where the nodes reach it.
+    /// Returns the host port the engine picked. Both objects carry the lab's labels.
+    pub async fn create_side_container(&self, plan: &LabPlan, name: &str, image: &str, cmd: Vec<String>, port: u16) -> Result<u16, LabError> {
+        let labels = plan.labels(None);
+        let net = format!("{name}-net");
+        let existing = self.docker.list_networks(None::<qp::ListNetworksOptions>).await.map_err(LabError::ListNetworks)?;
+        if !existing.iter().any(|n| n.name.as_deref() == Some(net.as_str())) {
+            // No subnet given: the engine's default pools (172.x), apart from clusterlab's 10.213/16.
+            let req = NetworkCreateRequest { name: net.clone(), driver: Some("bridge".into()), labels: Some(labels.clone()), ..Default::default() };
+            self.docker.create_network(req).await.map_err(|e| LabError::CreateNetwork { network: net.clone(), lab: plan.lab.clone(), source: e })?;
+        }
+        let key = format!("{port}/tcp");
+        let host = HostConfig {
+            // Published on the lab's gateway address only (not on every host address), and on a
+            // port the engine picks, so labs side by side never collide.
+            port_bindings: Some(HashMap::from([(
+                key.clone(),
+                Some(vec![bollard::models::PortBinding { host_ip: Some(plan.gateway.to_string()), host_port: Some(String::new()) }]),
+            )])),
+            network_mode: Some(net.clone()),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            cmd: Some(cmd),
+            hostname: Some(name.to_string()),
+            labels: Some(labels),
+            exposed_ports: Some(vec![key.clone()]),
+            host_config: Some(host),
+            ..Default::default()
+        };
+        let fail = |e| LabError::CreateSide { container: name.to_string(), lab: plan.lab.clone(), source: e };
+        let opts = qp::CreateContainerOptionsBuilder::default().name(name).build();
+        self.docker.create_container(Some(opts), body).await.map_err(fail)?;
+        self.docker.start_container(name, None::<qp::StartContainerOptions>).await.map_err(fail)?;
+        let info = self.docker.inspect_container(name, None::<qp::InspectContainerOptions>).await.map_err(fail)?;
+        let port = info
+            .network_settings
+            .and_then(|n| n.ports)
+            .and_then(|p| p.get(&key).cloned().flatten())
+            .and_then(|b| b.first().and_then(|b| b.host_port.clone()))
+            .and_then(|p| p.parse().ok());
+        port.ok_or_else(|| LabError::Plan { lab: plan.lab.clone(), message: format!("the engine published no port for {name}") })
+    }
+
+    /// Remove a side container and its network (a fault's revert); absent ones are fine.
+    pub async fn remove_side_container(&self, lab: &str, name: &str) -> Result<(), LabError> {
+        let fail = |e| LabError::Teardown { what: format!("{name} of lab {lab}"), failures: vec![format!("{e}")] };
+        self.remove_container(name).await.map_err(fail)?;
+        match self.docker.remove_network(&format!("{name}-net")).await {
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) | Ok(()) => Ok(()),
+            Err(e) => Err(fail(e)),
+        }
+    }
+
     /// Pause or unpause a container (used by node faults).
     pub async fn set_paused(&self, container: &str, paused: bool) -> Result<(), LabError> {
         let r = if paused { self.docker.pause_container(container).await } else { self.docker.unpause_container(container).await };

@@ -28,6 +28,12 @@ pub struct CheckReport {
     pub expected: Vec<Vec<bool>>,
     /// Counters of the faults applied while the check ran.
     pub faults: Vec<String>,
+    /// One cause line per group of pairs that did not answer or answered against the file.
+    #[serde(default)]
+    pub diagnosis: Vec<String>,
+    /// Where this check's evidence was written (failed checks), while its faults were applied.
+    #[serde(default)]
+    pub evidence: Option<String>,
     pub secs: f64,
 }
 
@@ -61,7 +67,8 @@ pub struct Summary {
     pub error: Option<String>,
     /// Set when the lab was kept: how to remove it.
     pub kept: Option<String>,
-    /// Directory of the evidence a failed run collected before teardown.
+    /// Directory of the run's failure bundle: the resolved scenario, the event log, and per
+    /// failed check (and at the end of a failed run) logs, iptables, links, routes, stack state.
     pub evidence: Option<String>,
 }
 

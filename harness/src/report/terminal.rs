@@ -122,6 +122,14 @@ impl<W: Write + Send> Reporter for Terminal<W> {
                 for n in c.observation.notes.iter().chain(c.faults.iter()) {
                     let _ = writeln!(self.out, "     {n}");
                 }
+                for d in &c.diagnosis {
+                    // A hint is already phrased as one; everything else is a cause.
+                    let line = if d.starts_with("hint:") { d.clone() } else { format!("cause: {d}") };
+                    let _ = writeln!(self.out, "     {}", self.paint("36", &line));
+                }
+                if let Some(dir) = &c.evidence {
+                    let _ = writeln!(self.out, "     evidence: {dir}");
+                }
                 if let Some(r) = &c.reason {
                     if c.outcome == Outcome::Error {
                         let _ = writeln!(self.out, "     error: {r}");

@@ -32,6 +32,8 @@ fn recorded() -> Vec<Event> {
         },
         expected: vec![vec![false, true, true], vec![false, true, true]],
         faults: vec!["fault vxlan-blocked matched 4 packets on worker-1".into()],
+        diagnosis: vec!["2 of 6 pairs did not answer, as the file expects: all targets on worker-1, from manager, worker-2; UDP 4789 dropped into worker-1 by fault vxlan-blocked (4 packets)".into()],
+        evidence: None,
         secs: 2.5,
     };
     let wrong = CheckReport {
@@ -57,6 +59,8 @@ fn recorded() -> Vec<Event> {
         },
         expected: vec![vec![true; 3]; 2],
         faults: vec![],
+        diagnosis: vec!["unsupported here: kernel lacks IP_VS (6 of 6 pairs did not answer)".into()],
+        evidence: None,
         secs: 5.6,
     };
     vec![

@@ -1,0 +1,227 @@
+//! Recording the evidence a diagnosis needs, from a live lab: a snapshot before a check (fault
+//! counters, VXLAN counters), and after it the rest (components, proxy answers).
+
+use super::{Effect, Evidence, FaultFact, Pair, ProxyAnswer, Vxlan};
+use crate::fault::{Counters, FaultHandle, CLIENT_ENV, CLIENT_ENV_FAULT};
+use crate::lab::Lab;
+use crate::model::{Direction, FaultSpec, NoProxy, Protocol};
+use crate::report::CheckReport;
+use futures_util::future::join_all;
+use std::collections::BTreeMap;
+
+/// Counters taken just before a check, to tell what moved during it.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub faults: BTreeMap<String, Counters>,
+    pub vxlan: BTreeMap<String, Vxlan>,
+}
+
+/// Every VXLAN device of a node: its own namespace and the ones its runtime made (swarm keeps
+/// overlay VXLAN devices in namespaces under /var/run/docker/netns). One JSON array per line.
+const VXLAN_SCRIPT: &str = "ip -s -j link show type vxlan 2>/dev/null; echo; \
+    for f in /var/run/docker/netns/*; do [ -e \"$f\" ] && nsenter --net=\"$f\" ip -s -j link show type vxlan 2>/dev/null && echo; done; true";
+
+/// Sum of the VXLAN device counters in `ip -s -j link` output lines.
+pub fn parse_vxlan(out: &str) -> Vxlan {
+    let mut v = Vxlan::default();
+    for line in out.lines().filter(|l| l.trim_start().starts_with('[')) {
+        let Ok(serde_json::Value::Array(devs)) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        for d in devs {
+            let n = |dir: &str, k: &str| d["stats64"][dir][k].as_u64().unwrap_or(0);
+            v.rx += n("rx", "packets");
+            v.tx += n("tx", "packets");
+            v.rx_dropped += n("rx", "dropped");
+        }
+    }
+    v
+}
+
+async fn vxlan_all(lab: &Lab) -> BTreeMap<String, Vxlan> {
+    let outs = join_all(lab.plan.nodes.iter().map(|n| async move { (n.name.clone(), lab.sh_raw(&n.name, VXLAN_SCRIPT).await) })).await;
+    // A paused node cannot be asked; it simply has no entry.
+    outs.into_iter().filter_map(|(n, o)| o.ok().map(|o| (n, parse_vxlan(&o.stdout)))).collect()
+}
+
+impl Snapshot {
+    pub async fn take(lab: &Lab, applied: &BTreeMap<String, FaultHandle>) -> Snapshot {
+        let mut faults = BTreeMap::new();
+        for (name, h) in applied {
+            if let Ok(c) = h.counters(lab).await {
+                faults.insert(name.clone(), c);
+            }
+        }
+        Snapshot { faults, vxlan: vxlan_all(lab).await }
+    }
+}
+
+fn proto_word(m: &crate::model::Match) -> String {
+    let p = match m.protocol {
+        Protocol::Tcp => "TCP",
+        Protocol::Udp => "UDP",
+        Protocol::Icmp => "ICMP",
+        Protocol::All => "all traffic",
+    };
+    match m.port {
+        Some(port) => format!("{p} {port}"),
+        None => p.to_string(),
+    }
+}
+
+fn direction_word(d: Direction) -> String {
+    match d {
+        Direction::In => "in",
+        Direction::Out => "out",
+        Direction::Both => "both",
+    }
+    .into()
+}
+
+/// The `KEY=value` proxy environment a fault wrote into a node, if any: (env, fault name).
+async fn client_env(lab: &Lab, node: &str) -> Option<(BTreeMap<String, String>, String)> {
+    let out = lab.sh_raw(node, &format!("cat {CLIENT_ENV} 2>/dev/null && echo '#fault' && cat {CLIENT_ENV_FAULT}")).await.ok()?;
+    if !out.ok() {
+        return None;
+    }
+    let (env, fault) = out.stdout.split_once("#fault")?;
+    let map = env.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Some((map, fault.trim().to_string()))
+}
+
+/// Does a `no_proxy` list exempt this address (exact, `*`, a suffix, or an IPv4 CIDR), as Go's
+/// proxy rules (kubectl's) read it?
+pub fn exempt(no_proxy: &str, ip: &str) -> bool {
+    let addr: Option<std::net::Ipv4Addr> = ip.parse().ok();
+    no_proxy.split(',').map(str::trim).filter(|e| !e.is_empty()).any(|e| {
+        if e == "*" || e == ip {
+            return true;
+        }
+        if let (Some((net, len)), Some(a)) = (e.split_once('/'), addr) {
+            if let (Ok(net), Ok(len)) = (net.parse::<std::net::Ipv4Addr>(), len.parse::<u32>()) {
+                let mask = if len == 0 { 0 } else { u32::MAX << (32 - len.min(32)) };
+                return u32::from(net) & mask == u32::from(a) & mask;
+            }
+        }
+        false
+    })
+}
+
+/// What the proxy answers to the request kubectl makes from `node` (CONNECT to the API), asked
+/// again the same way, so the answer kubectl threw away can be shown.
+async fn proxy_answer(lab: &Lab, node: &str) -> Option<ProxyAnswer> {
+    let (env, fault) = client_env(lab, node).await?;
+    let url = env.get("https_proxy").or_else(|| env.get("HTTPS_PROXY"))?.clone();
+    let master = lab.node_ip(&lab.plan.leader().name);
+    if exempt(env.get("no_proxy").map(String::as_str).unwrap_or(""), &master) {
+        return None;
+    }
+    let hostport = url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let (host, port) = hostport.split_once(':')?;
+    let target = format!("{master}:6443");
+    // bash's /dev/tcp: the raw answer, headers and body, as the proxy sent it.
+    let script = format!(
+        "exec bash -c 'exec 3<>/dev/tcp/{host}/{port} || exit 1; printf \"CONNECT {target} HTTP/1.1\\r\\nHost: {target}\\r\\nProxy-Connection: close\\r\\n\\r\\n\" >&3; timeout 10 head -c 2500 <&3'"
+    );
+    let out = lab.sh_raw(node, &script).await.ok()?;
+    (!out.stdout.is_empty()).then(|| ProxyAnswer { url, fault, request: format!("CONNECT {target}"), raw: out.stdout })
+}
+
+/// Record the evidence for one check that just ran.
+pub async fn gather(
+    lab: &Lab,
+    check: &CheckReport,
+    applied: &BTreeMap<String, FaultHandle>,
+    before: &Snapshot,
+    unsupported: Option<String>,
+) -> Evidence {
+    let o = &check.observation;
+    let mut pairs = Vec::new();
+    for (r, entry) in o.rows.iter().enumerate() {
+        for (c, t) in o.cols.iter().enumerate() {
+            let cell = o.cells.get(r).and_then(|row| row.get(c)).cloned().unwrap_or_default();
+            pairs.push(Pair {
+                entry: entry.clone(),
+                target: t.label.clone(),
+                node: t.node.clone(),
+                answered: cell.hits > 0,
+                expected: check.expected.get(r).and_then(|e| e.get(c)).copied().unwrap_or(true),
+                detail: cell.detail.clone(),
+            });
+        }
+    }
+    let mut faults = Vec::new();
+    for (name, h) in applied {
+        let Some(spec) = lab.scenario.fault(name).map(|f| &f.spec) else { continue };
+        let effect = match spec {
+            FaultSpec::Drop { nodes, matches } => Effect::Drop {
+                nodes: nodes.clone(),
+                what: proto_word(matches),
+                direction: direction_word(matches.direction),
+                peers: matches.peers.clone(),
+                percent: None,
+            },
+            FaultSpec::Loss { nodes, matches, percent } => Effect::Drop {
+                nodes: nodes.clone(),
+                what: proto_word(matches),
+                direction: direction_word(matches.direction),
+                peers: matches.peers.clone(),
+                percent: Some(*percent),
+            },
+            FaultSpec::Partition { side_a, side_b } => Effect::Partition { side_a: side_a.clone(), side_b: side_b.clone() },
+            FaultSpec::Kill { nodes, component } => Effect::Kill { nodes: nodes.clone(), component: component.clone() },
+            FaultSpec::StopNode { nodes } => Effect::Pause { nodes: nodes.clone() },
+            FaultSpec::Mtu { nodes, mtu } => Effect::Mtu { nodes: nodes.clone(), mtu: *mtu },
+            FaultSpec::HttpProxy { nodes, no_proxy, .. } => {
+                let url = match nodes.first() {
+                    Some(n) => client_env(lab, n).await.and_then(|(e, _)| e.get("http_proxy").cloned()).unwrap_or_default(),
+                    None => String::new(),
+                };
+                let no_proxy = no_proxy
+                    .iter()
+                    .map(|e| match e {
+                        NoProxy::Node(n) => lab.node_ip(n),
+                        NoProxy::Literal(l) => l.clone(),
+                    })
+                    .collect();
+                Effect::Proxy { nodes: nodes.clone(), url, no_proxy }
+            }
+        };
+        let mut packets = BTreeMap::new();
+        if spec.counts_packets() {
+            if let Ok(now) = h.counters(lab).await {
+                for (n, p) in now {
+                    let was = before.faults.get(name).and_then(|c| c.get(&n)).copied().unwrap_or(0);
+                    packets.insert(n, p.saturating_sub(was));
+                }
+            }
+        }
+        faults.push(FaultFact { name: name.clone(), effect, packets });
+    }
+    let after = vxlan_all(lab).await;
+    let vxlan = after
+        .into_iter()
+        .map(|(n, a)| {
+            let b = before.vxlan.get(&n).copied().unwrap_or_default();
+            let d = Vxlan { rx: a.rx.saturating_sub(b.rx), tx: a.tx.saturating_sub(b.tx), rx_dropped: a.rx_dropped.saturating_sub(b.rx_dropped) };
+            (n, d)
+        })
+        .collect();
+    let liveness = "for f in /run/clusterlab/*.pid; do [ -e \"$f\" ] || continue; c=$(basename \"$f\" .pid); kill -0 \"$(cat \"$f\")\" 2>/dev/null || echo \"$c\"; done";
+    let outs = join_all(lab.plan.nodes.iter().map(|n| async move { (n.name.clone(), lab.sh_raw(&n.name, liveness).await) })).await;
+    let stopped = outs
+        .into_iter()
+        .filter_map(|(n, o)| {
+            let v: Vec<String> = o.ok()?.stdout.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+            (!v.is_empty()).then_some((n, v))
+        })
+        .collect();
+    let mut proxy_answers = BTreeMap::new();
+    if check.kind == "api" {
+        let failing: Vec<&Pair> = pairs.iter().filter(|p| p.target.starts_with("api") && !p.answered).collect();
+        for p in failing {
+            if let Some(a) = proxy_answer(lab, &p.entry).await {
+                proxy_answers.insert(p.entry.clone(), a);
+            }
+        }
+    }
+    Evidence { kind: check.kind.clone(), unsupported, pairs, faults, vxlan, stopped, proxy_answers }
+}

@@ -1,0 +1,365 @@
+//! Diagnosis: when pairs of a check do not answer (or answer when they must not), name a cause.
+//! `gather` records what the lab showed at that moment — the faults and their packet counters
+//! during the check, VXLAN device counters on every node, components that are not running, what
+//! a stray proxy answered — into plain data (`Evidence`); `explain` turns that into one line per
+//! group of pairs, and is pure, so it is snapshot-tested on recorded evidence.
+
+mod gather;
+
+pub use gather::{gather, Snapshot};
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Everything the diagnosis of one check knows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The check's kind (`replicas`, `vip`, `node-port`, `dns`, `api`).
+    pub kind: String,
+    /// Why the host cannot support the check, if it cannot.
+    pub unsupported: Option<String>,
+    pub pairs: Vec<Pair>,
+    /// The faults applied while the check ran.
+    pub faults: Vec<FaultFact>,
+    /// Per node: VXLAN packets received and sent during the check (all VXLAN devices).
+    pub vxlan: BTreeMap<String, Vxlan>,
+    /// Supervised components that were not running, per node.
+    pub stopped: BTreeMap<String, Vec<String>>,
+    /// What a proxy answered to the request kubectl made from an entry node, per entry node.
+    pub proxy_answers: BTreeMap<String, ProxyAnswer>,
+}
+
+/// One (entry node, target) pair of the check's matrix.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pair {
+    pub entry: String,
+    pub target: String,
+    /// The node the target lives on (a replica's node, a node-port's node, the API's node).
+    pub node: String,
+    pub answered: bool,
+    pub expected: bool,
+    /// What went wrong, as the probe saw it (timeout, refused, an error line).
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultFact {
+    pub name: String,
+    pub effect: Effect,
+    /// Packets its rules matched during the check, per node (packet faults only).
+    pub packets: BTreeMap<String, u64>,
+}
+
+/// What a fault does, in the terms a cause line needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Effect {
+    /// Drop (or lose `percent` of) `what` (e.g. "UDP 4789") going `direction` at `nodes`.
+    Drop { nodes: Vec<String>, what: String, direction: String, peers: Vec<String>, percent: Option<f64> },
+    Partition { side_a: Vec<String>, side_b: Vec<String> },
+    Kill { nodes: Vec<String>, component: String },
+    Pause { nodes: Vec<String> },
+    Mtu { nodes: Vec<String>, mtu: u32 },
+    Proxy { nodes: Vec<String>, url: String, no_proxy: Vec<String> },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Vxlan {
+    pub rx: u64,
+    pub tx: u64,
+    pub rx_dropped: u64,
+}
+
+/// A proxy's answer, split into what identifies it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProxyAnswer {
+    /// The proxy the request went to, and the fault that set it.
+    pub url: String,
+    pub fault: String,
+    /// What was asked: `CONNECT 10.213.0.11:6443`.
+    pub request: String,
+    /// The raw answer (status line, headers, the start of the body).
+    pub raw: String,
+}
+
+impl ProxyAnswer {
+    pub fn status(&self) -> &str {
+        self.raw.lines().next().unwrap_or("").trim()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let head = self.raw.split("\r\n\r\n").next().unwrap_or(&self.raw);
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+    /// The first line of the body: `<!DOCTYPE html PUBLIC …`.
+    pub fn body_start(&self) -> &str {
+        let body = self.raw.split_once("\r\n\r\n").or_else(|| self.raw.split_once("\n\n")).map(|x| x.1).unwrap_or("");
+        body.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("")
+    }
+    /// The proxy's own signature on its error page: `stray-proxy (squid/5.7)`.
+    pub fn signature(&self) -> Option<String> {
+        let i = self.raw.find("Generated ")?;
+        let rest = &self.raw[i..];
+        let by = rest.find(" by ")?;
+        let sig: String = rest[by + 4..].chars().take_while(|c| *c != '<' && *c != '\n').collect();
+        Some(sig.trim().to_string())
+    }
+}
+
+fn list(v: &[String]) -> String {
+    v.join(", ")
+}
+
+impl Effect {
+    fn nodes(&self) -> Vec<String> {
+        match self {
+            Effect::Drop { nodes, .. }
+            | Effect::Kill { nodes, .. }
+            | Effect::Pause { nodes }
+            | Effect::Mtu { nodes, .. }
+            | Effect::Proxy { nodes, .. } => nodes.clone(),
+            Effect::Partition { side_a, side_b } => side_a.iter().chain(side_b).cloned().collect(),
+        }
+    }
+}
+
+/// The cause phrases for pairs from `entries` to targets on `node` that did not answer.
+fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut silent_faults = Vec::new();
+    let involved = |n: &String| n == node || entries.contains(n);
+    for f in &e.faults {
+        let pk = |n: &str| f.packets.get(n).copied().unwrap_or(0);
+        match &f.effect {
+            Effect::Drop { nodes, what, direction, peers, percent } => {
+                for n in nodes.iter().filter(|n| involved(n)) {
+                    // A drop on the target's side or on an entry's side; peers narrow it further.
+                    if !peers.is_empty() && !peers.iter().any(|p| involved(p)) {
+                        continue;
+                    }
+                    let dir = match direction.as_str() {
+                        "out" => "out of",
+                        "both" => "to and from",
+                        _ => "into",
+                    };
+                    let amount = percent.map(|p| format!("{p}% of ")).unwrap_or_default();
+                    let c = format!("{amount}{what} dropped {dir} {n} by fault {} ({} packets)", f.name, pk(n));
+                    if pk(n) > 0 {
+                        out.push(c);
+                    } else {
+                        silent_faults.push(format!("fault {} (on {n}) matched no packet during the check", f.name));
+                    }
+                }
+            }
+            Effect::Partition { side_a, side_b } => {
+                for (mine, theirs) in [(side_a, side_b), (side_b, side_a)] {
+                    if mine.iter().any(|n| n == node) {
+                        let cut: Vec<String> = entries.iter().filter(|x| theirs.contains(x)).cloned().collect();
+                        if !cut.is_empty() {
+                            let p: u64 = std::iter::once(node.to_string()).chain(cut.iter().cloned()).map(|n| pk(&n)).sum();
+                            out.push(format!("{node} is cut off from {} by partition {} ({p} packets)", list(&cut), f.name));
+                        }
+                    }
+                }
+            }
+            Effect::Kill { nodes, component } => {
+                for n in nodes.iter().filter(|n| involved(n)) {
+                    out.push(format!("{component} is stopped on {n} by fault {}", f.name));
+                }
+            }
+            Effect::Pause { nodes } => {
+                for n in nodes.iter().filter(|n| involved(n)) {
+                    let role = if n == node { "" } else { "entry node " };
+                    out.push(format!("{role}{n} is paused by fault {}", f.name));
+                }
+            }
+            Effect::Mtu { nodes, mtu } => {
+                for n in nodes.iter().filter(|n| involved(n)) {
+                    let drops = e.vxlan.get(n).map(|v| v.rx_dropped).unwrap_or(0);
+                    let seen = if drops > 0 { format!(", {drops} dropped on arrival") } else { String::new() };
+                    out.push(format!(
+                        "the lab interface of {n} has MTU {mtu} (fault {}): encapsulated packets larger than that never reach {n}{seen}",
+                        f.name
+                    ));
+                }
+            }
+            Effect::Proxy { .. } => {}
+        }
+    }
+    let explained: Vec<(String, String)> = e
+        .faults
+        .iter()
+        .filter_map(|f| match &f.effect {
+            Effect::Kill { nodes, component } => Some(nodes.iter().map(|n| (n.clone(), component.clone())).collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    for (n, comps) in &e.stopped {
+        if involved(n) {
+            for c in comps.iter().filter(|c| !explained.contains(&(n.clone(), (*c).clone()))) {
+                out.push(format!("{c} is not running on {n}"));
+            }
+        }
+    }
+    // VXLAN counters: sent by the entries, received by the target's node.
+    if let Some(rx) = e.vxlan.get(node).map(|v| v.rx) {
+        let tx: u64 = entries.iter().filter(|n| n.as_str() != node).filter_map(|n| e.vxlan.get(n)).map(|v| v.tx).sum();
+        if tx > 0 && rx == 0 {
+            out.push(format!("VXLAN during the check: {} sent {tx} packets, {node} received none (lost before its VXLAN device)", list(entries)));
+        } else if tx > 0 && out.is_empty() {
+            out.push(format!("VXLAN during the check: {} sent {tx} packets, {node} received {rx}, yet no answer came back", list(entries)));
+        }
+    }
+    if out.is_empty() {
+        out.extend(silent_faults);
+    }
+    if out.is_empty() {
+        out.push("no applied fault, stopped component or VXLAN loss explains it; see the evidence directory".into());
+    }
+    out
+}
+
+/// Lines for an `api` check: which entries could not reach the API, and through what.
+fn explain_api(e: &Evidence) -> Vec<String> {
+    let api_pairs: Vec<&Pair> = e.pairs.iter().filter(|p| p.target.starts_with("api")).collect();
+    let failed: Vec<String> = api_pairs.iter().filter(|p| !p.answered).map(|p| p.entry.clone()).collect();
+    if failed.is_empty() {
+        return vec![];
+    }
+    let expected = api_pairs.iter().filter(|p| !p.answered).all(|p| !p.expected);
+    let head = format!(
+        "the API did not answer from {}{}",
+        list(&failed),
+        if expected { ", as the file expects" } else { "" }
+    );
+    let via_proxy: Vec<String> = failed.iter().filter(|n| e.proxy_answers.contains_key(*n)).cloned().collect();
+    if let Some(a) = via_proxy.first().and_then(|n| e.proxy_answers.get(n)) {
+        let no_proxy = e
+            .faults
+            .iter()
+            .find_map(|f| match &f.effect {
+                Effect::Proxy { no_proxy, .. } if f.name == a.fault => Some(no_proxy.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let np = if no_proxy.is_empty() { "no_proxy unset".to_string() } else { format!("no_proxy={}", no_proxy.join(",")) };
+        let mut ident = vec![format!("answered `{}`", a.status())];
+        for h in ["Server", "Via", "X-Squid-Error"] {
+            if let Some(v) = a.header(h) {
+                ident.push(format!("{h}: {v}"));
+            }
+        }
+        if let Some(sig) = a.signature() {
+            ident.push(format!("page signed by {sig}"));
+        }
+        let body: String = a.body_start().chars().take(70).collect();
+        return vec![
+            format!(
+                "{head}: kubectl's request ({}) went to the proxy {} set by fault {} ({np}), which {}",
+                a.request,
+                a.url,
+                a.fault,
+                ident.join(", ")
+            ),
+            format!("the proxy's answer is an HTML page, not the API: {body}"),
+            format!("hint: add the node addresses to no_proxy (from {}: the API is a lab address the proxy cannot reach)", list(&via_proxy)),
+        ];
+    }
+    let master = api_pairs.first().map(|p| p.node.clone()).unwrap_or_default();
+    let detail = api_pairs.iter().find(|p| !p.answered).map(|p| p.detail.clone()).unwrap_or_default();
+    let c = causes(e, &master, &failed);
+    vec![format!("{head} ({detail}); {}", c.join("; "))]
+}
+
+/// One line per group of pairs that did not answer (grouped by the target's node), and one per
+/// group that answered although the file expects no answer.
+pub fn explain(e: &Evidence) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(why) = &e.unsupported {
+        let silent = e.pairs.iter().filter(|p| !p.answered).count();
+        lines.push(format!("unsupported here: {why} ({silent} of {} pairs did not answer)", e.pairs.len()));
+        return lines;
+    }
+    if e.kind == "api" {
+        let mut v = explain_api(e);
+        // Node readiness columns: each not-Ready node, once.
+        let mut not_ready: Vec<String> =
+            e.pairs.iter().filter(|p| !p.target.starts_with("api") && !p.answered && p.expected).map(|p| p.node.clone()).collect();
+        not_ready.sort();
+        not_ready.dedup();
+        if !not_ready.is_empty() && v.is_empty() {
+            for n in not_ready {
+                let c = causes(e, &n, &[]);
+                v.push(format!("node {n} is not Ready; {}", c.join("; ")));
+            }
+        }
+        return v;
+    }
+    let total = e.pairs.len();
+    let mut nodes: Vec<&String> = e.pairs.iter().map(|p| &p.node).collect();
+    nodes.sort();
+    nodes.dedup();
+    // Silent groups per target node, merged when their entries, expectation and cause agree:
+    // (nodes, silent pairs, all targets of those nodes silent, entries, expectation, cause).
+    let mut silent_groups: Vec<(Vec<String>, usize, bool, Vec<String>, &str, String)> = Vec::new();
+    let mut loud_lines = Vec::new();
+    for node in nodes {
+        let on_node: Vec<&Pair> = e.pairs.iter().filter(|p| &p.node == node).collect();
+        let silent: Vec<&Pair> = on_node.iter().copied().filter(|p| !p.answered).collect();
+        if !silent.is_empty() {
+            let mut entries: Vec<String> = silent.iter().map(|p| p.entry.clone()).collect();
+            entries.dedup();
+            let expectation = if silent.iter().all(|p| !p.expected) {
+                ", as the file expects"
+            } else if silent.iter().any(|p| !p.expected) {
+                " (some as the file expects)"
+            } else {
+                ""
+            };
+            let cause = causes(e, node, &entries).join("; ");
+            let all = silent.len() == on_node.len();
+            match silent_groups.iter_mut().find(|g| g.3 == entries && g.4 == expectation && g.5 == cause) {
+                Some(g) => {
+                    g.0.push(node.clone());
+                    g.1 += silent.len();
+                    g.2 &= all;
+                }
+                None => silent_groups.push((vec![node.clone()], silent.len(), all, entries, expectation, cause)),
+            }
+        }
+        let loud: Vec<&Pair> = on_node.iter().copied().filter(|p| p.answered && !p.expected).collect();
+        if !loud.is_empty() {
+            let mut entries: Vec<String> = loud.iter().map(|p| p.entry.clone()).collect();
+            entries.dedup();
+            let acting: Vec<String> = e.faults.iter().filter(|f| f.effect.nodes().contains(node)).map(|f| f.name.clone()).collect();
+            let why = if acting.is_empty() {
+                let elsewhere: Vec<String> =
+                    e.faults.iter().map(|f| format!("{} acts on {}", f.name, list(&f.effect.nodes()))).collect();
+                if elsewhere.is_empty() {
+                    format!("no fault is applied, so nothing stops traffic to {node}")
+                } else {
+                    format!("no applied fault acts on {node} ({})", elsewhere.join("; "))
+                }
+            } else {
+                format!("fault {} acts on {node} but did not stop these", acting.join(", "))
+            };
+            loud_lines.push(format!(
+                "{} of {total} pairs answered though the file expects no answer: targets on {node}, from {}; {why}",
+                loud.len(),
+                list(&entries)
+            ));
+        }
+    }
+    for (nodes, n, all, entries, expectation, cause) in silent_groups {
+        let scope = if all { "all targets" } else { "targets" };
+        lines.push(format!("{n} of {total} pairs did not answer{expectation}: {scope} on {}, from {}; {cause}", list(&nodes), list(&entries)));
+    }
+    lines.extend(loud_lines);
+    lines
+}
+
+#[cfg(test)]
+mod tests;
