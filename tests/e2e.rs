@@ -146,11 +146,15 @@ fn wrong_expectation_fails_with_exit_1_and_cleans_up() {
     assert_eq!(report["runs"][0]["summary"]["failed"], 1);
     // The cause names the node that really lost its pairs, the fault and its counter; and the
     // pairs that answered against the file are named too.
-    let cause = out.lines().find(|l| l.contains("cause:") && l.contains("did not answer")).unwrap_or_else(|| panic!("no cause line:\n{out}"));
+    let cause =
+        out.lines().find(|l| l.contains("cause:") && l.contains("did not answer")).unwrap_or_else(|| panic!("no cause line:\n{out}"));
     assert!(cause.contains("all targets on worker-1, from manager, worker-2"), "{cause}");
     let counted = cause.split("by fault vxlan-blocked (").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse::<u64>().ok());
     assert!(counted.is_some_and(|n| n > 0), "no packet count for the fault in: {cause}");
-    assert!(out.lines().any(|l| l.contains("cause:") && l.contains("answered though the file expects no answer: targets on worker-2")), "{out}");
+    assert!(
+        out.lines().any(|l| l.contains("cause:") && l.contains("answered though the file expects no answer: targets on worker-2")),
+        "{out}"
+    );
     // The failed run kept a failure bundle, listed in the report: at the failed check (while the
     // fault was applied, so its chain is in the rules) and at the end (after the revert).
     let ev = PathBuf::from(report["runs"][0]["summary"]["evidence"].as_str().expect("evidence listed in the report"));
@@ -436,4 +440,62 @@ fn a_fault_that_matches_nothing_fails_faults_hit() {
         .expect("failure bundle line");
     std::fs::remove_dir_all(ev).unwrap();
     assert_clean("test-fault-missed");
+}
+
+/// mtu: a lower MTU on worker-1 lets small answers through everywhere and loses exactly the large
+/// answers sent into worker-1 over the overlay; the cause line names the node, its MTU and the
+/// fault; revert brings the large answers back.
+#[test]
+fn mtu_black_hole_loses_only_large_answers_into_one_node_and_reverts() {
+    let _g = serial();
+    let (o, r) = json_run("scenarios/swarm-mtu-blackhole.yaml");
+    assert_eq!(o.status.code(), Some(0));
+    for name in ["big-answers-before", "small-answers-still-pass", "big-answers-into-worker-1-hang", "big-answers-after"] {
+        assert_eq!(check(&r, name)["outcome"], "pass", "{name}");
+    }
+    let lines: Vec<String> = check(&r, "big-answers-into-worker-1-hang")["diagnosis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("2 of 9 pairs did not answer, as the file expects: targets on manager, worker-2, from worker-1"),
+        "{lines:?}"
+    );
+    assert!(lines[0].contains("MTU 1200 (fault small-mtu)"), "{lines:?}");
+    // Small answers passed: nothing to explain there.
+    assert_eq!(check(&r, "small-answers-still-pass")["diagnosis"].as_array().map(|a| a.len()), Some(0));
+    assert_clean("swarm-mtu-blackhole");
+}
+
+/// Seed story 2: a stray proxy without no_proxy breaks kubectl on every node with squid's HTML
+/// page (shown, with the proxy's identity and the hint); the pods still serve; the same proxy
+/// with the nodes in no_proxy is harmless; squid and its network are gone after the revert.
+#[test]
+fn k8s_stray_proxy_shows_the_html_page_the_proxy_and_the_hint() {
+    let _g = serial();
+    bundle();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let o = clusterlab(&["run", "scenarios/k8s-stray-proxy.yaml", "--report", &format!("json={}", json.display())]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for name in ["api-before", "api-through-stray-proxy", "pods-still-serve", "api-with-no-proxy", "api-after"] {
+        assert_eq!(check(&r, name)["outcome"], "pass", "{name}");
+    }
+    let through = &check(&r, "api-through-stray-proxy");
+    assert!(through["observation"]["cells"].as_array().unwrap().iter().flat_map(|row| row.as_array().unwrap()).all(|c| c["hits"] == 0));
+    let text = through["diagnosis"].as_array().unwrap().iter().map(|l| l.as_str().unwrap_or("")).collect::<Vec<_>>().join("\n");
+    assert!(text.contains("set by fault stray-proxy (no_proxy unset)"), "{text}");
+    assert!(text.contains("X-Squid-Error: ERR_CONNECT_FAIL") && text.contains("squid/"), "{text}");
+    assert!(text.contains("<!DOCTYPE html"), "{text}");
+    assert!(text.contains("hint: add the node addresses to no_proxy"), "{text}");
+    // The terminal shows the same, as a user reads it.
+    assert!(out.contains("<!DOCTYPE html") && out.contains("hint: add the node addresses to no_proxy"), "{out}");
+    // With no_proxy listing the nodes, nothing went to the proxy: no diagnosis at all.
+    assert_eq!(check(&r, "api-with-no-proxy")["diagnosis"].as_array().map(|a| a.len()), Some(0));
+    assert_clean("k8s-stray-proxy");
 }

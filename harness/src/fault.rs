@@ -2,8 +2,8 @@
 //! (so its counters are its own and its revert is exact), jumped to from INPUT/OUTPUT. An
 //! applied fault remembers the node's `iptables-save` from before, and revert proves it equal.
 
-use crate::lab::Lab;
 use crate::lab::shq;
+use crate::lab::Lab;
 use crate::model::{Direction, Fault, FaultSpec, Match, NoProxy, Protocol};
 use crate::provider::LabError;
 use futures_util::future::try_join_all;
@@ -121,7 +121,8 @@ pub enum Action {
     /// Freeze node containers (the engine's pause); revert resumes them.
     Pause { nodes: Vec<String> },
     /// Start a stray proxy and put it in the clients' environment (and the named components').
-    Proxy { nodes: Vec<String>, no_proxy: Vec<NoProxy>, components: Vec<String> },
+    /// `no_proxy` holds the entries as set: node names already replaced by their addresses.
+    Proxy { nodes: Vec<String>, no_proxy: Vec<String>, components: Vec<String> },
     /// Set the MTU of each node's lab interface; revert restores the one it had.
     Mtu { nodes: Vec<String>, mtu: u32 },
 }
@@ -167,9 +168,17 @@ impl FaultHandle {
         let action = match &fault.spec {
             FaultSpec::Kill { nodes, component } => Action::Kill { nodes: nodes.clone(), component: component.clone() },
             FaultSpec::StopNode { nodes } => Action::Pause { nodes: nodes.clone() },
-            FaultSpec::HttpProxy { nodes, no_proxy, components } => {
-                Action::Proxy { nodes: nodes.clone(), no_proxy: no_proxy.clone(), components: components.clone() }
-            }
+            FaultSpec::HttpProxy { nodes, no_proxy, components } => Action::Proxy {
+                nodes: nodes.clone(),
+                no_proxy: no_proxy
+                    .iter()
+                    .map(|e| match e {
+                        NoProxy::Node(n) => lab.node_ip(n),
+                        NoProxy::Literal(l) => l.clone(),
+                    })
+                    .collect(),
+                components: components.clone(),
+            },
             FaultSpec::Mtu { nodes, mtu } => Action::Mtu { nodes: nodes.clone(), mtu: *mtu },
             _ => Action::Rules,
         };
@@ -261,29 +270,27 @@ impl FaultHandle {
 
     /// Start the stray proxy and write the clients' environment; revert removes both. Components
     /// named by the fault restart under their supervisor with the proxy in their environment.
-    async fn proxy(&self, lab: &Lab, apply: bool, nodes: &[String], no_proxy: &[NoProxy], components: &[String]) -> Result<(), LabError> {
+    async fn proxy(&self, lab: &Lab, apply: bool, nodes: &[String], no_proxy: &[String], components: &[String]) -> Result<(), LabError> {
         let fail = |message: String| LabError::Fault { fault: self.name.clone(), message };
         let container = proxy_container(&lab.plan.lab, &self.name);
         if apply {
             // squid serves only the lab's subnet (the acl), so it never carries traffic elsewhere.
-            let cmd = vec![lab.plan.subnet.to_string(), container.clone()];
+            let cmd = vec![lab.plan.subnet.to_string(), self.name.clone()];
             let port = lab.engine.create_side_container(&lab.plan, &container, &lab.image("proxy"), cmd, 3128).await?;
             let url = format!("http://{}:{port}", lab.plan.gateway);
             // Ready when squid answers a request of its own (a malformed one: 400 at once).
-            let wait = format!("i=0; until curl -s --noproxy '*' -o /dev/null -m 1 {url}/; do i=$((i+1)); [ $i -gt 60 ] && exit 1; sleep 0.3; done");
+            let wait = format!(
+                "i=0; until curl -s --noproxy '*' -o /dev/null -m 1 {url}/; do i=$((i+1)); [ $i -gt 60 ] && exit 1; sleep 0.3; done"
+            );
             let first = nodes.first().cloned().unwrap_or_else(|| lab.plan.leader().name.clone());
             if !lab.sh_raw(&first, &wait).await?.ok() {
                 let logs = lab.engine.logs(&container, 15).await;
-                return Err(fail(format!("the proxy {container} did not answer at {url} within 20 s:\n{}", crate::provider::tail(&logs, 15))));
+                return Err(fail(format!(
+                    "the proxy {container} did not answer at {url} within 20 s:\n{}",
+                    crate::provider::tail(&logs, 15)
+                )));
             }
-            let list: Vec<String> = no_proxy
-                .iter()
-                .map(|e| match e {
-                    NoProxy::Node(n) => lab.node_ip(n),
-                    NoProxy::Literal(l) => l.clone(),
-                })
-                .collect();
-            let env = proxy_env(&url, &list);
+            let env = proxy_env(&url, no_proxy);
             for n in nodes {
                 let script = format!(
                     "set -e; mkdir -p /etc/clusterlab\n\
@@ -326,7 +333,9 @@ impl FaultHandle {
                 match out.code {
                     0 => ran += 1,
                     9 => {}
-                    code => return Err(fail(format!("{c} on {n} did not come back after its restart (exit {code}): {}", out.stderr.trim()))),
+                    code => {
+                        return Err(fail(format!("{c} on {n} did not come back after its restart (exit {code}): {}", out.stderr.trim())))
+                    }
                 }
             }
             if ran == 0 {
@@ -340,11 +349,7 @@ impl FaultHandle {
     pub fn describe(&self) -> Vec<String> {
         match &self.action {
             Action::Proxy { nodes, no_proxy, components } => {
-                let np = if no_proxy.is_empty() {
-                    "no no_proxy".to_string()
-                } else {
-                    format!("no_proxy={}", no_proxy.iter().map(|e| match e { NoProxy::Node(n) => n.as_str(), NoProxy::Literal(l) => l.as_str() }).collect::<Vec<_>>().join(","))
-                };
+                let np = if no_proxy.is_empty() { "no no_proxy".to_string() } else { format!("no_proxy={}", no_proxy.join(",")) };
                 let mut v = vec!["squid in a container on a network of its own: it cannot reach the nodes".to_string()];
                 v.push(format!("{}: http_proxy/https_proxy set for kubectl, {np}", nodes.join(", ")));
                 if !components.is_empty() {

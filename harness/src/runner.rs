@@ -2,6 +2,7 @@
 //! emits events. It owns teardown: the lab is removed at the end unless kept, also on failure.
 //! (Ctrl-C and panics are handled by the caller, which removes the run's objects by label.)
 
+use crate::diagnose::{self, Snapshot};
 use crate::expect::{judge, Outcome};
 use crate::fault::{describe_counters, FaultHandle};
 use crate::images::{self, BaseSource};
@@ -10,7 +11,6 @@ use crate::model::{CheckKind, Scenario, StackKind, Step};
 use crate::plan::{self, LabPlan, LABEL_PLAN, LABEL_SCENARIO};
 use crate::probe;
 use crate::provider::{Engine, LabError, NestedMode};
-use crate::diagnose::{self, Snapshot};
 use crate::report::{CheckReport, Event, Reporters, StepRecord, Summary};
 use crate::stack::kube;
 use crate::stack::{placement, AnyStack, NodeBoot, Stack};
@@ -268,7 +268,10 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                     if matches!(report.outcome, Outcome::Fail | Outcome::Error) {
                         match crate::evidence::collect(lab, &format!("check-{}", check.name)).await {
                             Ok(d) => {
-                                let _ = std::fs::write(d.join("diagnosis.json"), serde_json::to_string_pretty(&(&ev, &report.diagnosis)).unwrap_or_default());
+                                let _ = std::fs::write(
+                                    d.join("diagnosis.json"),
+                                    serde_json::to_string_pretty(&(&ev, &report.diagnosis)).unwrap_or_default(),
+                                );
                                 report.evidence = Some(d.display().to_string());
                                 sum.evidence = d.parent().map(|p| p.display().to_string());
                             }

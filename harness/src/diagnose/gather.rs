@@ -119,7 +119,7 @@ async fn proxy_answer(lab: &Lab, node: &str) -> Option<ProxyAnswer> {
     let target = format!("{master}:6443");
     // bash's /dev/tcp: the raw answer, headers and body, as the proxy sent it.
     let script = format!(
-        "exec bash -c 'exec 3<>/dev/tcp/{host}/{port} || exit 1; printf \"CONNECT {target} HTTP/1.1\\r\\nHost: {target}\\r\\nProxy-Connection: close\\r\\n\\r\\n\" >&3; timeout 10 head -c 2500 <&3'"
+        "exec bash -c 'exec 3<>/dev/tcp/{host}/{port} || exit 1; printf \"CONNECT {target} HTTP/1.1\\r\\nHost: {target}\\r\\nProxy-Connection: close\\r\\n\\r\\n\" >&3; timeout 8 cat <&3 | head -c 8000'"
     );
     let out = lab.sh_raw(node, &script).await.ok()?;
     (!out.stdout.is_empty()).then(|| ProxyAnswer { url, fault, request: format!("CONNECT {target}"), raw: out.stdout })
@@ -201,7 +201,11 @@ pub async fn gather(
         .into_iter()
         .map(|(n, a)| {
             let b = before.vxlan.get(&n).copied().unwrap_or_default();
-            let d = Vxlan { rx: a.rx.saturating_sub(b.rx), tx: a.tx.saturating_sub(b.tx), rx_dropped: a.rx_dropped.saturating_sub(b.rx_dropped) };
+            let d = Vxlan {
+                rx: a.rx.saturating_sub(b.rx),
+                tx: a.tx.saturating_sub(b.tx),
+                rx_dropped: a.rx_dropped.saturating_sub(b.rx_dropped),
+            };
             (n, d)
         })
         .collect();
@@ -223,5 +227,6 @@ pub async fn gather(
             }
         }
     }
-    Evidence { kind: check.kind.clone(), unsupported, pairs, faults, vxlan, stopped, proxy_answers }
+    let addresses = lab.plan.nodes.iter().map(|n| (n.name.clone(), n.ip.to_string())).collect();
+    Evidence { kind: check.kind.clone(), unsupported, pairs, faults, vxlan, stopped, proxy_answers, addresses }
 }

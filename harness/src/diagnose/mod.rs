@@ -27,6 +27,9 @@ pub struct Evidence {
     pub stopped: BTreeMap<String, Vec<String>>,
     /// What a proxy answered to the request kubectl made from an entry node, per entry node.
     pub proxy_answers: BTreeMap<String, ProxyAnswer>,
+    /// Each node's lab address (for hints that name them).
+    #[serde(default)]
+    pub addresses: BTreeMap<String, String>,
 }
 
 /// One (entry node, target) pair of the check's matrix.
@@ -55,12 +58,33 @@ pub struct FaultFact {
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Effect {
     /// Drop (or lose `percent` of) `what` (e.g. "UDP 4789") going `direction` at `nodes`.
-    Drop { nodes: Vec<String>, what: String, direction: String, peers: Vec<String>, percent: Option<f64> },
-    Partition { side_a: Vec<String>, side_b: Vec<String> },
-    Kill { nodes: Vec<String>, component: String },
-    Pause { nodes: Vec<String> },
-    Mtu { nodes: Vec<String>, mtu: u32 },
-    Proxy { nodes: Vec<String>, url: String, no_proxy: Vec<String> },
+    Drop {
+        nodes: Vec<String>,
+        what: String,
+        direction: String,
+        peers: Vec<String>,
+        percent: Option<f64>,
+    },
+    Partition {
+        side_a: Vec<String>,
+        side_b: Vec<String>,
+    },
+    Kill {
+        nodes: Vec<String>,
+        component: String,
+    },
+    Pause {
+        nodes: Vec<String>,
+    },
+    Mtu {
+        nodes: Vec<String>,
+        mtu: u32,
+    },
+    Proxy {
+        nodes: Vec<String>,
+        url: String,
+        no_proxy: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -154,14 +178,13 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
                 }
             }
             Effect::Partition { side_a, side_b } => {
-                for (mine, theirs) in [(side_a, side_b), (side_b, side_a)] {
-                    if mine.iter().any(|n| n == node) {
-                        let cut: Vec<String> = entries.iter().filter(|x| theirs.contains(x)).cloned().collect();
-                        if !cut.is_empty() {
-                            let p: u64 = std::iter::once(node.to_string()).chain(cut.iter().cloned()).map(|n| pk(&n)).sum();
-                            out.push(format!("{node} is cut off from {} by partition {} ({p} packets)", list(&cut), f.name));
-                        }
-                    }
+                // Whole sides and the fault's whole count: the same words for every target
+                // node it cuts, so their groups merge into one line.
+                let cuts =
+                    |mine: &[String], theirs: &[String]| mine.iter().any(|n| n == node) && entries.iter().any(|x| theirs.contains(x));
+                if cuts(side_a, side_b) || cuts(side_b, side_a) {
+                    let p: u64 = f.packets.values().sum();
+                    out.push(format!("partition {} separates {} from {} ({p} packets)", f.name, list(side_a), list(side_b)));
                 }
             }
             Effect::Kill { nodes, component } => {
@@ -208,7 +231,10 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
     if let Some(rx) = e.vxlan.get(node).map(|v| v.rx) {
         let tx: u64 = entries.iter().filter(|n| n.as_str() != node).filter_map(|n| e.vxlan.get(n)).map(|v| v.tx).sum();
         if tx > 0 && rx == 0 {
-            out.push(format!("VXLAN during the check: {} sent {tx} packets, {node} received none (lost before its VXLAN device)", list(entries)));
+            out.push(format!(
+                "VXLAN during the check: {} sent {tx} packets, {node} received none (lost before its VXLAN device)",
+                list(entries)
+            ));
         } else if tx > 0 && out.is_empty() {
             out.push(format!("VXLAN during the check: {} sent {tx} packets, {node} received {rx}, yet no answer came back", list(entries)));
         }
@@ -230,11 +256,7 @@ fn explain_api(e: &Evidence) -> Vec<String> {
         return vec![];
     }
     let expected = api_pairs.iter().filter(|p| !p.answered).all(|p| !p.expected);
-    let head = format!(
-        "the API did not answer from {}{}",
-        list(&failed),
-        if expected { ", as the file expects" } else { "" }
-    );
+    let head = format!("the API did not answer from {}{}", list(&failed), if expected { ", as the file expects" } else { "" });
     let via_proxy: Vec<String> = failed.iter().filter(|n| e.proxy_answers.contains_key(*n)).cloned().collect();
     if let Some(a) = via_proxy.first().and_then(|n| e.proxy_answers.get(n)) {
         let no_proxy = e
@@ -264,8 +286,18 @@ fn explain_api(e: &Evidence) -> Vec<String> {
                 a.fault,
                 ident.join(", ")
             ),
-            format!("the proxy's answer is an HTML page, not the API: {body}"),
-            format!("hint: add the node addresses to no_proxy (from {}: the API is a lab address the proxy cannot reach)", list(&via_proxy)),
+            format!("what kubectl got instead of the API is the proxy's HTML error page: {body}"),
+            if e.addresses.is_empty() {
+                format!(
+                    "hint: add the node addresses to no_proxy (on {}: the API is a lab address the proxy cannot reach)",
+                    list(&via_proxy)
+                )
+            } else {
+                let mut np: Vec<String> = e.addresses.values().cloned().collect();
+                let extra: Vec<String> = no_proxy.iter().filter(|x| !np.contains(x)).cloned().collect();
+                np.extend(extra);
+                format!("hint: add the node addresses to no_proxy, e.g. no_proxy={} (on {})", np.join(","), list(&via_proxy))
+            },
         ];
     }
     let master = api_pairs.first().map(|p| p.node.clone()).unwrap_or_default();
@@ -336,8 +368,7 @@ pub fn explain(e: &Evidence) -> Vec<String> {
             entries.dedup();
             let acting: Vec<String> = e.faults.iter().filter(|f| f.effect.nodes().contains(node)).map(|f| f.name.clone()).collect();
             let why = if acting.is_empty() {
-                let elsewhere: Vec<String> =
-                    e.faults.iter().map(|f| format!("{} acts on {}", f.name, list(&f.effect.nodes()))).collect();
+                let elsewhere: Vec<String> = e.faults.iter().map(|f| format!("{} acts on {}", f.name, list(&f.effect.nodes()))).collect();
                 if elsewhere.is_empty() {
                     format!("no fault is applied, so nothing stops traffic to {node}")
                 } else {
@@ -355,7 +386,11 @@ pub fn explain(e: &Evidence) -> Vec<String> {
     }
     for (nodes, n, all, entries, expectation, cause) in silent_groups {
         let scope = if all { "all targets" } else { "targets" };
-        lines.push(format!("{n} of {total} pairs did not answer{expectation}: {scope} on {}, from {}; {cause}", list(&nodes), list(&entries)));
+        lines.push(format!(
+            "{n} of {total} pairs did not answer{expectation}: {scope} on {}, from {}; {cause}",
+            list(&nodes),
+            list(&entries)
+        ));
     }
     lines.extend(loud_lines);
     lines

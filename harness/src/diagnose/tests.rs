@@ -1,0 +1,110 @@
+use super::gather::{exempt, parse_vxlan};
+use super::*;
+
+/// Evidence recorded from real runs (each a check that failed on purpose: the expectation was
+/// edited), explained again: the cause lines are snapshots.
+macro_rules! recorded {
+    ($name:ident, $file:literal) => {
+        #[test]
+        fn $name() {
+            let e: Evidence = serde_json::from_str(include_str!(concat!("recorded/", $file, ".json"))).expect("recorded evidence parses");
+            insta::assert_snapshot!(stringify!($name), explain(&e).join("\n"));
+        }
+    };
+}
+
+recorded!(vxlan_drop_names_the_node_the_fault_and_its_counter, "vxlan-only-worker-1-lost");
+recorded!(partition_groups_merge_into_one_line, "faults-manager-cut-off");
+recorded!(loss_counts_and_vxlan_never_arrived, "faults-worker-2-lost");
+recorded!(mtu_black_hole_is_named, "mtu-big-answers-into-worker-1-hang");
+recorded!(paused_node_is_named, "stop-worker-1-silent");
+recorded!(stray_proxy_shows_page_identity_and_hint, "proxy-api-through-stray-proxy");
+
+fn pair(entry: &str, node: &str, answered: bool, expected: bool) -> Pair {
+    Pair { entry: entry.into(), target: format!("web@{node}"), node: node.into(), answered, expected, detail: "timeout".into() }
+}
+
+#[test]
+fn nothing_to_say_when_everything_answers() {
+    let e = Evidence { kind: "replicas".into(), pairs: vec![pair("a", "b", true, true)], ..Default::default() };
+    assert!(explain(&e).is_empty());
+}
+
+#[test]
+fn unexplained_silence_says_so_and_points_at_the_evidence() {
+    let e =
+        Evidence { kind: "replicas".into(), pairs: vec![pair("a", "b", false, true), pair("a", "a", true, true)], ..Default::default() };
+    let l = explain(&e);
+    assert_eq!(l.len(), 1);
+    assert!(l[0].starts_with("1 of 2 pairs did not answer: all targets on b, from a; no applied fault"), "{l:?}");
+}
+
+#[test]
+fn a_stopped_component_is_named_unless_a_kill_fault_explains_it() {
+    let mut e = Evidence { kind: "replicas".into(), pairs: vec![pair("a", "b", false, true)], ..Default::default() };
+    e.stopped.insert("b".into(), vec!["kube-proxy".into()]);
+    assert!(explain(&e)[0].ends_with("kube-proxy is not running on b"), "{:?}", explain(&e));
+    e.faults.push(FaultFact {
+        name: "no-proxy".into(),
+        effect: Effect::Kill { nodes: vec!["b".into()], component: "kube-proxy".into() },
+        packets: Default::default(),
+    });
+    let l = explain(&e);
+    assert!(l[0].ends_with("kube-proxy is stopped on b by fault no-proxy"), "{l:?}");
+}
+
+#[test]
+fn a_drop_that_matched_nothing_is_not_called_the_cause() {
+    let mut e = Evidence { kind: "replicas".into(), pairs: vec![pair("a", "b", false, true)], ..Default::default() };
+    e.faults.push(FaultFact {
+        name: "d".into(),
+        effect: Effect::Drop { nodes: vec!["b".into()], what: "UDP 4789".into(), direction: "in".into(), peers: vec![], percent: None },
+        packets: [("b".to_string(), 0)].into(),
+    });
+    e.stopped.insert("a".into(), vec!["dockerd".into()]);
+    let l = explain(&e);
+    assert!(l[0].ends_with("dockerd is not running on a"), "{l:?}");
+    e.stopped.clear();
+    assert!(explain(&e)[0].ends_with("fault d (on b) matched no packet during the check"), "{:?}", explain(&e));
+}
+
+#[test]
+fn unsupported_checks_say_why() {
+    let e = Evidence {
+        kind: "vip".into(),
+        unsupported: Some("kernel lacks IP_VS".into()),
+        pairs: vec![pair("a", "b", false, true)],
+        ..Default::default()
+    };
+    assert_eq!(explain(&e), ["unsupported here: kernel lacks IP_VS (1 of 1 pairs did not answer)"]);
+}
+
+#[test]
+fn proxy_answers_are_taken_apart() {
+    let a = ProxyAnswer {
+        raw: "HTTP/1.1 503 Service Unavailable\r\nServer: squid/5.7\r\nX-Squid-Error: ERR_CONNECT_FAIL 110\r\n\r\n<!DOCTYPE html PUBLIC \"-//W3C//DTD HTML 4.01//EN\">\n<p>Generated Sat, 28 Nov 2026 by stray (squid/5.7)</p>".into(),
+        ..Default::default()
+    };
+    assert_eq!(a.status(), "HTTP/1.1 503 Service Unavailable");
+    assert_eq!(a.header("x-squid-error"), Some("ERR_CONNECT_FAIL 110"));
+    assert_eq!(a.header("Via"), None);
+    assert!(a.body_start().starts_with("<!DOCTYPE html"));
+    assert_eq!(a.signature().as_deref(), Some("stray (squid/5.7)"));
+}
+
+#[test]
+fn no_proxy_matching_follows_go() {
+    assert!(exempt("10.213.0.11,localhost", "10.213.0.11"));
+    assert!(exempt("10.213.0.0/24", "10.213.0.11"));
+    assert!(exempt("*", "10.213.0.11"));
+    assert!(!exempt("10.213.1.0/24,localhost", "10.213.0.11"));
+    assert!(!exempt("", "10.213.0.11"));
+    assert!(!exempt("10.213.0.1", "10.213.0.11"), "no prefix matching on addresses");
+}
+
+#[test]
+fn vxlan_counters_sum_every_device() {
+    let out = "[{\"ifname\":\"vx0\",\"stats64\":{\"rx\":{\"packets\":10,\"dropped\":1},\"tx\":{\"packets\":7}}}]\n\n[{\"ifname\":\"vxlan0\",\"stats64\":{\"rx\":{\"packets\":5,\"dropped\":0},\"tx\":{\"packets\":3}}}]\n";
+    assert_eq!(parse_vxlan(out), Vxlan { rx: 15, tx: 10, rx_dropped: 1 });
+    assert_eq!(parse_vxlan("Device \"vxlan\" does not exist.\n"), Vxlan::default());
+}

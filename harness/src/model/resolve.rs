@@ -615,7 +615,11 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
                         let one = Sp { value: NodeSel::One(e), pos: np.pos };
                         no_proxy.extend(idx.expand(p, "no-proxy", &one).into_iter().map(NoProxy::Node));
                     } else if e.is_empty() || e.contains(char::is_whitespace) || e.contains(',') {
-                        p.at(np.pos, format!("no-proxy entry {e:?} is empty or holds a space or comma"), Some("one entry per list item".into()));
+                        p.at(
+                            np.pos,
+                            format!("no-proxy entry {e:?} is empty or holds a space or comma"),
+                            Some("one entry per list item".into()),
+                        );
                     } else if is_label(&e) && e != "localhost" {
                         // Looks like a node name, but no node has it: most likely a typo.
                         let known: Vec<&str> = idx.nodes.iter().map(|x| x.name.as_str()).collect();
@@ -778,9 +782,15 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: St
     only_for("path", c.path.as_ref().map(|x| x.pos), &[CheckKind::Replicas, CheckKind::Vip, CheckKind::NodePort], p);
     let path = match &c.path {
         None => "/".to_string(),
-        Some(pa) if pa.value.starts_with('/') && pa.value.bytes().all(|b| b.is_ascii_graphic() && b != b'\'' && b != b'"') => pa.value.clone(),
+        Some(pa) if pa.value.starts_with('/') && pa.value.bytes().all(|b| b.is_ascii_graphic() && b != b'\'' && b != b'"') => {
+            pa.value.clone()
+        }
         Some(pa) => {
-            p.at(pa.pos, format!("path {:?} is not a URL path", pa.value), Some("start with / and use no spaces or quotes, e.g. /big".into()));
+            p.at(
+                pa.pos,
+                format!("path {:?} is not a URL path", pa.value),
+                Some("start with / and use no spaces or quotes, e.g. /big".into()),
+            );
             "/".into()
         }
     };

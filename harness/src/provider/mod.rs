@@ -358,14 +358,30 @@ impl Engine {
     /// its own, so Docker's isolation between bridge networks keeps it from reaching the nodes,
     /// with `port` published on the lab's gateway address only, where the nodes reach it.
     /// Returns the host port the engine picked. Both objects carry the lab's labels.
-    pub async fn create_side_container(&self, plan: &LabPlan, name: &str, image: &str, cmd: Vec<String>, port: u16) -> Result<u16, LabError> {
+    pub async fn create_side_container(
+        &self,
+        plan: &LabPlan,
+        name: &str,
+        image: &str,
+        cmd: Vec<String>,
+        port: u16,
+    ) -> Result<u16, LabError> {
         let labels = plan.labels(None);
         let net = format!("{name}-net");
         let existing = self.docker.list_networks(None::<qp::ListNetworksOptions>).await.map_err(LabError::ListNetworks)?;
         if !existing.iter().any(|n| n.name.as_deref() == Some(net.as_str())) {
             // No subnet given: the engine's default pools (172.x), apart from clusterlab's 10.213/16.
-            let req = NetworkCreateRequest { name: net.clone(), driver: Some("bridge".into()), labels: Some(labels.clone()), ..Default::default() };
-            self.docker.create_network(req).await.map_err(|e| LabError::CreateNetwork { network: net.clone(), lab: plan.lab.clone(), source: e })?;
+            let req = NetworkCreateRequest {
+                name: net.clone(),
+                driver: Some("bridge".into()),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            };
+            self.docker.create_network(req).await.map_err(|e| LabError::CreateNetwork {
+                network: net.clone(),
+                lab: plan.lab.clone(),
+                source: e,
+            })?;
         }
         let key = format!("{port}/tcp");
         let host = HostConfig {
