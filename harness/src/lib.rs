@@ -1,6 +1,7 @@
 //! clusterlab: simulated multi-node clusters on one Docker engine, faults injected,
 //! every service path asserted.
 
+pub mod bench;
 pub mod diagnose;
 pub mod doctor;
 pub mod evidence;

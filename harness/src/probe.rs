@@ -80,6 +80,8 @@ pub enum Client {
     /// A client pod on each node (Kubernetes), entered through containerd: (node, container id).
     /// Requests with busybox wget, inside the pod network.
     Pod { containers: Vec<(String, String)> },
+    /// A container of the node's own engine (swarm: the bench client on an overlay).
+    Container { name: String },
 }
 
 impl Client {
@@ -87,14 +89,16 @@ impl Client {
     fn fetch(&self, url: &str, t: &str) -> String {
         match self {
             // `timeout` bounds a hung connect; busybox 1.35's own `wget -T` crashes (SIGSEGV).
-            Client::Overlay { .. } | Client::Pod { .. } => format!("timeout {t} wget -q -O - {url}"),
+            Client::Overlay { .. } | Client::Pod { .. } | Client::Container { .. } => format!("timeout {t} wget -q -O - {url}"),
             // --noproxy '*': a proxy in the environment must never carry a probe.
             Client::Node => format!("curl -s --noproxy '*' -m {t} {url}"),
         }
     }
 
-    async fn run(&self, lab: &Lab, node: &str, script: &str) -> Result<String, LabError> {
+    /// Run a script where this client's requests start, on `node`; returns its output.
+    pub async fn run(&self, lab: &Lab, node: &str, script: &str) -> Result<String, LabError> {
         match self {
+            Client::Container { name } => Ok(lab.sh_raw(node, &format!("docker exec {name} sh -c {}", shq(script))).await?.stdout),
             Client::Overlay { network } => {
                 let cmd = format!("docker exec {} sh -c {}", probe_container(network), shq(script));
                 Ok(lab.sh_raw(node, &cmd).await?.stdout)

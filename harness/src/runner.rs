@@ -80,6 +80,10 @@ impl Runner<'_> {
 /// workload image that names a clusterlab recipe.
 pub fn needed_images(s: &Scenario) -> Vec<&'static str> {
     let mut v = vec!["node", "web"];
+    // Swarm benches run their client in a tools container on the overlay.
+    if s.steps.iter().any(|st| matches!(st, Step::Bench(_))) {
+        v.push("tools");
+    }
     v.extend(kube::extra_images(s));
     for svc in &s.services {
         if let Some(r) = images::recipe(&svc.image) {
@@ -158,6 +162,9 @@ async fn install(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>) -> Result<
     let mut workload: Vec<String> = Vec::new();
     if lab.scenario.stack == StackKind::Swarm {
         workload.push(lab.probe_image());
+        if lab.scenario.steps.iter().any(|st| matches!(st, Step::Bench(_))) {
+            workload.push(lab.image("tools"));
+        }
     }
     for s in &lab.scenario.services {
         let t = lab.workload(&s.image);
@@ -209,6 +216,26 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                     stack.scale(service, *replicas).await.map(|rs| ((), vec![format!("placed: {}", placement(&rs))]))
                 })
                 .await?;
+            }
+            Step::Bench(b) => {
+                r.emit(Event::StepStart { title: format!("Bench {}", b.name) });
+                let mut faults = Vec::new();
+                for (name, h) in &applied {
+                    if let Ok(c) = h.counters(lab).await {
+                        faults.push(if c.is_empty() { format!("fault {name} applied") } else { describe_counters(name, &c) });
+                    }
+                }
+                let report = match crate::bench::run_bench(lab, stack, b, faults).await {
+                    Ok(rep) => rep,
+                    Err(e) => crate::bench::BenchReport::failed(b, e.to_string()),
+                };
+                match report.outcome {
+                    Outcome::Pass => sum.passed += 1,
+                    Outcome::Fail => sum.failed += 1,
+                    Outcome::Unsupported => sum.unsupported += 1,
+                    Outcome::Error => sum.errors += 1,
+                }
+                r.emit(Event::Bench(Box::new(report)));
             }
             Step::Check(check) => {
                 r.emit(Event::StepStart { title: format!("Check {}", check.name) });

@@ -230,6 +230,63 @@ pub enum StepDecl {
     /// Revert the named fault exactly.
     Revert(Sp<String>),
     Scale(ScaleDecl),
+    /// Measure the service's paths (throughput, or request rate) and compare them.
+    Bench(Box<BenchDecl>),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+/// A measurement of each path to one replica, in one run, alternating paths sample by sample.
+pub struct BenchDecl {
+    pub name: Sp<String>,
+    /// `throughput` (iperf3 TCP, bits/s; the service runs the `tools` image) or `request-rate`
+    /// (many short HTTP connections per second, like netperf TCP_CRR; the `web` image).
+    pub kind: Sp<BenchKind>,
+    pub service: Sp<String>,
+    /// The client's node. Default: the first node.
+    pub from: Option<Sp<String>>,
+    /// Paths measured, in this order: `node` (node to node, the underlay), `direct` (to the
+    /// replica's overlay/pod address), `vip` (the service VIP / ClusterIP, pinned to that
+    /// replica), `node-port` (the replica's node address and published port). Default: all four.
+    pub paths: Option<Sp<Vec<PathKind>>>,
+    /// Samples per path (default 3), each `seconds` long (default 2).
+    pub samples: Option<Sp<u32>>,
+    pub seconds: Option<Sp<u32>>,
+    /// Gates on ratios of medians of this run, e.g. `vip/direct: ">= 0.9"`; the run fails when
+    /// one does not hold.
+    #[serde(default)]
+    pub expect: std::collections::BTreeMap<String, Sp<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BenchKind {
+    Throughput,
+    RequestRate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PathKind {
+    Node,
+    Direct,
+    Vip,
+    NodePort,
+}
+
+impl PathKind {
+    pub const ALL: [PathKind; 4] = [PathKind::Node, PathKind::Direct, PathKind::Vip, PathKind::NodePort];
+    pub fn word(self) -> &'static str {
+        match self {
+            PathKind::Node => "node",
+            PathKind::Direct => "direct",
+            PathKind::Vip => "vip",
+            PathKind::NodePort => "node-port",
+        }
+    }
+    pub fn parse(s: &str) -> Option<PathKind> {
+        PathKind::ALL.into_iter().find(|p| p.word() == s)
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

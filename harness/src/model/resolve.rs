@@ -139,6 +139,69 @@ pub enum Step {
     Apply(String),
     Revert(String),
     Scale { service: String, replicas: u32 },
+    Bench(Bench),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Bench {
+    pub name: String,
+    pub kind: BenchKind,
+    pub service: String,
+    /// The client's node.
+    pub from: String,
+    pub paths: Vec<PathKind>,
+    pub samples: u32,
+    pub seconds: u32,
+    pub gates: Vec<Gate>,
+}
+
+/// `vip/direct >= 0.9`: the ratio of two paths' medians, compared with a bound.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Gate {
+    pub num: PathKind,
+    pub den: PathKind,
+    pub op: GateOp,
+    pub bound: f64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub enum GateOp {
+    #[serde(rename = ">=")]
+    AtLeast,
+    #[serde(rename = "<=")]
+    AtMost,
+}
+
+impl Gate {
+    /// Parse `vip/direct` and `>= 0.9`.
+    pub fn parse(key: &str, value: &str) -> Result<Gate, String> {
+        let (a, b) = key.split_once('/').ok_or_else(|| format!("gate {key:?} is not a ratio of two paths like vip/direct"))?;
+        let path = |w: &str| PathKind::parse(w.trim()).ok_or_else(|| format!("{w:?} is not a path (node, direct, vip, node-port)"));
+        let (num, den) = (path(a)?, path(b)?);
+        let v = value.trim();
+        let (op, rest) = if let Some(r) = v.strip_prefix(">=") {
+            (GateOp::AtLeast, r)
+        } else if let Some(r) = v.strip_prefix("<=") {
+            (GateOp::AtMost, r)
+        } else {
+            return Err(format!("gate value {value:?} needs >= or <=, e.g. \">= 0.9\""));
+        };
+        let bound: f64 = rest.trim().parse().map_err(|_| format!("{:?} is not a number", rest.trim()))?;
+        if !bound.is_finite() || bound < 0.0 {
+            return Err(format!("gate bound {bound} must be a number >= 0"));
+        }
+        Ok(Gate { num, den, op, bound })
+    }
+    pub fn holds(&self, ratio: f64) -> bool {
+        match self.op {
+            GateOp::AtLeast => ratio >= self.bound,
+            GateOp::AtMost => ratio <= self.bound,
+        }
+    }
+    pub fn text(&self) -> String {
+        let op = if self.op == GateOp::AtLeast { ">=" } else { "<=" };
+        format!("{}/{} {op} {}", self.num.word(), self.den.word(), self.bound)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -504,6 +567,15 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
                 }
                 steps.push(Step::Scale { service: s.service.value.clone(), replicas: s.replicas.value });
             }
+            StepDecl::Bench(b) => {
+                check_label(p, "bench", &b.name);
+                if let Some(prev) = check_names.insert(b.name.value.clone(), b.name.pos) {
+                    p.at(b.name.pos, format!("duplicate check or bench name {:?}", b.name.value), Some(format!("first used at line {}", prev.line)));
+                }
+                if let Some(bench) = resolve_bench(b, &idx, &services, p) {
+                    steps.push(Step::Bench(bench));
+                }
+            }
             StepDecl::Check(c) => {
                 check_label(p, "check", &c.name);
                 if let Some(prev) = check_names.insert(c.name.value.clone(), c.name.pos) {
@@ -739,6 +811,75 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
             Some(FaultSpec::Partition { side_a, side_b })
         }
     }
+}
+
+fn resolve_bench(b: &BenchDecl, idx: &NodeIndex, services: &[Service], p: &mut Problems) -> Option<Bench> {
+    let kind = b.kind.value;
+    // The server each kind talks to: iperf3 in the tools image, HTTP in the web image.
+    let (image, what) = match kind {
+        BenchKind::Throughput => ("tools", "iperf3"),
+        BenchKind::RequestRate => ("web", "an HTTP server"),
+    };
+    match services.iter().find(|s| s.name == b.service.value) {
+        None => p.at(b.service.pos, format!("bench {} names unknown service {:?}", b.name.value, b.service.value), Some(service_hint(services))),
+        Some(s) if s.image != image => p.at(
+            b.service.pos,
+            format!("service {} runs image {:?}; a {} bench needs {what} in its replicas", s.name, s.image, if kind == BenchKind::Throughput { "throughput" } else { "request-rate" }),
+            Some(format!("use image: {image} for this service")),
+        ),
+        Some(_) => {}
+    }
+    let from = match &b.from {
+        Some(f) if idx.nodes.iter().any(|n| n.name == f.value) => f.value.clone(),
+        Some(f) => {
+            let known: Vec<&str> = idx.nodes.iter().map(|x| x.name.as_str()).collect();
+            p.at(f.pos, format!("from names unknown node {:?}", f.value), Some(format!("one node: {}", known.join(", "))));
+            f.value.clone()
+        }
+        None => idx.nodes.first().map(|n| n.name.clone()).unwrap_or_default(),
+    };
+    let paths = match &b.paths {
+        None => PathKind::ALL.to_vec(),
+        Some(ps) => {
+            let mut v: Vec<PathKind> = Vec::new();
+            for x in &ps.value {
+                if v.contains(x) {
+                    p.at(ps.pos, format!("path {} is listed twice", x.word()), None);
+                } else {
+                    v.push(*x);
+                }
+            }
+            if v.is_empty() {
+                p.at(ps.pos, "paths is empty", Some("list at least one of node, direct, vip, node-port".into()));
+            }
+            v
+        }
+    };
+    let bounded = |v: &Option<Sp<u32>>, what: &str, max: u32, default: u32, p: &mut Problems| match v {
+        Some(x) if x.value == 0 || x.value > max => {
+            p.at(x.pos, format!("{what} {} is out of range", x.value), Some(format!("1-{max}")));
+            default
+        }
+        Some(x) => x.value,
+        None => default,
+    };
+    let samples = bounded(&b.samples, "samples", 50, 3, p);
+    let seconds = bounded(&b.seconds, "seconds", 60, 2, p);
+    let mut gates = Vec::new();
+    for (key, value) in &b.expect {
+        match Gate::parse(key, &value.value) {
+            Ok(g) => {
+                for side in [g.num, g.den] {
+                    if !paths.contains(&side) {
+                        p.at(value.pos, format!("gate {key} uses path {}, which this bench does not measure", side.word()), None);
+                    }
+                }
+                gates.push(g);
+            }
+            Err(e) => p.at(value.pos, e, Some("e.g. expect: { vip/direct: \">= 0.9\" }".into())),
+        }
+    }
+    Some(Bench { name: b.name.value.clone(), kind, service: b.service.value.clone(), from, paths, samples, seconds, gates })
 }
 
 fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: StackKind, p: &mut Problems) -> Option<Check> {

@@ -51,6 +51,7 @@ pub enum Event {
     StepStart { title: String },
     StepEnd(StepRecord),
     Check(Box<CheckReport>),
+    Bench(Box<crate::bench::BenchReport>),
     Info(String),
     RunEnd(Summary),
 }
@@ -86,6 +87,7 @@ pub struct RunReport {
     pub run_id: String,
     pub steps: Vec<StepRecord>,
     pub checks: Vec<CheckReport>,
+    pub benches: Vec<crate::bench::BenchReport>,
     pub info: Vec<String>,
     pub summary: Summary,
 }
@@ -103,6 +105,7 @@ impl Reporter for RunReport {
             Event::StepStart { .. } => {}
             Event::StepEnd(s) => self.steps.push(s.clone()),
             Event::Check(c) => self.checks.push((**c).clone()),
+            Event::Bench(b) => self.benches.push((**b).clone()),
             Event::Info(s) => self.info.push(s.clone()),
             Event::RunEnd(s) => self.summary = s.clone(),
         }

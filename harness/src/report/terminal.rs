@@ -138,6 +138,21 @@ impl<W: Write + Send> Reporter for Terminal<W> {
                 }
                 Ok(())
             }
+            Event::Bench(b) => {
+                let mark = self.mark(b.outcome);
+                let _ = writeln!(
+                    self.out,
+                    " {mark} Bench {}  {} {} from {} to {}: {} ({} samples x {} s per path, alternating; {:.1} s)",
+                    b.name, b.kind, b.service, b.from, b.target, b.summary, b.samples, b.seconds, b.secs
+                );
+                for line in crate::bench::table_text(b) {
+                    let _ = writeln!(self.out, "       {line}");
+                }
+                for f in &b.faults {
+                    let _ = writeln!(self.out, "     {f}");
+                }
+                Ok(())
+            }
             Event::Info(s) => writeln!(self.out, "     {s}"),
             Event::RunEnd(s) => {
                 if let Some(err) = &s.error {

@@ -5,9 +5,9 @@
 //! pod CIDR, and cross-node routes over a kernel VXLAN device (static FDB/neighbours per peer,
 //! flannel's vxlan backend) or plain routes (host-gw). Readiness is measured, never slept.
 
-use super::{placement, Replica, Stack};
+use super::{placement, PathEnd, PathOffer, Replica, Stack};
 use crate::lab::{shq, Lab};
-use crate::model::{Backend, BundleRef, Check, CheckKind, ClientKind, KubeSpec, Scenario, Service, ServiceType};
+use crate::model::{Backend, Bench, BundleRef, Check, CheckKind, ClientKind, KubeSpec, PathKind, Scenario, Service, ServiceType};
 use crate::probe::{Cell, Client, Observation, ServicePaths, Target};
 use crate::provider::{tail, LabError};
 use futures_util::future::try_join_all;
@@ -181,9 +181,19 @@ pub fn manifests(s: &Service, image: &str) -> String {
     };
     let node_port = s.node_port.map(|p| format!(", nodePort: {p}")).unwrap_or_default();
     format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {n}, labels: {{app: {n}, io.clusterlab/service: {n}}}}}\nspec:\n  replicas: {r}\n  selector: {{matchLabels: {{app: {n}}}}}\n  template:\n    metadata: {{labels: {{app: {n}}}}}\n    spec:\n      automountServiceAccountToken: false\n      # one replica per node while nodes last, so cross-node paths exist\n      topologySpreadConstraints: [{{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway, labelSelector: {{matchLabels: {{app: {n}}}}}}}]\n      terminationGracePeriodSeconds: 2\n      containers: [{{name: {n}, image: \"{image}\", imagePullPolicy: Never, ports: [{{containerPort: 80}}]}}]\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: {n}}}\nspec: {{type: {svc_type}, selector: {{app: {n}}}, ports: [{{port: 80, targetPort: 80{node_port}}}]}}\n",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {n}, labels: {{app: {n}, io.clusterlab/service: {n}}}}}\nspec:\n  replicas: {r}\n  selector: {{matchLabels: {{app: {n}}}}}\n  template:\n    metadata: {{labels: {{app: {n}}}}}\n    spec:\n      automountServiceAccountToken: false\n      # one replica per node while nodes last, so cross-node paths exist\n      topologySpreadConstraints: [{{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway, labelSelector: {{matchLabels: {{app: {n}}}}}}}]\n      terminationGracePeriodSeconds: 2\n      containers: [{{name: {n}, image: \"{image}\", imagePullPolicy: Never, ports: [{{containerPort: {p}}}]}}]\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: {n}}}\nspec: {{type: {svc_type}, selector: {{app: {n}}}, ports: [{{port: {p}, targetPort: {p}{node_port}}}]}}\n",
         n = s.name,
         r = s.replicas,
+        p = crate::images::workload_port(&s.image),
+    )
+}
+
+/// A Service in front of exactly one replica of `s` (the pod labelled pinned=<s>): a bench's
+/// `vip` and `node-port` paths through kube-proxy without iperf3's trap (through a ClusterIP
+/// with several endpoints, its control and data connections may reach different pods).
+pub fn pinned_service(service: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {service}-pinned}}\nspec: {{type: NodePort, selector: {{app: {service}, io.clusterlab/pinned: {service}}}, ports: [{{port: {port}, targetPort: {port}}}]}}\n"
     )
 }
 
@@ -676,6 +686,44 @@ impl Stack for Kube<'_> {
 
     fn unsupported(&self, check: &Check) -> Option<String> {
         (check.kind == CheckKind::Dns).then(|| "no cluster DNS in this bundle".to_string())
+    }
+
+    async fn bench_path(&self, bench: &Bench, path: PathKind, target: &Replica) -> Result<PathOffer, LabError> {
+        let port = crate::bench::server_port(bench.kind);
+        if path == PathKind::Direct {
+            let net = match self.spec.backend {
+                Backend::Vxlan => "the vxlan pod network",
+                Backend::HostGw => "the host-gw pod network",
+            };
+            let how = format!("pod address {}:{port} of {}, across {net}", target.ip, target.label());
+            return Ok(Ok(PathEnd { client: Client::Node, host: target.ip.clone(), port, how }));
+        }
+        // vip and node-port: a Service with the target pod as its only endpoint.
+        let svc = format!("{}-pinned", bench.service);
+        let m = self.master();
+        self.kctl("pinning a replica", &format!("label pod {} io.clusterlab/pinned={} --overwrite", shq(&target.task), shq(&bench.service)))
+            .await?;
+        self.lab.sh_in(&m, "creating the pinned service", &format!("{KCTL} apply -f -"), Some(pinned_service(&bench.service, port).into())).await?;
+        let fields = self
+            .kctl("reading the pinned service", &format!("get service {svc} -o jsonpath='{{.spec.clusterIP}} {{.spec.ports[0].nodePort}}'"))
+            .await?;
+        let mut f = fields.split_whitespace();
+        let (cip, np) = (f.next().unwrap_or("").to_string(), f.next().unwrap_or("").parse::<u16>().unwrap_or(0));
+        // Ready when the entry node's kube-proxy has the service's DNAT rules.
+        let cond = format!("iptables -w -t nat -S KUBE-SERVICES | grep -q -- '-d {cip}/32' && iptables -w -t nat -S KUBE-NODEPORTS | grep -q -- '--dport {np}'");
+        self.until(&bench.from, "waiting for kube-proxy rules of the pinned service", &cond, 60, "kube-proxy").await?;
+        Ok(Ok(match path {
+            PathKind::Vip => PathEnd {
+                client: Client::Node,
+                host: cip.clone(),
+                port,
+                how: format!("ClusterIP {cip}:{port} of {svc} (one endpoint: {}), through kube-proxy's DNAT", target.label()),
+            },
+            _ => {
+                let ip = self.lab.node_ip(&target.node);
+                PathEnd { client: Client::Node, host: ip.clone(), port: np, how: format!("node port {ip}:{np} of {svc} on {}, to {}", target.node, target.label()) }
+            }
+        }))
     }
 
     /// `api`: from each entry node, the API answers (/readyz through kubectl, as a user's tools

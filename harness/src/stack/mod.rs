@@ -5,8 +5,8 @@ pub mod kube;
 pub mod swarm;
 
 use crate::lab::Lab;
-use crate::model::{Check, ClientKind, StackKind};
-use crate::probe::{Observation, ServicePaths};
+use crate::model::{Bench, Check, ClientKind, PathKind, StackKind};
+use crate::probe::{Client, Observation, ServicePaths};
 use crate::provider::LabError;
 
 /// One running replica of a service, as a probe sees it.
@@ -39,6 +39,19 @@ pub struct NodeBoot {
     pub binds: Vec<(String, String)>,
 }
 
+/// Where a bench's client runs, and what it dials, for one path to one replica.
+#[derive(Debug, Clone)]
+pub struct PathEnd {
+    pub client: Client,
+    pub host: String,
+    pub port: u16,
+    /// What was dialled and how, for the report.
+    pub how: String,
+}
+
+/// A path end, or why this host and stack cannot offer the path.
+pub type PathOffer = Result<PathEnd, String>;
+
 /// What every stack offers the runner.
 #[allow(async_fn_in_trait)]
 pub trait Stack {
@@ -56,6 +69,8 @@ pub trait Stack {
     fn unsupported(&self, check: &Check) -> Option<String>;
     /// Observe a check the generic probes do not cover (Kubernetes' `api`).
     async fn observe_special(&self, check: &Check) -> Result<Observation, LabError>;
+    /// How a bench reaches `target` over `path` (direct, vip, node-port) from `bench.from`.
+    async fn bench_path(&self, bench: &Bench, path: PathKind, target: &Replica) -> Result<PathOffer, LabError>;
 }
 
 /// The stack of a lab, dispatched statically.
@@ -103,6 +118,9 @@ impl Stack for AnyStack<'_> {
     }
     async fn observe_special(&self, check: &Check) -> Result<Observation, LabError> {
         dispatch!(self, s => s.observe_special(check).await)
+    }
+    async fn bench_path(&self, bench: &Bench, path: PathKind, target: &Replica) -> Result<PathOffer, LabError> {
+        dispatch!(self, s => s.bench_path(bench, path, target).await)
     }
 }
 

@@ -1,9 +1,9 @@
 //! Docker swarm on the nodes' inner engines: init on the first manager, joins in parallel,
 //! overlay networks, services, scale, and a convergence wait that polls, never sleeps blindly.
 
-use super::{placement, Replica, Stack};
+use super::{placement, PathEnd, PathOffer, Replica, Stack};
 use crate::lab::{shq, Lab};
-use crate::model::{Check, CheckKind, ClientKind, EndpointMode, Role};
+use crate::model::{Bench, BenchKind, Check, CheckKind, ClientKind, EndpointMode, PathKind, Role};
 use crate::probe::{Client, Observation, ServicePaths};
 use crate::provider::{tail, LabError};
 use futures_util::future::try_join_all;
@@ -283,6 +283,39 @@ impl Stack for Swarm<'_> {
 
     async fn observe_special(&self, check: &Check) -> Result<Observation, LabError> {
         Err(LabError::Fault { fault: check.name.clone(), message: "no such check on swarm".into() })
+    }
+
+    async fn bench_path(&self, bench: &Bench, path: PathKind, target: &Replica) -> Result<PathOffer, LabError> {
+        let port = crate::bench::server_port(bench.kind);
+        let svc = self.lab.scenario.service(&bench.service).cloned();
+        let Some(svc) = svc else { return Ok(Err(format!("no service {}", bench.service))) };
+        if path != PathKind::Direct {
+            if self.ipvs.get() == Some(&false) {
+                return Ok(Err("kernel lacks IP_VS (swarm's VIP and routing mesh are IPVS)".into()));
+            }
+            if svc.replicas > 1 && bench.kind == BenchKind::Throughput {
+                return Ok(Err("swarm balances every connection over all replicas and cannot pin one: iperf3's control and data connections would split".into()));
+            }
+        }
+        // The client: a tools container on the service's overlay, on the bench's node.
+        let name = format!("clusterlab-perf-{}", svc.network);
+        let tools = self.lab.image("tools");
+        let start = format!(
+            "[ \"$(docker inspect -f '{{{{.State.Running}}}}' {name} 2>/dev/null)\" = true ] || {{ docker rm -f {name} >/dev/null 2>&1; docker run -d --name {name} --network {} {} >/dev/null; }}",
+            shq(&svc.network),
+            shq(&tools)
+        );
+        self.lab.sh(&bench.from, "starting the bench client", &start).await?;
+        let client = Client::Container { name };
+        Ok(Ok(match path {
+            PathKind::Vip => PathEnd { client, host: bench.service.clone(), port, how: format!("the VIP of {} on {}", bench.service, svc.network) },
+            PathKind::NodePort => {
+                let ip = self.lab.node_ip(&target.node);
+                let published = svc.publish.iter().find(|p| p.target == port).map(|p| p.port).unwrap_or(port);
+                PathEnd { client: Client::Node, host: ip.clone(), port: published, how: format!("published port {ip}:{published} (routing mesh)") }
+            }
+            _ => PathEnd { client, host: target.ip.clone(), port, how: format!("overlay address {}:{port} of {}, from a container on {}", target.ip, target.label(), svc.network) },
+        }))
     }
 
     /// Each node lists the service's task containers it runs, with hostname and overlay address.
