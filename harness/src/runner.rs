@@ -219,16 +219,16 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
             }
             Step::Bench(b) => {
                 r.emit(Event::StepStart { title: format!("Bench {}", b.name) });
-                let mut faults = Vec::new();
-                for (name, h) in &applied {
-                    if let Ok(c) = h.counters(lab).await {
-                        faults.push(if c.is_empty() { format!("fault {name} applied") } else { describe_counters(name, &c) });
-                    }
-                }
-                let report = match crate::bench::run_bench(lab, stack, b, faults).await {
+                let mut report = match crate::bench::run_bench(lab, stack, b).await {
                     Ok(rep) => rep,
                     Err(e) => crate::bench::BenchReport::failed(b, e.to_string()),
                 };
+                // The faults applied while it ran, counted after it: their cost is in the table.
+                for (name, h) in &applied {
+                    if let Ok(c) = h.counters(lab).await {
+                        report.faults.push(if c.is_empty() { format!("fault {name} applied") } else { describe_counters(name, &c) });
+                    }
+                }
                 match report.outcome {
                     Outcome::Pass => sum.passed += 1,
                     Outcome::Fail => sum.failed += 1,

@@ -7,7 +7,9 @@ mod resolve;
 pub mod spanned;
 
 pub use diag::{Problem, Problems};
-pub use file::{Backend, BenchKind, CheckKind, PathKind, ClientKind, Direction, EndpointMode, FaultKind, Protocol, Role, ServiceType, StackKind};
+pub use file::{
+    Backend, BenchKind, CheckKind, ClientKind, Direction, EndpointMode, FaultKind, PathKind, Protocol, Role, ServiceType, StackKind,
+};
 pub use resolve::*;
 
 use std::path::Path;

@@ -570,7 +570,11 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
             StepDecl::Bench(b) => {
                 check_label(p, "bench", &b.name);
                 if let Some(prev) = check_names.insert(b.name.value.clone(), b.name.pos) {
-                    p.at(b.name.pos, format!("duplicate check or bench name {:?}", b.name.value), Some(format!("first used at line {}", prev.line)));
+                    p.at(
+                        b.name.pos,
+                        format!("duplicate check or bench name {:?}", b.name.value),
+                        Some(format!("first used at line {}", prev.line)),
+                    );
                 }
                 if let Some(bench) = resolve_bench(b, &idx, &services, p) {
                     steps.push(Step::Bench(bench));
@@ -821,10 +825,17 @@ fn resolve_bench(b: &BenchDecl, idx: &NodeIndex, services: &[Service], p: &mut P
         BenchKind::RequestRate => ("web", "an HTTP server"),
     };
     match services.iter().find(|s| s.name == b.service.value) {
-        None => p.at(b.service.pos, format!("bench {} names unknown service {:?}", b.name.value, b.service.value), Some(service_hint(services))),
+        None => {
+            p.at(b.service.pos, format!("bench {} names unknown service {:?}", b.name.value, b.service.value), Some(service_hint(services)))
+        }
         Some(s) if s.image != image => p.at(
             b.service.pos,
-            format!("service {} runs image {:?}; a {} bench needs {what} in its replicas", s.name, s.image, if kind == BenchKind::Throughput { "throughput" } else { "request-rate" }),
+            format!(
+                "service {} runs image {:?}; a {} bench needs {what} in its replicas",
+                s.name,
+                s.image,
+                if kind == BenchKind::Throughput { "throughput" } else { "request-rate" }
+            ),
             Some(format!("use image: {image} for this service")),
         ),
         Some(_) => {}

@@ -1,5 +1,5 @@
-//! JUnit XML: one test case per check. Unsupported checks are `skipped` with their reason —
-//! a CI dashboard shows them, and never as passed.
+//! JUnit XML: one test case per check and per bench. Unsupported ones are `skipped` with their
+//! reason — a CI dashboard shows them, and never as passed.
 
 use super::terminal::matrix_text;
 use super::RunReport;
@@ -9,10 +9,30 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// One test case: (name, outcome, summary, body, seconds, error reason).
+type Case = (String, Outcome, String, String, f64, Option<String>);
+
+fn cases(r: &RunReport) -> Vec<Case> {
+    let mut v: Vec<Case> = r
+        .checks
+        .iter()
+        .map(|c| {
+            let body = [matrix_text(c), c.faults.clone(), c.diagnosis.clone(), c.observation.notes.clone()].concat().join("\n");
+            (c.name.clone(), c.outcome, c.summary.clone(), body, c.secs, c.reason.clone())
+        })
+        .collect();
+    v.extend(r.benches.iter().map(|b| {
+        let body = [crate::bench::table_text(b), b.faults.clone()].concat().join("\n");
+        (format!("bench {}", b.name), b.outcome, b.summary.clone(), body, b.secs, Some(b.summary.clone()))
+    }));
+    v
+}
+
 pub fn junit_xml(reports: &[RunReport]) -> String {
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
     for r in reports {
-        let count = |o: Outcome| r.checks.iter().filter(|c| c.outcome == o).count();
+        let cases = cases(r);
+        let count = |o: Outcome| cases.iter().filter(|c| c.1 == o).count();
         let mut errors = count(Outcome::Error);
         if r.summary.error.is_some() {
             errors += 1;
@@ -20,22 +40,20 @@ pub fn junit_xml(reports: &[RunReport]) -> String {
         x.push_str(&format!(
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{:.3}\">\n",
             esc(&r.scenario),
-            r.checks.len() + usize::from(r.summary.error.is_some()),
+            cases.len() + usize::from(r.summary.error.is_some()),
             count(Outcome::Fail),
             errors,
             count(Outcome::Unsupported),
             r.summary.secs
         ));
-        for c in &r.checks {
-            x.push_str(&format!("    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">", esc(&r.scenario), esc(&c.name), c.secs));
-            let body = esc(&[matrix_text(c), c.faults.clone(), c.observation.notes.clone()].concat().join("\n"));
-            match c.outcome {
+        for (name, outcome, summary, body, secs, reason) in &cases {
+            x.push_str(&format!("    <testcase classname=\"{}\" name=\"{}\" time=\"{secs:.3}\">", esc(&r.scenario), esc(name)));
+            let body = esc(body);
+            match outcome {
                 Outcome::Pass => {}
-                Outcome::Fail => x.push_str(&format!("\n      <failure message=\"{}\">{body}</failure>\n    ", esc(&c.summary))),
-                Outcome::Unsupported => x.push_str(&format!("\n      <skipped message=\"{}\"/>\n    ", esc(&c.summary))),
-                Outcome::Error => {
-                    x.push_str(&format!("\n      <error message=\"{}\"/>\n    ", esc(c.reason.as_deref().unwrap_or("error"))))
-                }
+                Outcome::Fail => x.push_str(&format!("\n      <failure message=\"{}\">{body}</failure>\n    ", esc(summary))),
+                Outcome::Unsupported => x.push_str(&format!("\n      <skipped message=\"{}\"/>\n    ", esc(summary))),
+                Outcome::Error => x.push_str(&format!("\n      <error message=\"{}\"/>\n    ", esc(reason.as_deref().unwrap_or("error")))),
             }
             x.push_str("</testcase>\n");
         }

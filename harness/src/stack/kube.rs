@@ -701,9 +701,14 @@ impl Stack for Kube<'_> {
         // vip and node-port: a Service with the target pod as its only endpoint.
         let svc = format!("{}-pinned", bench.service);
         let m = self.master();
-        self.kctl("pinning a replica", &format!("label pod {} io.clusterlab/pinned={} --overwrite", shq(&target.task), shq(&bench.service)))
+        self.kctl(
+            "pinning a replica",
+            &format!("label pod {} io.clusterlab/pinned={} --overwrite", shq(&target.task), shq(&bench.service)),
+        )
+        .await?;
+        self.lab
+            .sh_in(&m, "creating the pinned service", &format!("{KCTL} apply -f -"), Some(pinned_service(&bench.service, port).into()))
             .await?;
-        self.lab.sh_in(&m, "creating the pinned service", &format!("{KCTL} apply -f -"), Some(pinned_service(&bench.service, port).into())).await?;
         let fields = self
             .kctl("reading the pinned service", &format!("get service {svc} -o jsonpath='{{.spec.clusterIP}} {{.spec.ports[0].nodePort}}'"))
             .await?;
@@ -721,7 +726,12 @@ impl Stack for Kube<'_> {
             },
             _ => {
                 let ip = self.lab.node_ip(&target.node);
-                PathEnd { client: Client::Node, host: ip.clone(), port: np, how: format!("node port {ip}:{np} of {svc} on {}, to {}", target.node, target.label()) }
+                PathEnd {
+                    client: Client::Node,
+                    host: ip.clone(),
+                    port: np,
+                    how: format!("node port {ip}:{np} of {svc} on {}, to {}", target.node, target.label()),
+                }
             }
         }))
     }

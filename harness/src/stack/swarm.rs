@@ -308,13 +308,25 @@ impl Stack for Swarm<'_> {
         self.lab.sh(&bench.from, "starting the bench client", &start).await?;
         let client = Client::Container { name };
         Ok(Ok(match path {
-            PathKind::Vip => PathEnd { client, host: bench.service.clone(), port, how: format!("the VIP of {} on {}", bench.service, svc.network) },
+            PathKind::Vip => {
+                PathEnd { client, host: bench.service.clone(), port, how: format!("the VIP of {} on {}", bench.service, svc.network) }
+            }
             PathKind::NodePort => {
                 let ip = self.lab.node_ip(&target.node);
                 let published = svc.publish.iter().find(|p| p.target == port).map(|p| p.port).unwrap_or(port);
-                PathEnd { client: Client::Node, host: ip.clone(), port: published, how: format!("published port {ip}:{published} (routing mesh)") }
+                PathEnd {
+                    client: Client::Node,
+                    host: ip.clone(),
+                    port: published,
+                    how: format!("published port {ip}:{published} (routing mesh)"),
+                }
             }
-            _ => PathEnd { client, host: target.ip.clone(), port, how: format!("overlay address {}:{port} of {}, from a container on {}", target.ip, target.label(), svc.network) },
+            _ => PathEnd {
+                client,
+                host: target.ip.clone(),
+                port,
+                how: format!("overlay address {}:{port} of {}, from a container on {}", target.ip, target.label(), svc.network),
+            },
         }))
     }
 
