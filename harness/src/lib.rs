@@ -9,6 +9,7 @@ pub mod expect;
 pub mod fault;
 pub mod images;
 pub mod lab;
+pub mod matrix;
 pub mod model;
 pub mod plan;
 pub mod probe;

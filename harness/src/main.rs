@@ -30,9 +30,19 @@ enum Cmd {
         /// Keep the lab after the run; prints how to remove it.
         #[arg(long)]
         keep: bool,
-        /// Write a report: json=PATH or junit=PATH (repeatable).
+        /// Write a report: json=PATH, junit=PATH or html=PATH (repeatable).
         #[arg(long = "report", value_name = "KIND=PATH")]
         reports: Vec<String>,
+        /// Run only part K of N of the files (sorted by path, every N-th from the K-th): CI
+        /// runners each take one partition; together they run every file exactly once.
+        #[arg(long, value_name = "K/N")]
+        partition: Option<String>,
+        /// Labs running at once (each with its own name and subnet). Default 1.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        jobs: usize,
+        /// Run each scenario N times and report its pass rate (flakes show as < 100 %).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        repeat: usize,
         /// Use this pulled image as the base instead of debootstrap (where a registry is reachable).
         #[arg(long, value_name = "IMAGE")]
         base_image: Option<String>,
@@ -154,78 +164,203 @@ async fn teardown_run(engine: &Engine, run_id: &str) -> bool {
     first.is_ok() && second.is_ok()
 }
 
-async fn cmd_run(files: Vec<PathBuf>, keep: bool, reports: Vec<String>, base: BaseSource, up_only: bool) -> i32 {
+/// How a run command spreads its scenarios: a partition of the files, labs at once, repeats.
+#[derive(Default)]
+struct Matrix {
+    partition: Option<String>,
+    jobs: usize,
+    repeat: usize,
+}
+
+/// One lab run of the matrix, and what it produced.
+struct Done {
+    scenario: String,
+    code: i32,
+    report: RunReport,
+}
+
+async fn cmd_run(files: Vec<PathBuf>, keep: bool, reports: Vec<String>, base: BaseSource, up_only: bool, m: Matrix) -> i32 {
     let mut outs: Vec<(String, PathBuf)> = Vec::new();
     for r in &reports {
         match r.split_once('=') {
-            Some((k @ ("json" | "junit"), p)) => outs.push((k.to_string(), PathBuf::from(p))),
+            Some((k @ ("json" | "junit" | "html"), p)) => outs.push((k.to_string(), PathBuf::from(p))),
             _ => {
-                eprintln!("error: --report takes json=PATH or junit=PATH, not {r:?}");
+                eprintln!("error: --report takes json=PATH, junit=PATH or html=PATH, not {r:?}");
                 return exit::INVALID;
             }
         }
     }
-    let scenarios = load_all(&scenario_files(&files));
+    let mut files = scenario_files(&files);
+    if let Some(p) = &m.partition {
+        match clusterlab::matrix::parse_partition(p) {
+            Ok((k, n)) => {
+                files = clusterlab::matrix::partition_files(files, k, n);
+                println!("partition {k}/{n}: {}", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" "));
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::INVALID;
+            }
+        }
+    }
+    let scenarios = load_all(&files);
+    if scenarios.is_empty() && m.partition.is_some() {
+        println!("nothing in this partition");
+        return exit::OK;
+    }
     if scenarios.is_empty() {
         eprintln!("error: no scenario files found in {files:?}");
         return exit::INVALID;
     }
+    let (jobs, repeat) = (m.jobs.max(1), m.repeat.max(1));
     let engine = engine_or_exit().await;
-    let mut worst = exit::OK;
-    let mut all = Vec::new();
-    let tty = std::io::stdout().is_terminal();
-    for s in scenarios {
-        let run_id = clusterlab::plan::new_run_id();
-        let collected = Arc::new(Mutex::new(RunReport::default()));
-        let mut reps = Reporters(vec![Box::new(Terminal::new(std::io::stdout(), tty)), Box::new(collected.clone())]);
-        let opts = RunOptions { keep, lab: None, base: base.clone(), up_only };
-        let e2 = engine.clone();
-        let s2 = s.clone();
-        let rid = run_id.clone();
-        let mut task = tokio::spawn(async move { runner::run(&e2, &s2, &rid, &opts, &mut reps).await });
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        let code = tokio::select! {
-            r = &mut task => match r {
+    // Every lab of the matrix, in order; repeats and parallel runs get their own lab names.
+    let mut work = Vec::new();
+    for s in &scenarios {
+        for i in 1..=repeat {
+            let lab = if repeat > 1 { Some(format!("{}-r{i}", s.name)) } else { None };
+            work.push((s.clone(), lab));
+        }
+    }
+    let tty = std::io::stdout().is_terminal() && jobs == 1;
+    let started: Arc<Mutex<Vec<String>>> = Arc::default();
+    let aborts: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+    let sem = Arc::new(tokio::sync::Semaphore::new(jobs));
+    let mut set = tokio::task::JoinSet::new();
+    for (s, lab) in work {
+        let (engine, base, sem, started, aborts) = (engine.clone(), base.clone(), sem.clone(), started.clone(), aborts.clone());
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await.expect("semaphore open");
+            let run_id = clusterlab::plan::new_run_id();
+            if let Ok(mut v) = started.lock() {
+                v.push(run_id.clone());
+            }
+            let collected = Arc::new(Mutex::new(RunReport::default()));
+            // One lab at a time streams to the terminal; parallel labs print whole blocks at
+            // their end, so their lines never interleave.
+            let buffer = Arc::new(Mutex::new(Vec::<u8>::new()));
+            let term: Box<dyn clusterlab::report::Reporter> = if jobs == 1 {
+                Box::new(Terminal::new(std::io::stdout(), tty))
+            } else {
+                println!("started {} (run {run_id})", lab.as_deref().unwrap_or(&s.name));
+                Box::new(Terminal::new(SharedBuf(buffer.clone()), false))
+            };
+            let mut reps = Reporters(vec![term, Box::new(collected.clone())]);
+            let opts = RunOptions { keep, lab, base, up_only };
+            let inner = tokio::spawn({
+                let (engine, s, run_id) = (engine.clone(), s.clone(), run_id.clone());
+                async move { runner::run(&engine, &s, &run_id, &opts, &mut reps).await }
+            });
+            // Kept so an interrupt can stop the run itself, not only this wrapper.
+            if let Ok(mut v) = aborts.lock() {
+                v.push(inner.abort_handle());
+            }
+            let code = match inner.await {
                 Ok(sum) => sum.exit_code,
                 Err(e) => {
                     eprintln!("error: the run of {} panicked ({e}); removing its lab", s.name);
                     teardown_run(&engine, &run_id).await;
                     exit::HOST
                 }
-            },
-            _ = tokio::signal::ctrl_c() => interrupted(&engine, &mut task, &run_id, "SIGINT").await,
-            _ = term.recv() => interrupted(&engine, &mut task, &run_id, "SIGTERM").await,
-        };
-        all.push(collected.lock().map(|r| r.clone()).unwrap_or_default());
-        if code == exit::INTERRUPTED {
-            write_reports(&outs, &all);
-            return code;
-        }
-        worst = worst.max(code);
+            };
+            if jobs > 1 {
+                if let Ok(b) = buffer.lock() {
+                    print!("{}", String::from_utf8_lossy(&b));
+                }
+            }
+            let report = collected.lock().map(|r| r.clone()).unwrap_or_default();
+            Done { scenario: s.name.clone(), code, report }
+        });
     }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut done: Vec<Done> = Vec::new();
+    loop {
+        tokio::select! {
+            r = set.join_next() => match r {
+                Some(Ok(d)) => done.push(d),
+                Some(Err(e)) => eprintln!("error: a lab task failed: {e}"),
+                None => break,
+            },
+            _ = tokio::signal::ctrl_c() => return interrupted_all(&engine, &mut set, &aborts, &started, "SIGINT", &outs, &done).await,
+            _ = term.recv() => return interrupted_all(&engine, &mut set, &aborts, &started, "SIGTERM", &outs, &done).await,
+        }
+    }
+    let worst = done.iter().map(|d| d.code).max().unwrap_or(exit::OK);
+    if repeat > 1 || jobs > 1 {
+        print_matrix_summary(&done, repeat);
+    }
+    let all: Vec<RunReport> = done.into_iter().map(|d| d.report).collect();
     write_reports(&outs, &all);
     worst
 }
 
-async fn interrupted(engine: &Engine, task: &mut tokio::task::JoinHandle<clusterlab::report::Summary>, run_id: &str, sig: &str) -> i32 {
-    task.abort();
-    let _ = task.await;
-    eprintln!("\n{sig} received: removing everything this run created (run {run_id}) ...");
-    if teardown_run(engine, run_id).await {
-        eprintln!("removed; nothing of this run is left");
+/// Per scenario: runs, passes and the pass rate (a flaky scenario shows below 100 %).
+fn print_matrix_summary(done: &[Done], repeat: usize) {
+    let mut names: Vec<&str> = done.iter().map(|d| d.scenario.as_str()).collect();
+    names.sort();
+    names.dedup();
+    println!("\n{:<32} {:>5} {:>7} {:>10}", "scenario", "runs", "passed", "pass rate");
+    for n in names {
+        let runs: Vec<&Done> = done.iter().filter(|d| d.scenario == n).collect();
+        let ok = runs.iter().filter(|d| d.code == exit::OK).count();
+        println!("{n:<32} {:>5} {ok:>7} {:>9.0}%", runs.len(), ok as f64 * 100.0 / runs.len().max(1) as f64);
+    }
+    if repeat > 1 {
+        println!("(each scenario run {repeat} times)");
+    }
+}
+
+/// A Write into a shared buffer (a parallel lab's terminal output, printed at its end).
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().map(|mut v| v.extend_from_slice(b)).map_err(|_| std::io::Error::other("poisoned"))?;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn interrupted_all(
+    engine: &Engine,
+    set: &mut tokio::task::JoinSet<Done>,
+    aborts: &Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    started: &Arc<Mutex<Vec<String>>>,
+    sig: &str,
+    outs: &[(String, PathBuf)],
+    done: &[Done],
+) -> i32 {
+    // The runs first (each is a task of its own), then their wrappers.
+    for a in aborts.lock().map(|v| v.clone()).unwrap_or_default() {
+        a.abort();
+    }
+    set.abort_all();
+    while set.join_next().await.is_some() {}
+    let runs: Vec<String> = started.lock().map(|v| v.clone()).unwrap_or_default();
+    eprintln!("\n{sig} received: removing everything these runs created ({}) ...", runs.join(", "));
+    let mut ok = true;
+    for r in &runs {
+        ok &= teardown_run(engine, r).await;
+    }
+    if ok {
+        eprintln!("removed; nothing of these runs is left");
     } else {
         eprintln!("teardown incomplete; run `clusterlab clean`");
     }
+    let all: Vec<RunReport> = done.iter().map(|d| d.report.clone()).collect();
+    write_reports(outs, &all);
     exit::INTERRUPTED
 }
 
 fn write_reports(outs: &[(String, PathBuf)], all: &[RunReport]) {
     for (kind, path) in outs {
-        let text = if kind == "json" {
-            serde_json::to_string_pretty(&serde_json::json!({ "schema": clusterlab::report::REPORT_SCHEMA, "runs": all }))
-                .unwrap_or_default()
-        } else {
-            junit_xml(all)
+        let text = match kind.as_str() {
+            "json" => serde_json::to_string_pretty(&serde_json::json!({ "schema": clusterlab::report::REPORT_SCHEMA, "runs": all }))
+                .unwrap_or_default(),
+            "html" => clusterlab::report::html_report(all),
+            _ => junit_xml(all),
         };
         if let Err(e) = std::fs::write(path, text) {
             eprintln!("error: cannot write the {kind} report to {}: {e}", path.display());
@@ -389,8 +524,11 @@ async fn cmd_bundle(version: &str) -> i32 {
 async fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {
-        Cmd::Run { files, keep, reports, base_image } => cmd_run(files, keep, reports, base_of(base_image), false).await,
-        Cmd::Up { file, base_image } => cmd_run(vec![file], true, vec![], base_of(base_image), true).await,
+        Cmd::Run { files, keep, reports, base_image, partition, jobs, repeat } => {
+            let m = Matrix { partition, jobs, repeat };
+            cmd_run(files, keep, reports, base_of(base_image), false, m).await
+        }
+        Cmd::Up { file, base_image } => cmd_run(vec![file], true, vec![], base_of(base_image), true, Matrix::default()).await,
         Cmd::Down { lab } => cmd_remove(Some(&lab)).await,
         Cmd::Clean => cmd_remove(None).await,
         Cmd::Ls => cmd_ls().await,

@@ -160,7 +160,7 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
             Effect::Drop { nodes, what, direction, peers, percent } => {
                 for n in nodes.iter().filter(|n| involved(n)) {
                     // A drop on the target's side or on an entry's side; peers narrow it further.
-                    if !peers.is_empty() && !peers.iter().any(|p| involved(p)) {
+                    if !peers.is_empty() && !peers.iter().any(&involved) {
                         continue;
                     }
                     let dir = match direction.as_str() {
@@ -334,9 +334,17 @@ pub fn explain(e: &Evidence) -> Vec<String> {
     let mut nodes: Vec<&String> = e.pairs.iter().map(|p| &p.node).collect();
     nodes.sort();
     nodes.dedup();
-    // Silent groups per target node, merged when their entries, expectation and cause agree:
-    // (nodes, silent pairs, all targets of those nodes silent, entries, expectation, cause).
-    let mut silent_groups: Vec<(Vec<String>, usize, bool, Vec<String>, &str, String)> = Vec::new();
+    // Silent groups per target node, merged when their entries, expectation and cause agree.
+    struct Group {
+        nodes: Vec<String>,
+        silent: usize,
+        /// Every target on these nodes was silent.
+        all: bool,
+        entries: Vec<String>,
+        expectation: &'static str,
+        cause: String,
+    }
+    let mut silent_groups: Vec<Group> = Vec::new();
     let mut loud_lines = Vec::new();
     for node in nodes {
         let on_node: Vec<&Pair> = e.pairs.iter().filter(|p| &p.node == node).collect();
@@ -353,13 +361,13 @@ pub fn explain(e: &Evidence) -> Vec<String> {
             };
             let cause = causes(e, node, &entries).join("; ");
             let all = silent.len() == on_node.len();
-            match silent_groups.iter_mut().find(|g| g.3 == entries && g.4 == expectation && g.5 == cause) {
+            match silent_groups.iter_mut().find(|g| g.entries == entries && g.expectation == expectation && g.cause == cause) {
                 Some(g) => {
-                    g.0.push(node.clone());
-                    g.1 += silent.len();
-                    g.2 &= all;
+                    g.nodes.push(node.clone());
+                    g.silent += silent.len();
+                    g.all &= all;
                 }
-                None => silent_groups.push((vec![node.clone()], silent.len(), all, entries, expectation, cause)),
+                None => silent_groups.push(Group { nodes: vec![node.clone()], silent: silent.len(), all, entries, expectation, cause }),
             }
         }
         let loud: Vec<&Pair> = on_node.iter().copied().filter(|p| p.answered && !p.expected).collect();
@@ -384,12 +392,15 @@ pub fn explain(e: &Evidence) -> Vec<String> {
             ));
         }
     }
-    for (nodes, n, all, entries, expectation, cause) in silent_groups {
-        let scope = if all { "all targets" } else { "targets" };
+    for g in silent_groups {
+        let scope = if g.all { "all targets" } else { "targets" };
         lines.push(format!(
-            "{n} of {total} pairs did not answer{expectation}: {scope} on {}, from {}; {cause}",
-            list(&nodes),
-            list(&entries)
+            "{} of {total} pairs did not answer{}: {scope} on {}, from {}; {}",
+            g.silent,
+            g.expectation,
+            list(&g.nodes),
+            list(&g.entries),
+            g.cause
         ));
     }
     lines.extend(loud_lines);

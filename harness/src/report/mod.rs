@@ -1,9 +1,11 @@
 //! Reports: the runner emits events; reporters turn them into terminal lines, a JSON document
 //! and JUnit XML. The terminal reporter writes into any `Write`, so its output is snapshot-tested.
 
+mod html;
 mod junit;
 mod terminal;
 
+pub use html::{bench_svg, html_report};
 pub use junit::junit_xml;
 pub use terminal::Terminal;
 

@@ -1,0 +1,229 @@
+//! The HTML report: one self-contained file (no scripts, no external assets) — each run's steps,
+//! each check's entry × target matrix as a coloured table with its cause lines, and each bench's
+//! median per path as an inline SVG bar chart with min–max whiskers.
+
+use super::{CheckReport, RunReport};
+use crate::bench::{human, BenchReport};
+use crate::expect::Outcome;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn outcome_class(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Pass => "pass",
+        Outcome::Fail => "fail",
+        Outcome::Unsupported => "unsupported",
+        Outcome::Error => "error",
+    }
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
+h1{font-size:1.5em}h2{font-size:1.25em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+h3{font-size:1.05em;margin-bottom:.3em}.badge{display:inline-block;padding:0 .5em;border-radius:3px;color:#fff;font-size:.85em}
+.badge.pass{background:#2e7d32}.badge.fail,.badge.error{background:#c62828}.badge.unsupported{background:#ef6c00}
+table{border-collapse:collapse;margin:.4em 0}td,th{border:1px solid #bbb;padding:.25em .6em;font-size:.9em;text-align:left}
+td.ok{background:#c8e6c9}td.silent{background:#eeeeee;color:#555}td.wrong{background:#ffcdd2;font-weight:bold}
+td.wrong-answer{background:#ffe0b2;font-weight:bold}.cause{color:#00695c;margin:.2em 0}.note{color:#666;font-size:.9em;margin:.1em 0}
+ul.steps{list-style:none;padding-left:0}ul.steps li{margin:.1em 0}.summary{font-size:1.1em}";
+
+fn check_html(c: &CheckReport) -> String {
+    let mut h = format!(
+        "<section class=\"check\" id=\"check-{}\"><h3><span class=\"badge {cls}\">{cls}</span> Check {} <small>{} {}</small></h3><p>{}</p>",
+        esc(&c.name),
+        esc(&c.name),
+        esc(&c.kind),
+        esc(&c.service),
+        esc(&c.summary),
+        cls = outcome_class(c.outcome)
+    );
+    let o = &c.observation;
+    if !o.cols.is_empty() {
+        h.push_str("<table class=\"matrix\"><tr><th>from \\ to</th>");
+        for t in &o.cols {
+            h.push_str(&format!("<th>{}</th>", esc(&t.label)));
+        }
+        h.push_str("</tr>");
+        let counted = matches!(c.kind.as_str(), "vip" | "node-port");
+        for (r, row) in o.rows.iter().enumerate() {
+            h.push_str(&format!("<tr><th>{}</th>", esc(row)));
+            for (ci, cell) in o.cells.get(r).into_iter().flatten().enumerate() {
+                let expected = c.expected.get(r).and_then(|e| e.get(ci)).copied().unwrap_or(true);
+                let did = cell.hits > 0;
+                // ok: answered as expected; silent: no answer, as expected; wrong: should have
+                // answered; wrong-answer: answered although it should not.
+                let class = match (did, expected) {
+                    (true, true) => "ok",
+                    (false, false) => "silent",
+                    (false, true) => "wrong",
+                    (true, false) => "wrong-answer",
+                };
+                let text = if counted {
+                    format!("{}/{}", cell.hits, cell.tries)
+                } else if did {
+                    "ok".into()
+                } else {
+                    format!("no answer{}", if cell.detail.is_empty() { String::new() } else { format!(": {}", cell.detail) })
+                };
+                h.push_str(&format!("<td class=\"{class}\">{}</td>", esc(&text)));
+            }
+            h.push_str("</tr>");
+        }
+        h.push_str("</table>");
+    }
+    for d in &c.diagnosis {
+        h.push_str(&format!("<p class=\"cause\">{}</p>", esc(d)));
+    }
+    for n in c.observation.notes.iter().chain(&c.faults) {
+        h.push_str(&format!("<p class=\"note\">{}</p>", esc(n)));
+    }
+    if let Some(r) = c.reason.as_ref().filter(|_| c.outcome == Outcome::Error) {
+        h.push_str(&format!("<p class=\"cause\">error: {}</p>", esc(r)));
+    }
+    h.push_str("</section>");
+    h
+}
+
+/// Horizontal bars: one per measured path, its median, a whisker from min to max.
+pub fn bench_svg(b: &BenchReport) -> String {
+    let rows: Vec<_> = b.paths.iter().collect();
+    let max = rows.iter().filter_map(|p| p.max).fold(0.0_f64, f64::max).max(1.0);
+    let (label_w, bar_w, row_h, value_w) = (110.0, 560.0, 30.0, 190.0);
+    let width = label_w + bar_w + value_w;
+    let height = row_h * rows.len() as f64 + 30.0;
+    let x = |v: f64| label_w + v / max * bar_w;
+    let mut s = format!(
+        "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"median {} per path\">",
+        esc(&b.unit)
+    );
+    for (i, p) in rows.iter().enumerate() {
+        let y = 10.0 + i as f64 * row_h;
+        s.push_str(&format!("<text x=\"0\" y=\"{}\" font-size=\"13\">{}</text>", y + 17.0, esc(&p.path)));
+        match (p.median, p.min, p.max) {
+            (Some(med), Some(lo), Some(hi)) => {
+                s.push_str(&format!(
+                    "<rect class=\"bar\" x=\"{label_w}\" y=\"{y}\" width=\"{:.1}\" height=\"22\" fill=\"#1976d2\"><title>{}: median {}</title></rect>",
+                    x(med) - label_w,
+                    esc(&p.path),
+                    esc(&human(med, &b.unit))
+                ));
+                let wy = y + 11.0;
+                s.push_str(&format!(
+                    "<line class=\"whisker\" x1=\"{:.1}\" y1=\"{wy}\" x2=\"{:.1}\" y2=\"{wy}\" stroke=\"#111\" stroke-width=\"2\"/><line x1=\"{:.1}\" y1=\"{}\" x2=\"{:.1}\" y2=\"{}\" stroke=\"#111\" stroke-width=\"2\"/><line x1=\"{:.1}\" y1=\"{}\" x2=\"{:.1}\" y2=\"{}\" stroke=\"#111\" stroke-width=\"2\"/>",
+                    x(lo), x(hi), x(lo), wy - 6.0, x(lo), wy + 6.0, x(hi), wy - 6.0, x(hi), wy + 6.0
+                ));
+                s.push_str(&format!(
+                    "<text x=\"{}\" y=\"{}\" font-size=\"12\">{}</text>",
+                    label_w + bar_w + 8.0,
+                    y + 16.0,
+                    esc(&human(med, &b.unit))
+                ));
+            }
+            _ => {
+                let why = if p.unsupported.is_some() { "unsupported" } else { "no sample" };
+                s.push_str(&format!("<text x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"#ef6c00\">{why}</text>", label_w + 4.0, y + 16.0));
+            }
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
+fn bench_html(b: &BenchReport) -> String {
+    let mut h = format!(
+        "<section class=\"bench\" id=\"bench-{}\"><h3><span class=\"badge {cls}\">{cls}</span> Bench {} <small>{} {} from {} to {}</small></h3><p>{} ({} samples × {} s per path, alternating)</p>",
+        esc(&b.name),
+        esc(&b.name),
+        esc(&b.kind),
+        esc(&b.service),
+        esc(&b.from),
+        esc(&b.target),
+        esc(&b.summary),
+        b.samples,
+        b.seconds,
+        cls = outcome_class(b.outcome)
+    );
+    h.push_str(&bench_svg(b));
+    h.push_str("<table class=\"bench-table\"><tr><th>path</th><th>median</th><th>min</th><th>max</th><th>cv</th><th>retransmits</th><th>/node</th><th>/direct</th><th>how</th></tr>");
+    let f = |v: Option<f64>| v.map(|x| human(x, &b.unit)).unwrap_or_else(|| "-".into());
+    let r = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
+    for p in &b.paths {
+        match &p.unsupported {
+            Some(why) => h.push_str(&format!("<tr><td>{}</td><td colspan=\"8\">unsupported: {}</td></tr>", esc(&p.path), esc(why))),
+            None => h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&p.path),
+                f(p.median),
+                f(p.min),
+                f(p.max),
+                p.cv_percent.map(|c| format!("{c:.1}%")).unwrap_or_else(|| "-".into()),
+                p.retransmits,
+                r(p.vs_node),
+                r(p.vs_direct),
+                esc(&p.how)
+            )),
+        }
+    }
+    h.push_str("</table>");
+    for g in &b.gates {
+        h.push_str(&format!(
+            "<p class=\"gate {}\">gate {}: {}</p>",
+            outcome_class(g.outcome),
+            esc(&g.gate),
+            g.ratio.map(|x| format!("{x:.2}")).unwrap_or_else(|| "no ratio".into())
+        ));
+    }
+    for n in &b.faults {
+        h.push_str(&format!("<p class=\"note\">{}</p>", esc(n)));
+    }
+    h.push_str("</section>");
+    h
+}
+
+pub fn html_report(reports: &[RunReport]) -> String {
+    let mut h = format!("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>clusterlab report</title><style>{STYLE}</style></head><body><h1>clusterlab report</h1>");
+    for r in reports {
+        let s = &r.summary;
+        let cls = if s.exit_code == 0 { "pass" } else { "fail" };
+        h.push_str(&format!(
+            "<h2 id=\"run-{}\">{} <small>lab {} · run {}</small></h2><p class=\"summary\"><span class=\"badge {cls}\">exit {}</span> {} passed, {} failed, {} unsupported, {} errors in {:.1} s — {}</p>",
+            esc(&r.run_id),
+            esc(&r.scenario),
+            esc(&r.lab),
+            esc(&r.run_id),
+            s.exit_code,
+            s.passed,
+            s.failed,
+            s.unsupported,
+            s.errors,
+            s.secs,
+            esc(&r.file)
+        ));
+        if let Some(e) = &s.error {
+            h.push_str(&format!("<p class=\"cause\">error: {}</p>", esc(e)));
+        }
+        h.push_str("<ul class=\"steps\">");
+        for st in &r.steps {
+            h.push_str(&format!(
+                "<li>{} {} ({:.1} s){}</li>",
+                if st.ok { "✓" } else { "✗" },
+                esc(st.title.split('\t').next().unwrap_or("")),
+                st.secs,
+                st.detail.iter().map(|d| format!("<br><span class=\"note\">{}</span>", esc(d))).collect::<String>()
+            ));
+        }
+        h.push_str("</ul>");
+        for c in &r.checks {
+            h.push_str(&check_html(c));
+        }
+        for b in &r.benches {
+            h.push_str(&bench_html(b));
+        }
+        if let Some(ev) = &s.evidence {
+            h.push_str(&format!("<p class=\"note\">failure bundle: {}</p>", esc(ev)));
+        }
+    }
+    h.push_str("</body></html>\n");
+    h
+}
