@@ -11,12 +11,12 @@ pub use terminal::Terminal;
 
 use crate::expect::Outcome;
 use crate::probe::Observation;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Version of the JSON report's shape; bumped on any incompatible change.
 pub const REPORT_SCHEMA: &str = "clusterlab.report/v1";
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CheckReport {
     pub name: String,
     pub kind: String,
@@ -39,7 +39,7 @@ pub struct CheckReport {
     pub secs: f64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StepRecord {
     pub title: String,
     pub ok: bool,
@@ -58,7 +58,7 @@ pub enum Event {
     RunEnd(Summary),
 }
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
     pub passed: usize,
     pub failed: usize,
@@ -80,15 +80,16 @@ pub trait Reporter: Send {
 }
 
 /// Everything a run reported, for the JSON and JUnit files.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunReport {
-    pub schema: &'static str,
+    pub schema: String,
     pub scenario: String,
     pub file: String,
     pub lab: String,
     pub run_id: String,
     pub steps: Vec<StepRecord>,
     pub checks: Vec<CheckReport>,
+    #[serde(default)]
     pub benches: Vec<crate::bench::BenchReport>,
     pub info: Vec<String>,
     pub summary: Summary,
@@ -96,7 +97,7 @@ pub struct RunReport {
 
 impl Reporter for RunReport {
     fn event(&mut self, e: &Event) {
-        self.schema = REPORT_SCHEMA;
+        self.schema = REPORT_SCHEMA.to_string();
         match e {
             Event::RunStart { scenario, file, lab, run_id } => {
                 self.scenario = scenario.clone();
