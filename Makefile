@@ -1,6 +1,6 @@
 # clusterlab — common tasks. `make test` is the test command CI runs (see .ci/run).
 CLUSTERLAB := cargo run -q --
-.PHONY: build images run test lint doctor clean bundle baseline
+.PHONY: build images run test lint doctor clean bundle baseline matrix bench
 
 build:
 	cargo build
@@ -30,3 +30,18 @@ bundle:            ## Kubernetes server binaries from Debian's source package (c
 baseline:          ## `up` of the 3-node swarm lab next to the hand-run shell baseline, one run
 	scripts/compare-baseline.sh
 	scripts/compare-k8s-baseline.sh
+
+# The CI regression matrix on one machine: every shipped scenario, PARTITION of them (K/N, as a
+# CI runner of an N-way matrix would), JOBS labs at once, each REPEAT times, with JUnit, JSON and
+# HTML reports in target/matrix/. See ci/github-matrix.yml for the same over CI runners.
+PARTITION ?= 1/1
+JOBS ?= 2
+REPEAT ?= 1
+matrix:            ## every shipped scenario: make matrix PARTITION=1/2 JOBS=2 REPEAT=3
+	mkdir -p target/matrix
+	$(CLUSTERLAB) run scenarios/ --partition $(PARTITION) --jobs $(JOBS) --repeat $(REPEAT) \
+	  --report junit=target/matrix/junit.xml --report json=target/matrix/report.json --report html=target/matrix/report.html
+
+bench:             ## each path's forwarding on one lab (iperf3), then the harness's own criterion benches
+	cargo bench --bench forwarding
+	cargo bench --bench harness

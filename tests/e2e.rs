@@ -499,3 +499,144 @@ fn k8s_stray_proxy_shows_the_html_page_the_proxy_and_the_hint() {
     assert_eq!(check(&r, "api-with-no-proxy")["diagnosis"].as_array().map(|a| a.len()), Some(0));
     assert_clean("k8s-stray-proxy");
 }
+
+/// Small swarm scenarios for the matrix tests: two checks-only labs and one with a bench.
+fn matrix_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["test-matrix-a", "test-matrix-b"] {
+        let text = format!(
+            "api-version: clusterlab/v1\nname: {name}\nnodes: [ {{ name: manager, role: manager }}, {{ name: worker }} ]\nstack: {{ kind: swarm }}\n\
+             services: [ {{ name: web, image: web, replicas: 2 }} ]\nfaults: [ {{ name: cut, kind: drop, node: worker, protocol: udp, port: 4789 }} ]\n\
+             steps:\n  - check: {{ name: up, kind: replicas, service: web }}\n  - apply: cut\n  - check: {{ name: cut-off, kind: replicas, service: web, from: manager, timeout: 1s, expect: {{ unreachable: {{ replicas-on: worker }} }} }}\n  - revert: cut\n"
+        );
+        std::fs::write(dir.path().join(format!("{name}.yaml")), text).unwrap();
+    }
+    let bench = "api-version: clusterlab/v1\nname: test-matrix-bench\nnodes: [ { name: manager, role: manager }, { name: worker } ]\nstack: { kind: swarm }\n\
+                 services: [ { name: perf, image: tools, replicas: 2 } ]\n\
+                 steps:\n  - bench: { name: paths, kind: throughput, service: perf, from: manager, samples: 2, seconds: 1, expect: { direct/node: \">= 0.05\" } }\n";
+    std::fs::write(dir.path().join("test-matrix-bench.yaml"), bench).unwrap();
+    dir
+}
+
+fn scenarios_in(report: &serde_json::Value) -> Vec<String> {
+    report["runs"].as_array().unwrap().iter().map(|r| r["scenario"].as_str().unwrap_or("").to_string()).collect()
+}
+
+/// --partition 1/2 and 2/2 together run every file exactly once; --jobs 2 runs two labs at once
+/// (own names, own subnets) and leaves nothing; the HTML report of that run opens in headless
+/// Chromium, whose page has the matrices and the chart, and whose screenshot is drawn.
+#[test]
+fn matrix_partitions_parallel_labs_and_the_html_report_in_chromium() {
+    let _g = serial();
+    let dir = matrix_dir();
+    let d = dir.path().to_str().unwrap();
+    let (j1, j2, html) = (dir.path().join("p1.json"), dir.path().join("p2.json"), dir.path().join("p1.html"));
+    let t = Instant::now();
+    let o1 = clusterlab(&[
+        "run",
+        d,
+        "--partition",
+        "1/2",
+        "--jobs",
+        "2",
+        "--report",
+        &format!("json={}", j1.display()),
+        "--report",
+        &format!("html={}", html.display()),
+    ]);
+    let parallel = t.elapsed();
+    assert_eq!(o1.status.code(), Some(0));
+    let o2 = clusterlab(&["run", d, "--partition", "2/2", "--report", &format!("json={}", j2.display())]);
+    assert_eq!(o2.status.code(), Some(0));
+    let r1: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&j1).unwrap()).unwrap();
+    let r2: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&j2).unwrap()).unwrap();
+    let (mut a, b) = (scenarios_in(&r1), scenarios_in(&r2));
+    assert_eq!(a.len(), 2, "files sorted: a, b, bench -> partition 1 takes the 1st and 3rd");
+    a.extend(b);
+    a.sort();
+    assert_eq!(a, ["test-matrix-a", "test-matrix-b", "test-matrix-bench"], "every file exactly once");
+    // The two labs of partition 1 ran at once: their runs overlap in time.
+    let secs: Vec<f64> = r1["runs"].as_array().unwrap().iter().map(|r| r["summary"]["secs"].as_f64().unwrap()).collect();
+    assert!(parallel.as_secs_f64() < secs.iter().sum::<f64>(), "{parallel:?} vs {secs:?}: not in parallel");
+    for lab in ["test-matrix-a", "test-matrix-b", "test-matrix-bench"] {
+        assert_clean(lab);
+    }
+    // The HTML report, rendered by a real browser.
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("chromium is needed for this test: apt-get install chromium (.ci/run installs it)");
+    let url = format!("file://{}", html.display());
+    let base = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,1800"];
+    let dom = Command::new(chromium).args(base).args(["--dump-dom", &url]).output().unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    // The parsed page (not the file's text): two matrices per lab, a chart with two bars.
+    assert_eq!(dom.matches("<table class=\"matrix\">").count(), 2, "{dom}");
+    assert!(dom.matches("<td class=\"silent\">").count() >= 1, "the cut-off pair is drawn as an expected silence");
+    assert_eq!(dom.matches("<svg class=\"chart\"").count(), 1);
+    assert!(dom.matches("<rect class=\"bar\"").count() >= 2, "node and direct bars");
+    assert!(dom.contains("class=\"cause\""), "the cause line is on the page");
+    let png = dir.path().join("report.png");
+    let shot = Command::new(chromium).args(base).arg(format!("--screenshot={}", png.display())).arg(&url).output().unwrap();
+    assert!(shot.status.success(), "{}", String::from_utf8_lossy(&shot.stderr));
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+    let (w, h) = (u32::from_be_bytes(bytes[16..20].try_into().unwrap()), u32::from_be_bytes(bytes[20..24].try_into().unwrap()));
+    assert_eq!((w, h), (1280, 1800));
+    // A blank page compresses to a few KB; tables, text and bars do not.
+    assert!(bytes.len() > 40_000, "screenshot is only {} bytes", bytes.len());
+    if let Ok(keep) = std::env::var("CLUSTERLAB_KEEP_SCREENSHOT") {
+        std::fs::copy(&png, keep).unwrap();
+    }
+}
+
+/// The swarm bench: node and direct measured (alternating), VIP and node-port unsupported with
+/// the kernel's reason where IP_VS is missing, the gate holds, and the numbers are sane.
+#[test]
+fn swarm_bench_measures_node_and_direct_and_never_fakes_the_rest() {
+    let _g = serial();
+    let (o, r) = json_run("scenarios/swarm-paths-throughput.yaml");
+    assert_eq!(o.status.code(), Some(0));
+    let b = &r["runs"][0]["benches"][0];
+    assert_eq!(b["outcome"], "pass");
+    let path = |n: &str| b["paths"].as_array().unwrap().iter().find(|p| p["path"] == n).unwrap().clone();
+    for n in ["node", "direct"] {
+        let p = path(n);
+        assert_eq!(p["samples"].as_array().unwrap().len(), 3, "{n}");
+        assert!(p["median"].as_f64().unwrap() > 1e8, "{n}: {p}");
+    }
+    let ipvs = Path::new("/proc/net/ip_vs").exists();
+    for n in ["vip", "node-port"] {
+        let p = path(n);
+        if !ipvs {
+            assert!(p["unsupported"].as_str().unwrap().contains("IP_VS"), "{n}: {p}");
+            assert!(p["samples"].as_array().unwrap().is_empty());
+        }
+    }
+    let ratio = path("direct")["vs_node"].as_f64().unwrap();
+    assert!(ratio > 0.0 && ratio < 1.5, "{ratio}");
+    assert_eq!(b["gates"][0]["outcome"], "pass");
+    assert_clean("swarm-paths-throughput");
+}
+
+/// Kubernetes: all four paths measured to one replica (vip and node-port through a Service
+/// pinned to it), request rates, and the same bench under 1 % VXLAN loss, whose rule counted.
+#[test]
+fn k8s_paths_throughput_measures_every_path_and_its_cost_under_loss() {
+    let _g = serial();
+    bundle();
+    let (o, r) = json_run("scenarios/paths-throughput.yaml");
+    assert_eq!(o.status.code(), Some(0));
+    let benches = r["runs"][0]["benches"].as_array().unwrap().clone();
+    assert_eq!(benches.len(), 3);
+    for b in &benches {
+        assert_eq!(b["outcome"], "pass", "{}", b["name"]);
+        for p in b["paths"].as_array().unwrap() {
+            assert!(p["unsupported"].is_null() && p["median"].as_f64().unwrap_or(0.0) > 0.0, "{p}");
+        }
+    }
+    assert!(benches[0]["gates"].as_array().unwrap().iter().all(|g| g["outcome"] == "pass"));
+    let loss = &benches[2];
+    assert!(packets(loss["faults"][0].as_str().unwrap_or(""), "loss-1pct").iter().any(|p| *p > 0), "{loss}");
+    assert_clean("paths-throughput");
+}
