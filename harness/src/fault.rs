@@ -447,6 +447,19 @@ impl FaultHandle {
     }
 }
 
+/// Whether an apply failure means this host cannot do the fault at all (a kernel module or a
+/// capability is missing), and why in a reader's words; None for any other failure.
+pub fn host_cannot(error: &str) -> Option<String> {
+    let signs = [
+        ("Couldn't load match", "the kernel lacks an iptables match this fault needs"),
+        ("No chain/target/match by that name", "the kernel lacks an iptables match or target this fault needs"),
+        ("Extension statistic revision", "the kernel lacks xt_statistic (random drops for loss)"),
+        ("can't initialize iptables table", "iptables does not work inside the nodes"),
+        ("Operation not permitted", "the nodes lack the capability (NET_ADMIN) to change their network"),
+    ];
+    signs.iter().find(|(needle, _)| error.contains(needle)).map(|(needle, why)| format!("{why}: {needle}"))
+}
+
 /// How to tell a restarted component serves again (a running process is not enough for an API).
 fn ready_probe(component: &str) -> &'static str {
     match component {
@@ -523,6 +536,15 @@ mod tests {
     fn loss_uses_statistic() {
         let spec = FaultSpec::Loss { nodes: vec!["worker-2".into()], matches: m(Protocol::All, None, Direction::In, &[]), percent: 12.5 };
         assert_eq!(rules(&spec, &ip)["worker-2"][0].args, "-m statistic --mode random --probability 0.1250");
+    }
+
+    #[test]
+    fn host_limits_are_told_from_other_failures() {
+        let e = "applying fault lossy failed on node worker-2: `set -e` exited with 2\n    | iptables v1.8.9 (legacy): Couldn't load match `statistic':No such file or directory";
+        assert!(host_cannot(e).unwrap().contains("iptables match"));
+        assert!(host_cannot("RTNETLINK answers: Operation not permitted").unwrap().contains("NET_ADMIN"));
+        assert_eq!(host_cannot("fault vxlan-blocked is already applied on this node"), None);
+        assert_eq!(host_cannot("no interface holds 10.213.0.12"), None);
     }
 
     #[test]

@@ -195,13 +195,51 @@ fn abs_path(p: &str) -> String {
 /// Run the scenario's steps on a lab that is up; returns the check tallies.
 async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mut Summary) -> Result<(), Abort> {
     let mut applied: BTreeMap<String, FaultHandle> = BTreeMap::new();
+    // Faults this host cannot apply, with why: the checks and benches run while one of them
+    // "is applied" are unsupported (never a pass, never a fail of the lab).
+    let mut cannot: BTreeMap<String, String> = BTreeMap::new();
     for step in &lab.scenario.steps {
         match step {
             Step::Apply(name) => {
                 let f = lab.scenario.fault(name).expect("validated fault");
                 let h = FaultHandle::new(lab, f);
-                r.step(&format!("Apply fault {name}\t💥"), exit::STACK, async { h.apply(lab).await.map(|_| ((), h.describe())) }).await?;
-                applied.insert(name.clone(), h);
+                let title = format!("Apply fault {name}\t💥");
+                r.emit(Event::StepStart { title: title.clone() });
+                let t = Instant::now();
+                let applying = h.apply(lab).await;
+                let secs = t.elapsed().as_secs_f64();
+                match applying {
+                    Ok(()) => {
+                        r.emit(Event::StepEnd(StepRecord { title, ok: true, secs, detail: h.describe() }));
+                        applied.insert(name.clone(), h);
+                    }
+                    Err(e) => match crate::fault::host_cannot(&e.to_string()) {
+                        Some(why) => {
+                            // Undo whatever part of it took, best effort.
+                            let _ = h.revert(lab).await;
+                            r.emit(Event::StepEnd(StepRecord {
+                                title,
+                                ok: true,
+                                secs,
+                                detail: vec![format!("unsupported here: {why}; checks while it is applied are reported unsupported")],
+                            }));
+                            cannot.insert(name.clone(), why);
+                        }
+                        None => {
+                            r.emit(Event::StepEnd(StepRecord { title, ok: false, secs, detail: vec![] }));
+                            return Err(Abort(exit::STACK, e));
+                        }
+                    },
+                }
+            }
+            Step::Revert(name) if cannot.contains_key(name) => {
+                cannot.remove(name);
+                r.emit(Event::StepEnd(StepRecord {
+                    title: format!("Revert fault {name}\t🩹"),
+                    ok: true,
+                    secs: 0.0,
+                    detail: vec!["nothing to revert: it could not be applied here".into()],
+                }));
             }
             Step::Revert(name) => {
                 let h = applied.remove(name).expect("validated revert");
@@ -223,6 +261,11 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                     Ok(rep) => rep,
                     Err(e) => crate::bench::BenchReport::failed(b, e.to_string()),
                 };
+                if let Some((f, why)) = cannot.iter().next() {
+                    report.outcome = Outcome::Unsupported;
+                    report.summary =
+                        format!("unsupported: fault {f} cannot be applied on this host ({why}); measured without it: {}", report.summary);
+                }
                 // The faults applied while it ran, counted after it: their cost is in the table.
                 for (name, h) in &applied {
                     if let Ok(c) = h.counters(lab).await {
@@ -241,7 +284,9 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                 r.emit(Event::StepStart { title: format!("Check {}", check.name) });
                 let t = Instant::now();
                 let before = Snapshot::take(lab, &applied).await;
-                let unsupported = stack.unsupported(check);
+                let unsupported = stack
+                    .unsupported(check)
+                    .or_else(|| cannot.iter().next().map(|(f, why)| format!("fault {f} cannot be applied on this host ({why})")));
                 let observed = observe(lab, stack, check, unsupported.is_some()).await;
                 let mut report = CheckReport {
                     name: check.name.clone(),

@@ -634,7 +634,9 @@ fn service_hint(services: &[Service]) -> String {
 }
 
 fn not_for(p: &mut Problems, kind: &str, field: &str, pos: Pos) {
-    p.at(pos, format!("field {field} does not apply to a {kind} fault"), Some("remove it, or change the fault's kind".into()));
+    // Said aloud: "an MTU", "an HTTP proxy".
+    let a = if matches!(kind, "mtu" | "http-proxy") { "an" } else { "a" };
+    p.at(pos, format!("field {field} does not apply to {a} {kind} fault"), Some("remove it, or change the fault's kind".into()));
 }
 
 fn resolve_match(fd: &FaultDecl, idx: &NodeIndex, p: &mut Problems) -> Match {

@@ -200,3 +200,42 @@ fn kill_and_stop_node_faults_are_checked() {
     let s = parse_str(&ok, "t.yaml").unwrap();
     assert_eq!(s.faults[0].spec, FaultSpec::StopNode { nodes: vec!["worker-1".into()] });
 }
+
+#[test]
+fn proxy_mtu_and_bench_mistakes_are_located() {
+    let t = GOOD
+        .replace(
+            "  - { name: vxlan-blocked, kind: drop, node: worker-1, protocol: udp, port: 4789, direction: in }",
+            "  - { name: vxlan-blocked, kind: http-proxy, no-proxy: [worker-3, localhost, 'a b'], components: [kubelet] }\n  - { name: small, kind: mtu, node: worker-1, mtu: 9000 }\n  - { name: nomtu, kind: mtu, node: worker-2, port: 80 }",
+        )
+        .replace("        faults-hit: [vxlan-blocked]                # and the drop rule must count packets\n", "")
+        .replace(
+            "  - revert: vxlan-blocked\n",
+            "  - revert: vxlan-blocked\n  - bench: { name: b1, kind: throughput, service: web, from: worker-9, paths: [vip, vip], samples: 0, expect: { vip/direct: '>= 0.9', node: '1' } }\n",
+        );
+    insta::assert_snapshot!(problems(&t));
+}
+
+#[test]
+fn a_good_proxy_and_bench_resolve() {
+    let t = GOOD
+        .replace(
+            "  - { name: vxlan-blocked, kind: drop, node: worker-1, protocol: udp, port: 4789, direction: in }",
+            "  - { name: vxlan-blocked, kind: http-proxy, no-proxy: [worker, localhost, .svc, 10.0.0.0/8] }",
+        )
+        .replace("        faults-hit: [vxlan-blocked]                # and the drop rule must count packets\n", "")
+        .replace("  - { name: web, image: web,", "  - { name: perf, image: tools, replicas: 2 }\n  - { name: web, image: web,")
+        .replace(
+            "  - revert: vxlan-blocked\n",
+            "  - revert: vxlan-blocked\n  - bench: { name: b1, kind: throughput, service: perf, expect: { vip/direct: '>= 0.9' } }\n",
+        );
+    let s = parse_str(&t, "t.yaml").unwrap_or_else(|p| panic!("{p}"));
+    let FaultSpec::HttpProxy { nodes, no_proxy, .. } = &s.faults[0].spec else { panic!("not a proxy fault") };
+    assert_eq!(nodes.len(), 3, "every node by default");
+    assert_eq!(no_proxy[0], NoProxy::Node("worker-1".into()));
+    assert_eq!(no_proxy[2], NoProxy::Literal("localhost".into()));
+    assert_eq!(no_proxy.len(), 5);
+    let b = s.steps.iter().find_map(|st| if let Step::Bench(b) = st { Some(b) } else { None }).unwrap();
+    assert_eq!((b.from.as_str(), b.samples, b.seconds, b.paths.len()), ("manager", 3, 2, 4));
+    assert_eq!(b.gates[0].text(), "vip/direct >= 0.9");
+}
