@@ -640,3 +640,36 @@ fn k8s_paths_throughput_measures_every_path_and_its_cost_under_loss() {
     assert!(packets(loss["faults"][0].as_str().unwrap_or(""), "loss-1pct").iter().any(|p| *p > 0), "{loss}");
     assert_clean("paths-throughput");
 }
+
+/// http-proxy as a CLI verb on a kept lab, with a component: kube-proxy on the worker restarts
+/// with the proxy in its environment, and without it after the revert; squid goes with it.
+#[test]
+fn k8s_proxy_fault_reaches_named_components_and_reverts_by_cli() {
+    let _g = serial();
+    bundle();
+    let lab = "k8s-stray-proxy";
+    let _down = Down(lab);
+    assert_eq!(clusterlab(&["up", "scenarios/k8s-stray-proxy.yaml"]).status.code(), Some(0));
+    let environ = || {
+        let o = Command::new("docker")
+            .args(["exec", "k8s-stray-proxy-worker", "sh", "-c", "tr '\\0' '\\n' < /proc/$(cat /run/clusterlab/kube-proxy.pid)/environ"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert!(!environ().contains("https_proxy="), "before: no proxy");
+    let o = clusterlab(&["fault", "apply", lab, "kube-proxy-behind-proxy"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(environ().contains("https_proxy=http://"), "during: kube-proxy runs behind the proxy");
+    let squid = || {
+        let o =
+            Command::new("docker").args(["ps", "-q", "--filter", "name=k8s-stray-proxy-proxy-kube-proxy-behind-proxy"]).output().unwrap();
+        !o.stdout.is_empty()
+    };
+    assert!(squid(), "the proxy container runs");
+    assert_eq!(clusterlab(&["fault", "revert", lab, "kube-proxy-behind-proxy"]).status.code(), Some(0));
+    assert!(!environ().contains("https_proxy="), "after: kube-proxy restarted without it");
+    assert!(!squid(), "the proxy container is gone");
+    assert_eq!(clusterlab(&["down", lab]).status.code(), Some(0));
+    assert_clean(lab);
+}

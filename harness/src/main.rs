@@ -66,8 +66,11 @@ enum Cmd {
     },
     /// What this host can do, and which checks can pass here.
     Doctor,
-    /// Print the JSON Schema of scenario files.
-    Schema,
+    /// Print the JSON Schema of scenario files (or, with `report`, of the JSON report).
+    Schema {
+        #[arg(value_parser = ["scenario", "report"], default_value = "scenario")]
+        of: String,
+    },
     /// Build or list the images (base, node, web, tools).
     Images {
         #[command(subcommand)]
@@ -357,8 +360,11 @@ async fn interrupted_all(
 fn write_reports(outs: &[(String, PathBuf)], all: &[RunReport]) {
     for (kind, path) in outs {
         let text = match kind.as_str() {
-            "json" => serde_json::to_string_pretty(&serde_json::json!({ "schema": clusterlab::report::REPORT_SCHEMA, "runs": all }))
-                .unwrap_or_default(),
+            "json" => serde_json::to_string_pretty(&clusterlab::report::ReportFile {
+                schema: clusterlab::report::REPORT_SCHEMA.to_string(),
+                runs: all.to_vec(),
+            })
+            .unwrap_or_default(),
             "html" => clusterlab::report::html_report(all),
             _ => junit_xml(all),
         };
@@ -548,8 +554,9 @@ async fn main() {
                 exit::HOST
             }
         }
-        Cmd::Schema => {
-            println!("{}", serde_json::to_string_pretty(&model::json_schema()).unwrap_or_default());
+        Cmd::Schema { of } => {
+            let schema = if of == "report" { clusterlab::report::report_schema() } else { model::json_schema() };
+            println!("{}", serde_json::to_string_pretty(&schema).unwrap_or_default());
             exit::OK
         }
         Cmd::Images { cmd } => cmd_images(cmd).await,

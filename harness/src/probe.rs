@@ -9,14 +9,14 @@ use crate::stack::Replica;
 use futures_util::future::try_join_all;
 
 /// A column of the matrix: a replica (replicas, vip, dns) or a node address (node-port).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Target {
     pub label: String,
     /// The node the target lives on: what expectations name.
     pub node: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Cell {
     /// Requests answered by this target.
     pub hits: u32,
@@ -26,7 +26,7 @@ pub struct Cell {
 }
 
 /// What a check saw: rows are entry nodes, columns targets.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Observation {
     pub rows: Vec<String>,
     pub cols: Vec<Target>,

@@ -12,7 +12,7 @@ use crate::model::{Bench, BenchKind, Gate, PathKind};
 use serde::{Deserialize, Serialize};
 
 /// One path's samples and their summary.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PathResult {
     pub path: String,
     /// Why this host cannot measure the path (never a number then).
@@ -35,7 +35,7 @@ pub struct PathResult {
     pub how: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GateResult {
     pub gate: String,
     pub ratio: Option<f64>,
@@ -43,7 +43,7 @@ pub struct GateResult {
     pub outcome: crate::expect::Outcome,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BenchReport {
     pub name: String,
     pub kind: String,

@@ -228,5 +228,38 @@ pub async fn gather(
         }
     }
     let addresses = lab.plan.nodes.iter().map(|n| (n.name.clone(), n.ip.to_string())).collect();
-    Evidence { kind: check.kind.clone(), unsupported, pairs, faults, vxlan, stopped, proxy_answers, addresses }
+    let (service_rules, endpoints) = service_plumbing(lab, check).await;
+    Evidence { kind: check.kind.clone(), unsupported, pairs, faults, vxlan, stopped, proxy_answers, addresses, service_rules, endpoints }
+}
+
+/// Kubernetes vip and node-port checks: the service's endpoints (plain kubectl on the master:
+/// the truth, not what a proxied client sees) and whether each entry node has kube-proxy's
+/// rules for its ClusterIP. Unknown (empty) when the API does not answer.
+async fn service_plumbing(lab: &Lab, check: &CheckReport) -> (BTreeMap<String, bool>, Option<Vec<String>>) {
+    let mut rules = BTreeMap::new();
+    if lab.scenario.stack != crate::model::StackKind::Kubernetes || !matches!(check.kind.as_str(), "vip" | "node-port") {
+        return (rules, None);
+    }
+    let master = lab.plan.leader().name.clone();
+    let k = "kubectl --kubeconfig /etc/k8s/kubeconfig --request-timeout=3s";
+    let svc = crate::lab::shq(&check.service);
+    let script = format!(
+        "{k} get service {svc} -o jsonpath='{{.spec.clusterIP}}' && echo && {k} get endpoints {svc} -o jsonpath='{{.subsets[*].addresses[*].ip}}'"
+    );
+    let Ok(out) = lab.sh_raw(&master, &script).await else { return (rules, None) };
+    if !out.ok() {
+        return (rules, None);
+    }
+    let mut lines = out.stdout.lines();
+    let cip = lines.next().unwrap_or("").trim().to_string();
+    let endpoints = lines.next().unwrap_or("").split_whitespace().map(String::from).collect();
+    if !cip.is_empty() {
+        for entry in &check.observation.rows {
+            let cond = format!("iptables -w -t nat -S KUBE-SERVICES 2>/dev/null | grep -q -- '-d {cip}/32'");
+            if let Ok(o) = lab.sh_raw(entry, &cond).await {
+                rules.insert(entry.clone(), o.ok());
+            }
+        }
+    }
+    (rules, Some(endpoints))
 }

@@ -30,6 +30,13 @@ pub struct Evidence {
     /// Each node's lab address (for hints that name them).
     #[serde(default)]
     pub addresses: BTreeMap<String, String>,
+    /// Kubernetes vip/node-port checks: whether each entry node has kube-proxy's rules for the
+    /// service's ClusterIP.
+    #[serde(default)]
+    pub service_rules: BTreeMap<String, bool>,
+    /// Kubernetes: the service's ready endpoint addresses, as the API lists them (None: unknown).
+    #[serde(default)]
+    pub endpoints: Option<Vec<String>>,
 }
 
 /// One (entry node, target) pair of the check's matrix.
@@ -226,6 +233,14 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
                 out.push(format!("{c} is not running on {n}"));
             }
         }
+    }
+    // The service's plumbing: endpoints in the API, kube-proxy's rules on each entry node.
+    if e.endpoints.as_ref().is_some_and(|v| v.is_empty()) {
+        out.push("the service has no ready endpoint in the API".into());
+    }
+    let ruleless: Vec<String> = entries.iter().filter(|n| e.service_rules.get(*n) == Some(&false)).cloned().collect();
+    if !ruleless.is_empty() {
+        out.push(format!("kube-proxy has no rules for the service's ClusterIP on {}", list(&ruleless)));
     }
     // VXLAN counters: sent by the entries, received by the target's node.
     if let Some(rx) = e.vxlan.get(node).map(|v| v.rx) {

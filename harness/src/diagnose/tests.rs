@@ -108,3 +108,18 @@ fn vxlan_counters_sum_every_device() {
     assert_eq!(parse_vxlan(out), Vxlan { rx: 15, tx: 10, rx_dropped: 1 });
     assert_eq!(parse_vxlan("Device \"vxlan\" does not exist.\n"), Vxlan::default());
 }
+
+#[test]
+fn missing_service_plumbing_is_named() {
+    let mut e = Evidence { kind: "vip".into(), pairs: vec![pair("a", "b", false, true)], ..Default::default() };
+    e.endpoints = Some(vec![]);
+    e.service_rules.insert("a".into(), false);
+    let l = explain(&e);
+    assert!(
+        l[0].contains("the service has no ready endpoint in the API; kube-proxy has no rules for the service's ClusterIP on a"),
+        "{l:?}"
+    );
+    e.endpoints = Some(vec!["10.244.0.2".into()]);
+    e.service_rules.insert("a".into(), true);
+    assert!(!explain(&e)[0].contains("kube-proxy"), "rules present: not a cause");
+}

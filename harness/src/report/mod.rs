@@ -13,10 +13,24 @@ use crate::expect::Outcome;
 use crate::probe::Observation;
 use serde::{Deserialize, Serialize};
 
-/// Version of the JSON report's shape; bumped on any incompatible change.
+/// Version of the JSON report's shape; bumped on any incompatible change (fields are only
+/// ever added within a version). `clusterlab schema report` prints its JSON Schema.
 pub const REPORT_SCHEMA: &str = "clusterlab.report/v1";
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// The JSON report file: `{ "schema": "clusterlab.report/v1", "runs": [...] }`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ReportFile {
+    /// Always `clusterlab.report/v1` for this shape.
+    pub schema: String,
+    pub runs: Vec<RunReport>,
+}
+
+/// The JSON Schema of the report file, generated from the types that write it.
+pub fn report_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(ReportFile)).expect("schema serializes")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct CheckReport {
     pub name: String,
     pub kind: String,
@@ -39,7 +53,7 @@ pub struct CheckReport {
     pub secs: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct StepRecord {
     pub title: String,
     pub ok: bool,
@@ -58,7 +72,7 @@ pub enum Event {
     RunEnd(Summary),
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Summary {
     pub passed: usize,
     pub failed: usize,
@@ -80,7 +94,7 @@ pub trait Reporter: Send {
 }
 
 /// Everything a run reported, for the JSON and JUnit files.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunReport {
     pub schema: String,
     pub scenario: String,

@@ -132,3 +132,17 @@ fn junit_has_one_case_per_check_and_skips_unsupported() {
     assert_eq!(json["schema"], REPORT_SCHEMA);
     assert_eq!(json["checks"][2]["outcome"], "unsupported");
 }
+
+#[test]
+fn report_schema_names_the_fields_and_a_recorded_report_reads_back() {
+    let schema = serde_json::to_string(&report_schema()).unwrap();
+    for field in ["runs", "checks", "benches", "diagnosis", "evidence", "vs_direct", "cv_percent", "gates", "observation"] {
+        assert!(schema.contains(field), "report schema lacks {field}");
+    }
+    let runs: Vec<RunReport> = serde_json::from_str(include_str!("../../benches/recorded-runs.json")).unwrap();
+    let file = ReportFile { schema: REPORT_SCHEMA.into(), runs };
+    let again: ReportFile = serde_json::from_str(&serde_json::to_string(&file).unwrap()).unwrap();
+    assert_eq!(again.runs.len(), 2);
+    assert_eq!(again.runs[1].benches[0].paths.len(), 4);
+    assert!(html_report(&again.runs).contains("<svg class=\"chart\""));
+}
