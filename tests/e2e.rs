@@ -294,6 +294,22 @@ fn bundle() {
     });
 }
 
+/// Debian's chromium, installed once if this machine lacks it.
+fn chromium() -> &'static str {
+    let found = || {
+        ["chromium", "chromium-browser"].into_iter().find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+    };
+    if let Some(c) = found() {
+        return c;
+    }
+    let o = Command::new("sh")
+        .args(["-c", "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium"])
+        .output()
+        .expect("run apt-get");
+    assert!(o.status.success(), "installing chromium failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    found().expect("chromium installed but does not start")
+}
+
 fn json_run(file: &str) -> (Output, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
@@ -561,11 +577,9 @@ fn matrix_partitions_parallel_labs_and_the_html_report_in_chromium() {
     for lab in ["test-matrix-a", "test-matrix-b", "test-matrix-bench"] {
         assert_clean(lab);
     }
-    // The HTML report, rendered by a real browser.
-    let chromium = ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
-        .expect("chromium is needed for this test: apt-get install chromium (.ci/run installs it)");
+    // The HTML report, rendered by a real browser (installed from Debian when missing, as the
+    // bundle is built when missing: `cargo test` works on a fresh machine).
+    let chromium = chromium();
     let url = format!("file://{}", html.display());
     let base = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,1800"];
     let dom = Command::new(chromium).args(base).args(["--dump-dom", &url]).output().unwrap();
