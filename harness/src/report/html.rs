@@ -2,13 +2,9 @@
 //! each check's entry × target matrix as a coloured table with its cause lines, and each bench's
 //! median per path as an inline SVG bar chart with min–max whiskers.
 
-use super::{CheckReport, RunReport};
+use super::{esc, CheckReport, RunReport};
 use crate::bench::{human, BenchReport};
 use crate::expect::Outcome;
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
 
 fn outcome_class(o: Outcome) -> &'static str {
     match o {
@@ -28,16 +24,19 @@ td.ok{background:#c8e6c9}td.silent{background:#eeeeee;color:#555}td.wrong{backgr
 td.wrong-answer{background:#ffe0b2;font-weight:bold}.cause{color:#00695c;margin:.2em 0}.note{color:#666;font-size:.9em;margin:.1em 0}
 ul.steps{list-style:none;padding-left:0}ul.steps li{margin:.1em 0}.summary{font-size:1.1em}";
 
+/// A check's or bench's opening: its anchor, outcome badge, title, subtitle and summary line.
+fn section_head(class: &str, title: &str, name: &str, outcome: Outcome, sub: &str, summary: &str) -> String {
+    format!(
+        "<section class=\"{class}\" id=\"{class}-{n}\"><h3><span class=\"badge {cls}\">{cls}</span> {title} {n} <small>{}</small></h3><p>{}</p>",
+        esc(sub),
+        esc(summary),
+        n = esc(name),
+        cls = outcome_class(outcome)
+    )
+}
+
 fn check_html(c: &CheckReport) -> String {
-    let mut h = format!(
-        "<section class=\"check\" id=\"check-{}\"><h3><span class=\"badge {cls}\">{cls}</span> Check {} <small>{} {}</small></h3><p>{}</p>",
-        esc(&c.name),
-        esc(&c.name),
-        esc(&c.kind),
-        esc(&c.service),
-        esc(&c.summary),
-        cls = outcome_class(c.outcome)
-    );
+    let mut h = section_head("check", "Check", &c.name, c.outcome, &format!("{} {}", c.kind, c.service), &c.summary);
     let o = &c.observation;
     if !o.cols.is_empty() {
         h.push_str("<table class=\"matrix\"><tr><th>from \\ to</th>");
@@ -131,18 +130,13 @@ pub fn bench_svg(b: &BenchReport) -> String {
 }
 
 fn bench_html(b: &BenchReport) -> String {
-    let mut h = format!(
-        "<section class=\"bench\" id=\"bench-{}\"><h3><span class=\"badge {cls}\">{cls}</span> Bench {} <small>{} {} from {} to {}</small></h3><p>{} ({} samples × {} s per path, alternating)</p>",
-        esc(&b.name),
-        esc(&b.name),
-        esc(&b.kind),
-        esc(&b.service),
-        esc(&b.from),
-        esc(&b.target),
-        esc(&b.summary),
-        b.samples,
-        b.seconds,
-        cls = outcome_class(b.outcome)
+    let mut h = section_head(
+        "bench",
+        "Bench",
+        &b.name,
+        b.outcome,
+        &format!("{} {} from {} to {}", b.kind, b.service, b.from, b.target),
+        &format!("{} ({} samples × {} s per path, alternating)", b.summary, b.samples, b.seconds),
     );
     h.push_str(&bench_svg(b));
     h.push_str("<table class=\"bench-table\"><tr><th>path</th><th>median</th><th>min</th><th>max</th><th>cv</th><th>retransmits</th><th>/node</th><th>/direct</th><th>how</th></tr>");

@@ -2,12 +2,8 @@
 //! reason — a CI dashboard shows them, and never as passed.
 
 use super::terminal::matrix_text;
-use super::RunReport;
+use super::{esc, RunReport};
 use crate::expect::Outcome;
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
 
 /// One test case: (name, outcome, summary, body, seconds, error reason).
 type Case = (String, Outcome, String, String, f64, Option<String>);

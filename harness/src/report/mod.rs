@@ -89,6 +89,11 @@ pub struct Summary {
     pub evidence: Option<String>,
 }
 
+/// Text for XML and HTML: the JUnit and HTML reports quote the same way.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
 pub trait Reporter: Send {
     fn event(&mut self, e: &Event);
 }
