@@ -1,7 +1,7 @@
 //! Taking the samples: iperf3 (TCP, `-J`) for throughput, curl with a URL range for the request
 //! rate (one new connection per request: busybox httpd closes each one, like netperf TCP_CRR).
 
-use super::{summarise, unit, BenchReport, PathResult};
+use super::{summarise, BenchReport, PathResult};
 use crate::lab::Lab;
 use crate::model::{Bench, BenchKind, PathKind};
 use crate::probe::Client;
@@ -134,11 +134,8 @@ pub async fn run_bench(lab: &Lab, stack: &AnyStack<'_>, b: &Bench) -> Result<Ben
     let (gates, outcome, summary) = summarise(b, &mut results);
     Ok(BenchReport {
         name: b.name.clone(),
-        kind: match b.kind {
-            BenchKind::Throughput => "throughput".into(),
-            BenchKind::RequestRate => "request-rate".into(),
-        },
-        unit: unit(b.kind).into(),
+        kind: b.kind.word().into(),
+        unit: b.kind.unit().into(),
         service: b.service.clone(),
         from: b.from.clone(),
         target: target.label(),

@@ -8,7 +8,7 @@ mod measure;
 
 pub use measure::{parse_iperf, run_bench, server_port};
 
-use crate::model::{Bench, BenchKind, Gate, PathKind};
+use crate::model::{Bench, Gate, PathKind};
 use serde::{Deserialize, Serialize};
 
 /// One path's samples and their summary.
@@ -69,8 +69,8 @@ impl BenchReport {
     pub fn failed(b: &Bench, why: String) -> BenchReport {
         BenchReport {
             name: b.name.clone(),
-            kind: format!("{:?}", b.kind).to_lowercase(),
-            unit: unit(b.kind).into(),
+            kind: b.kind.word().into(),
+            unit: b.kind.unit().into(),
             service: b.service.clone(),
             from: b.from.clone(),
             target: String::new(),
@@ -165,13 +165,6 @@ pub fn human(v: f64, unit: &str) -> String {
         x if x >= 1e9 => format!("{:.2} Gbit/s", x / 1e9),
         x if x >= 1e6 => format!("{:.1} Mbit/s", x / 1e6),
         x => format!("{:.0} kbit/s", x / 1e3),
-    }
-}
-
-pub fn unit(kind: BenchKind) -> &'static str {
-    match kind {
-        BenchKind::Throughput => "bit/s",
-        BenchKind::RequestRate => "req/s",
     }
 }
 

@@ -1,6 +1,6 @@
 use super::*;
 use crate::expect::Outcome;
-use crate::model::{Gate, GateOp};
+use crate::model::{BenchKind, Gate, GateOp};
 
 fn bench(gates: &[(&str, &str)]) -> Bench {
     Bench {
@@ -93,4 +93,12 @@ fn human_units() {
     assert_eq!(human(13.16e9, "bit/s"), "13.16 Gbit/s");
     assert_eq!(human(850e6, "bit/s"), "850.0 Mbit/s");
     assert_eq!(human(1275.4, "req/s"), "1275 req/s");
+}
+
+#[test]
+fn a_bench_that_could_not_run_names_its_kind_as_the_file_does() {
+    let mut b = bench(&[]);
+    b.kind = BenchKind::RequestRate;
+    let r = BenchReport::failed(&b, "no running replica".into());
+    assert_eq!((r.kind.as_str(), r.unit.as_str(), r.outcome), ("request-rate", "req/s", Outcome::Error));
 }

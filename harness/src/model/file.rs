@@ -265,6 +265,23 @@ pub enum BenchKind {
     RequestRate,
 }
 
+impl BenchKind {
+    /// As written in the file.
+    pub fn word(self) -> &'static str {
+        match self {
+            BenchKind::Throughput => "throughput",
+            BenchKind::RequestRate => "request-rate",
+        }
+    }
+    /// What a sample counts.
+    pub fn unit(self) -> &'static str {
+        match self {
+            BenchKind::Throughput => "bit/s",
+            BenchKind::RequestRate => "req/s",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PathKind {

@@ -832,12 +832,7 @@ fn resolve_bench(b: &BenchDecl, idx: &NodeIndex, services: &[Service], p: &mut P
         }
         Some(s) if s.image != image => p.at(
             b.service.pos,
-            format!(
-                "service {} runs image {:?}; a {} bench needs {what} in its replicas",
-                s.name,
-                s.image,
-                if kind == BenchKind::Throughput { "throughput" } else { "request-rate" }
-            ),
+            format!("service {} runs image {:?}; a {} bench needs {what} in its replicas", s.name, s.image, kind.word()),
             Some(format!("use image: {image} for this service")),
         ),
         Some(_) => {}
