@@ -261,10 +261,9 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                     Ok(rep) => rep,
                     Err(e) => crate::bench::BenchReport::failed(b, e.to_string()),
                 };
-                if let Some((f, why)) = cannot.iter().next() {
+                if let Some(why) = cannot_reason(&cannot) {
                     report.outcome = Outcome::Unsupported;
-                    report.summary =
-                        format!("unsupported: fault {f} cannot be applied on this host ({why}); measured without it: {}", report.summary);
+                    report.summary = format!("unsupported: {why}; measured without it: {}", report.summary);
                 }
                 // The faults applied while it ran, counted after it: their cost is in the table.
                 for (name, h) in &applied {
@@ -272,21 +271,14 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                         report.faults.push(if c.is_empty() { format!("fault {name} applied") } else { describe_counters(name, &c) });
                     }
                 }
-                match report.outcome {
-                    Outcome::Pass => sum.passed += 1,
-                    Outcome::Fail => sum.failed += 1,
-                    Outcome::Unsupported => sum.unsupported += 1,
-                    Outcome::Error => sum.errors += 1,
-                }
+                sum.tally(report.outcome);
                 r.emit(Event::Bench(Box::new(report)));
             }
             Step::Check(check) => {
                 r.emit(Event::StepStart { title: format!("Check {}", check.name) });
                 let t = Instant::now();
                 let before = Snapshot::take(lab, &applied).await;
-                let unsupported = stack
-                    .unsupported(check)
-                    .or_else(|| cannot.iter().next().map(|(f, why)| format!("fault {f} cannot be applied on this host ({why})")));
+                let unsupported = stack.unsupported(check).or_else(|| cannot_reason(&cannot));
                 let observed = observe(lab, stack, check, unsupported.is_some()).await;
                 let mut report = CheckReport {
                     name: check.name.clone(),
@@ -352,17 +344,17 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                     }
                 }
                 report.secs = t.elapsed().as_secs_f64();
-                match report.outcome {
-                    Outcome::Pass => sum.passed += 1,
-                    Outcome::Fail => sum.failed += 1,
-                    Outcome::Unsupported => sum.unsupported += 1,
-                    Outcome::Error => sum.errors += 1,
-                }
+                sum.tally(report.outcome);
                 r.emit(Event::Check(Box::new(report)));
             }
         }
     }
     Ok(())
+}
+
+/// Why steps run while a fault this host could not apply "is applied" are unsupported.
+fn cannot_reason(cannot: &BTreeMap<String, String>) -> Option<String> {
+    cannot.iter().next().map(|(f, why)| format!("fault {f} cannot be applied on this host ({why})"))
 }
 
 /// Observe one check: the generic probes for service paths, the stack for its own kinds.

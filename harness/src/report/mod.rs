@@ -94,6 +94,18 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+impl Summary {
+    /// Count one check's or bench's outcome.
+    pub fn tally(&mut self, o: Outcome) {
+        match o {
+            Outcome::Pass => self.passed += 1,
+            Outcome::Fail => self.failed += 1,
+            Outcome::Unsupported => self.unsupported += 1,
+            Outcome::Error => self.errors += 1,
+        }
+    }
+}
+
 pub trait Reporter: Send {
     fn event(&mut self, e: &Event);
 }
