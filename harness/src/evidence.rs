@@ -57,7 +57,7 @@ pub async fn collect(lab: &Lab, at: &str) -> std::io::Result<PathBuf> {
                 .to_string()
         }
         StackKind::Kubernetes => {
-            let k = "kubectl --kubeconfig /etc/k8s/kubeconfig";
+            let k = crate::stack::kube::KUBECTL_DIRECT;
             format!("{k} get nodes,pods,services,endpoints -A -o wide; echo; {k} get events -A --sort-by=.lastTimestamp | tail -n 60")
         }
     };

@@ -2,9 +2,9 @@
 //! counters, VXLAN counters), and after it the rest (components, proxy answers).
 
 use super::{Effect, Evidence, FaultFact, Pair, ProxyAnswer, Vxlan};
-use crate::fault::{Counters, FaultHandle, CLIENT_ENV, CLIENT_ENV_FAULT};
+use crate::fault::{Action, Counters, FaultHandle, CLIENT_ENV, CLIENT_ENV_FAULT};
 use crate::lab::Lab;
-use crate::model::{Direction, FaultSpec, NoProxy, Protocol};
+use crate::model::{Direction, FaultSpec, Protocol};
 use crate::report::CheckReport;
 use futures_util::future::join_all;
 use std::collections::BTreeMap;
@@ -170,18 +170,17 @@ pub async fn gather(
             FaultSpec::Kill { nodes, component } => Effect::Kill { nodes: nodes.clone(), component: component.clone() },
             FaultSpec::StopNode { nodes } => Effect::Pause { nodes: nodes.clone() },
             FaultSpec::Mtu { nodes, mtu } => Effect::Mtu { nodes: nodes.clone(), mtu: *mtu },
-            FaultSpec::HttpProxy { nodes, no_proxy, .. } => {
+            FaultSpec::HttpProxy { nodes, .. } => {
+                // The URL is known only in the nodes (the engine picked the port); the no_proxy
+                // list as set is in the handle, node names already turned into addresses.
                 let url = match nodes.first() {
                     Some(n) => client_env(lab, n).await.and_then(|(e, _)| e.get("http_proxy").cloned()).unwrap_or_default(),
                     None => String::new(),
                 };
-                let no_proxy = no_proxy
-                    .iter()
-                    .map(|e| match e {
-                        NoProxy::Node(n) => lab.node_ip(n),
-                        NoProxy::Literal(l) => l.clone(),
-                    })
-                    .collect();
+                let no_proxy = match &h.action {
+                    Action::Proxy { no_proxy, .. } => no_proxy.clone(),
+                    _ => vec![],
+                };
                 Effect::Proxy { nodes: nodes.clone(), url, no_proxy }
             }
         };
@@ -241,7 +240,7 @@ async fn service_plumbing(lab: &Lab, check: &CheckReport) -> (BTreeMap<String, b
         return (rules, None);
     }
     let master = lab.plan.leader().name.clone();
-    let k = "kubectl --kubeconfig /etc/k8s/kubeconfig --request-timeout=3s";
+    let k = format!("{} --request-timeout=3s", crate::stack::kube::KUBECTL_DIRECT);
     let svc = crate::lab::shq(&check.service);
     let script = format!(
         "{k} get service {svc} -o jsonpath='{{.spec.clusterIP}}' && echo && {k} get endpoints {svc} -o jsonpath='{{.subsets[*].addresses[*].ip}}'"

@@ -19,10 +19,21 @@ use std::time::{Duration, Instant};
 pub const BUNDLE_MOUNT: &str = "/opt/clusterlab/kubernetes";
 pub const BINARIES: [&str; 5] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"];
 const KUBECONFIG: &str = "/etc/k8s/kubeconfig";
+
+/// kubectl with the lab's kubeconfig (a macro, so the two spellings below share one literal).
+macro_rules! kubectl {
+    () => {
+        "kubectl --kubeconfig /etc/k8s/kubeconfig"
+    };
+}
 /// kubectl as a user on the node runs it: with the proxy environment an http-proxy fault set
 /// (`/etc/clusterlab/client.env`, as a shell profile would), so a stray proxy breaks it as it
 /// breaks the user's. Probes never use this: they must see the network, not the proxy.
-const KCTL: &str = "env $(cat /etc/clusterlab/client.env 2>/dev/null) kubectl --kubeconfig /etc/k8s/kubeconfig";
+const KCTL: &str = concat!("env $(cat /etc/clusterlab/client.env 2>/dev/null) ", kubectl!());
+
+/// kubectl as the harness needs it when it wants the truth (evidence, diagnosis): without the
+/// proxy environment a fault may have set.
+pub const KUBECTL_DIRECT: &str = kubectl!();
 /// The static token of the lab's admin user (a lab, not a production cluster).
 const TOKEN: &str = "clusterlab-admin-token";
 /// A 2-replica service converges in ~5 s after the nodes are Ready; the margin is for a loaded
