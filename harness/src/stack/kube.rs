@@ -217,17 +217,28 @@ pub fn probe_daemonset(image: &str) -> String {
 
 const PROBE: &str = "clusterlab-probe";
 
+/// (service, pod, bench node).
+type PinKey = (String, String, String);
+
 pub struct Kube<'a> {
     pub lab: &'a Lab,
     spec: KubeSpec,
     /// The last replicas and paths seen per service: with the API down (a kill fault), probes
     /// still know where the pods are and what the ClusterIP was.
     seen: std::sync::Mutex<std::collections::HashMap<String, (Vec<Replica>, ServicePaths)>>,
+    /// Pinned services ready on a node: (service, pod, node) -> (ClusterIP, node port). A bench's
+    /// vip and node-port paths share one; the next bench to the same pod reuses it.
+    pinned: std::sync::Mutex<std::collections::HashMap<PinKey, (String, u16)>>,
 }
 
 impl<'a> Kube<'a> {
     pub fn new(lab: &'a Lab) -> Kube<'a> {
-        Kube { lab, spec: lab.scenario.kube.clone().expect("kubernetes scenario has kube settings"), seen: Default::default() }
+        Kube {
+            lab,
+            spec: lab.scenario.kube.clone().expect("kubernetes scenario has kube settings"),
+            seen: Default::default(),
+            pinned: Default::default(),
+        }
     }
 
     fn master(&self) -> String {
@@ -476,6 +487,42 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
         Ok(())
     }
 
+    /// Make `<service>-pinned` lead to `target` alone and wait until kube-proxy on the bench's
+    /// node has its rules; returns (ClusterIP, node port). Done once per (service, pod, node).
+    async fn pin(&self, bench: &Bench, target: &Replica, port: u16) -> Result<(String, u16), LabError> {
+        let key = (bench.service.clone(), target.task.clone(), bench.from.clone());
+        if let Some(v) = self.pinned.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(v);
+        }
+        let (svc, s) = (format!("{}-pinned", bench.service), shq(&bench.service));
+        // The label moves: a pod pinned by an earlier bench (before a scale) must not stay an endpoint.
+        self.kctl(
+            "pinning a replica",
+            &format!("label pods -l app={s} io.clusterlab/pinned- && {KCTL} label pod {} io.clusterlab/pinned={s}", shq(&target.task)),
+        )
+        .await?;
+        self.lab
+            .sh_in(
+                &self.master(),
+                "creating the pinned service",
+                &format!("{KCTL} apply -f -"),
+                Some(pinned_service(&bench.service, port).into()),
+            )
+            .await?;
+        let fields = self
+            .kctl("reading the pinned service", &format!("get service {svc} -o jsonpath='{{.spec.clusterIP}} {{.spec.ports[0].nodePort}}'"))
+            .await?;
+        let mut f = fields.split_whitespace();
+        let (cip, np) = (f.next().unwrap_or("").to_string(), f.next().unwrap_or("").parse::<u16>().unwrap_or(0));
+        // Ready when the bench node's kube-proxy has the service's DNAT rules.
+        let cond = format!("iptables -w -t nat -S KUBE-SERVICES | grep -q -- '-d {cip}/32' && iptables -w -t nat -S KUBE-NODEPORTS | grep -q -- '--dport {np}'");
+        self.until(&bench.from, "waiting for kube-proxy rules of the pinned service", &cond, 60, "kube-proxy").await?;
+        if let Ok(mut m) = self.pinned.lock() {
+            m.insert(key, (cip.clone(), np));
+        }
+        Ok((cip, np))
+    }
+
     async fn converge(&self, service: &str, replicas: u32) -> Result<Vec<Replica>, LabError> {
         let start = Instant::now();
         loop {
@@ -711,23 +758,7 @@ impl Stack for Kube<'_> {
         }
         // vip and node-port: a Service with the target pod as its only endpoint.
         let svc = format!("{}-pinned", bench.service);
-        let m = self.master();
-        self.kctl(
-            "pinning a replica",
-            &format!("label pod {} io.clusterlab/pinned={} --overwrite", shq(&target.task), shq(&bench.service)),
-        )
-        .await?;
-        self.lab
-            .sh_in(&m, "creating the pinned service", &format!("{KCTL} apply -f -"), Some(pinned_service(&bench.service, port).into()))
-            .await?;
-        let fields = self
-            .kctl("reading the pinned service", &format!("get service {svc} -o jsonpath='{{.spec.clusterIP}} {{.spec.ports[0].nodePort}}'"))
-            .await?;
-        let mut f = fields.split_whitespace();
-        let (cip, np) = (f.next().unwrap_or("").to_string(), f.next().unwrap_or("").parse::<u16>().unwrap_or(0));
-        // Ready when the entry node's kube-proxy has the service's DNAT rules.
-        let cond = format!("iptables -w -t nat -S KUBE-SERVICES | grep -q -- '-d {cip}/32' && iptables -w -t nat -S KUBE-NODEPORTS | grep -q -- '--dport {np}'");
-        self.until(&bench.from, "waiting for kube-proxy rules of the pinned service", &cond, 60, "kube-proxy").await?;
+        let (cip, np) = self.pin(bench, target, port).await?;
         Ok(Ok(match path {
             PathKind::Vip => PathEnd {
                 client: Client::Node,
