@@ -125,16 +125,25 @@ fn swarm_basics_scales_and_never_passes_what_the_kernel_cannot_do() {
     assert_clean("swarm-basics");
 }
 
+/// The VXLAN story renamed to `lab` and edited (each edit must apply), in a temporary directory.
+fn edited_story(lab: &str, edits: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    let mut text = std::fs::read_to_string(root().join("scenarios/swarm-vxlan-blocked.yaml"))
+        .unwrap()
+        .replace("name: swarm-vxlan-blocked", &format!("name: {lab}"));
+    for (from, to) in edits {
+        assert!(text.contains(from), "the story no longer holds {from:?}");
+        text = text.replace(from, to);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join(format!("{lab}.yaml"));
+    std::fs::write(&f, text).unwrap();
+    (dir, f)
+}
+
 #[test]
 fn wrong_expectation_fails_with_exit_1_and_cleans_up() {
     let _g = serial();
-    let text = std::fs::read_to_string(root().join("scenarios/swarm-vxlan-blocked.yaml"))
-        .unwrap()
-        .replace("name: swarm-vxlan-blocked", "name: test-wrong-expectation")
-        .replace("replicas-on: [worker-1]", "replicas-on: [worker-2]");
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("wrong.yaml");
-    std::fs::write(&f, text).unwrap();
+    let (dir, f) = edited_story("test-wrong-expectation", &[("replicas-on: [worker-1]", "replicas-on: [worker-2]")]);
     let json = dir.path().join("r.json");
     let o = clusterlab(&["run", f.to_str().unwrap(), "--report", &format!("json={}", json.display())]);
     assert_eq!(o.status.code(), Some(1));
@@ -435,14 +444,13 @@ fn k8s_kill_apiserver_stops_the_api_not_the_pods_and_revert_restarts_it() {
 #[test]
 fn a_fault_that_matches_nothing_fails_faults_hit() {
     let _g = serial();
-    let text = std::fs::read_to_string(root().join("scenarios/swarm-vxlan-blocked.yaml"))
-        .unwrap()
-        .replace("name: swarm-vxlan-blocked", "name: test-fault-missed")
-        .replace("port: 4789, direction: in", "port: 4790, direction: in")
-        .replace("        unreachable: { replicas-on: [worker-1] }   # every other pair must answer\n", "");
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("missed.yaml");
-    std::fs::write(&f, text).unwrap();
+    let (_dir, f) = edited_story(
+        "test-fault-missed",
+        &[
+            ("port: 4789, direction: in", "port: 4790, direction: in"),
+            ("        unreachable: { replicas-on: [worker-1] }   # every other pair must answer\n", ""),
+        ],
+    );
     let o = clusterlab(&["run", f.to_str().unwrap()]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1));
