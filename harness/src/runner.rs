@@ -309,6 +309,7 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                     }
                 }
                 // Counters of every applied fault, and proof that the named ones were hit.
+                let mut after = BTreeMap::new();
                 for (name, h) in &applied {
                     if let Ok(c) = h.counters(lab).await {
                         if !c.is_empty() {
@@ -322,12 +323,13 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                                 report.summary.push_str(&format!("; fault {name} matched no packet during the check"));
                             }
                         }
+                        after.insert(name.clone(), c);
                     }
                 }
                 // Why pairs did not answer (expected or not), while the faults are still applied.
                 let silent = report.observation.cells.iter().flatten().any(|c| c.hits == 0);
                 if silent || report.outcome != Outcome::Pass {
-                    let ev = diagnose::gather(lab, &report, &applied, &before, unsupported).await;
+                    let ev = diagnose::gather(lab, &report, &applied, &before, &after, unsupported).await;
                     report.diagnosis = diagnose::explain(&ev);
                     if matches!(report.outcome, Outcome::Fail | Outcome::Error) {
                         match crate::evidence::collect(lab, &format!("check-{}", check.name)).await {

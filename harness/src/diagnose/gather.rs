@@ -131,6 +131,7 @@ pub async fn gather(
     check: &CheckReport,
     applied: &BTreeMap<String, FaultHandle>,
     before: &Snapshot,
+    after: &BTreeMap<String, Counters>,
     unsupported: Option<String>,
 ) -> Evidence {
     let o = &check.observation;
@@ -186,11 +187,9 @@ pub async fn gather(
         };
         let mut packets = BTreeMap::new();
         if spec.counts_packets() {
-            if let Ok(now) = h.counters(lab).await {
-                for (n, p) in now {
-                    let was = before.faults.get(name).and_then(|c| c.get(&n)).copied().unwrap_or(0);
-                    packets.insert(n, p.saturating_sub(was));
-                }
+            for (n, p) in after.get(name).into_iter().flatten() {
+                let was = before.faults.get(name).and_then(|c| c.get(n)).copied().unwrap_or(0);
+                packets.insert(n.clone(), p.saturating_sub(was));
             }
         }
         faults.push(FaultFact { name: name.clone(), effect, packets });
