@@ -14,6 +14,9 @@ pub fn probe_container(network: &str) -> String {
     format!("clusterlab-probe-{network}")
 }
 
+/// Why swarm's VIP and routing mesh cannot work on a host.
+const NO_IPVS: &str = "kernel lacks IP_VS (swarm's VIP and routing mesh are IPVS)";
+
 /// How long a service may take to converge. A 3-replica service converges in ~5 s here; the
 /// margin is for a loaded 2-core machine, and a timeout still fails with the tasks' states.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -162,25 +165,25 @@ impl Swarm<'_> {
         Ok(())
     }
 
+    /// A container of the node's engine on an overlay network, started unless it runs already
+    /// (`run`: the image and command for `docker run`).
+    async fn ensure_container(&self, node: &str, name: &str, network: &str, run: &str, what: &str) -> Result<(), LabError> {
+        let script = format!(
+            "[ \"$(docker inspect -f '{{{{.State.Running}}}}' {name} 2>/dev/null)\" = true ] || \
+             {{ docker rm -f {name} >/dev/null 2>&1; docker run -d --name {name} --network {} {run} >/dev/null; }}",
+            shq(network)
+        );
+        self.lab.sh(node, what, &script).await.map(|_| ())
+    }
+
     /// One probe container per node and overlay network, from the workload image (busybox wget
     /// and nslookup inside), so probes see the overlay exactly as a task does.
     async fn start_probes(&self) -> Result<(), LabError> {
         let nets: Vec<String> = self.lab.scenario.networks.iter().map(|n| n.name.clone()).collect();
         try_join_all(self.lab.plan.nodes.iter().flat_map(|n| {
             nets.iter().map(move |net| async move {
-                let name = probe_container(net);
-                let running = self.lab.sh_raw(&n.name, &format!("docker inspect -f '{{{{.State.Running}}}}' {name} 2>/dev/null")).await?;
-                if running.stdout.trim() == "true" {
-                    return Ok(());
-                }
-                self.lab
-                    .sh(
-                        &n.name,
-                        &format!("starting the probe on {net}"),
-                        &format!("docker rm -f {name} >/dev/null 2>&1; docker run -d --name {name} --network {} --entrypoint sleep {} 2147483647", shq(net), shq(&self.lab.probe_image())),
-                    )
-                    .await
-                    .map(|_| ())
+                let run = format!("--entrypoint sleep {} 2147483647", shq(&self.lab.probe_image()));
+                self.ensure_container(&n.name, &probe_container(net), net, &run, &format!("starting the probe on {net}")).await
             })
         }))
         .await
@@ -278,7 +281,7 @@ impl Stack for Swarm<'_> {
             CheckKind::NodePort => true,
             _ => false,
         };
-        (needs_ipvs && self.ipvs.get() == Some(&false)).then(|| "kernel lacks IP_VS (swarm's VIP and routing mesh are IPVS)".to_string())
+        (needs_ipvs && self.ipvs.get() == Some(&false)).then(|| NO_IPVS.to_string())
     }
 
     async fn observe_special(&self, check: &Check) -> Result<Observation, LabError> {
@@ -291,7 +294,7 @@ impl Stack for Swarm<'_> {
         let Some(svc) = svc else { return Ok(Err(format!("no service {}", bench.service))) };
         if path != PathKind::Direct {
             if self.ipvs.get() == Some(&false) {
-                return Ok(Err("kernel lacks IP_VS (swarm's VIP and routing mesh are IPVS)".into()));
+                return Ok(Err(NO_IPVS.into()));
             }
             if svc.replicas > 1 && bench.kind == BenchKind::Throughput {
                 return Ok(Err("swarm balances every connection over all replicas and cannot pin one: iperf3's control and data connections would split".into()));
@@ -299,13 +302,7 @@ impl Stack for Swarm<'_> {
         }
         // The client: a tools container on the service's overlay, on the bench's node.
         let name = format!("clusterlab-perf-{}", svc.network);
-        let tools = self.lab.image("tools");
-        let start = format!(
-            "[ \"$(docker inspect -f '{{{{.State.Running}}}}' {name} 2>/dev/null)\" = true ] || {{ docker rm -f {name} >/dev/null 2>&1; docker run -d --name {name} --network {} {} >/dev/null; }}",
-            shq(&svc.network),
-            shq(&tools)
-        );
-        self.lab.sh(&bench.from, "starting the bench client", &start).await?;
+        self.ensure_container(&bench.from, &name, &svc.network, &shq(&self.lab.image("tools")), "starting the bench client").await?;
         let client = Client::Container { name };
         Ok(Ok(match path {
             PathKind::Vip => {
