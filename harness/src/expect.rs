@@ -18,6 +18,8 @@ pub enum Outcome {
 pub struct Verdict {
     /// expected[row][col]: should this pair answer?
     pub expected: Vec<Vec<bool>>,
+    /// pair_ok[row][col]: did the pair do what the file expects?
+    pub pair_ok: Vec<Vec<bool>>,
     /// Pairs whose observation differs from the expectation.
     pub mismatches: usize,
     pub pairs: usize,
@@ -25,38 +27,81 @@ pub struct Verdict {
     pub summary: String,
 }
 
+/// How unlikely a VIP must make "this replica never answered" before that counts against it:
+/// a VIP picks replicas at random, so with few requests a healthy replica may go unpicked.
+const NEVER_CHOSEN_CHANCE: f64 = 0.001;
+
+/// The chance that a VIP spreading `sent` requests uniformly over `k` replicas never picks one
+/// given replica.
+pub fn chance_never_chosen(k: usize, sent: u32) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    (1.0 - 1.0 / k as f64).powi(sent as i32)
+}
+
+/// Judge a check's observation. Requests count, not pairs: a pair that must answer answers the
+/// share of its requests the expectation states (default: every one), a pair that must not
+/// answer answers none. For a VIP, whose requests are not addressed to one replica: every
+/// request of an entry node whose replicas all must answer is answered (at the stated share), no
+/// answer comes from a replica that must not answer, and each replica that must answer is picked
+/// at least once unless the requests were too few for that to be likely.
 pub fn judge(check: &Check, obs: &Observation, unsupported: Option<&str>) -> Verdict {
+    let rate = check.expect.answer_rate;
+    let vip = check.kind == CheckKind::Vip;
     let mut expected = Vec::new();
+    let mut pair_ok = Vec::new();
     let mut mismatches = 0;
     let mut pairs = 0;
+    let mut row_short = 0;
     for (r, row) in obs.rows.iter().enumerate() {
-        let mut exp_row = Vec::new();
-        for (c, col) in obs.cols.iter().enumerate() {
-            let should = check.expect.should_answer(row, &col.node);
-            let did = obs.cells[r][c].hits > 0;
+        let exp_row: Vec<bool> = obs.cols.iter().map(|col| check.expect.should_answer(row, &col.node)).collect();
+        let sent = obs.sent.get(r).copied().unwrap_or(check.requests);
+        let mut ok_row = Vec::new();
+        for (c, should) in exp_row.iter().enumerate() {
+            let cell = &obs.cells[r][c];
             pairs += 1;
-            if should != did {
+            let ok = match (should, vip) {
+                (false, _) => cell.hits == 0,
+                (true, false) => rate.holds(cell.hits, cell.tries),
+                // Unpicked is only wrong when it was unlikely by chance.
+                (true, true) => cell.hits > 0 || chance_never_chosen(obs.cols.len(), sent) >= NEVER_CHOSEN_CHANCE,
+            };
+            if !ok {
                 mismatches += 1;
             }
-            exp_row.push(should);
+            ok_row.push(ok);
+        }
+        pair_ok.push(ok_row);
+        if vip && exp_row.iter().all(|x| *x) && !exp_row.is_empty() {
+            let answered: u32 = obs.cells[r].iter().map(|c| c.hits).sum();
+            if !rate.holds(answered, sent) {
+                row_short += 1;
+            }
         }
         expected.push(exp_row);
     }
     // DNS answers listing addresses of no replica are wrong whatever the expectation.
     let stray = if check.kind == CheckKind::Dns { obs.unanswered.iter().sum::<u32>() as usize } else { 0 };
-    let answered = obs.cells.iter().flatten().filter(|c| c.hits > 0).count();
+    let (sent, answered) = obs.totals();
     let empty = obs.cols.is_empty();
     let outcome = if unsupported.is_some() {
         Outcome::Unsupported
     } else if empty && !obs.rows.is_empty() && check.kind != CheckKind::NodePort {
         // Nothing to probe: a service with no running replica cannot be judged as reachable.
         Outcome::Fail
-    } else if mismatches == 0 && stray == 0 {
+    } else if mismatches == 0 && stray == 0 && row_short == 0 {
         Outcome::Pass
     } else {
         Outcome::Fail
     };
-    let mut summary = format!("{answered}/{pairs} pairs answered, {} as expected", pairs - mismatches);
+    let mut summary = format!("{answered}/{sent} requests answered, {}/{pairs} pairs as expected", pairs - mismatches);
+    if !rate.is_all() {
+        summary.push_str(&format!(" (answer rate {})", rate.text()));
+    }
+    if row_short > 0 {
+        summary.push_str(&format!(", {row_short} entry nodes lost VIP requests"));
+    }
     if stray > 0 {
         summary.push_str(&format!(", {stray} stray DNS answers"));
     }
@@ -64,15 +109,15 @@ pub fn judge(check: &Check, obs: &Observation, unsupported: Option<&str>) -> Ver
         summary = "no running replica to probe".into();
     }
     if let Some(why) = unsupported {
-        summary = format!("unsupported: {why}; observed {answered}/{pairs} pairs answering");
+        summary = format!("unsupported: {why}; observed {answered}/{sent} requests answered");
     }
-    Verdict { expected, mismatches, pairs, outcome, summary }
+    Verdict { expected, pair_ok, mismatches, pairs, outcome, summary }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{CheckKind, Expectation};
+    use crate::model::{AnswerRate, CheckKind, Expectation};
     use crate::probe::{Cell, Observation, Target};
 
     fn check(kind: CheckKind, unreachable_on: &[&str]) -> Check {
@@ -83,7 +128,7 @@ mod tests {
             from: vec!["m".into(), "w2".into()],
             via: vec![],
             port: None,
-            requests: 1,
+            requests: 10,
             timeout: std::time::Duration::from_secs(1),
             expect: if unreachable_on.is_empty() { Expectation::default() } else { Expectation::one(unreachable_on, None) },
             client: Default::default(),
@@ -92,12 +137,88 @@ mod tests {
         }
     }
 
-    /// Rows m, w2; replicas on m, w1, w2; `dead` lists the target nodes that did not answer.
+    /// Rows m, w2; replicas on m, w1, w2, each pair sent 10 requests; `dead` lists the target
+    /// nodes that answered none.
     fn obs(dead: &[&str]) -> Observation {
+        rated(&[("w1", 10), ("m", 10), ("w2", 10)].iter().map(|(n, h)| (*n, if dead.contains(n) { 0 } else { *h })).collect::<Vec<_>>())
+    }
+
+    /// Like `obs`, with the answered count (of 10) per target node: (node, answered).
+    fn rated(answers: &[(&str, u32)]) -> Observation {
         let cols: Vec<Target> = ["m", "w1", "w2"].iter().map(|n| Target { label: format!("web@{n}"), node: n.to_string() }).collect();
-        let row: Vec<Cell> =
-            cols.iter().map(|c| Cell { hits: u32::from(!dead.contains(&c.node.as_str())), tries: 1, detail: String::new() }).collect();
-        Observation { rows: vec!["m".into(), "w2".into()], cells: vec![row.clone(), row], cols, unanswered: vec![0, 0], notes: vec![] }
+        let row: Vec<Cell> = cols
+            .iter()
+            .map(|c| {
+                let hits = answers.iter().find(|(n, _)| *n == c.node).map(|x| x.1).unwrap_or(10);
+                Cell { hits, tries: 10, ..Default::default() }
+            })
+            .collect();
+        Observation {
+            rows: vec!["m".into(), "w2".into()],
+            cells: vec![row.clone(), row],
+            cols,
+            unanswered: vec![0, 0],
+            sent: vec![30, 30],
+            notes: vec![],
+        }
+    }
+
+    /// A VIP observation: one row, `sent` requests, answers per replica node (m, w1), the rest lost.
+    fn vip(sent: u32, m: u32, w1: u32) -> Observation {
+        let cols: Vec<Target> = ["m", "w1"].iter().map(|n| Target { label: format!("web@{n}"), node: n.to_string() }).collect();
+        let cells = vec![vec![Cell { hits: m, tries: sent, ..Default::default() }, Cell { hits: w1, tries: sent, ..Default::default() }]];
+        Observation { rows: vec!["m".into()], cols, cells, unanswered: vec![sent - m - w1], sent: vec![sent], notes: vec![] }
+    }
+
+    fn with_rate(mut c: Check, rate: &str) -> Check {
+        c.expect.answer_rate = AnswerRate::parse(rate).unwrap();
+        c
+    }
+
+    #[test]
+    fn a_pair_that_answered_some_requests_did_not_answer() {
+        // 7 of 10: the seed's "every other request hangs" must not pass by default.
+        let v = judge(&check(CheckKind::Replicas, &[]), &rated(&[("w1", 7)]), None);
+        assert_eq!((v.outcome, v.mismatches), (Outcome::Fail, 2));
+        assert!(v.summary.starts_with("54/60 requests answered"), "{}", v.summary);
+        // ...and passes when the file states that tolerance, but not below it.
+        assert_eq!(judge(&with_rate(check(CheckKind::Replicas, &[]), ">= 0.7"), &rated(&[("w1", 7)]), None).outcome, Outcome::Pass);
+        assert_eq!(judge(&with_rate(check(CheckKind::Replicas, &[]), ">= 0.8"), &rated(&[("w1", 7)]), None).outcome, Outcome::Fail);
+        // A pair that must not answer may not answer even one request.
+        let c = with_rate(check(CheckKind::Replicas, &["w1"]), ">= 0.5");
+        assert_eq!(judge(&c, &rated(&[("w1", 1)]), None).outcome, Outcome::Fail);
+        assert_eq!(judge(&c, &rated(&[("w1", 0)]), None).outcome, Outcome::Pass);
+    }
+
+    #[test]
+    fn a_range_of_rates_fails_above_it_too() {
+        let c = with_rate(check(CheckKind::NodePort, &[]), "0.2..0.8");
+        assert_eq!(judge(&c, &rated(&[("m", 5), ("w1", 5), ("w2", 5)]), None).outcome, Outcome::Pass);
+        // The fault did nothing: everything answered, which is not the partial loss stated.
+        assert_eq!(judge(&c, &rated(&[]), None).outcome, Outcome::Fail);
+        assert_eq!(judge(&c, &rated(&[("m", 1), ("w1", 5), ("w2", 5)]), None).outcome, Outcome::Fail);
+    }
+
+    #[test]
+    fn vip_counts_every_request_of_the_entry_node() {
+        let c = check(CheckKind::Vip, &[]);
+        assert_eq!(judge(&c, &vip(10, 5, 5), None).outcome, Outcome::Pass);
+        // 60 % VXLAN loss: 3 of 10 hung although both replicas answered some.
+        let v = judge(&c, &vip(10, 5, 2), None);
+        assert_eq!(v.outcome, Outcome::Fail);
+        assert!(v.summary.contains("7/10 requests answered"), "{}", v.summary);
+        assert_eq!(judge(&with_rate(c.clone(), ">= 0.5"), &vip(10, 5, 2), None).outcome, Outcome::Pass);
+        // Never picked in 10 requests over 2 replicas (chance 1/1024): the replica is not reachable.
+        assert_eq!(judge(&c, &vip(10, 10, 0), None).outcome, Outcome::Fail);
+        // In 4 requests that happens by chance (1/16): not held against it.
+        assert_eq!(judge(&c, &vip(4, 4, 0), None).outcome, Outcome::Pass);
+    }
+
+    #[test]
+    fn vip_with_an_unreachable_replica_allows_lost_requests_but_no_answer_from_it() {
+        let c = check(CheckKind::Vip, &["w1"]);
+        assert_eq!(judge(&c, &vip(10, 5, 0), None).outcome, Outcome::Pass);
+        assert_eq!(judge(&c, &vip(10, 5, 1), None).outcome, Outcome::Fail);
     }
 
     #[test]
@@ -130,6 +251,7 @@ mod tests {
     fn nothing_to_probe_fails() {
         let mut o = obs(&[]);
         o.cols.clear();
+        o.sent = vec![0, 0];
         o.cells = vec![vec![], vec![]];
         assert_eq!(judge(&check(CheckKind::Replicas, &[]), &o, None).outcome, Outcome::Fail);
     }

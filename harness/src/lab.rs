@@ -4,6 +4,21 @@ use crate::model::Scenario;
 use crate::plan::LabPlan;
 use crate::provider::{tail, Engine, ExecOutput, LabError};
 use bytes::Bytes;
+use std::time::{Duration, Instant};
+
+/// How long one command inside a node may run unless its caller says otherwise. Every install
+/// step polls with its own, shorter bound; this catches what hangs. `CLUSTERLAB_EXEC_DEADLINE`
+/// (seconds) overrides it, e.g. to see a wedged command named quickly.
+pub fn default_deadline() -> Duration {
+    let secs = std::env::var("CLUSTERLAB_EXEC_DEADLINE").ok().and_then(|v| v.parse::<u64>().ok()).filter(|s| *s > 0).unwrap_or(180);
+    Duration::from_secs(secs)
+}
+
+/// The first line of a script, shortened: how an error names the command.
+fn first_line(script: &str) -> String {
+    let l = script.lines().map(str::trim).find(|l| !l.is_empty() && *l != "set -e").unwrap_or("");
+    l.chars().take(160).collect()
+}
 
 pub struct Lab {
     pub engine: Engine,
@@ -33,9 +48,10 @@ impl Lab {
         self.plan.node(node).map(|n| n.container.clone()).unwrap_or_else(|| format!("{}-{node}", self.plan.lab))
     }
 
-    /// Run a shell script in a node's own namespaces; returns the output whatever the exit code.
+    /// Run a shell script in a node's own namespaces within the default deadline; returns the
+    /// output whatever the exit code.
     pub async fn sh_raw(&self, node: &str, script: &str) -> Result<ExecOutput, LabError> {
-        self.engine.exec(&self.container(node), &["sh", "-c", script], None).await
+        self.sh_within(node, script, None, default_deadline()).await
     }
 
     /// Run a shell script in a node; a non-zero exit is an error naming `what`.
@@ -45,17 +61,43 @@ impl Lab {
 
     /// Like `sh`, with bytes on the script's standard input.
     pub async fn sh_in(&self, node: &str, what: &str, script: &str, stdin: Option<Bytes>) -> Result<ExecOutput, LabError> {
-        let out = self.engine.exec(&self.container(node), &["sh", "-c", script], stdin).await?;
+        let out = self.sh_within(node, script, stdin, default_deadline()).await?;
         if out.ok() {
             Ok(out)
         } else {
             Err(LabError::Command {
                 what: what.to_string(),
                 node: node.to_string(),
-                cmd: script.lines().next().unwrap_or("").chars().take(160).collect(),
+                cmd: first_line(script),
                 code: out.code,
                 tail: tail(&format!("{}\n{}", out.stdout, out.stderr), 12),
             })
+        }
+    }
+
+    /// Run a shell script in a node, bounded by `deadline`: inside the node, `timeout` stops the
+    /// script's whole process group when the deadline passes (a wedged command does not outlive
+    /// the check that ran it); outside, the engine call itself is bounded too. A deadline that
+    /// trips is an error naming the node and the command.
+    pub async fn sh_within(&self, node: &str, script: &str, stdin: Option<Bytes>, deadline: Duration) -> Result<ExecOutput, LabError> {
+        let secs = deadline.as_secs().max(1).to_string();
+        // -k 5: KILL five seconds after TERM, for what ignores TERM.
+        let argv = ["timeout", "-k", "5", secs.as_str(), "sh", "-c", script];
+        let started = Instant::now();
+        let out = self.engine.exec_within(&self.container(node), &argv, stdin, deadline + Duration::from_secs(15)).await;
+        let tripped = |tail_text: String| LabError::Deadline {
+            node: node.to_string(),
+            cmd: first_line(script),
+            secs: deadline.as_secs().max(1),
+            tail: tail_text,
+        };
+        match out {
+            // 124: timeout's TERM ended it; 137: the KILL that followed.
+            Ok(o) if matches!(o.code, 124 | 137) && started.elapsed() >= deadline => {
+                Err(tripped(tail(&format!("{}\n{}", o.stdout, o.stderr), 6)))
+            }
+            Err(LabError::ExecDeadline { .. }) => Err(tripped(String::new())),
+            r => r,
         }
     }
 

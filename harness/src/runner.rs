@@ -289,6 +289,7 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                     reason: None,
                     observation: Default::default(),
                     expected: vec![],
+                    pair_ok: vec![],
                     faults: vec![],
                     diagnosis: vec![],
                     evidence: None,
@@ -305,6 +306,7 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                         report.summary = v.summary;
                         report.reason = unsupported.clone();
                         report.expected = v.expected;
+                        report.pair_ok = v.pair_ok;
                         report.observation = obs;
                     }
                 }

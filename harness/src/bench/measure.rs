@@ -71,7 +71,8 @@ async fn sample(lab: &Lab, b: &Bench, end: &PathEnd) -> Result<(f64, u64), Strin
             end.host, end.port
         ),
     };
-    let out = end.client.run(lab, &b.from, &script).await.map_err(|e| e.to_string())?;
+    let deadline = std::time::Duration::from_secs(u64::from(s) + 30);
+    let out = end.client.run(lab, &b.from, &script, deadline).await.map_err(|e| e.to_string())?;
     match b.kind {
         BenchKind::Throughput => parse_iperf(&out),
         BenchKind::RequestRate => {

@@ -326,7 +326,8 @@ pub struct CheckDecl {
     pub via: Option<Sp<NodeSel>>,
     /// node-port: the published port. Default: the service's first published port.
     pub port: Option<Sp<u32>>,
-    /// vip, node-port: requests per entry node. Default 6.
+    /// Requests per pair (replicas, node-port: per entry and target; vip: per entry node).
+    /// Default 3 for replicas, 6 for vip and node-port.
     pub requests: Option<Sp<u32>>,
     /// replicas, vip, node-port: the HTTP path requested. Default `/` (a one-line answer);
     /// `/big` is a 256 KiB answer, for paths that lose large packets.
@@ -368,6 +369,10 @@ pub enum CheckKind {
 pub struct ExpectDecl {
     /// One rule, or a list of rules; a pair matching any rule must not answer.
     pub unreachable: Option<OneOrMany<UnreachableDecl>>,
+    /// The share of requests a pair that must answer has to answer: `">= 0.9"`, `"<= 0.5"`, or a
+    /// range `"0.2..0.8"`. Default `">= 1"`: every request of every expected pair answers. (Pairs
+    /// that must not answer must answer no request, whatever this says.)
+    pub answer_rate: Option<Sp<String>>,
     /// Faults whose rules must match packets while the check runs: proof the fault was hit,
     /// not only installed.
     #[serde(default)]

@@ -224,11 +224,87 @@ pub struct Check {
     pub path: String,
 }
 
-/// Pairs that must not answer; every other pair must.
+/// Pairs that must not answer; every other pair must, at `answer_rate`.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Expectation {
     /// A pair matching any rule must not answer (no rules: everything answers).
     pub unreachable: Vec<Unreachable>,
+    /// The share of its requests a pair that must answer answers.
+    pub answer_rate: AnswerRate,
+}
+
+/// A closed range of answered shares, `min..=max` (both in 0..=1).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct AnswerRate {
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Default for AnswerRate {
+    /// Every request answers.
+    fn default() -> Self {
+        AnswerRate { min: 1.0, max: 1.0 }
+    }
+}
+
+impl AnswerRate {
+    /// `>= 0.9`, `> 0.5`, `<= 0.5`, `< 0.5`, `== 1`, or `0.2..0.8`.
+    pub fn parse(s: &str) -> Result<AnswerRate, String> {
+        let t = s.trim();
+        let num = |x: &str| -> Result<f64, String> {
+            let v: f64 = x.trim().parse().map_err(|_| format!("{:?} is not a number", x.trim()))?;
+            if (0.0..=1.0).contains(&v) {
+                Ok(v)
+            } else {
+                Err(format!("{v} is not a share between 0 and 1"))
+            }
+        };
+        // A share is answered/requests; "> x" means the next representable share above x.
+        let r = if let Some(x) = t.strip_prefix(">=") {
+            AnswerRate { min: num(x)?, max: 1.0 }
+        } else if let Some(x) = t.strip_prefix("<=") {
+            AnswerRate { min: 0.0, max: num(x)? }
+        } else if let Some(x) = t.strip_prefix("==") {
+            let v = num(x)?;
+            AnswerRate { min: v, max: v }
+        } else if let Some(x) = t.strip_prefix('>') {
+            AnswerRate { min: num(x)? + 1e-9, max: 1.0 }
+        } else if let Some(x) = t.strip_prefix('<') {
+            AnswerRate { min: 0.0, max: num(x)? - 1e-9 }
+        } else if let Some((a, b)) = t.split_once("..") {
+            AnswerRate { min: num(a)?, max: num(b)? }
+        } else {
+            return Err(format!("answer-rate {s:?} needs a comparison or a range, e.g. \">= 0.9\" or \"0.2..0.8\""));
+        };
+        if r.min > r.max {
+            return Err(format!("answer-rate {s:?} is empty: no share is both >= {} and <= {}", r.min, r.max));
+        }
+        Ok(r)
+    }
+
+    /// Does `answered` of `sent` requests fall in the range? (No request sent: no.)
+    pub fn holds(&self, answered: u32, sent: u32) -> bool {
+        if sent == 0 {
+            return false;
+        }
+        let share = answered as f64 / sent as f64;
+        share >= self.min - 1e-12 && share <= self.max + 1e-12
+    }
+
+    /// Every request must answer (the default).
+    pub fn is_all(&self) -> bool {
+        self.min >= 1.0
+    }
+
+    pub fn text(&self) -> String {
+        match (self.min, self.max) {
+            (a, b) if a >= 1.0 && b >= 1.0 => "every request".into(),
+            (a, b) if b >= 1.0 => format!(">= {a}"),
+            (a, b) if a <= 0.0 => format!("<= {b}"),
+            (a, b) if a == b => format!("== {a}"),
+            (a, b) => format!("{a}..{b}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -243,7 +319,7 @@ impl Expectation {
     /// One rule: targets on `on` unreachable from `from` (None: from everywhere).
     pub fn one(on: &[&str], from: Option<&[&str]>) -> Expectation {
         let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect();
-        Expectation { unreachable: vec![Unreachable { on: v(on), from: from.map(v) }] }
+        Expectation { unreachable: vec![Unreachable { on: v(on), from: from.map(v) }], answer_rate: AnswerRate::default() }
     }
 
     /// Should a request from `entry` to a target placed on `target_node` be answered?
@@ -927,7 +1003,7 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: St
     };
     only_for("via", c.via.as_ref().map(|x| x.pos), &[CheckKind::NodePort], p);
     only_for("port", c.port.as_ref().map(|x| x.pos), &[CheckKind::NodePort], p);
-    only_for("requests", c.requests.as_ref().map(|x| x.pos), &[CheckKind::Vip, CheckKind::NodePort], p);
+    only_for("requests", c.requests.as_ref().map(|x| x.pos), &[CheckKind::Replicas, CheckKind::Vip, CheckKind::NodePort], p);
     only_for("path", c.path.as_ref().map(|x| x.pos), &[CheckKind::Replicas, CheckKind::Vip, CheckKind::NodePort], p);
     let path = match &c.path {
         None => "/".to_string(),
@@ -975,6 +1051,7 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: St
             1
         }
         Some(r) => r.value,
+        None if kind == CheckKind::Replicas => 3,
         None => 6,
     };
     let timeout = match &c.timeout {
@@ -995,6 +1072,15 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: St
                 None => idx.all(),
             };
             expect.unreachable.push(Unreachable { on, from: un.from.as_ref().map(|s| idx.expand(p, "from", s)) });
+        }
+    }
+    if let Some(ar) = c.expect.as_ref().and_then(|e| e.answer_rate.as_ref()) {
+        if matches!(kind, CheckKind::Dns) {
+            p.at(ar.pos, "a dns check takes no answer-rate: one lookup per entry node", None);
+        }
+        match AnswerRate::parse(&ar.value) {
+            Ok(r) => expect.answer_rate = r,
+            Err(m) => p.at(ar.pos, m, Some("write e.g. \">= 0.9\" (at least 90 % of each pair's requests answer) or \"0.2..0.8\"".into())),
         }
     }
     let faults_hit = c.expect.iter().flat_map(|e| e.faults_hit.iter().map(|f| f.value.clone())).collect();

@@ -30,10 +30,10 @@ fn count_expands_and_groups_resolve() {
     assert_eq!(c.from, ["manager", "worker-2"]);
     assert_eq!(c.expect, Expectation::one(&["worker-1"], None));
     assert_eq!(c.faults_hit, ["vxlan-blocked"]);
-    // Defaults: all-nodes, 6 requests, 2 s.
+    // Defaults: all-nodes, 3 requests per pair (replicas), 2 s.
     let Step::Check(first) = &s.steps[0] else { panic!() };
     assert_eq!(first.from.len(), 3);
-    assert_eq!(first.requests, 6);
+    assert_eq!((first.kind, first.requests), (CheckKind::Replicas, 3));
     assert_eq!(first.timeout, std::time::Duration::from_secs(2));
 }
 

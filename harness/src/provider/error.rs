@@ -35,6 +35,12 @@ pub enum LabError {
     StartNode { node: String, lab: String, source: DockerError },
     #[error("could not run `{cmd}` in {container}: {source}")]
     Exec { container: String, cmd: String, source: DockerError },
+    #[error("the engine did not finish `{cmd}` in {container} within {secs} s")]
+    ExecDeadline { container: String, cmd: String, secs: u64 },
+    #[error("`{cmd}` on node {node} did not finish within its deadline of {secs} s and was stopped\n{tail}")]
+    Deadline { node: String, cmd: String, secs: u64, tail: String },
+    #[error("check {check}: the probe from {node} failed: {message}")]
+    Probe { check: String, node: String, message: String },
     #[error("{what} failed on node {node}: `{cmd}` exited with {code}\n{tail}")]
     Command { what: String, node: String, cmd: String, code: i64, tail: String },
     #[error("the engine inside node {node} did not answer within {secs} s\n{tail}")]

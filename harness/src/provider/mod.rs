@@ -237,9 +237,25 @@ impl Engine {
         })
     }
 
+    /// Run a command in a container, bounded by `deadline` (the engine call as a whole: create,
+    /// stream, inspect). See `exec`.
+    pub async fn exec_within(
+        &self,
+        container: &str,
+        cmd: &[&str],
+        stdin: Option<Bytes>,
+        deadline: std::time::Duration,
+    ) -> Result<ExecOutput, LabError> {
+        match tokio::time::timeout(deadline, self.exec(container, cmd, stdin)).await {
+            Ok(r) => r,
+            Err(_) => Err(LabError::ExecDeadline { container: container.to_string(), cmd: cmd.join(" "), secs: deadline.as_secs() }),
+        }
+    }
+
     /// Run a command in a container; `stdin` is streamed in and closed. "Could not run" is an
-    /// error; a command that ran and failed returns its exit code and output.
-    pub async fn exec(&self, container: &str, cmd: &[&str], stdin: Option<Bytes>) -> Result<ExecOutput, LabError> {
+    /// error; a command that ran and failed returns its exit code and output. Unbounded: callers
+    /// go through `exec_within`.
+    async fn exec(&self, container: &str, cmd: &[&str], stdin: Option<Bytes>) -> Result<ExecOutput, LabError> {
         let could_not = |e| LabError::Exec { container: container.to_string(), cmd: cmd.join(" "), source: e };
         let cfg = bollard::exec::CreateExecOptions {
             cmd: Some(cmd.iter().map(|s| s.to_string()).collect::<Vec<_>>()),

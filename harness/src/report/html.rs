@@ -44,26 +44,23 @@ fn check_html(c: &CheckReport) -> String {
             h.push_str(&format!("<th>{}</th>", esc(&t.label)));
         }
         h.push_str("</tr>");
-        let counted = matches!(c.kind.as_str(), "vip" | "node-port");
         for (r, row) in o.rows.iter().enumerate() {
             h.push_str(&format!("<tr><th>{}</th>", esc(row)));
-            for (ci, cell) in o.cells.get(r).into_iter().flatten().enumerate() {
-                let expected = c.expected.get(r).and_then(|e| e.get(ci)).copied().unwrap_or(true);
-                let did = cell.hits > 0;
-                // ok: answered as expected; silent: no answer, as expected; wrong: should have
-                // answered; wrong-answer: answered although it should not.
-                let class = match (did, expected) {
-                    (true, true) => "ok",
-                    (false, false) => "silent",
-                    (false, true) => "wrong",
-                    (true, false) => "wrong-answer",
+            for ci in 0..o.cells.get(r).map(|x| x.len()).unwrap_or(0) {
+                let v = c.cell_view(r, ci);
+                // ok: as expected; silent: no answer, as expected; wrong: should have answered
+                // (at the stated rate); wrong-answer: answered although it should not.
+                let class = match (v.ok, v.expected, v.answered) {
+                    (true, _, true) => "ok",
+                    (true, _, false) => "silent",
+                    (false, true, _) => "wrong",
+                    (false, false, _) => "wrong-answer",
                 };
-                let text = if counted {
-                    format!("{}/{}", cell.hits, cell.tries)
-                } else if did {
-                    "ok".into()
-                } else {
-                    format!("no answer{}", if cell.detail.is_empty() { String::new() } else { format!(": {}", cell.detail) })
+                let text = match (v.answered, v.detail.is_empty()) {
+                    (false, false) => format!("no answer: {}", v.detail),
+                    (false, true) if c.kind != "vip" => "no answer".into(),
+                    (_, false) => format!("{}: {}", v.text, v.detail),
+                    _ => v.text,
                 };
                 h.push_str(&format!("<td class=\"{class}\">{}</td>", esc(&text)));
             }

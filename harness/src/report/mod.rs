@@ -42,6 +42,9 @@ pub struct CheckReport {
     pub observation: Observation,
     /// expected[row][col]: should the pair answer?
     pub expected: Vec<Vec<bool>>,
+    /// pair_ok[row][col]: did the pair do what the file expects (at the stated answer rate)?
+    #[serde(default)]
+    pub pair_ok: Vec<Vec<bool>>,
     /// Counters of the faults applied while the check ran.
     pub faults: Vec<String>,
     /// One cause line per group of pairs that did not answer or answered against the file.
@@ -51,6 +54,49 @@ pub struct CheckReport {
     #[serde(default)]
     pub evidence: Option<String>,
     pub secs: f64,
+}
+
+/// One matrix cell as every renderer shows it.
+pub struct CellView {
+    /// `ok` (every request answered), `--` (none), `7/10` (some; vip: always counted).
+    pub text: String,
+    /// What went wrong with the requests that failed.
+    pub detail: String,
+    pub expected: bool,
+    /// The pair did what the file expects.
+    pub ok: bool,
+    pub answered: bool,
+}
+
+impl CheckReport {
+    /// The cell at (row, col), judged as the check was.
+    pub fn cell_view(&self, r: usize, c: usize) -> CellView {
+        let cell = &self.observation.cells[r][c];
+        let expected = self.expected.get(r).and_then(|e| e.get(c)).copied().unwrap_or(true);
+        let answered = cell.hits > 0;
+        let ok = self.pair_ok.get(r).and_then(|e| e.get(c)).copied().unwrap_or(answered == expected);
+        let text = if self.kind == "vip" || (cell.hits > 0 && cell.hits < cell.tries) {
+            format!("{}/{}", cell.hits, cell.tries)
+        } else if answered {
+            "ok".into()
+        } else {
+            "--".into()
+        };
+        let detail = if cell.hits < cell.tries && self.kind != "vip" { cell.detail.clone() } else { String::new() };
+        CellView { text, detail, expected, ok, answered }
+    }
+
+    /// Latency over the answered requests of every pair: "min–max ms, median of pairs X ms".
+    pub fn latency_line(&self) -> Option<String> {
+        let l: Vec<&crate::probe::Latency> = self.observation.cells.iter().flatten().filter_map(|c| c.latency.as_ref()).collect();
+        if l.is_empty() {
+            return None;
+        }
+        let min = l.iter().map(|x| x.min_ms).fold(f64::INFINITY, f64::min);
+        let max = l.iter().map(|x| x.max_ms).fold(0.0, f64::max);
+        let med = crate::probe::Latency::of(l.iter().map(|x| x.median_ms).collect()).map(|x| x.median_ms).unwrap_or(0.0);
+        Some(format!("latency of answered requests: {min:.1}–{max:.1} ms, median of pairs {med:.1} ms"))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]

@@ -49,33 +49,25 @@ pub fn matrix_text(c: &CheckReport) -> Vec<String> {
     if o.cols.is_empty() {
         return vec![];
     }
-    let counted = matches!(c.kind.as_str(), "vip" | "node-port");
     let mut table: Vec<Vec<String>> =
         vec![std::iter::once("from \\ to".to_string()).chain(o.cols.iter().map(|t| t.label.clone())).collect()];
     for (r, row) in o.rows.iter().enumerate() {
         let mut line = vec![row.clone()];
-        for (ci, cell) in o.cells[r].iter().enumerate() {
-            let expected = c.expected.get(r).and_then(|e| e.get(ci)).copied().unwrap_or(true);
-            let did = cell.hits > 0;
-            let mut s = if counted {
-                format!("{}/{}", cell.hits, cell.tries)
-            } else if did {
-                "ok".into()
-            } else {
-                "--".into()
-            };
-            if !did && !cell.detail.is_empty() && !counted {
-                s.push_str(&format!(" {}", cell.detail));
+        for ci in 0..o.cells[r].len() {
+            let v = c.cell_view(r, ci);
+            let mut s = v.text;
+            if !v.detail.is_empty() {
+                s.push_str(&format!(" {}", v.detail));
             }
-            if did != expected {
-                s.push_str(if expected { " (!)" } else { " (! expected no answer)" });
-            } else if !did {
+            if !v.ok {
+                s.push_str(if v.expected { " (!)" } else { " (! expected no answer)" });
+            } else if !v.answered {
                 s.push_str(" (expected)");
             }
             line.push(s);
         }
-        if counted && o.unanswered.get(r).copied().unwrap_or(0) > 0 {
-            line[0] = format!("{row} [{} unanswered]", o.unanswered[r]);
+        if c.kind == "vip" && o.unanswered.get(r).copied().unwrap_or(0) > 0 {
+            line[0] = format!("{row} [{}/{} unanswered]", o.unanswered[r], o.sent.get(r).copied().unwrap_or(0));
         }
         table.push(line);
     }
@@ -119,6 +111,9 @@ impl<W: Write + Send> Reporter for Terminal<W> {
                 let _ = writeln!(self.out, " {mark} Check {}  {what}: {} ({:.1} s)", c.name, c.summary, c.secs);
                 for line in matrix_text(c) {
                     let _ = writeln!(self.out, "       {line}");
+                }
+                if let Some(l) = c.latency_line() {
+                    let _ = writeln!(self.out, "     {l}");
                 }
                 for n in c.observation.notes.iter().chain(c.faults.iter()) {
                     let _ = writeln!(self.out, "     {n}");

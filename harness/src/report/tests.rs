@@ -3,7 +3,7 @@ use crate::expect::Outcome;
 use crate::probe::{Cell, Observation, Target};
 
 fn cell(hits: u32, tries: u32, detail: &str) -> Cell {
-    Cell { hits, tries, detail: detail.into() }
+    Cell { hits, tries, detail: detail.into(), ..Default::default() }
 }
 
 /// Events of a VXLAN-blocked run, as recorded from a real one.
@@ -18,19 +18,21 @@ fn recorded() -> Vec<Event> {
         kind: "replicas".into(),
         service: "web".into(),
         outcome: Outcome::Pass,
-        summary: "4/6 pairs answered, 6 as expected".into(),
+        summary: "12/18 requests answered, 6/6 pairs as expected".into(),
         reason: None,
         observation: Observation {
             rows: vec!["manager".into(), "worker-2".into()],
             cols: cols.clone(),
             cells: vec![
-                vec![cell(0, 1, "timeout"), cell(1, 1, ""), cell(1, 1, "")],
-                vec![cell(0, 1, "timeout"), cell(1, 1, ""), cell(1, 1, "")],
+                vec![cell(0, 3, "timeout"), cell(3, 3, ""), cell(3, 3, "")],
+                vec![cell(0, 3, "timeout"), cell(3, 3, ""), cell(3, 3, "")],
             ],
             unanswered: vec![0, 0],
+            sent: vec![3, 3],
             notes: vec![],
         },
         expected: vec![vec![false, true, true], vec![false, true, true]],
+        pair_ok: vec![],
         faults: vec!["fault vxlan-blocked matched 4 packets on worker-1".into()],
         diagnosis: vec!["2 of 6 pairs did not answer, as the file expects: all targets on worker-1, from manager, worker-2; UDP 4789 dropped into worker-1 by fault vxlan-blocked (4 packets)".into()],
         evidence: None,
@@ -40,24 +42,39 @@ fn recorded() -> Vec<Event> {
         name: "wrong-node".into(),
         expected: vec![vec![true, true, false], vec![true, true, false]],
         outcome: Outcome::Fail,
-        summary: "4/6 pairs answered, 2 as expected".into(),
+        summary: "12/18 requests answered, 2/6 pairs as expected".into(),
         ..during.clone()
     };
+    // Every other request hangs: a pair that answered 1 of 3 did not answer.
+    let mut partial = CheckReport {
+        name: "partial".into(),
+        outcome: Outcome::Fail,
+        summary: "16/18 requests answered, 4/6 pairs as expected".into(),
+        expected: vec![vec![true; 3]; 2],
+        pair_ok: vec![vec![false, true, true]; 2],
+        faults: vec![],
+        diagnosis: vec![],
+        ..during.clone()
+    };
+    partial.observation.cells = vec![vec![cell(2, 3, "timeout"), cell(3, 3, ""), cell(3, 3, "")]; 2];
+    partial.observation.cells[0][1].latency = Some(crate::probe::Latency { min_ms: 0.8, median_ms: 1.1, max_ms: 3.0 });
     let vip = CheckReport {
         name: "vip".into(),
         kind: "vip".into(),
         service: "web".into(),
         outcome: Outcome::Unsupported,
-        summary: "unsupported: kernel lacks IP_VS; observed 0/6 pairs answering".into(),
+        summary: "unsupported: kernel lacks IP_VS; observed 0/12 requests answered".into(),
         reason: Some("kernel lacks IP_VS".into()),
         observation: Observation {
             rows: vec!["manager".into(), "worker-2".into()],
             cols,
             cells: vec![vec![cell(0, 6, "timeout"); 3], vec![cell(0, 6, "timeout"); 3]],
             unanswered: vec![6, 6],
+            sent: vec![6, 6],
             notes: vec!["web resolves to VIP 10.0.1.2 from manager".into()],
         },
         expected: vec![vec![true; 3]; 2],
+        pair_ok: vec![],
         faults: vec![],
         diagnosis: vec!["unsupported here: kernel lacks IP_VS (6 of 6 pairs did not answer)".into()],
         evidence: None,
@@ -85,6 +102,7 @@ fn recorded() -> Vec<Event> {
         }),
         Event::Check(Box::new(during)),
         Event::Check(Box::new(wrong)),
+        Event::Check(Box::new(partial)),
         Event::Check(Box::new(vip)),
         Event::RunEnd(Summary {
             passed: 1,
@@ -127,10 +145,10 @@ fn junit_has_one_case_per_check_and_skips_unsupported() {
     }
     let x = junit_xml(&[r.clone()]);
     insta::assert_snapshot!(x);
-    assert_eq!(x.matches("<testcase").count(), 3);
+    assert_eq!(x.matches("<testcase").count(), 4);
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["schema"], REPORT_SCHEMA);
-    assert_eq!(json["checks"][2]["outcome"], "unsupported");
+    assert_eq!(json["checks"][3]["outcome"], "unsupported");
 }
 
 #[test]

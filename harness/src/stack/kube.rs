@@ -799,9 +799,14 @@ impl Stack for Kube<'_> {
             let (readyz, listing) = out.split_once("#nodes").unwrap_or((&out, ""));
             let readyz = readyz.trim();
             let mut cells = vec![if readyz == "ok" {
-                Cell { hits: 1, tries: 1, detail: String::new() }
+                Cell { hits: 1, tries: 1, ..Default::default() }
             } else {
-                Cell { hits: 0, tries: 1, detail: readyz.lines().next().unwrap_or("no answer").chars().take(100).collect() }
+                Cell {
+                    hits: 0,
+                    tries: 1,
+                    detail: readyz.lines().next().unwrap_or("no answer").chars().take(100).collect(),
+                    ..Default::default()
+                }
             }];
             for n in &nodes {
                 let ready = listing.lines().any(|l| l.trim() == format!("{n} True"));
@@ -809,8 +814,10 @@ impl Stack for Kube<'_> {
                     hits: ready as u32,
                     tries: 1,
                     detail: if ready { String::new() } else { "not Ready (or API unreachable)".into() },
+                    ..Default::default()
                 });
             }
+            obs.sent.push(cells.len() as u32);
             obs.cells.push(cells);
             obs.unanswered.push(0);
         }
