@@ -18,7 +18,7 @@ pub fn dir_for(lab: &str, run_id: &str) -> PathBuf {
 /// Per node: (file name, command) run in the node's own namespaces.
 const NODE_FILES: &[(&str, &str)] = &[
     ("logs.txt", "for f in /var/log/clusterlab/*.log; do echo \"==> $f <==\"; tail -n 400 \"$f\"; done"),
-    ("iptables-save.txt", "iptables-save; echo; iptables -w -L -v -x -n"),
+    ("iptables-save.txt", "iptables-save; echo; iptables -w 10 -L -v -x -n"),
     ("links.txt", "ip -s -d link"),
     (
         "addresses-routes.txt",

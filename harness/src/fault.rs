@@ -2,7 +2,7 @@
 //! (so its counters are its own and its revert is exact), jumped to from INPUT/OUTPUT. An
 //! applied fault remembers the node's `iptables-save` from before, and revert proves it equal.
 
-use crate::lab::shq;
+use crate::lab::{poll_script, shq};
 use crate::lab::Lab;
 use crate::model::{Direction, Fault, FaultSpec, Match, NoProxy, Protocol};
 use crate::provider::LabError;
@@ -248,15 +248,22 @@ impl FaultHandle {
                         "if ! {{ [ -f {d}/{c}.pid ] && kill -0 $(cat {d}/{c}.pid) 2>/dev/null; }}; then \
                          echo \"no running {c} on this node (supervised here: $(ls {d} 2>/dev/null | sed -n 's/[.]pid$//p' | tr '\\n' ' '))\" >&2; exit 3; fi\n\
                          touch {d}/{c}.stop; kill -TERM $(cat {d}/{c}.pid)\n\
-                         i=0; while [ -f {d}/{c}.supervisor ]; do i=$((i+1)); [ $i -eq 30 ] && kill -KILL $(cat {d}/{c}.pid) 2>/dev/null; [ $i -gt 150 ] && exit 4; sleep 0.1; done"
+                         {gone} || {{ kill -KILL $(cat {d}/{c}.pid) 2>/dev/null; {gone_after_kill} || exit 4; }}",
+                        // TERM, then KILL after 3 s; its supervisor leaves when it is gone.
+                        gone = poll_script(&format!("[ ! -f {d}/{c}.supervisor ]"), 3, "0.1"),
+                        gone_after_kill = poll_script(&format!("[ ! -f {d}/{c}.supervisor ]"), 12, "0.1"),
                     )
                 } else {
                     format!(
                         "[ -f {d}/{c}.cmd ] || {{ echo 'no recorded command for {c}' >&2; exit 3; }}\n\
                          set --; while IFS= read -r a; do set -- \"$@\" \"$a\"; done < {d}/{c}.cmd\n\
                          setsid -f /usr/local/bin/supervise {c} \"$@\" </dev/null >/dev/null 2>&1\n\
-                         i=0; until [ -f {d}/{c}.supervisor ] && kill -0 $(cat {d}/{c}.pid) 2>/dev/null && {ready}; do i=$((i+1)); [ $i -gt 600 ] && exit 4; sleep 0.1; done",
-                        ready = ready_probe(c)
+                         {wait} || exit 4",
+                        wait = poll_script(
+                            &format!("[ -f {d}/{c}.supervisor ] && kill -0 $(cat {d}/{c}.pid) 2>/dev/null && {}", ready_or_fail(&self.name, c)?),
+                            60,
+                            "0.1"
+                        )
                     )
                 };
                 for n in nodes {
@@ -279,9 +286,7 @@ impl FaultHandle {
             let port = lab.engine.create_side_container(&lab.plan, &container, &lab.image("proxy"), cmd, 3128).await?;
             let url = format!("http://{}:{port}", lab.plan.gateway);
             // Ready when squid answers a request of its own (a malformed one: 400 at once).
-            let wait = format!(
-                "i=0; until curl -s --noproxy '*' -o /dev/null -m 1 {url}/; do i=$((i+1)); [ $i -gt 60 ] && exit 1; sleep 0.3; done"
-            );
+            let wait = poll_script(&format!("curl -s --noproxy '*' -o /dev/null -m 1 {url}/"), 20, "0.3");
             let first = nodes.first().cloned().unwrap_or_else(|| lab.plan.leader().name.clone());
             if !lab.sh_raw(&first, &wait).await?.ok() {
                 let logs = lab.engine.logs(&container, 15).await;
@@ -324,10 +329,14 @@ impl FaultHandle {
                     None => format!("rm -f {d}/{c}.env"),
                 };
                 // The supervisor reads {c}.env at each start; killing the process restarts it.
+                let cond = format!(
+                    "new=$(cat {d}/{c}.pid) && [ \"$new\" != \"$old\" ] && kill -0 $new 2>/dev/null && {}",
+                    ready_or_fail(&self.name, c)?
+                );
                 let script = format!(
                     "[ -f {d}/{c}.pid ] && kill -0 $(cat {d}/{c}.pid) 2>/dev/null || exit 9\n{set}\nold=$(cat {d}/{c}.pid); kill -TERM $old\n\
-                     i=0; until new=$(cat {d}/{c}.pid) && [ \"$new\" != \"$old\" ] && kill -0 $new 2>/dev/null && {ready}; do i=$((i+1)); [ $i -gt 600 ] && exit 4; sleep 0.1; done",
-                    ready = ready_probe(c)
+                     {} || exit 4",
+                    poll_script(&cond, 60, "0.1")
                 );
                 let out = lab.sh_raw(n, &script).await?;
                 match out.code {
@@ -375,18 +384,18 @@ impl FaultHandle {
             async move {
                 let chain = &self.chain;
                 let mut script = format!(
-                    "set -e\nif iptables -w -n -L {chain} >/dev/null 2>&1; then echo 'fault {name} is already applied on this node' >&2; exit 3; fi\n\
+                    "set -e\nif iptables -w 10 -n -L {chain} >/dev/null 2>&1; then echo 'fault {name} is already applied on this node' >&2; exit 3; fi\n\
                      mkdir -p {STATE_DIR}\niptables-save -t filter > {STATE_DIR}/{chain}.before\n\
-                     iptables -w -N {chain}\n",
+                     iptables -w 10 -N {chain}\n",
                     name = self.name
                 );
                 for r in rs {
                     // -w: wait for the xtables lock; dockerd edits rules concurrently.
-                    script.push_str(&format!("iptables -w -A {chain} {} -m comment --comment '{comment}' -j DROP\n", r.args));
+                    script.push_str(&format!("iptables -w 10 -A {chain} {} -m comment --comment '{comment}' -j DROP\n", r.args));
                 }
                 for p in parents(rs) {
                     // -I ... 1: ahead of anything dockerd installs, so the fault sees the packet first.
-                    script.push_str(&format!("iptables -w -I {p} 1 -j {chain}\n"));
+                    script.push_str(&format!("iptables -w 10 -I {p} 1 -j {chain}\n"));
                 }
                 lab.sh(node, &format!("applying fault {}", self.name), &script).await
             }
@@ -398,7 +407,7 @@ impl FaultHandle {
     pub async fn counters(&self, lab: &Lab) -> Result<Counters, LabError> {
         let got = try_join_all(self.rules.keys().map(|node| async move {
             let out = lab
-                .sh(node, &format!("reading counters of fault {}", self.name), &format!("iptables -w -L {} -v -x -n", self.chain))
+                .sh(node, &format!("reading counters of fault {}", self.name), &format!("iptables -w 10 -L {} -v -x -n", self.chain))
                 .await?;
             Ok::<_, LabError>((node.clone(), parse_packets(&out.stdout)))
         }))
@@ -417,9 +426,9 @@ impl FaultHandle {
             let chain = &self.chain;
             let mut script = String::from("set -e\n");
             for p in parents(rs) {
-                script.push_str(&format!("iptables -w -D {p} -j {chain}\n"));
+                script.push_str(&format!("iptables -w 10 -D {p} -j {chain}\n"));
             }
-            script.push_str(&format!("iptables -w -F {chain}\niptables -w -X {chain}\n"));
+            script.push_str(&format!("iptables -w 10 -F {chain}\niptables -w 10 -X {chain}\n"));
             lab.sh(node, &format!("reverting fault {}", self.name), &script).await?;
             let both = lab
                 .sh(
@@ -460,14 +469,32 @@ pub fn host_cannot(error: &str) -> Option<String> {
     signs.iter().find(|(needle, _)| error.contains(needle)).map(|(needle, why)| format!("{why}: {needle}"))
 }
 
-/// How to tell a restarted component serves again (a running process is not enough for an API).
-fn ready_probe(component: &str) -> &'static str {
-    match component {
-        "kube-apiserver" => "curl -sk --noproxy '*' https://127.0.0.1:6443/readyz 2>/dev/null | grep -qx ok",
-        "dockerd" => "docker info >/dev/null 2>&1",
-        "containerd" => "ctr version >/dev/null 2>&1",
-        _ => "true",
-    }
+/// How to tell a restarted component serves again: each one's own health endpoint or client,
+/// every request bounded. A running process is not enough (an API server that runs may not
+/// serve yet), and no component goes without a real probe.
+pub fn ready_probe(component: &str) -> Option<&'static str> {
+    Some(match component {
+        "kube-apiserver" => "curl -sk --noproxy '*' -m 2 https://127.0.0.1:6443/readyz 2>/dev/null | grep -qx ok",
+        // etcd's own health: a quorum read through its client port.
+        "etcd" => "curl -s --noproxy '*' -m 2 http://127.0.0.1:2379/health 2>/dev/null | grep -q '\"health\":\"true\"'",
+        // kubelet's and kube-proxy's healthz ports (defaults 10248, 10256, on the node).
+        "kubelet" => "curl -s --noproxy '*' -m 2 http://127.0.0.1:10248/healthz 2>/dev/null | grep -qx ok",
+        "kube-proxy" => "curl -s --noproxy '*' -m 2 -o /dev/null -w '%{http_code}' http://127.0.0.1:10256/healthz 2>/dev/null | grep -qx 200",
+        // 1.20 still serves healthz without TLS on 10252/10251 (and with it on 10257/10259).
+        "kube-controller-manager" => "curl -s --noproxy '*' -m 2 http://127.0.0.1:10252/healthz 2>/dev/null | grep -qx ok",
+        "kube-scheduler" => "curl -s --noproxy '*' -m 2 http://127.0.0.1:10251/healthz 2>/dev/null | grep -qx ok",
+        "dockerd" => "timeout 5 docker info >/dev/null 2>&1",
+        "containerd" => "timeout 5 ctr version >/dev/null 2>&1",
+        _ => return None,
+    })
+}
+
+/// The readiness probe of a component, or a failure naming it (never a probe that always holds).
+fn ready_or_fail(fault: &str, component: &str) -> Result<&'static str, LabError> {
+    ready_probe(component).ok_or_else(|| LabError::Fault {
+        fault: fault.to_string(),
+        message: format!("no readiness probe is known for {component}, so its restart could not be confirmed"),
+    })
 }
 
 impl FaultHandle {
@@ -545,6 +572,20 @@ mod tests {
         assert!(host_cannot("RTNETLINK answers: Operation not permitted").unwrap().contains("NET_ADMIN"));
         assert_eq!(host_cannot("fault vxlan-blocked is already applied on this node"), None);
         assert_eq!(host_cannot("no interface holds 10.213.0.12"), None);
+    }
+
+    #[test]
+    fn every_killable_component_has_a_real_readiness_probe() {
+        for stack in [crate::model::StackKind::Swarm, crate::model::StackKind::Kubernetes] {
+            for c in crate::model::killable(stack) {
+                let p = ready_probe(c).unwrap_or_else(|| panic!("{c} has no readiness probe"));
+                assert!(p.trim() != "true" && p.len() > 20, "{c}: {p}");
+                // Every network probe is bounded.
+                assert!(!p.contains("curl") || p.contains("-m 2"), "{c}: {p}");
+            }
+        }
+        assert!(ready_probe("sshd").is_none());
+        assert!(ready_or_fail("f", "sshd").unwrap_err().to_string().contains("no readiness probe is known for sshd"));
     }
 
     #[test]

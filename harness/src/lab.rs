@@ -110,6 +110,22 @@ impl Lab {
     }
 }
 
+/// A script that polls `cond` (a shell condition) until it holds, for at most `secs` seconds of
+/// wall-clock time (not a count of polls: a slow condition cannot stretch the bound), sleeping
+/// `pause` between polls; exits 1 when time runs out. Run it with `Lab::poll`.
+pub fn poll_script(cond: &str, secs: u64, pause: &str) -> String {
+    format!("end=$(( $(date +%s) + {secs} )); until {cond}; do [ $(date +%s) -ge $end ] && exit 1; sleep {pause}; done")
+}
+
+impl Lab {
+    /// Poll `cond` on `node` for at most `secs` seconds; Ok(true) when it held. The exec's own
+    /// deadline leaves room for one last slow poll.
+    pub async fn poll(&self, node: &str, cond: &str, secs: u64, pause: &str) -> Result<bool, LabError> {
+        let out = self.sh_within(node, &poll_script(cond, secs, pause), None, Duration::from_secs(secs + 30)).await?;
+        Ok(out.ok())
+    }
+}
+
 /// Quote a string for `sh -c`.
 pub fn shq(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))

@@ -151,10 +151,27 @@ async fn create_nodes(
             NestedMode::Privileged => "privileged",
             NestedMode::CapSet => "cap set: --privileged is refused on this host",
         };
-        let line = format!("{n} nodes on {} ({why})", plan.subnet);
-        Ok((Lab { engine: engine.clone(), plan, scenario: s.clone(), base: base.clone() }, vec![line]))
+        let lab = Lab { engine: engine.clone(), plan, scenario: s.clone(), base: base.clone() };
+        host_shielded(&lab).await?;
+        let lines = vec![format!("{n} nodes on {} ({why})", lab.plan.subnet), "host kernel settings read-only inside every node".into()];
+        Ok((lab, lines))
     })
     .await
+}
+
+/// Every node shows the host-global sysctl trees (kernel, vm, fs) read-only before its stack
+/// starts: what runs in a node may then change only the node's own (network) settings.
+async fn host_shielded(lab: &Lab) -> Result<(), LabError> {
+    let cond = "for d in kernel vm fs; do awk -v m=/proc/sys/$d '$2==m && $4 ~ /^ro(,|$)/ {f=1} END {exit !f}' /proc/mounts || exit 1; done";
+    futures_util::future::try_join_all(lab.plan.nodes.iter().map(|n| async move {
+        if lab.poll(&n.name, cond, 15, "0.1").await? {
+            Ok(())
+        } else {
+            Err(LabError::HostShield { node: n.name.clone(), container: n.container.clone() })
+        }
+    }))
+    .await
+    .map(|_| ())
 }
 
 /// Wait for the nodes' runtimes, load the images, install the stack.
@@ -329,7 +346,9 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                     }
                 }
                 // Why pairs did not answer (expected or not), while the faults are still applied.
-                let silent = report.observation.cells.iter().flatten().any(|c| c.hits == 0);
+                // Any request lost (expected or not) earns a cause line.
+                let silent = report.observation.cells.iter().flatten().any(|c| c.hits == 0 || c.hits < c.tries)
+                    || report.observation.unanswered.iter().any(|u| *u > 0);
                 if silent || report.outcome != Outcome::Pass {
                     let ev = diagnose::gather(lab, &report, &applied, &before, &after, unsupported).await;
                     report.diagnosis = diagnose::explain(&ev);

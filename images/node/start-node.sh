@@ -3,6 +3,23 @@
 # runs containerd (CRI) — the Kubernetes components are started later by the harness, each under
 # its own supervisor. A trap makes PID 1 stop its children on SIGTERM instead of ignoring it.
 mkdir -p /var/log/clusterlab
+# The host's kernel settings stay the host's. kernel.*, vm.* and fs.* are not per network
+# namespace: a write here would change the host (a node may write /proc/sys, which its engine
+# needs for net.*). Make those three trees read-only in this node; net.* stays writable, and is
+# the node's own.
+for d in kernel vm fs; do
+  mount --bind /proc/sys/$d /proc/sys/$d && mount -o remount,bind,ro /proc/sys/$d ||
+    echo "start-node: could not make /proc/sys/$d read-only" >&2
+done
+# kubelet sets four of them to its own values at start and fails when it cannot: show it a file
+# holding the value it wants over each, so it finds nothing to change.
+if [ "${1:-swarm}" = kubernetes ]; then
+  mkdir -p /run/clusterlab/sysctl
+  for kv in vm/overcommit_memory=1 vm/panic_on_oom=0 kernel/panic=10 kernel/panic_on_oops=1; do
+    f=/run/clusterlab/sysctl/$(echo "${kv%%=*}" | tr / -)
+    echo "${kv#*=}" > "$f" && mount --bind "$f" "/proc/sys/${kv%%=*}"
+  done
+fi
 case "${1:-swarm}" in
   # --host unix only: the engine is reached through `docker exec`, never over the lab network.
   swarm) setsid -f /usr/local/bin/supervise dockerd dockerd --host unix:///var/run/docker.sock ;;

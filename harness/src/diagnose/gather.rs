@@ -1,7 +1,7 @@
 //! Recording the evidence a diagnosis needs, from a live lab: a snapshot before a check (fault
 //! counters, VXLAN counters), and after it the rest (components, proxy answers).
 
-use super::{Effect, Evidence, FaultFact, Pair, ProxyAnswer, Vxlan};
+use super::{Effect, Evidence, FaultFact, Lost, Pair, ProxyAnswer, Vxlan};
 use crate::fault::{Action, Counters, FaultHandle, CLIENT_ENV, CLIENT_ENV_FAULT};
 use crate::lab::Lab;
 use crate::model::{Direction, FaultSpec, Protocol};
@@ -146,9 +146,24 @@ pub async fn gather(
                 answered: cell.hits > 0,
                 expected: check.expected.get(r).and_then(|e| e.get(c)).copied().unwrap_or(true),
                 detail: cell.detail.clone(),
+                answers: cell.hits,
+                requests: cell.tries,
             });
         }
     }
+    let lost = o
+        .rows
+        .iter()
+        .enumerate()
+        .filter(|_| check.kind == "vip")
+        .map(|(r, entry)| Lost {
+            entry: entry.clone(),
+            lost: o.unanswered.get(r).copied().unwrap_or(0),
+            sent: o.sent.get(r).copied().unwrap_or(0),
+            detail: o.cells.get(r).and_then(|row| row.iter().find(|c| c.hits == 0)).map(|c| c.detail.clone()).unwrap_or_default(),
+        })
+        .filter(|l| l.lost > 0)
+        .collect();
     let mut faults = Vec::new();
     for (name, h) in applied {
         let Some(spec) = lab.scenario.fault(name).map(|f| &f.spec) else { continue };
@@ -227,7 +242,7 @@ pub async fn gather(
     }
     let addresses = lab.plan.nodes.iter().map(|n| (n.name.clone(), n.ip.to_string())).collect();
     let (service_rules, endpoints) = service_plumbing(lab, check).await;
-    Evidence { kind: check.kind.clone(), unsupported, pairs, faults, vxlan, stopped, proxy_answers, addresses, service_rules, endpoints }
+    Evidence { kind: check.kind.clone(), unsupported, pairs, faults, vxlan, stopped, proxy_answers, addresses, service_rules, endpoints, lost }
 }
 
 /// Kubernetes vip and node-port checks: the service's endpoints (plain kubectl on the master:
@@ -253,7 +268,7 @@ async fn service_plumbing(lab: &Lab, check: &CheckReport) -> (BTreeMap<String, b
     let endpoints = lines.next().unwrap_or("").split_whitespace().map(String::from).collect();
     if !cip.is_empty() {
         for entry in &check.observation.rows {
-            let cond = format!("iptables -w -t nat -S KUBE-SERVICES 2>/dev/null | grep -q -- '-d {cip}/32'");
+            let cond = format!("iptables -w 10 -t nat -S KUBE-SERVICES 2>/dev/null | grep -q -- '-d {cip}/32'");
             if let Ok(o) = lab.sh_raw(entry, &cond).await {
                 rules.insert(entry.clone(), o.ok());
             }

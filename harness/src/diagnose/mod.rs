@@ -37,6 +37,19 @@ pub struct Evidence {
     /// Kubernetes: the service's ready endpoint addresses, as the API lists them (None: unknown).
     #[serde(default)]
     pub endpoints: Option<Vec<String>>,
+    /// vip: per entry node, requests no replica answered.
+    #[serde(default)]
+    pub lost: Vec<Lost>,
+}
+
+/// Requests of one entry node that no replica answered (a VIP's: not addressed to one replica).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lost {
+    pub entry: String,
+    pub lost: u32,
+    pub sent: u32,
+    /// How they failed (timeout, refused...).
+    pub detail: String,
 }
 
 /// One (entry node, target) pair of the check's matrix.
@@ -50,6 +63,11 @@ pub struct Pair {
     pub expected: bool,
     /// What went wrong, as the probe saw it (timeout, refused, an error line).
     pub detail: String,
+    /// Requests this pair answered, of `requests` sent (vip: the entry node's requests).
+    #[serde(default)]
+    pub answers: u32,
+    #[serde(default)]
+    pub requests: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -407,6 +425,7 @@ pub fn explain(e: &Evidence) -> Vec<String> {
             ));
         }
     }
+    lines.extend(share_lines(e));
     for g in silent_groups {
         let scope = if g.all { "all targets" } else { "targets" };
         lines.push(format!(
@@ -420,6 +439,62 @@ pub fn explain(e: &Evidence) -> Vec<String> {
     }
     lines.extend(loud_lines);
     lines
+}
+
+/// The share of requests lost where a pair answered only some (replicas, node-port), and the
+/// requests of each entry node a VIP lost: named with where they went, when the answers show it.
+fn share_lines(e: &Evidence) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in &e.lost {
+        let mine: Vec<&Pair> = e.pairs.iter().filter(|p| p.entry == l.entry).collect();
+        let silent: Vec<&Pair> = mine.iter().copied().filter(|p| p.answers == 0).collect();
+        let loud: Vec<&Pair> = mine.iter().copied().filter(|p| p.answers > 0).collect();
+        let how = if l.detail.is_empty() { "no answer".to_string() } else { l.detail.clone() };
+        let head = format!("{} of {} requests from {} to the VIP went unanswered ({how})", l.lost, l.sent, l.entry);
+        if !silent.is_empty() && !loud.is_empty() {
+            let mut nodes: Vec<String> = silent.iter().map(|p| p.node.clone()).collect();
+            nodes.sort();
+            nodes.dedup();
+            let answered: Vec<String> = loud.iter().map(|p| p.target.clone()).collect();
+            let causes: Vec<String> = nodes.iter().flat_map(|n| causes(e, n, std::slice::from_ref(&l.entry))).collect();
+            out.push(format!(
+                "{head}: every answer came from {}, none from {}: the lost ones are those the VIP sent to {}; {}",
+                list(&answered),
+                list(&silent.iter().map(|p| p.target.clone()).collect::<Vec<_>>()),
+                list(&nodes),
+                dedup(causes).join("; ")
+            ));
+        } else {
+            let mut nodes: Vec<String> = mine.iter().map(|p| p.node.clone()).collect();
+            nodes.sort();
+            nodes.dedup();
+            let causes: Vec<String> = nodes.iter().flat_map(|n| causes(e, n, std::slice::from_ref(&l.entry))).collect();
+            out.push(format!("{head}; {}", dedup(causes).join("; ")));
+        }
+    }
+    for p in e.pairs.iter().filter(|p| p.answers > 0 && p.answers < p.requests && e.kind != "vip") {
+        let c = causes(e, &p.node, std::slice::from_ref(&p.entry));
+        out.push(format!(
+            "{} of {} requests from {} to {} went unanswered ({}); {}",
+            p.requests - p.answers,
+            p.requests,
+            p.entry,
+            p.target,
+            if p.detail.is_empty() { "no answer" } else { &p.detail },
+            c.join("; ")
+        ));
+    }
+    out
+}
+
+fn dedup(v: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for x in v {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

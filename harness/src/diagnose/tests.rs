@@ -21,7 +21,63 @@ recorded!(paused_node_is_named, "stop-worker-1-silent");
 recorded!(stray_proxy_shows_page_identity_and_hint, "proxy-api-through-stray-proxy");
 
 fn pair(entry: &str, node: &str, answered: bool, expected: bool) -> Pair {
-    Pair { entry: entry.into(), target: format!("web@{node}"), node: node.into(), answered, expected, detail: "timeout".into() }
+    let answers = if answered { 1 } else { 0 };
+    Pair {
+        entry: entry.into(),
+        target: format!("web@{node}"),
+        node: node.into(),
+        answered,
+        expected,
+        detail: "timeout".into(),
+        answers,
+        requests: 1,
+    }
+}
+
+/// The seed's "every other request hangs" on a ClusterIP: from master, 7 of 10 requests to the
+/// VIP hung; every answer came from the pod on master, so the lost ones went to the worker,
+/// whose VXLAN port the fault drops.
+#[test]
+fn vip_share_names_the_lost_requests_and_where_they_went() {
+    let mut on_master = pair("master", "master", true, true);
+    on_master.answers = 3;
+    on_master.requests = 10;
+    let mut on_worker = pair("master", "worker", false, true);
+    on_worker.requests = 10;
+    let e = Evidence {
+        kind: "vip".into(),
+        pairs: vec![on_master, on_worker],
+        lost: vec![Lost { entry: "master".into(), lost: 7, sent: 10, detail: "timeout".into() }],
+        faults: vec![FaultFact {
+            name: "vxlan-lossy".into(),
+            effect: Effect::Drop {
+                nodes: vec!["worker".into()],
+                what: "UDP 8472".into(),
+                direction: "in".into(),
+                peers: vec![],
+                percent: Some(60.0),
+            },
+            packets: [("worker".to_string(), 21)].into_iter().collect(),
+        }],
+        ..Default::default()
+    };
+    let lines = explain(&e);
+    insta::assert_snapshot!(lines.join("\n"));
+    assert!(lines[0].starts_with("7 of 10 requests from master to the VIP went unanswered (timeout)"), "{lines:?}");
+    assert!(lines[0].contains("the lost ones are those the VIP sent to worker"), "{lines:?}");
+    assert!(lines[0].contains("60% of UDP 8472 dropped into worker by fault vxlan-lossy (21 packets)"), "{lines:?}");
+}
+
+/// A pair that answered some of its requests gets its share named, not "did not answer".
+#[test]
+fn partial_pair_share_is_named() {
+    let mut p = pair("master", "worker", true, true);
+    p.answers = 12;
+    p.requests = 20;
+    let e = Evidence { kind: "node-port".into(), pairs: vec![p], ..Default::default() };
+    let lines = explain(&e);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("8 of 20 requests from master to web@worker went unanswered (timeout)"), "{lines:?}");
 }
 
 #[test]

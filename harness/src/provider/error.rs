@@ -35,6 +35,8 @@ pub enum LabError {
     StartNode { node: String, lab: String, source: DockerError },
     #[error("could not run `{cmd}` in {container}: {source}")]
     Exec { container: String, cmd: String, source: DockerError },
+    #[error("node {node} could not make the host's kernel settings (/proc/sys/kernel, vm, fs) read-only inside it, so its stack could change this host's\n    hint: the node needs CAP_SYS_ADMIN to bind-mount inside itself; see its log with `docker logs {container}`")]
+    HostShield { node: String, container: String },
     #[error("the engine did not finish `{cmd}` in {container} within {secs} s")]
     ExecDeadline { container: String, cmd: String, secs: u64 },
     #[error("`{cmd}` on node {node} did not finish within its deadline of {secs} s and was stopped\n{tail}")]

@@ -23,7 +23,8 @@ const KUBECONFIG: &str = "/etc/k8s/kubeconfig";
 /// kubectl with the lab's kubeconfig (a macro, so the two spellings below share one literal).
 macro_rules! kubectl {
     () => {
-        "kubectl --kubeconfig /etc/k8s/kubeconfig"
+        // --request-timeout: no kubectl call waits on a wedged API server longer than this.
+        "kubectl --kubeconfig /etc/k8s/kubeconfig --request-timeout=15s"
     };
 }
 /// kubectl as a user on the node runs it: with the proxy environment an http-proxy fault set
@@ -260,8 +261,7 @@ impl<'a> Kube<'a> {
     /// Poll a shell condition inside a node until it holds; on timeout, fail with `what` and the
     /// tail of the given log.
     async fn until(&self, node: &str, what: &str, cond: &str, secs: u64, log: &str) -> Result<(), LabError> {
-        let script = format!("i=0; until {cond}; do i=$((i+1)); [ $i -gt {} ] && exit 1; sleep 0.2; done", secs * 5);
-        if self.lab.sh_raw(node, &script).await?.ok() {
+        if self.lab.poll(node, cond, secs, "0.2").await? {
             return Ok(());
         }
         let t = self.lab.sh_raw(node, &format!("tail -n 15 /var/log/clusterlab/{log}.log")).await.map(|o| o.stdout).unwrap_or_default();
@@ -375,7 +375,7 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
             let mut script = format!(
                 "set -e; mkdir -p /etc/cni/net.d; cat > /etc/cni/net.d/10-clusterlab.conflist; sysctl -qw net.ipv4.ip_forward=1\n\
                  sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true\n\
-                 iptables -w -t nat -C POSTROUTING -s {all} ! -d {all} -j MASQUERADE 2>/dev/null || iptables -w -t nat -A POSTROUTING -s {all} ! -d {all} -j MASQUERADE\n"
+                 iptables -w 10 -t nat -C POSTROUTING -s {all} ! -d {all} -j MASQUERADE 2>/dev/null || iptables -w 10 -t nat -A POSTROUTING -s {all} ! -d {all} -j MASQUERADE\n"
             );
             if self.spec.backend == Backend::Vxlan {
                 // nolearning: forwarding entries are static, one per peer, as flannel's vxlan backend.
@@ -515,7 +515,7 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
         let mut f = fields.split_whitespace();
         let (cip, np) = (f.next().unwrap_or("").to_string(), f.next().unwrap_or("").parse::<u16>().unwrap_or(0));
         // Ready when the bench node's kube-proxy has the service's DNAT rules.
-        let cond = format!("iptables -w -t nat -S KUBE-SERVICES | grep -q -- '-d {cip}/32' && iptables -w -t nat -S KUBE-NODEPORTS | grep -q -- '--dport {np}'");
+        let cond = format!("iptables -w 10 -t nat -S KUBE-SERVICES | grep -q -- '-d {cip}/32' && iptables -w 10 -t nat -S KUBE-NODEPORTS | grep -q -- '--dport {np}'");
         self.until(&bench.from, "waiting for kube-proxy rules of the pinned service", &cond, 60, "kube-proxy").await?;
         if let Ok(mut m) = self.pinned.lock() {
             m.insert(key, (cip.clone(), np));

@@ -45,10 +45,7 @@ impl Swarm<'_> {
     pub async fn wait_engines(&self) -> Result<(), LabError> {
         let secs = 60;
         try_join_all(self.lab.plan.nodes.iter().map(|n| async move {
-            let script =
-                format!("i=0; until docker info >/dev/null 2>&1; do i=$((i+1)); [ $i -gt {} ] && exit 1; sleep 0.1; done", secs * 10);
-            let out = self.lab.sh_raw(&n.name, &script).await?;
-            if out.ok() {
+            if self.lab.poll(&n.name, "docker info >/dev/null 2>&1", secs, "0.1").await? {
                 return Ok(());
             }
             let log = self.lab.sh_raw(&n.name, "tail -n 15 /var/log/clusterlab/dockerd.log").await.map(|o| o.stdout).unwrap_or_default();
