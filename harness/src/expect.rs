@@ -44,8 +44,9 @@ pub fn chance_never_chosen(k: usize, sent: u32) -> f64 {
 /// share of its requests the expectation states (default: every one), a pair that must not
 /// answer answers none. For a VIP, whose requests are not addressed to one replica: every
 /// request of an entry node whose replicas all must answer is answered (at the stated share), no
-/// answer comes from a replica that must not answer, and each replica that must answer is picked
-/// at least once unless the requests were too few for that to be likely.
+/// answer comes from a replica that must not answer, and — when every request must answer —
+/// each replica that must answer is picked at least once unless the requests were too few for
+/// that to be likely.
 pub fn judge(check: &Check, obs: &Observation, unsupported: Option<&str>) -> Verdict {
     let rate = check.expect.answer_rate;
     let vip = check.kind == CheckKind::Vip;
@@ -64,8 +65,10 @@ pub fn judge(check: &Check, obs: &Observation, unsupported: Option<&str>) -> Ver
             let ok = match (should, vip) {
                 (false, _) => cell.hits == 0,
                 (true, false) => rate.holds(cell.hits, cell.tries),
-                // Unpicked is only wrong when it was unlikely by chance.
-                (true, true) => cell.hits > 0 || chance_never_chosen(obs.cols.len(), sent) >= NEVER_CHOSEN_CHANCE,
+                // Unpicked is only wrong when it was unlikely by chance, and only when every
+                // request must answer: with a stated rate, lost requests are allowed, and a
+                // replica whose requests were all lost is one way to lose them.
+                (true, true) => !rate.is_all() || cell.hits > 0 || chance_never_chosen(obs.cols.len(), sent) >= NEVER_CHOSEN_CHANCE,
             };
             if !ok {
                 mismatches += 1;
@@ -208,6 +211,10 @@ mod tests {
         assert_eq!(v.outcome, Outcome::Fail);
         assert!(v.summary.contains("7/10 requests answered"), "{}", v.summary);
         assert_eq!(judge(&with_rate(c.clone(), ">= 0.5"), &vip(10, 5, 2), None).outcome, Outcome::Pass);
+        // With a stated rate, a replica whose every request was lost is one way to lose them...
+        assert_eq!(judge(&with_rate(c.clone(), ">= 0.5"), &vip(10, 6, 0), None).outcome, Outcome::Pass);
+        // ...but the row's share still holds.
+        assert_eq!(judge(&with_rate(c.clone(), ">= 0.5"), &vip(10, 4, 0), None).outcome, Outcome::Fail);
         // Never picked in 10 requests over 2 replicas (chance 1/1024): the replica is not reachable.
         assert_eq!(judge(&c, &vip(10, 10, 0), None).outcome, Outcome::Fail);
         // In 4 requests that happens by chance (1/16): not held against it.

@@ -330,8 +330,9 @@ pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica], paths: &Ser
                         lost.push(w);
                     }
                 }
-                for c in cells.iter_mut().filter(|c| c.hits == 0) {
-                    c.detail = if lost.is_empty() { "never chosen".into() } else { lost.join("; ") };
+                // How the VIP's unanswered requests failed (none: a silent replica was never chosen).
+                for c in cells.iter_mut() {
+                    c.detail = if lost.is_empty() && c.hits == 0 { "never chosen".into() } else { lost.join("; ") };
                 }
                 Ok((cells, unanswered.len() as u32, check.requests))
             }

@@ -160,7 +160,7 @@ pub async fn gather(
             entry: entry.clone(),
             lost: o.unanswered.get(r).copied().unwrap_or(0),
             sent: o.sent.get(r).copied().unwrap_or(0),
-            detail: o.cells.get(r).and_then(|row| row.iter().find(|c| c.hits == 0)).map(|c| c.detail.clone()).unwrap_or_default(),
+            detail: o.cells.get(r).and_then(|row| row.first()).map(|c| c.detail.clone()).unwrap_or_default(),
         })
         .filter(|l| l.lost > 0)
         .collect();

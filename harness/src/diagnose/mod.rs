@@ -157,6 +157,8 @@ impl ProxyAnswer {
     }
 }
 
+const NOTHING_EXPLAINS: &str = "no applied fault, stopped component or VXLAN loss explains it";
+
 fn list(v: &[String]) -> String {
     v.join(", ")
 }
@@ -276,7 +278,7 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
         out.extend(silent_faults);
     }
     if out.is_empty() {
-        out.push("no applied fault, stopped component or VXLAN loss explains it; see the evidence directory".into());
+        out.push(format!("{NOTHING_EXPLAINS}; see the evidence directory"));
     }
     out
 }
@@ -462,14 +464,14 @@ fn share_lines(e: &Evidence) -> Vec<String> {
                 list(&answered),
                 list(&silent.iter().map(|p| p.target.clone()).collect::<Vec<_>>()),
                 list(&nodes),
-                dedup(causes).join("; ")
+                informative(dedup(causes)).join("; ")
             ));
         } else {
             let mut nodes: Vec<String> = mine.iter().map(|p| p.node.clone()).collect();
             nodes.sort();
             nodes.dedup();
             let causes: Vec<String> = nodes.iter().flat_map(|n| causes(e, n, std::slice::from_ref(&l.entry))).collect();
-            out.push(format!("{head}; {}", dedup(causes).join("; ")));
+            out.push(format!("{head}; {}", informative(dedup(causes)).join("; ")));
         }
     }
     for p in e.pairs.iter().filter(|p| p.answers > 0 && p.answers < p.requests && e.kind != "vip") {
@@ -485,6 +487,16 @@ fn share_lines(e: &Evidence) -> Vec<String> {
         ));
     }
     out
+}
+
+/// Drop the "nothing explains it" phrase when another phrase does explain it.
+fn informative(v: Vec<String>) -> Vec<String> {
+    let known: Vec<String> = v.iter().filter(|c| !c.starts_with(NOTHING_EXPLAINS)).cloned().collect();
+    if known.is_empty() {
+        v
+    } else {
+        known
+    }
 }
 
 fn dedup(v: Vec<String>) -> Vec<String> {
