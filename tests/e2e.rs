@@ -217,6 +217,54 @@ fn kept_lab_takes_fault_verbs_and_goes_down() {
     assert_eq!(rv.status.code(), Some(0));
     assert!(stdout(&rv).contains("equal what they were before"));
     assert_eq!(clusterlab(&["fault", "apply", lab, "no-such-fault"]).status.code(), Some(2));
+
+    // A failure that reads like a host limit is an error, never "unsupported": unsupported
+    // comes from the measured facts only. iptables on worker-1 is made to fail with the very
+    // message a missing kernel match prints.
+    let node = format!("{lab}-worker-1");
+    let fake = |body: &str| {
+        let mut c = Command::new("docker")
+            .args(["exec", "-i", &node, "sh", "-c"])
+            .arg(
+                "cat > /run/fake-xtables && chmod +x /run/fake-xtables && mount --bind /run/fake-xtables $(readlink -f /usr/sbin/iptables)",
+            )
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        c.stdin.take().unwrap().write_all(format!("#!/bin/sh\n{body}\n").as_bytes()).unwrap();
+        assert!(c.wait().unwrap().success());
+    };
+    let unfake = || {
+        let o = Command::new("docker").args(["exec", &node, "sh", "-c", "umount $(readlink -f /usr/sbin/iptables)"]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    fake("echo \"iptables v1.8.9: Couldn't load match statistic:No such file or directory\" >&2; exit 2");
+    let broken = clusterlab(&["fault", "apply", lab, "vxlan-blocked"]);
+    unfake();
+    let err = String::from_utf8_lossy(&broken.stderr);
+    assert_eq!(broken.status.code(), Some(4), "{err}");
+    assert!(err.contains("load match") && !err.contains("unsupported"), "{err}");
+
+    // A command that hangs inside a node ends at its deadline, named with its node.
+    fake("exec sleep 600");
+    let t = Instant::now();
+    let hung = Command::new(bin())
+        .args(["fault", "apply", lab, "vxlan-blocked"])
+        .env("CLUSTERLAB_EXEC_DEADLINE", "6")
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    unfake();
+    let err = String::from_utf8_lossy(&hung.stderr);
+    assert_eq!(hung.status.code(), Some(4), "{err}");
+    assert!(took < Duration::from_secs(60), "the hung command held the run for {took:?}");
+    assert!(err.contains("iptables") && err.contains("on node worker-1") && err.contains("deadline of 6 s"), "{err}");
+    // Nothing of the half-applied fault stays behind: the lab still takes it, and reverts it.
+    let _ = clusterlab(&["fault", "revert", lab, "vxlan-blocked"]);
+    assert_eq!(clusterlab(&["fault", "apply", lab, "vxlan-blocked"]).status.code(), Some(0));
+    assert_eq!(clusterlab(&["fault", "revert", lab, "vxlan-blocked"]).status.code(), Some(0));
     // A second lab of the same name is refused, and the first one is untouched by the refusal.
     let dup = clusterlab(&["run", "scenarios/swarm-vxlan-blocked.yaml"]);
     assert_eq!(dup.status.code(), Some(3));
@@ -230,8 +278,11 @@ fn kept_lab_takes_fault_verbs_and_goes_down() {
 fn sigint_during_node_start_leaves_nothing() {
     let _g = serial();
     let lab = "swarm-basics";
+    let dir = tempfile::tempdir().unwrap();
+    let (json, junit) = (dir.path().join("r.json"), dir.path().join("r.xml"));
     let child = Command::new(bin())
         .args(["run", "scenarios/swarm-basics.yaml"])
+        .args(["--report", &format!("json={}", json.display()), "--report", &format!("junit={}", junit.display())])
         .current_dir(root())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -257,6 +308,14 @@ fn sigint_during_node_start_leaves_nothing() {
     assert_eq!(o.status.code(), Some(130));
     assert!(err.contains("SIGINT received"));
     assert_clean(lab);
+    // The interrupted run is in the reports, with the exit code the process gave and why.
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let run = &r["runs"][0];
+    assert_eq!(run["scenario"], "swarm-basics");
+    assert_eq!(run["summary"]["exit_code"], 130);
+    assert!(run["summary"]["error"].as_str().unwrap().contains("interrupted by SIGINT"), "{run}");
+    let x = std::fs::read_to_string(&junit).unwrap();
+    assert!(x.contains("interrupted by SIGINT") && x.contains("<error"), "{x}");
 }
 
 #[test]

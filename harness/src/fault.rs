@@ -2,8 +2,8 @@
 //! (so its counters are its own and its revert is exact), jumped to from INPUT/OUTPUT. An
 //! applied fault remembers the node's `iptables-save` from before, and revert proves it equal.
 
-use crate::lab::{poll_script, shq};
 use crate::lab::Lab;
+use crate::lab::{poll_script, shq};
 use crate::model::{Direction, Fault, FaultSpec, Match, NoProxy, Protocol};
 use crate::provider::LabError;
 use futures_util::future::try_join_all;
@@ -260,7 +260,10 @@ impl FaultHandle {
                          setsid -f /usr/local/bin/supervise {c} \"$@\" </dev/null >/dev/null 2>&1\n\
                          {wait} || exit 4",
                         wait = poll_script(
-                            &format!("[ -f {d}/{c}.supervisor ] && kill -0 $(cat {d}/{c}.pid) 2>/dev/null && {}", ready_or_fail(&self.name, c)?),
+                            &format!(
+                                "[ -f {d}/{c}.supervisor ] && kill -0 $(cat {d}/{c}.pid) 2>/dev/null && {}",
+                                ready_or_fail(&self.name, c)?
+                            ),
                             60,
                             "0.1"
                         )
@@ -456,19 +459,6 @@ impl FaultHandle {
     }
 }
 
-/// Whether an apply failure means this host cannot do the fault at all (a kernel module or a
-/// capability is missing), and why in a reader's words; None for any other failure.
-pub fn host_cannot(error: &str) -> Option<String> {
-    let signs = [
-        ("Couldn't load match", "the kernel lacks an iptables match this fault needs"),
-        ("No chain/target/match by that name", "the kernel lacks an iptables match or target this fault needs"),
-        ("Extension statistic revision", "the kernel lacks xt_statistic (random drops for loss)"),
-        ("can't initialize iptables table", "iptables does not work inside the nodes"),
-        ("Operation not permitted", "the nodes lack the capability (NET_ADMIN) to change their network"),
-    ];
-    signs.iter().find(|(needle, _)| error.contains(needle)).map(|(needle, why)| format!("{why}: {needle}"))
-}
-
 /// How to tell a restarted component serves again: each one's own health endpoint or client,
 /// every request bounded. A running process is not enough (an API server that runs may not
 /// serve yet), and no component goes without a real probe.
@@ -479,7 +469,9 @@ pub fn ready_probe(component: &str) -> Option<&'static str> {
         "etcd" => "curl -s --noproxy '*' -m 2 http://127.0.0.1:2379/health 2>/dev/null | grep -q '\"health\":\"true\"'",
         // kubelet's and kube-proxy's healthz ports (defaults 10248, 10256, on the node).
         "kubelet" => "curl -s --noproxy '*' -m 2 http://127.0.0.1:10248/healthz 2>/dev/null | grep -qx ok",
-        "kube-proxy" => "curl -s --noproxy '*' -m 2 -o /dev/null -w '%{http_code}' http://127.0.0.1:10256/healthz 2>/dev/null | grep -qx 200",
+        "kube-proxy" => {
+            "curl -s --noproxy '*' -m 2 -o /dev/null -w '%{http_code}' http://127.0.0.1:10256/healthz 2>/dev/null | grep -qx 200"
+        }
         // 1.20 still serves healthz without TLS on 10252/10251 (and with it on 10257/10259).
         "kube-controller-manager" => "curl -s --noproxy '*' -m 2 http://127.0.0.1:10252/healthz 2>/dev/null | grep -qx ok",
         "kube-scheduler" => "curl -s --noproxy '*' -m 2 http://127.0.0.1:10251/healthz 2>/dev/null | grep -qx ok",
@@ -563,15 +555,6 @@ mod tests {
     fn loss_uses_statistic() {
         let spec = FaultSpec::Loss { nodes: vec!["worker-2".into()], matches: m(Protocol::All, None, Direction::In, &[]), percent: 12.5 };
         assert_eq!(rules(&spec, &ip)["worker-2"][0].args, "-m statistic --mode random --probability 0.1250");
-    }
-
-    #[test]
-    fn host_limits_are_told_from_other_failures() {
-        let e = "applying fault lossy failed on node worker-2: `set -e` exited with 2\n    | iptables v1.8.9 (legacy): Couldn't load match `statistic':No such file or directory";
-        assert!(host_cannot(e).unwrap().contains("iptables match"));
-        assert!(host_cannot("RTNETLINK answers: Operation not permitted").unwrap().contains("NET_ADMIN"));
-        assert_eq!(host_cannot("fault vxlan-blocked is already applied on this node"), None);
-        assert_eq!(host_cannot("no interface holds 10.213.0.12"), None);
     }
 
     #[test]

@@ -112,9 +112,11 @@ impl Lab {
 
 /// A script that polls `cond` (a shell condition) until it holds, for at most `secs` seconds of
 /// wall-clock time (not a count of polls: a slow condition cannot stretch the bound), sleeping
-/// `pause` between polls; exits 1 when time runs out. Run it with `Lab::poll`.
+/// `pause` between polls; exits 1 when time runs out. Run it with `Lab::poll`. The condition
+/// sees the script's variables but cannot set them.
 pub fn poll_script(cond: &str, secs: u64, pause: &str) -> String {
-    format!("end=$(( $(date +%s) + {secs} )); until {cond}; do [ $(date +%s) -ge $end ] && exit 1; sleep {pause}; done")
+    // The condition runs in a subshell: an `exit` inside it ends one poll, not the loop.
+    format!("end=$(( $(date +%s) + {secs} )); until ( {cond} ); do [ $(date +%s) -ge $end ] && exit 1; sleep {pause}; done")
 }
 
 impl Lab {

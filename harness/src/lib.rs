@@ -6,6 +6,7 @@ pub mod diagnose;
 pub mod doctor;
 pub mod evidence;
 pub mod expect;
+pub mod facts;
 pub mod fault;
 pub mod images;
 pub mod lab;

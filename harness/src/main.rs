@@ -227,11 +227,14 @@ async fn cmd_run(files: Vec<PathBuf>, keep: bool, reports: Vec<String>, base: Ba
     }
     let tty = std::io::stdout().is_terminal() && jobs == 1;
     let started: Arc<Mutex<Vec<String>>> = Arc::default();
+    // Every run's report as it is recorded, so an interrupt can still report the runs in flight.
+    let live: Arc<Mutex<Vec<(String, Arc<Mutex<RunReport>>)>>> = Arc::default();
     let aborts: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
     let sem = Arc::new(tokio::sync::Semaphore::new(jobs));
     let mut set = tokio::task::JoinSet::new();
     for (s, lab) in work {
-        let (engine, base, sem, started, aborts) = (engine.clone(), base.clone(), sem.clone(), started.clone(), aborts.clone());
+        let (engine, base, sem, started, aborts, live) =
+            (engine.clone(), base.clone(), sem.clone(), started.clone(), aborts.clone(), live.clone());
         set.spawn(async move {
             let _permit = sem.acquire_owned().await.expect("semaphore open");
             let run_id = clusterlab::plan::new_run_id();
@@ -239,6 +242,9 @@ async fn cmd_run(files: Vec<PathBuf>, keep: bool, reports: Vec<String>, base: Ba
                 v.push(run_id.clone());
             }
             let collected = Arc::new(Mutex::new(RunReport::default()));
+            if let Ok(mut v) = live.lock() {
+                v.push((s.name.clone(), collected.clone()));
+            }
             // One lab at a time streams to the terminal; parallel labs print whole blocks at
             // their end, so their lines never interleave.
             let buffer = Arc::new(Mutex::new(Vec::<u8>::new()));
@@ -262,7 +268,14 @@ async fn cmd_run(files: Vec<PathBuf>, keep: bool, reports: Vec<String>, base: Ba
                 Ok(sum) => sum.exit_code,
                 Err(e) => {
                     eprintln!("error: the run of {} panicked ({e}); removing its lab", s.name);
-                    teardown_run(&engine, &run_id).await;
+                    let removed = teardown_run(&engine, &run_id).await;
+                    let why = format!(
+                        "the run panicked ({e}); its lab was {}",
+                        if removed { "removed" } else { "not fully removed: run `clusterlab clean`" }
+                    );
+                    if let Ok(mut r) = collected.lock() {
+                        r.ended_abnormally(&s.name, exit::HOST, why);
+                    }
                     exit::HOST
                 }
             };
@@ -284,8 +297,8 @@ async fn cmd_run(files: Vec<PathBuf>, keep: bool, reports: Vec<String>, base: Ba
                 Some(Err(e)) => eprintln!("error: a lab task failed: {e}"),
                 None => break,
             },
-            _ = tokio::signal::ctrl_c() => return interrupted_all(&engine, &mut set, &aborts, &started, "SIGINT", &outs, &done).await,
-            _ = term.recv() => return interrupted_all(&engine, &mut set, &aborts, &started, "SIGTERM", &outs, &done).await,
+            _ = tokio::signal::ctrl_c() => return interrupted_all(&engine, &mut set, &aborts, &started, "SIGINT", &outs, &done, &live).await,
+            _ = term.recv() => return interrupted_all(&engine, &mut set, &aborts, &started, "SIGTERM", &outs, &done, &live).await,
         }
     }
     let worst = done.iter().map(|d| d.code).max().unwrap_or(exit::OK);
@@ -334,6 +347,7 @@ async fn interrupted_all(
     sig: &str,
     outs: &[(String, PathBuf)],
     done: &[Done],
+    live: &Arc<Mutex<Vec<(String, Arc<Mutex<RunReport>>)>>>,
 ) -> i32 {
     // The runs first (each is a task of its own), then their wrappers.
     for a in aborts.lock().map(|v| v.clone()).unwrap_or_default() {
@@ -352,7 +366,18 @@ async fn interrupted_all(
     } else {
         eprintln!("teardown incomplete; run `clusterlab clean`");
     }
-    let all: Vec<RunReport> = done.iter().map(|d| d.report.clone()).collect();
+    // Finished runs as they ended; runs in flight with what they recorded, and why they stopped.
+    let mut all: Vec<RunReport> = done.iter().map(|d| d.report.clone()).collect();
+    let finished: Vec<String> = all.iter().map(|r| r.run_id.clone()).collect();
+    for (scenario, rep) in live.lock().map(|v| v.clone()).unwrap_or_default() {
+        let Ok(mut r) = rep.lock().map(|r| r.clone()) else { continue };
+        if !r.run_id.is_empty() && finished.contains(&r.run_id) {
+            continue;
+        }
+        let why = format!("interrupted by {sig}; its lab was {}", if ok { "removed" } else { "not fully removed" });
+        r.ended_abnormally(&scenario, exit::INTERRUPTED, why);
+        all.push(r);
+    }
     write_reports(outs, &all);
     exit::INTERRUPTED
 }
@@ -398,6 +423,21 @@ async fn cmd_fault(cmd: FaultCmd) -> i32 {
         return exit::INVALID;
     };
     let h = clusterlab::fault::FaultHandle::new(&l, f);
+    if action == "apply" {
+        // Unsupported only from a measured fact, decided before anything is changed.
+        match runner::measure_facts(&l).await {
+            Ok(facts) => {
+                if let Some(why) = facts.cannot(&f.spec) {
+                    eprintln!("unsupported here: fault {fault} cannot be applied on this host: {why}");
+                    return exit::HOST;
+                }
+            }
+            Err(e) => {
+                eprintln!("error: could not measure what this host can do: {e}");
+                return exit::HOST;
+            }
+        }
+    }
     let r = match action {
         "apply" => h.apply(&l).await.map(|_| h.describe().join("\n")),
         "revert" => h.revert(&l).await.map(|c| h.reverted(&c).join("\n")),

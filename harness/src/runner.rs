@@ -4,6 +4,7 @@
 
 use crate::diagnose::{self, Snapshot};
 use crate::expect::{judge, Outcome};
+use crate::facts::HostFacts;
 use crate::fault::{describe_counters, FaultHandle};
 use crate::images::{self, BaseSource};
 use crate::lab::Lab;
@@ -162,7 +163,8 @@ async fn create_nodes(
 /// Every node shows the host-global sysctl trees (kernel, vm, fs) read-only before its stack
 /// starts: what runs in a node may then change only the node's own (network) settings.
 async fn host_shielded(lab: &Lab) -> Result<(), LabError> {
-    let cond = "for d in kernel vm fs; do awk -v m=/proc/sys/$d '$2==m && $4 ~ /^ro(,|$)/ {f=1} END {exit !f}' /proc/mounts || exit 1; done";
+    let cond =
+        "for d in kernel vm fs; do awk -v m=/proc/sys/$d '$2==m && $4 ~ /^ro(,|$)/ {f=1} END {exit !f}' /proc/mounts || exit 1; done";
     futures_util::future::try_join_all(lab.plan.nodes.iter().map(|n| async move {
         if lab.poll(&n.name, cond, 15, "0.1").await? {
             Ok(())
@@ -212,6 +214,8 @@ fn abs_path(p: &str) -> String {
 /// Run the scenario's steps on a lab that is up; returns the check tallies.
 async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mut Summary) -> Result<(), Abort> {
     let mut applied: BTreeMap<String, FaultHandle> = BTreeMap::new();
+    // What this host can do, measured once in the first node (every node shares the kernel).
+    let facts = measure_facts(lab).await.map_err(|e| Abort(exit::HOST, e))?;
     // Faults this host cannot apply, with why: the checks and benches run while one of them
     // "is applied" are unsupported (never a pass, never a fail of the lab).
     let mut cannot: BTreeMap<String, String> = BTreeMap::new();
@@ -223,6 +227,19 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                 let title = format!("Apply fault {name}\t💥");
                 r.emit(Event::StepStart { title: title.clone() });
                 let t = Instant::now();
+                // Decided before applying, from what the host was measured to do: a fault this
+                // host cannot apply is unsupported (and so is every step while it "is applied");
+                // any failure while applying is an error that ends the run.
+                if let Some(why) = facts.cannot(&f.spec) {
+                    r.emit(Event::StepEnd(StepRecord {
+                        title,
+                        ok: true,
+                        secs: 0.0,
+                        detail: vec![format!("unsupported here: {why}; checks while it is applied are reported unsupported")],
+                    }));
+                    cannot.insert(name.clone(), why);
+                    continue;
+                }
                 let applying = h.apply(lab).await;
                 let secs = t.elapsed().as_secs_f64();
                 match applying {
@@ -230,23 +247,10 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                         r.emit(Event::StepEnd(StepRecord { title, ok: true, secs, detail: h.describe() }));
                         applied.insert(name.clone(), h);
                     }
-                    Err(e) => match crate::fault::host_cannot(&e.to_string()) {
-                        Some(why) => {
-                            // Undo whatever part of it took, best effort.
-                            let _ = h.revert(lab).await;
-                            r.emit(Event::StepEnd(StepRecord {
-                                title,
-                                ok: true,
-                                secs,
-                                detail: vec![format!("unsupported here: {why}; checks while it is applied are reported unsupported")],
-                            }));
-                            cannot.insert(name.clone(), why);
-                        }
-                        None => {
-                            r.emit(Event::StepEnd(StepRecord { title, ok: false, secs, detail: vec![] }));
-                            return Err(Abort(exit::STACK, e));
-                        }
-                    },
+                    Err(e) => {
+                        r.emit(Event::StepEnd(StepRecord { title, ok: false, secs, detail: vec![] }));
+                        return Err(Abort(exit::STACK, e));
+                    }
                 }
             }
             Step::Revert(name) if cannot.contains_key(name) => {
@@ -327,22 +331,33 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                         report.observation = obs;
                     }
                 }
-                // Counters of every applied fault, and proof that the named ones were hit.
+                // Counters of every applied fault, and proof that the named ones were hit. A
+                // named fault whose counters cannot be read (before or after) is an error: the
+                // proof is missing, and a missing proof is never a pass.
                 let mut after = BTreeMap::new();
                 for (name, h) in &applied {
-                    if let Ok(c) = h.counters(lab).await {
-                        if !c.is_empty() {
-                            report.faults.push(describe_counters(name, &c));
-                        }
-                        if check.faults_hit.contains(name) {
-                            let was: u64 = before.faults.get(name).map(|c| c.values().sum()).unwrap_or(0);
-                            let now: u64 = c.values().sum();
-                            if now <= was && report.outcome == Outcome::Pass {
-                                report.outcome = Outcome::Fail;
-                                report.summary.push_str(&format!("; fault {name} matched no packet during the check"));
+                    let named = check.faults_hit.contains(name);
+                    match h.counters(lab).await {
+                        Ok(c) => {
+                            if !c.is_empty() {
+                                report.faults.push(describe_counters(name, &c));
                             }
+                            if named {
+                                match before.faults.get(name) {
+                                    Some(was) => {
+                                        let (was, now): (u64, u64) = (was.values().sum(), c.values().sum());
+                                        if now <= was && report.outcome == Outcome::Pass {
+                                            report.outcome = Outcome::Fail;
+                                            report.summary.push_str(&format!("; fault {name} matched no packet during the check"));
+                                        }
+                                    }
+                                    None => counters_missing(&mut report, name, "before the check".into()),
+                                }
+                            }
+                            after.insert(name.clone(), c);
                         }
-                        after.insert(name.clone(), c);
+                        Err(e) if named => counters_missing(&mut report, name, format!("after the check: {e}")),
+                        Err(e) => report.faults.push(format!("fault {name}: its counters could not be read: {e}")),
                     }
                 }
                 // Why pairs did not answer (expected or not), while the faults are still applied.
@@ -373,6 +388,24 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
         }
     }
     Ok(())
+}
+
+/// A check that names a fault under faults-hit whose counters could not be read cannot prove
+/// the fault was hit: an error (unless it already failed or is unsupported).
+fn counters_missing(report: &mut CheckReport, fault: &str, when: String) {
+    if matches!(report.outcome, Outcome::Pass) {
+        report.outcome = Outcome::Error;
+    }
+    let why = format!("faults-hit: the counters of fault {fault} could not be read {when}");
+    report.summary.push_str(&format!("; {why}"));
+    report.reason = Some(report.reason.take().map(|r| format!("{r}; {why}")).unwrap_or(why));
+}
+
+/// Run the host facts probe in the lab's first node.
+pub async fn measure_facts(lab: &Lab) -> Result<HostFacts, LabError> {
+    let node = lab.plan.leader().name.clone();
+    let out = lab.sh_raw(&node, crate::facts::SCRIPT).await?;
+    Ok(HostFacts::parse(&out.stdout))
 }
 
 /// Why steps run while a fault this host could not apply "is applied" are unsupported.
@@ -527,4 +560,36 @@ pub async fn attach(engine: &Engine, lab: &str, base: &BaseSource) -> Result<Lab
     let scenario =
         crate::model::load(std::path::Path::new(&file)).map_err(|p| format!("cannot re-read the scenario of lab {lab}:\n{p}"))?;
     Ok(Lab { engine: engine.clone(), plan, scenario, base: base.clone() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// faults-hit whose proof cannot be read is an error, never the pass the check had so far.
+    #[test]
+    fn unreadable_fault_counters_turn_a_pass_into_an_error() {
+        let mut r = CheckReport {
+            name: "c".into(),
+            kind: "replicas".into(),
+            service: "web".into(),
+            outcome: Outcome::Pass,
+            summary: "9/9 requests answered".into(),
+            reason: None,
+            observation: Default::default(),
+            expected: vec![],
+            pair_ok: vec![],
+            faults: vec![],
+            diagnosis: vec![],
+            evidence: None,
+            secs: 0.0,
+        };
+        counters_missing(&mut r, "vxlan-blocked", "after the check: boom".into());
+        assert_eq!(r.outcome, Outcome::Error);
+        assert!(r.reason.as_deref().unwrap().contains("counters of fault vxlan-blocked could not be read after the check: boom"));
+        // A failed check stays failed (its own reason is the stronger one).
+        let mut f = CheckReport { outcome: Outcome::Fail, ..r.clone() };
+        counters_missing(&mut f, "x", "before the check".into());
+        assert_eq!(f.outcome, Outcome::Fail);
+    }
 }

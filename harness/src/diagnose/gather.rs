@@ -242,7 +242,19 @@ pub async fn gather(
     }
     let addresses = lab.plan.nodes.iter().map(|n| (n.name.clone(), n.ip.to_string())).collect();
     let (service_rules, endpoints) = service_plumbing(lab, check).await;
-    Evidence { kind: check.kind.clone(), unsupported, pairs, faults, vxlan, stopped, proxy_answers, addresses, service_rules, endpoints, lost }
+    Evidence {
+        kind: check.kind.clone(),
+        unsupported,
+        pairs,
+        faults,
+        vxlan,
+        stopped,
+        proxy_answers,
+        addresses,
+        service_rules,
+        endpoints,
+        lost,
+    }
 }
 
 /// Kubernetes vip and node-port checks: the service's endpoints (plain kubectl on the master:

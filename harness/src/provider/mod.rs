@@ -27,6 +27,31 @@ pub enum NestedMode {
     CapSet,
 }
 
+/// Give a container the rights a nested engine needs on this host (see NestedMode).
+fn grant_nested_rights(host: &mut HostConfig, mode: NestedMode) {
+    match mode {
+        NestedMode::Privileged => host.privileged = Some(true),
+        NestedMode::CapSet => {
+            // All capabilities but SYS_RESOURCE, which this host's bounding set lacks (asking
+            // for it is what makes --privileged fail with "unable to apply caps").
+            host.cap_add = Some(vec!["ALL".into()]);
+            host.cap_drop = Some(vec!["SYS_RESOURCE".into()]);
+            host.security_opt = Some(vec![
+                // dockerd inside calls mount, unshare, keyctl... which the default profile blocks.
+                "seccomp=unconfined".into(),
+                // AppArmor would deny mounts inside the node.
+                "apparmor=unconfined".into(),
+            ]);
+            // The API form of the CLI's `systempaths=unconfined`: nothing masked or read-only
+            // under /proc and /sys, so the inner engine can set sysctls (ip_forward, ...).
+            host.masked_paths = Some(vec![]);
+            host.readonly_paths = Some(vec![]);
+            // cgroup v1: the inner engine creates cgroups for its containers under this tree.
+            host.binds = Some(vec!["/sys/fs/cgroup:/sys/fs/cgroup:rw".into()]);
+        }
+    }
+}
+
 /// Output of one command run inside a container.
 #[derive(Debug, Clone, Default)]
 pub struct ExecOutput {
@@ -148,6 +173,48 @@ impl Engine {
         Ok(if started.is_ok() { NestedMode::Privileged } else { NestedMode::CapSet })
     }
 
+    /// Run `script` in a throwaway container of `image` with a node's rights, and return what it
+    /// printed: how `doctor` measures what a node can do without a lab. Bounded; always removed.
+    pub async fn run_as_node(
+        &self,
+        image: &str,
+        mode: NestedMode,
+        labels: HashMap<String, String>,
+        script: &str,
+    ) -> Result<String, LabError> {
+        let name = format!("clusterlab-doctor-{}", crate::plan::new_run_id());
+        let mut host = HostConfig::default();
+        grant_nested_rights(&mut host, mode);
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            // The node image's start-node would start an engine; this only runs the script.
+            entrypoint: Some(vec!["sh".into(), "-c".into()]),
+            cmd: Some(vec![script.to_string()]),
+            labels: Some(labels),
+            host_config: Some(host),
+            ..Default::default()
+        };
+        let fail = |e| LabError::CreateNode { node: name.clone(), lab: "(doctor)".into(), source: e };
+        let opts = qp::CreateContainerOptionsBuilder::default().name(&name).build();
+        self.docker.create_container(Some(opts), body).await.map_err(fail)?;
+        let run = async {
+            self.docker.start_container(&name, None::<qp::StartContainerOptions>).await.map_err(fail)?;
+            let mut w = self.docker.wait_container(&name, None::<qp::WaitContainerOptions>);
+            while let Some(r) = w.next().await {
+                if r.is_err() {
+                    break;
+                }
+            }
+            Ok::<_, LabError>(self.logs(&name, 200).await)
+        };
+        let out = tokio::time::timeout(std::time::Duration::from_secs(60), run).await;
+        let _ = self.remove_container(&name).await;
+        match out {
+            Ok(r) => r,
+            Err(_) => Err(LabError::ExecDeadline { container: name, cmd: "the host facts probe".into(), secs: 60 }),
+        }
+    }
+
     /// Create and start one node container: its own hostname and fixed IP on the lab network,
     /// a labelled volume for the inner engine's data, and the rights a nested engine needs.
     pub async fn create_node(
@@ -186,27 +253,7 @@ impl Engine {
             tmpfs: Some(HashMap::from([("/run".to_string(), "rw,exec".to_string())])),
             ..Default::default()
         };
-        match mode {
-            NestedMode::Privileged => host.privileged = Some(true),
-            NestedMode::CapSet => {
-                // All capabilities but SYS_RESOURCE, which this host's bounding set lacks (asking
-                // for it is what makes --privileged fail with "unable to apply caps").
-                host.cap_add = Some(vec!["ALL".into()]);
-                host.cap_drop = Some(vec!["SYS_RESOURCE".into()]);
-                host.security_opt = Some(vec![
-                    // dockerd inside calls mount, unshare, keyctl... which the default profile blocks.
-                    "seccomp=unconfined".into(),
-                    // AppArmor would deny mounts inside the node.
-                    "apparmor=unconfined".into(),
-                ]);
-                // The API form of the CLI's `systempaths=unconfined`: nothing masked or read-only
-                // under /proc and /sys, so the inner engine can set sysctls (ip_forward, ...).
-                host.masked_paths = Some(vec![]);
-                host.readonly_paths = Some(vec![]);
-                // cgroup v1: the inner engine creates cgroups for its containers under this tree.
-                host.binds = Some(vec!["/sys/fs/cgroup:/sys/fs/cgroup:rw".into()]);
-            }
-        }
+        grant_nested_rights(&mut host, mode);
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             cmd: Some(boot.cmd.clone()),

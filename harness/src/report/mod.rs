@@ -172,6 +172,19 @@ pub struct RunReport {
     pub summary: Summary,
 }
 
+impl RunReport {
+    /// A run that never reached its end (it panicked, was interrupted): the report keeps what
+    /// it recorded and says how it ended, with the process's exit code.
+    pub fn ended_abnormally(&mut self, scenario: &str, code: i32, why: String) {
+        if self.scenario.is_empty() {
+            self.scenario = scenario.to_string();
+        }
+        self.schema = REPORT_SCHEMA.to_string();
+        self.summary.exit_code = code;
+        self.summary.error = Some(why);
+    }
+}
+
 impl Reporter for RunReport {
     fn event(&mut self, e: &Event) {
         self.schema = REPORT_SCHEMA.to_string();

@@ -164,3 +164,21 @@ fn report_schema_names_the_fields_and_a_recorded_report_reads_back() {
     assert_eq!(again.runs[1].benches[0].paths.len(), 4);
     assert!(html_report(&again.runs).contains("<svg class=\"chart\""));
 }
+
+/// A run that panicked part-way keeps what it recorded, and every report says it failed and why:
+/// never exit 0 with no error.
+#[test]
+fn a_panicked_run_reports_its_exit_code_and_why() {
+    let mut r = RunReport::default();
+    for e in recorded().into_iter().take(4) {
+        r.event(&e);
+    }
+    assert_eq!(r.summary.exit_code, 0, "no RunEnd was recorded");
+    r.ended_abnormally("swarm-vxlan-blocked", 3, "the run panicked (boom); its lab was removed".into());
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["summary"]["exit_code"], 3);
+    assert!(json["summary"]["error"].as_str().unwrap().contains("panicked"));
+    let x = junit_xml(&[r.clone()]);
+    assert!(x.contains("<error message=\"the run panicked (boom)"), "{x}");
+    assert!(html_report(&[r]).contains("the run panicked (boom)"));
+}
