@@ -228,7 +228,7 @@ async fn cmd_run(files: Vec<PathBuf>, keep: bool, reports: Vec<String>, base: Ba
     let tty = std::io::stdout().is_terminal() && jobs == 1;
     let started: Arc<Mutex<Vec<String>>> = Arc::default();
     // Every run's report as it is recorded, so an interrupt can still report the runs in flight.
-    let live: Arc<Mutex<Vec<(String, Arc<Mutex<RunReport>>)>>> = Arc::default();
+    let live: LiveReports = Arc::default();
     let aborts: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
     let sem = Arc::new(tokio::sync::Semaphore::new(jobs));
     let mut set = tokio::task::JoinSet::new();
@@ -339,6 +339,10 @@ impl std::io::Write for SharedBuf {
     }
 }
 
+/// Each run's report as it is being recorded, by scenario name.
+type LiveReports = Arc<Mutex<Vec<(String, Arc<Mutex<RunReport>>)>>>;
+
+#[allow(clippy::too_many_arguments)] // one call site per signal; a struct would only rename them
 async fn interrupted_all(
     engine: &Engine,
     set: &mut tokio::task::JoinSet<Done>,
@@ -347,7 +351,7 @@ async fn interrupted_all(
     sig: &str,
     outs: &[(String, PathBuf)],
     done: &[Done],
-    live: &Arc<Mutex<Vec<(String, Arc<Mutex<RunReport>>)>>>,
+    live: &LiveReports,
 ) -> i32 {
     // The runs first (each is a task of its own), then their wrappers.
     for a in aborts.lock().map(|v| v.clone()).unwrap_or_default() {
