@@ -835,3 +835,19 @@ fn partial_loss_fails_by_default_and_labs_leave_the_host_as_they_found_it() {
     assert!(changed.is_empty(), "labs changed host sysctls: {changed:?}");
     assert_eq!(rules, host_iptables(), "labs left host iptables rules changed");
 }
+
+/// `doctor` measures in a throwaway node with the probe every run makes, says what it measured,
+/// and leaves nothing behind; its IPVS fact agrees with the kernel.
+#[test]
+fn doctor_shows_what_it_measured_in_a_node() {
+    let _g = serial();
+    let o = clusterlab(&["doctor"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("Measured in a node (the same probe every run makes)"), "{out}");
+    assert!(out.contains("✓ iptables rules in a node (a scratch chain): works"), "{out}");
+    let ipvs = Path::new("/proc/net/ip_vs").exists();
+    assert_eq!(out.contains("✓ IPVS (/proc/net/ip_vs)"), ipvs, "{out}");
+    assert_eq!(out.contains("no  swarm vip, node-port (IPVS)"), !ipvs, "{out}");
+    assert_clean("doctor");
+}

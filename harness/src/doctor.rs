@@ -1,6 +1,7 @@
 //! Doctor: what this host can do, measured, and what it means for each check kind. The run
 //! uses the same facts (inside a node), so `doctor` and a run never disagree.
 
+use crate::facts::HostFacts;
 use crate::images::{self, BaseSource};
 use crate::provider::{Engine, NestedMode};
 
@@ -54,11 +55,42 @@ pub fn has(features: &[Feature], name: &str) -> Option<bool> {
     })?
 }
 
+/// What checks and faults can pass here, from the measured facts (VXLAN from the kernel's
+/// configuration: the overlay itself shows whether it works when a lab runs).
+fn verdicts(f: &HostFacts, vxlan: Option<bool>) -> String {
+    use crate::model::{Direction, FaultSpec, Match, Protocol};
+    let yes_no = |b: bool| if b { "yes" } else { "no " };
+    let mut out = String::from("What checks and faults can pass here:\n");
+    let vx = match vxlan {
+        Some(true) => "yes",
+        Some(false) => "no ",
+        None => "?  ",
+    };
+    out.push_str(&format!("  {vx} swarm replicas, dns (overlay = VXLAN, from the kernel configuration)\n"));
+    out.push_str(&format!(
+        "  {} swarm vip, node-port (IPVS){}\n",
+        yes_no(f.ipvs.is_ok()),
+        if f.ipvs.is_err() { ": reported unsupported, never passed" } else { "" }
+    ));
+    out.push_str("  yes Kubernetes ClusterIP and NodePort (kube-proxy's iptables mode needs no IPVS)\n");
+    let m = Match { protocol: Protocol::All, port: None, direction: Direction::In, peers: vec![] };
+    let drop = FaultSpec::Drop { nodes: vec![], matches: m.clone() };
+    let loss = FaultSpec::Loss { nodes: vec![], matches: m, percent: 1.0 };
+    let mtu = FaultSpec::Mtu { nodes: vec![], mtu: 1200 };
+    for (what, spec) in [("faults drop, partition", &drop), ("fault loss", &loss), ("fault mtu", &mtu)] {
+        match f.cannot(spec) {
+            None => out.push_str(&format!("  yes {what}\n")),
+            Some(why) => out.push_str(&format!("  no  {what}: {why}\n")),
+        }
+    }
+    out
+}
+
 pub async fn report(engine: Option<&Engine>) -> (String, bool) {
     let mut out = String::new();
     let mut ok = true;
     let k = kernel_features();
-    out.push_str(&format!("Kernel {}\n", std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()));
+    out.push_str(&format!("Kernel {} (configuration from /proc/config.gz)\n", std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()));
     for f in &k {
         let mark = match f.state.as_str() {
             "y" | "m" => "✓",
@@ -112,35 +144,44 @@ pub async fn report(engine: Option<&Engine>) -> (String, bool) {
                     break;
                 }
             }
+            let mut facts = None;
             match candidate {
                 None => out.push_str("  nested engines: unknown until images exist (`clusterlab images build`)\n"),
-                Some(img) => match e.detect_nested_mode(&img, std::collections::HashMap::from([(crate::plan::LABEL_LAB.to_string(), "doctor".to_string())])).await {
-                    Ok(NestedMode::Privileged) => out.push_str("  nested engines: --privileged works\n"),
-                    Ok(NestedMode::CapSet) => out.push_str("  nested engines: --privileged is refused (missing capability); nodes use the cap set (all caps but SYS_RESOURCE, seccomp/apparmor unconfined)\n"),
-                    Err(err) => {
-                        ok = false;
-                        out.push_str(&format!("  nested engines: cannot start a container: {err}\n"))
+                Some(img) => {
+                    let labels = std::collections::HashMap::from([(crate::plan::LABEL_LAB.to_string(), "doctor".to_string())]);
+                    match e.detect_nested_mode(&img, labels.clone()).await {
+                        Ok(mode) => {
+                            out.push_str(match mode {
+                                NestedMode::Privileged => "  nested engines: --privileged works\n",
+                                NestedMode::CapSet => "  nested engines: --privileged is refused (missing capability); nodes use the cap set (all caps but SYS_RESOURCE, seccomp/apparmor unconfined)\n",
+                            });
+                            // The same probe a run makes in its first node, in a throwaway node.
+                            match e.run_as_node(&img, mode, labels, crate::facts::SCRIPT).await {
+                                Ok(text) => facts = Some(HostFacts::parse(&text)),
+                                Err(err) => {
+                                    ok = false;
+                                    out.push_str(&format!("  measuring what a node can do failed: {err}\n"));
+                                }
+                            }
+                        }
+                        Err(err) => {
+                            ok = false;
+                            out.push_str(&format!("  nested engines: cannot start a container: {err}\n"))
+                        }
                     }
-                },
+                }
+            }
+            match &facts {
+                Some(f) => {
+                    out.push_str("Measured in a node (the same probe every run makes):\n");
+                    for l in f.lines() {
+                        out.push_str(&format!("  {l}\n"));
+                    }
+                    out.push_str(&verdicts(f, has(&k, "VXLAN")));
+                }
+                None => out.push_str("What checks can pass here: unknown until a node can be started and measured\n"),
             }
         }
     }
-    let ipvs = has(&k, "IP_VS");
-    out.push_str("What checks can pass here:\n");
-    let yes_no = |b: Option<bool>| match b {
-        Some(true) => "yes",
-        Some(false) => "no ",
-        None => "?  ",
-    };
-    let vx = has(&k, "VXLAN");
-    out.push_str(&format!("  {} swarm replicas, dns (overlay = VXLAN)\n", yes_no(vx)));
-    out.push_str(&format!(
-        "  {} swarm vip, node-port (IPVS){}\n",
-        yes_no(ipvs),
-        if ipvs == Some(false) { ": reported unsupported, never passed" } else { "" }
-    ));
-    out.push_str(&format!("  {} swarm vip with endpoint-mode dnsrr (DNS round-robin, no IPVS)\n", yes_no(vx)));
-    out.push_str(&format!("  {} faults drop, partition (iptables)\n", yes_no(Some(true))));
-    out.push_str(&format!("  {} fault loss (xt_statistic)\n", yes_no(has(&k, "xt_statistic"))));
     (out, ok)
 }
