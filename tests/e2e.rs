@@ -560,6 +560,16 @@ fn mtu_black_hole_loses_only_large_answers_into_one_node_and_reverts() {
 fn k8s_stray_proxy_shows_the_html_page_the_proxy_and_the_hint() {
     let _g = serial();
     bundle();
+    // As a new user: the proxy image is not there (the first README command builds only the
+    // swarm story's images); the run must build it on first use.
+    let proxy_images = || {
+        let o = Command::new("docker").args(["images", "-q", "--filter", "label=io.clusterlab.recipe=proxy"]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).split_whitespace().map(str::to_string).collect::<Vec<_>>()
+    };
+    for id in proxy_images() {
+        let _ = Command::new("docker").args(["rmi", "-f", &id]).output();
+    }
+    assert!(proxy_images().is_empty(), "the proxy image is still there");
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
     let o = clusterlab(&["run", "scenarios/k8s-stray-proxy.yaml", "--report", &format!("json={}", json.display())]);
@@ -580,6 +590,7 @@ fn k8s_stray_proxy_shows_the_html_page_the_proxy_and_the_hint() {
     assert!(out.contains("<!DOCTYPE html") && out.contains("hint: add the node addresses to no_proxy"), "{out}");
     // With no_proxy listing the nodes, nothing went to the proxy: no diagnosis at all.
     assert_eq!(check(&r, "api-with-no-proxy")["diagnosis"].as_array().map(|a| a.len()), Some(0));
+    assert!(!proxy_images().is_empty(), "the run built the proxy image");
     assert_clean("k8s-stray-proxy");
 }
 

@@ -86,6 +86,10 @@ pub fn needed_images(s: &Scenario) -> Vec<&'static str> {
         v.push("tools");
     }
     v.extend(kube::extra_images(s));
+    // A stray-proxy fault runs squid from the proxy image.
+    if s.faults.iter().any(|f| matches!(f.spec, crate::model::FaultSpec::HttpProxy { .. })) {
+        v.push("proxy");
+    }
     for svc in &s.services {
         if let Some(r) = images::recipe(&svc.image) {
             if !v.contains(&r.name) {
@@ -565,6 +569,20 @@ pub async fn attach(engine: &Engine, lab: &str, base: &BaseSource) -> Result<Lab
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every image a shipped scenario's steps use is built on first use: the stray-proxy story
+    /// needs squid's image, benches the tools image.
+    #[test]
+    fn needed_images_cover_what_faults_and_benches_use() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let proxy = crate::model::load(&root.join("k8s-stray-proxy.yaml")).unwrap();
+        assert!(needed_images(&proxy).contains(&"proxy"));
+        assert!(needed_images(&proxy).contains(&"pause"));
+        let bench = crate::model::load(&root.join("swarm-paths-throughput.yaml")).unwrap();
+        assert!(needed_images(&bench).contains(&"tools"));
+        let plain = crate::model::load(&root.join("swarm-vxlan-blocked.yaml")).unwrap();
+        assert_eq!(needed_images(&plain), ["node", "web"]);
+    }
 
     /// faults-hit whose proof cannot be read is an error, never the pass the check had so far.
     #[test]
