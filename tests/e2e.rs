@@ -862,3 +862,60 @@ fn doctor_shows_what_it_measured_in_a_node() {
     assert_eq!(out.contains("no  swarm vip, node-port (IPVS)"), !ipvs, "{out}");
     assert_clean("doctor");
 }
+
+/// Wait until a lab's first node container exists (its run is starting nodes).
+fn wait_for_node(lab: &str) {
+    let start = Instant::now();
+    loop {
+        let o = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("label=io.clusterlab.lab={lab}"), "--filter", "label=io.clusterlab.node"])
+            .output()
+            .unwrap();
+        if !o.stdout.is_empty() {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "no node container of {lab} appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `clean` on a shared engine never touches a live run, nor a kept lab; after the run's process
+/// is killed with SIGKILL (no teardown of its own), `clean` removes everything it left.
+#[test]
+fn clean_leaves_live_runs_alone_and_removes_what_a_killed_run_left() {
+    let _g = serial();
+    let lab = "swarm-vxlan-blocked";
+    let kept = "test-swarm-stop-node";
+    let _down = Down(kept);
+    assert_eq!(clusterlab(&["up", "tests/scenarios/swarm-stop-node.yaml"]).status.code(), Some(0));
+
+    let live = std::thread::spawn(|| Command::new(bin()).args(["run", "scenarios/swarm-vxlan-blocked.yaml"]).current_dir(root()).output());
+    wait_for_node(lab);
+    let c = clusterlab(&["clean"]);
+    assert_eq!(c.status.code(), Some(0));
+    assert!(stdout(&c).contains("left alone, their runs are still going: swarm-vxlan-blocked"), "{}", stdout(&c));
+    assert!(stdout(&c).contains(&format!("kept on purpose: {kept}")));
+    let o = live.join().unwrap().unwrap();
+    assert_eq!(o.status.code(), Some(0), "the live run was disturbed:\n{}", String::from_utf8_lossy(&o.stdout));
+    assert_clean(lab);
+
+    let mut child = Command::new(bin())
+        .args(["run", "scenarios/swarm-vxlan-blocked.yaml"])
+        .current_dir(root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_node(lab);
+    std::thread::sleep(Duration::from_secs(2));
+    child.kill().unwrap(); // SIGKILL: no teardown of its own
+    child.wait().unwrap();
+    assert!(!leftovers(lab).is_empty(), "the killed run left nothing to clean");
+    let c = clusterlab(&["clean"]);
+    assert_eq!(c.status.code(), Some(0));
+    assert!(stdout(&c).contains("has exited"), "{}", stdout(&c));
+    assert_clean(lab);
+    assert!(!leftovers(kept).is_empty(), "clean removed a kept lab");
+    assert_eq!(clusterlab(&["clean", "--all"]).status.code(), Some(0));
+    assert_clean(kept);
+}

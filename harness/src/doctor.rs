@@ -90,7 +90,10 @@ pub async fn report(engine: Option<&Engine>) -> (String, bool) {
     let mut out = String::new();
     let mut ok = true;
     let k = kernel_features();
-    out.push_str(&format!("Kernel {} (configuration from /proc/config.gz)\n", std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()));
+    out.push_str(&format!(
+        "Kernel {} (configuration from /proc/config.gz)\n",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()
+    ));
     for f in &k {
         let mark = match f.state.as_str() {
             "y" | "m" => "✓",

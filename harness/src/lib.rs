@@ -12,6 +12,7 @@ pub mod images;
 pub mod lab;
 pub mod matrix;
 pub mod model;
+pub mod owner;
 pub mod plan;
 pub mod probe;
 pub mod provider;

@@ -57,8 +57,13 @@ enum Cmd {
     Down { lab: String },
     /// List labs on this engine.
     Ls,
-    /// Remove everything any clusterlab run left behind (found by label).
-    Clean,
+    /// Remove what runs that have ended left behind (killed, crashed): never a run whose process
+    /// is still going, nor a kept lab.
+    Clean {
+        /// Remove every lab on this engine, live runs and kept labs included.
+        #[arg(long)]
+        all: bool,
+    },
     /// Validate scenario files; every problem with file:line:col.
     Validate {
         #[arg(required = true)]
@@ -489,6 +494,67 @@ async fn cmd_ls() -> i32 {
     exit::OK
 }
 
+/// Remove the runs whose owner is gone (killed, crashed), never a live run or a kept lab.
+async fn cmd_clean() -> i32 {
+    let engine = engine_or_exit().await;
+    let runs = match engine.runs().await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::HOST;
+        }
+    };
+    let (mut removed, mut kept, mut live, mut failed) = (0, Vec::new(), Vec::new(), false);
+    for (run, (lab, owner)) in &runs {
+        match clusterlab::owner::check(owner.as_deref()) {
+            clusterlab::owner::Liveness::Alive => live.push(format!("{lab} (run {run})")),
+            clusterlab::owner::Liveness::Kept => kept.push(lab.clone()),
+            clusterlab::owner::Liveness::Gone(why) => {
+                // Objects with no run label are matched by lab name alone.
+                let r = if run.is_empty() {
+                    engine.remove_labelled(Some(lab), None).await
+                } else {
+                    engine.remove_labelled(None, Some(run)).await
+                };
+                match r {
+                    Ok(rm) => {
+                        removed += 1;
+                        println!(
+                            "removed lab {lab} (run {run}: {why}): {} containers, {} networks, {} volumes",
+                            rm.containers.len(),
+                            rm.networks.len(),
+                            rm.volumes.len()
+                        );
+                    }
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("error: {e}");
+                    }
+                }
+            }
+        }
+    }
+    if removed == 0 {
+        println!("nothing left behind by a run that has ended");
+    }
+    if !live.is_empty() {
+        println!("left alone, their runs are still going: {}", live.join(", "));
+    }
+    kept.sort();
+    kept.dedup();
+    if !kept.is_empty() {
+        println!(
+            "left alone, kept on purpose: {} (remove with `clusterlab down LAB`, or every lab with `clusterlab clean --all`)",
+            kept.join(", ")
+        );
+    }
+    if failed {
+        exit::TEARDOWN
+    } else {
+        exit::OK
+    }
+}
+
 async fn cmd_remove(lab: Option<&str>) -> i32 {
     let engine = engine_or_exit().await;
     match engine.remove_labelled(lab, None).await {
@@ -580,7 +646,8 @@ async fn main() {
         }
         Cmd::Up { file, base_image } => cmd_run(vec![file], true, vec![], base_of(base_image), true, Matrix::default()).await,
         Cmd::Down { lab } => cmd_remove(Some(&lab)).await,
-        Cmd::Clean => cmd_remove(None).await,
+        Cmd::Clean { all: true } => cmd_remove(None).await,
+        Cmd::Clean { all: false } => cmd_clean().await,
         Cmd::Ls => cmd_ls().await,
         Cmd::Validate { files } => {
             let files = scenario_files(&files);

@@ -12,6 +12,8 @@ pub const LABEL_RUN: &str = "io.clusterlab.run";
 pub const LABEL_PLAN: &str = "io.clusterlab.plan";
 /// Label on a lab's network: the absolute path of the scenario file it was made from.
 pub const LABEL_SCENARIO: &str = "io.clusterlab.scenario";
+/// Label naming who owns the run (see `owner`): `clean` removes only runs whose owner is gone.
+pub const LABEL_OWNER: &str = "io.clusterlab.owner";
 /// Label naming the node a container or volume belongs to.
 pub const LABEL_NODE: &str = "io.clusterlab.node";
 
@@ -75,6 +77,9 @@ pub struct NodePlan {
 pub struct LabPlan {
     pub lab: String,
     pub run_id: String,
+    /// Who owns the run (`owner::current`); empty in plans made before owners existed.
+    #[serde(default)]
+    pub owner: String,
     pub network: String,
     pub subnet: Subnet,
     pub gateway: Ipv4Addr,
@@ -93,6 +98,9 @@ impl LabPlan {
         let mut m = std::collections::HashMap::new();
         m.insert(LABEL_LAB.to_string(), self.lab.clone());
         m.insert(LABEL_RUN.to_string(), self.run_id.clone());
+        if !self.owner.is_empty() {
+            m.insert(LABEL_OWNER.to_string(), self.owner.clone());
+        }
         if let Some(n) = node {
             m.insert(LABEL_NODE.to_string(), n.to_string());
         }
@@ -118,7 +126,15 @@ pub fn plan(s: &Scenario, lab: &str, run_id: &str, used: &[Subnet]) -> Result<La
             role: n.role,
         })
         .collect();
-    Ok(LabPlan { lab: lab.to_string(), run_id: run_id.to_string(), network: format!("{lab}-net"), gateway: subnet.host(1), subnet, nodes })
+    Ok(LabPlan {
+        lab: lab.to_string(),
+        run_id: run_id.to_string(),
+        owner: String::new(),
+        network: format!("{lab}-net"),
+        gateway: subnet.host(1),
+        subnet,
+        nodes,
+    })
 }
 
 /// A short random id for a run, from the clock and the process id (no extra crate needed).

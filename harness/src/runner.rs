@@ -102,10 +102,10 @@ pub fn needed_images(s: &Scenario) -> Vec<&'static str> {
 
 /// Plan the lab and create its network. Two runs starting together may pick the same free
 /// subnet; the engine refuses the second, which then plans again with the subnet taken.
-async fn create_network(engine: &Engine, s: &Scenario, lab: &str, run_id: &str) -> Result<LabPlan, LabError> {
+async fn create_network(engine: &Engine, s: &Scenario, lab: &str, run_id: &str, owner: &str) -> Result<LabPlan, LabError> {
     let mut attempt = 0;
     loop {
-        let plan = plan_lab(engine, s, lab, run_id).await?;
+        let plan = plan_lab(engine, s, lab, run_id, owner).await?;
         let mut extra = HashMap::new();
         extra.insert(LABEL_PLAN.to_string(), serde_json::to_string(&plan).unwrap_or_default());
         extra.insert(LABEL_SCENARIO.to_string(), abs_path(&s.source));
@@ -143,13 +143,14 @@ async fn create_nodes(
     run_id: &str,
     r: &mut Runner<'_>,
     base: &BaseSource,
+    owner: &str,
 ) -> Result<Lab, Abort> {
     let node_image = images::tag("node", base);
     let n = s.nodes.len();
     let boot = node_boot(s).map_err(|e| Abort(exit::HOST, e))?;
     let title = format!("Preparing nodes\t{}", "📦".repeat(n));
     r.step(&title, exit::HOST, async {
-        let plan = create_network(engine, s, lab_name, run_id).await?;
+        let plan = create_network(engine, s, lab_name, run_id, owner).await?;
         let mode = engine.detect_nested_mode(&node_image, plan.labels(None)).await?;
         futures_util::future::try_join_all(plan.nodes.iter().map(|node| engine.create_node(&plan, node, &node_image, mode, &boot))).await?;
         let why = match mode {
@@ -443,9 +444,11 @@ async fn observe(
 
 /// Plan a lab for this scenario on this engine: a subnet no network uses. (Whether the name is
 /// taken is decided once, by the caller, before anything is created.)
-pub async fn plan_lab(engine: &Engine, s: &Scenario, lab: &str, run_id: &str) -> Result<LabPlan, LabError> {
+pub async fn plan_lab(engine: &Engine, s: &Scenario, lab: &str, run_id: &str, owner: &str) -> Result<LabPlan, LabError> {
     let used = engine.used_subnets().await?;
-    plan::plan(s, lab, run_id, &used).map_err(|message| LabError::Plan { lab: lab.to_string(), message })
+    let mut p = plan::plan(s, lab, run_id, &used).map_err(|message| LabError::Plan { lab: lab.to_string(), message })?;
+    p.owner = owner.to_string();
+    Ok(p)
 }
 
 /// Run one scenario end to end. Never panics on lab errors; the summary carries the exit code.
@@ -483,7 +486,9 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
         }
         // From here on, teardown removes whatever this run created (found by its run label).
         created = true;
-        let lab = create_nodes(engine, s, &lab_name, run_id, &mut r, &opts.base).await?;
+        // A kept lab is owned by no process: only `down` or `clean --all` remove it.
+        let owner = crate::owner::current(opts.keep || opts.up_only);
+        let lab = create_nodes(engine, s, &lab_name, run_id, &mut r, &opts.base, &owner).await?;
         let stack = AnyStack::new(&lab);
         let mut result = install(&lab, &stack, &mut r).await;
         if result.is_ok() && !opts.up_only {

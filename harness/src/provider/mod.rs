@@ -124,6 +124,31 @@ impl Engine {
         Ok(self.docker.list_volumes(Some(opts)).await.map_err(LabError::ListVolumes)?.volumes.unwrap_or_default())
     }
 
+    /// Every run with objects on this engine: run id → (lab name, owner label). Objects with no
+    /// run label are grouped under an empty run id.
+    pub async fn runs(&self) -> Result<std::collections::BTreeMap<String, (String, Option<String>)>, LabError> {
+        use crate::plan::LABEL_OWNER;
+        let mut out: std::collections::BTreeMap<String, (String, Option<String>)> = Default::default();
+        let mut add = |labels: Option<&HashMap<String, String>>| {
+            let Some(l) = labels else { return };
+            let run = l.get(LABEL_RUN).cloned().unwrap_or_default();
+            let e = out.entry(run).or_insert_with(|| (l.get(LABEL_LAB).cloned().unwrap_or_default(), None));
+            if e.1.is_none() {
+                e.1 = l.get(LABEL_OWNER).cloned();
+            }
+        };
+        for c in self.lab_containers(None, None).await? {
+            add(c.labels.as_ref());
+        }
+        for n in self.lab_networks(None, None).await? {
+            add(n.labels.as_ref());
+        }
+        for v in self.lab_volumes(None, None).await? {
+            add(Some(&v.labels));
+        }
+        Ok(out)
+    }
+
     /// The lab's bridge network on the host engine, with a fixed subnet so nodes get fixed IPs.
     pub async fn create_network(&self, plan: &LabPlan, extra_labels: HashMap<String, String>) -> Result<(), LabError> {
         // Engines of the 20.10 line create a second network of an existing name: look first.
