@@ -919,3 +919,23 @@ fn clean_leaves_live_runs_alone_and_removes_what_a_killed_run_left() {
     assert_eq!(clusterlab(&["clean", "--all"]).status.code(), Some(0));
     assert_clean(kept);
 }
+
+/// On a host-gw pod network the nodes route pods' packets (FORWARD) instead of sending them:
+/// a partition must cut those too, both ways, and revert exactly.
+#[test]
+fn k8s_host_gw_partition_cuts_routed_pod_traffic_and_reverts() {
+    let _g = serial();
+    bundle();
+    let (o, r) = json_run("tests/scenarios/k8s-hostgw-partition.yaml");
+    assert_eq!(o.status.code(), Some(0));
+    for name in ["pods-before", "pods-across-the-cut", "pods-after"] {
+        assert_eq!(check(&r, name)["outcome"], "pass", "{name}");
+    }
+    // The cut pairs really were cut (the check's faults-hit proves the rules saw the packets).
+    let cut = &check(&r, "pods-across-the-cut")["observation"]["cells"];
+    let hits: Vec<Vec<u64>> =
+        cut.as_array().unwrap().iter().map(|row| row.as_array().unwrap().iter().map(|c| c["hits"].as_u64().unwrap()).collect()).collect();
+    assert_eq!(hits, [[3, 0], [0, 3]]);
+    assert!(stdout(&o).contains("FORWARD -i <lab-if> -m mac --mac-source"), "the routed path is cut by its own rule");
+    assert_clean("k8s-hostgw-partition");
+}

@@ -16,9 +16,10 @@ if out=$(iptables -w 10 -N $c 2>&1); then
   say iptables ok
   if out=$(iptables -w 10 -A $c -m comment --comment probe -j RETURN 2>&1); then say comment ok; else say comment no "$out"; fi
   if out=$(iptables -w 10 -A $c -m statistic --mode random --probability 0.5 -j RETURN 2>&1); then say statistic ok; else say statistic no "$out"; fi
+  if out=$(iptables -w 10 -A $c -m mac --mac-source 02:42:00:00:00:01 -j RETURN 2>&1); then say mac ok; else say mac no "$out"; fi
   iptables -w 10 -F $c; iptables -w 10 -X $c
 else
-  say iptables no "$out"; say comment no "iptables does not work here"; say statistic no "iptables does not work here"
+  say iptables no "$out"; for m in comment statistic mac; do say $m no "iptables does not work here"; done
 fi
 if out=$(ip link set dev lo mtu "$(cat /sys/class/net/lo/mtu)" 2>&1); then say link ok; else say link no "$out"; fi
 if [ -e /proc/net/ip_vs ]; then say ipvs ok; else say ipvs no "/proc/net/ip_vs is absent: the kernel has no IP_VS"; fi
@@ -36,6 +37,9 @@ pub struct HostFacts {
     pub comment: Fact,
     /// `-m statistic` (loss).
     pub statistic: Fact,
+    /// `-m mac` (routed packets of a partition or a peer-scoped fault, matched by the node
+    /// that sent them).
+    pub mac: Fact,
     /// Changing a link (mtu faults need CAP_NET_ADMIN on the node's links).
     pub link: Fact,
     /// IPVS (swarm's VIP and routing mesh).
@@ -61,6 +65,7 @@ impl HostFacts {
             iptables: fact("iptables"),
             comment: fact("comment"),
             statistic: fact("statistic"),
+            mac: fact("mac"),
             link: fact("link"),
             ipvs: fact("ipvs"),
         }
@@ -86,6 +91,7 @@ impl HostFacts {
             ("iptables rules in a node (a scratch chain)", &self.iptables, "drop, partition"),
             ("-m comment", &self.comment, "every fault rule"),
             ("-m statistic", &self.statistic, "loss"),
+            ("-m mac", &self.mac, "partition, peer-scoped drop and loss"),
             ("link changes (CAP_NET_ADMIN)", &self.link, "mtu"),
             ("IPVS (/proc/net/ip_vs)", &self.ipvs, "swarm vip, node-port"),
         ]
@@ -109,7 +115,7 @@ mod tests {
 
     #[test]
     fn facts_decide_unsupported_and_nothing_else_does() {
-        let all = HostFacts::parse("iptables ok\ncomment ok\nstatistic ok\nlink ok\nipvs no /proc/net/ip_vs is absent\n");
+        let all = HostFacts::parse("iptables ok\ncomment ok\nstatistic ok\nmac ok\nlink ok\nipvs no /proc/net/ip_vs is absent\n");
         let loss = FaultSpec::Loss { nodes: vec!["w".into()], matches: m(), percent: 10.0 };
         let drop = FaultSpec::Drop { nodes: vec!["w".into()], matches: m() };
         assert_eq!(all.cannot(&loss), None);
@@ -118,7 +124,10 @@ mod tests {
         let no_stat =
             HostFacts::parse("iptables ok\ncomment ok\nstatistic no iptables v1.8.9: Couldn't load match `statistic'\nlink ok\nipvs ok\n");
         assert!(no_stat.cannot(&loss).unwrap().contains("xt_statistic"));
-        assert_eq!(no_stat.cannot(&drop), None, "a drop does not need statistic");
+        assert_eq!(no_stat.cannot(&drop), None, "a drop does not need statistic, nor mac without peers");
+        let cut = FaultSpec::Partition { side_a: vec![], side_b: vec![] };
+        assert!(no_stat.cannot(&cut).unwrap().contains("xt_mac"));
+        assert_eq!(all.cannot(&cut), None);
         // A fact the probe did not report is missing, never assumed.
         let silent = HostFacts::parse("");
         assert!(silent.cannot(&drop).unwrap().contains("did not report iptables"));

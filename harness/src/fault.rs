@@ -16,11 +16,23 @@ pub struct Rule {
     pub args: String,
 }
 
-/// The chain name of a fault: iptables allows 28 characters.
+/// The chain name of a fault: iptables allows 28 characters, and each parent chain gets a
+/// sub-chain of its own (`.in`, `.out`, `.fwd`: a rule valid in one, e.g. `-m mac` or `-o`, may
+/// be invalid in another).
 pub fn chain_name(fault: &str) -> String {
     let mut c = format!("CL-{fault}");
-    c.truncate(28);
+    c.truncate(24);
     c
+}
+
+/// The fault's sub-chain for one parent chain.
+pub fn sub_chain(chain: &str, parent: &str) -> String {
+    let suffix = match parent {
+        "INPUT" => "in",
+        "OUTPUT" => "out",
+        _ => "fwd",
+    };
+    format!("{chain}.{suffix}")
 }
 
 fn match_args(m: &Match, peer_flag: &str, peer: Option<&str>) -> String {
@@ -34,37 +46,75 @@ fn match_args(m: &Match, peer_flag: &str, peer: Option<&str>) -> String {
     if let Some(port) = m.port {
         a.push_str(&format!(" --dport {port}"));
     }
-    if let Some(p) = peer {
+    if let (Some(p), false) = (peer, peer_flag.is_empty()) {
         a.push_str(&format!(" {peer_flag} {p}"));
     }
     a.trim().to_string()
 }
 
-/// The rules a fault puts on each node (pure: node addresses come from `ip_of`).
-pub fn rules(spec: &FaultSpec, ip_of: &dyn Fn(&str) -> String) -> BTreeMap<String, Vec<Rule>> {
+/// Where a rule's lab interface goes: the apply script sets `$lab_if` to the interface that
+/// holds the node's lab address.
+pub const LAB_IF: &str = "$lab_if";
+
+/// A node as a rule needs it: its address (what it sends and receives as itself) and its MAC on
+/// the lab network (what every packet it forwards carries when it arrives at another node).
+pub struct Peer {
+    pub ip: String,
+    pub mac: String,
+}
+
+/// The rules a fault puts on each node (pure: nodes come from `node_of`).
+///
+/// Packets a node sends or receives as itself go through OUTPUT and INPUT, matched by the other
+/// node's address. Packets a node *routes* (pods' traffic on Kubernetes host-gw, a NodePort's
+/// DNAT to another node) go through FORWARD with pod addresses, so those are matched where they
+/// arrive: on the lab interface, by the MAC of the node that sent them. A cut from X to Y is
+/// therefore also a FORWARD rule on Y for packets from X's MAC; a port-only drop also acts on
+/// what the node forwards through its lab interface.
+pub fn rules(spec: &FaultSpec, node_of: &dyn Fn(&str) -> Peer) -> BTreeMap<String, Vec<Rule>> {
     let mut out: BTreeMap<String, Vec<Rule>> = BTreeMap::new();
-    let directional = |nodes: &[String], m: &Match, extra: &str, out: &mut BTreeMap<String, Vec<Rule>>| {
+    let mut push = |node: &str, parent: &'static str, args: String| {
+        out.entry(node.to_string()).or_default().push(Rule { parent, args: args.split_whitespace().collect::<Vec<_>>().join(" ") });
+    };
+    let directional = |nodes: &[String], m: &Match, extra: &str, push: &mut dyn FnMut(&str, &'static str, String)| {
+        let inward = matches!(m.direction, Direction::In | Direction::Both);
+        let outward = matches!(m.direction, Direction::Out | Direction::Both);
         for n in nodes {
-            let peers: Vec<Option<String>> = if m.peers.is_empty() { vec![None] } else { m.peers.iter().map(|p| Some(ip_of(p))).collect() };
-            for peer in &peers {
-                // in: packets arriving at the node (from the peer); out: packets the node sends (to the peer).
-                if matches!(m.direction, Direction::In | Direction::Both) {
-                    let args = format!("{} {extra}", match_args(m, "-s", peer.as_deref()));
-                    out.entry(n.clone()).or_default().push(Rule { parent: "INPUT", args: args.trim().to_string() });
+            if m.peers.is_empty() {
+                // in: packets arriving at the node; out: packets it sends; and the same for what
+                // it routes through its lab interface.
+                if inward {
+                    push(n, "INPUT", format!("{} {extra}", match_args(m, "-s", None)));
+                    push(n, "FORWARD", format!("-i {LAB_IF} {} {extra}", match_args(m, "-s", None)));
                 }
-                if matches!(m.direction, Direction::Out | Direction::Both) {
-                    let args = format!("{} {extra}", match_args(m, "-d", peer.as_deref()));
-                    out.entry(n.clone()).or_default().push(Rule { parent: "OUTPUT", args: args.trim().to_string() });
+                if outward {
+                    push(n, "OUTPUT", format!("{} {extra}", match_args(m, "-d", None)));
+                    push(n, "FORWARD", format!("-o {LAB_IF} {} {extra}", match_args(m, "-d", None)));
+                }
+                continue;
+            }
+            let me = node_of(n);
+            for p in &m.peers {
+                let peer = node_of(p);
+                if inward {
+                    push(n, "INPUT", format!("{} {extra}", match_args(m, "-s", Some(&peer.ip))));
+                    // What the peer routed to this node.
+                    push(n, "FORWARD", format!("-i {LAB_IF} -m mac --mac-source {} {} {extra}", peer.mac, match_args(m, "", None)));
+                }
+                if outward {
+                    push(n, "OUTPUT", format!("{} {extra}", match_args(m, "-d", Some(&peer.ip))));
+                    // What this node routes to the peer, dropped where it arrives.
+                    push(p, "FORWARD", format!("-i {LAB_IF} -m mac --mac-source {} {} {extra}", me.mac, match_args(m, "", None)));
                 }
             }
         }
     };
     match spec {
-        FaultSpec::Drop { nodes, matches } => directional(nodes, matches, "", &mut out),
+        FaultSpec::Drop { nodes, matches } => directional(nodes, matches, "", &mut push),
         FaultSpec::Loss { nodes, matches, percent } => {
             // -m statistic: the kernel here has no netem, so loss is a random drop in iptables.
             let extra = format!("-m statistic --mode random --probability {:.4}", percent / 100.0);
-            directional(nodes, matches, &extra, &mut out)
+            directional(nodes, matches, &extra, &mut push)
         }
         // Not packet rules: see Action.
         FaultSpec::Kill { .. } | FaultSpec::StopNode { .. } | FaultSpec::HttpProxy { .. } | FaultSpec::Mtu { .. } => {}
@@ -72,9 +122,11 @@ pub fn rules(spec: &FaultSpec, ip_of: &dyn Fn(&str) -> String) -> BTreeMap<Strin
             for (mine, theirs) in [(side_a, side_b), (side_b, side_a)] {
                 for n in mine {
                     for t in theirs {
-                        let ip = ip_of(t);
-                        out.entry(n.clone()).or_default().push(Rule { parent: "INPUT", args: format!("-s {ip}") });
-                        out.entry(n.clone()).or_default().push(Rule { parent: "OUTPUT", args: format!("-d {ip}") });
+                        let peer = node_of(t);
+                        push(n, "INPUT", format!("-s {}", peer.ip));
+                        push(n, "OUTPUT", format!("-d {}", peer.ip));
+                        // Everything the other side routed here (pods' traffic, DNATed requests).
+                        push(n, "FORWARD", format!("-i {LAB_IF} -m mac --mac-source {}", peer.mac));
                     }
                 }
             }
@@ -92,9 +144,10 @@ pub fn normalize_save(text: &str) -> String {
         .join("\n")
 }
 
-/// Sum of the packet counters of every rule in a chain (`iptables -L CHAIN -v -x -n`).
+/// Sum of the packet counters of every rule in one or more chain listings
+/// (`iptables -L CHAIN -v -x -n`; headers start with words, rules with their packet count).
 pub fn parse_packets(listing: &str) -> u64 {
-    listing.lines().skip(2).filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok()).sum()
+    listing.lines().filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok()).sum()
 }
 
 /// Where a node keeps the `iptables-save` taken before a fault, so a revert in a later process
@@ -163,6 +216,11 @@ fn parents(rs: &[Rule]) -> Vec<&'static str> {
     p
 }
 
+fn node_of(lab: &Lab, n: &str) -> Peer {
+    let ip = lab.plan.node(n).map(|x| x.ip);
+    Peer { ip: ip.map(|i| i.to_string()).unwrap_or_default(), mac: ip.map(crate::plan::mac_of).unwrap_or_default() }
+}
+
 impl FaultHandle {
     pub fn new(lab: &Lab, fault: &Fault) -> FaultHandle {
         let action = match &fault.spec {
@@ -182,7 +240,7 @@ impl FaultHandle {
             FaultSpec::Mtu { nodes, mtu } => Action::Mtu { nodes: nodes.clone(), mtu: *mtu },
             _ => Action::Rules,
         };
-        FaultHandle { name: fault.name.clone(), chain: chain_name(&fault.name), rules: rules(&fault.spec, &|n| lab.node_ip(n)), action }
+        FaultHandle { name: fault.name.clone(), chain: chain_name(&fault.name), rules: rules(&fault.spec, &|n| node_of(lab, n)), action }
     }
 
     async fn apply_other(&self, lab: &Lab, apply: bool) -> Result<(), LabError> {
@@ -374,7 +432,10 @@ impl FaultHandle {
             Action::Pause { nodes } => return nodes.iter().map(|n| format!("{n}: node container and its containers paused")).collect(),
             Action::Rules => {}
         }
-        self.rules.iter().flat_map(|(n, rs)| rs.iter().map(move |r| format!("{n}: {} {} -j DROP", r.parent, r.args))).collect()
+        self.rules
+            .iter()
+            .flat_map(|(n, rs)| rs.iter().map(move |r| format!("{n}: {} {} -j DROP", r.parent, r.args.replace(LAB_IF, "<lab-if>"))))
+            .collect()
     }
 
     pub async fn apply(&self, lab: &Lab) -> Result<(), LabError> {
@@ -386,19 +447,27 @@ impl FaultHandle {
             let comment = comment.clone();
             async move {
                 let chain = &self.chain;
+                let first = sub_chain(chain, rs.first().map(|r| r.parent).unwrap_or("INPUT"));
+                // The interface holding this node's lab address: what FORWARD rules match on.
+                let ip = lab.node_ip(node);
                 let mut script = format!(
-                    "set -e\nif iptables -w 10 -n -L {chain} >/dev/null 2>&1; then echo 'fault {name} is already applied on this node' >&2; exit 3; fi\n\
-                     mkdir -p {STATE_DIR}\niptables-save -t filter > {STATE_DIR}/{chain}.before\n\
-                     iptables -w 10 -N {chain}\n",
+                    "set -e\nif iptables -w 10 -n -L {first} >/dev/null 2>&1; then echo 'fault {name} is already applied on this node' >&2; exit 3; fi\n\
+                     lab_if=$(ip -o -4 addr show | awk -v a={ip}/ 'index($4, a) == 1 {{print $2; exit}}')\n\
+                     [ -n \"$lab_if\" ] || {{ echo 'no interface holds {ip}' >&2; exit 3; }}\n\
+                     mkdir -p {STATE_DIR}\niptables-save -t filter > {STATE_DIR}/{chain}.before\n",
                     name = self.name
                 );
-                for r in rs {
-                    // -w: wait for the xtables lock; dockerd edits rules concurrently.
-                    script.push_str(&format!("iptables -w 10 -A {chain} {} -m comment --comment '{comment}' -j DROP\n", r.args));
-                }
                 for p in parents(rs) {
-                    // -I ... 1: ahead of anything dockerd installs, so the fault sees the packet first.
-                    script.push_str(&format!("iptables -w 10 -I {p} 1 -j {chain}\n"));
+                    let sub = sub_chain(chain, p);
+                    script.push_str(&format!("iptables -w 10 -N {sub}\n"));
+                    for r in rs.iter().filter(|r| r.parent == p) {
+                        // -w 10: wait at most 10 s for the xtables lock (dockerd and kube-proxy
+                        // edit rules concurrently); the comment names the fault in any listing.
+                        script.push_str(&format!("iptables -w 10 -A {sub} {} -m comment --comment '{comment}' -j DROP\n", r.args));
+                    }
+                    // -I ... 1: ahead of anything dockerd or kube-proxy installs, so the fault
+                    // sees the packet first.
+                    script.push_str(&format!("iptables -w 10 -I {p} 1 -j {sub}\n"));
                 }
                 lab.sh(node, &format!("applying fault {}", self.name), &script).await
             }
@@ -408,10 +477,10 @@ impl FaultHandle {
     }
 
     pub async fn counters(&self, lab: &Lab) -> Result<Counters, LabError> {
-        let got = try_join_all(self.rules.keys().map(|node| async move {
-            let out = lab
-                .sh(node, &format!("reading counters of fault {}", self.name), &format!("iptables -w 10 -L {} -v -x -n", self.chain))
-                .await?;
+        let got = try_join_all(self.rules.iter().map(|(node, rs)| async move {
+            let script: String =
+                parents(rs).iter().map(|p| format!("iptables -w 10 -L {} -v -x -n\n", sub_chain(&self.chain, p))).collect();
+            let out = lab.sh(node, &format!("reading counters of fault {}", self.name), &script).await?;
             Ok::<_, LabError>((node.clone(), parse_packets(&out.stdout)))
         }))
         .await?;
@@ -429,9 +498,9 @@ impl FaultHandle {
             let chain = &self.chain;
             let mut script = String::from("set -e\n");
             for p in parents(rs) {
-                script.push_str(&format!("iptables -w 10 -D {p} -j {chain}\n"));
+                let sub = sub_chain(chain, p);
+                script.push_str(&format!("iptables -w 10 -D {p} -j {sub}\niptables -w 10 -F {sub}\niptables -w 10 -X {sub}\n"));
             }
-            script.push_str(&format!("iptables -w 10 -F {chain}\niptables -w 10 -X {chain}\n"));
             lab.sh(node, &format!("reverting fault {}", self.name), &script).await?;
             let both = lab
                 .sh(
@@ -521,6 +590,15 @@ mod tests {
         .to_string()
     }
 
+    fn peer(n: &str) -> Peer {
+        let ip = ip(n);
+        Peer { mac: crate::plan::mac_of(ip.parse().unwrap()), ip }
+    }
+
+    fn r(parent: &'static str, args: &str) -> Rule {
+        Rule { parent, args: args.into() }
+    }
+
     fn m(protocol: Protocol, port: Option<u16>, direction: Direction, peers: &[&str]) -> Match {
         Match { protocol, port, direction, peers: peers.iter().map(|s| s.to_string()).collect() }
     }
@@ -528,33 +606,44 @@ mod tests {
     #[test]
     fn drop_rules() {
         let spec = FaultSpec::Drop { nodes: vec!["worker-1".into()], matches: m(Protocol::Udp, Some(4789), Direction::In, &[]) };
-        assert_eq!(rules(&spec, &ip)["worker-1"], vec![Rule { parent: "INPUT", args: "-p udp --dport 4789".into() }]);
-        let spec = FaultSpec::Drop { nodes: vec!["worker-1".into()], matches: m(Protocol::Tcp, Some(80), Direction::Both, &["manager"]) };
         assert_eq!(
-            rules(&spec, &ip)["worker-1"],
+            rules(&spec, &peer)["worker-1"],
+            vec![r("INPUT", "-p udp --dport 4789"), r("FORWARD", "-i $lab_if -p udp --dport 4789")]
+        );
+        let spec = FaultSpec::Drop { nodes: vec!["worker-1".into()], matches: m(Protocol::Tcp, Some(80), Direction::Both, &["manager"]) };
+        let got = rules(&spec, &peer);
+        assert_eq!(
+            got["worker-1"],
             vec![
-                Rule { parent: "INPUT", args: "-p tcp --dport 80 -s 10.213.0.11".into() },
-                Rule { parent: "OUTPUT", args: "-p tcp --dport 80 -d 10.213.0.11".into() }
+                r("INPUT", "-p tcp --dport 80 -s 10.213.0.11"),
+                r("FORWARD", "-i $lab_if -m mac --mac-source 02:42:0a:d5:00:0b -p tcp --dport 80"),
+                r("OUTPUT", "-p tcp --dport 80 -d 10.213.0.11"),
             ]
         );
+        // What worker-1 routes to the manager is dropped where it arrives.
+        assert_eq!(got["manager"], vec![r("FORWARD", "-i $lab_if -m mac --mac-source 02:42:0a:d5:00:0c -p tcp --dport 80")]);
     }
 
     #[test]
-    fn partition_cuts_both_sides_both_ways() {
+    fn partition_cuts_both_sides_both_ways_routed_traffic_too() {
         let spec = FaultSpec::Partition { side_a: vec!["manager".into()], side_b: vec!["worker-1".into(), "worker-2".into()] };
-        let r = rules(&spec, &ip);
-        assert_eq!(r["manager"].len(), 4);
+        let got = rules(&spec, &peer);
+        assert_eq!(got["manager"].len(), 6);
         assert_eq!(
-            r["worker-1"],
-            vec![Rule { parent: "INPUT", args: "-s 10.213.0.11".into() }, Rule { parent: "OUTPUT", args: "-d 10.213.0.11".into() }]
+            got["worker-1"],
+            vec![
+                r("INPUT", "-s 10.213.0.11"),
+                r("OUTPUT", "-d 10.213.0.11"),
+                r("FORWARD", "-i $lab_if -m mac --mac-source 02:42:0a:d5:00:0b")
+            ]
         );
-        assert_eq!(r["worker-2"].len(), 2);
+        assert_eq!(got["worker-2"].len(), 3);
     }
 
     #[test]
     fn loss_uses_statistic() {
         let spec = FaultSpec::Loss { nodes: vec!["worker-2".into()], matches: m(Protocol::All, None, Direction::In, &[]), percent: 12.5 };
-        assert_eq!(rules(&spec, &ip)["worker-2"][0].args, "-m statistic --mode random --probability 0.1250");
+        assert_eq!(rules(&spec, &peer)["worker-2"][0].args, "-m statistic --mode random --probability 0.1250");
     }
 
     #[test]
@@ -574,7 +663,8 @@ mod tests {
     #[test]
     fn chain_names_fit_iptables() {
         assert_eq!(chain_name("vxlan-blocked"), "CL-vxlan-blocked");
-        assert_eq!(chain_name(&"x".repeat(40)).len(), 28);
+        assert_eq!(sub_chain(&chain_name(&"x".repeat(40)), "FORWARD").len(), 28);
+        assert_eq!(sub_chain("CL-a", "INPUT"), "CL-a.in");
     }
 
     #[test]
@@ -591,5 +681,7 @@ mod tests {
         let listing = "Chain CL-x (1 references)\n    pkts      bytes target     prot opt in     out     source               destination\n      37     4810 DROP       udp  --  *      *       0.0.0.0/0            0.0.0.0/0            udp dpt:4789\n       5      300 DROP       all  --  *      *       10.0.0.1             0.0.0.0/0\n";
         assert_eq!(parse_packets(listing), 42);
         assert_eq!(parse_packets("Chain CL-x (1 references)\n pkts bytes target\n"), 0);
+        // Two sub-chains listed one after the other.
+        assert_eq!(parse_packets(&format!("{listing}{listing}")), 84);
     }
 }

@@ -73,6 +73,20 @@ pub struct NodePlan {
     pub role: Role,
 }
 
+impl NodePlan {
+    /// The node's MAC address on the lab network, derived from its address (locally
+    /// administered 02:42 + the four address bytes, as Docker itself derives them) and set when
+    /// the node is created, so faults can name the node a forwarded packet came from.
+    pub fn mac(&self) -> String {
+        mac_of(self.ip)
+    }
+}
+
+pub fn mac_of(ip: Ipv4Addr) -> String {
+    let o = ip.octets();
+    format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LabPlan {
     pub lab: String,

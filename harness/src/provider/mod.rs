@@ -290,6 +290,10 @@ impl Engine {
                     plan.network.clone(),
                     EndpointSettings {
                         ipam_config: Some(EndpointIpamConfig { ipv4_address: Some(node.ip.to_string()), ..Default::default() }),
+                        // Fixed, from the plan: faults match forwarded packets by the node they
+                        // came from. (Engines before API 1.44 ignore this and derive the same
+                        // address from the IP; either way it is verified once the node runs.)
+                        mac_address: Some(node.mac()),
                         ..Default::default()
                     },
                 )])),
@@ -306,7 +310,25 @@ impl Engine {
             node: node.name.clone(),
             lab: plan.lab.clone(),
             source: e,
-        })
+        })?;
+        let info = self
+            .docker
+            .inspect_container(&node.container, None::<qp::InspectContainerOptions>)
+            .await
+            .map_err(|e| LabError::StartNode { node: node.name.clone(), lab: plan.lab.clone(), source: e })?;
+        let mac = info.network_settings.and_then(|n| n.networks).and_then(|n| n.get(&plan.network).and_then(|e| e.mac_address.clone()));
+        if mac.as_deref() != Some(node.mac().as_str()) {
+            return Err(LabError::Plan {
+                lab: plan.lab.clone(),
+                message: format!(
+                    "node {} got MAC address {:?} on the lab network, not the planned {} (faults need it to tell nodes apart)",
+                    node.name,
+                    mac.unwrap_or_default(),
+                    node.mac()
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Run a command in a container, bounded by `deadline` (the engine call as a whole: create,
