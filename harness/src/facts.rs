@@ -74,12 +74,17 @@ impl HostFacts {
     /// Why this host cannot apply a fault, if a measured fact says it cannot.
     pub fn cannot(&self, spec: &FaultSpec) -> Option<String> {
         let need = |f: &Fact, what: &str| f.as_ref().err().map(|e| format!("{what}: {e}"));
+        let rules = || {
+            need(&self.iptables, "iptables does not work inside the nodes").or_else(|| need(&self.comment, "the kernel lacks xt_comment"))
+        };
+        let mac = || need(&self.mac, "the kernel lacks xt_mac (routed packets are matched by the node that sent them)");
+        let peers = |m: &crate::model::Match| if m.peers.is_empty() { None } else { mac() };
         match spec {
-            FaultSpec::Drop { .. } | FaultSpec::Partition { .. } => need(&self.iptables, "iptables does not work inside the nodes")
-                .or_else(|| need(&self.comment, "the kernel lacks xt_comment")),
-            FaultSpec::Loss { .. } => need(&self.iptables, "iptables does not work inside the nodes")
-                .or_else(|| need(&self.comment, "the kernel lacks xt_comment"))
-                .or_else(|| need(&self.statistic, "the kernel lacks xt_statistic (random drops for loss)")),
+            FaultSpec::Partition { .. } => rules().or_else(mac),
+            FaultSpec::Drop { matches, .. } => rules().or_else(|| peers(matches)),
+            FaultSpec::Loss { matches, .. } => rules()
+                .or_else(|| need(&self.statistic, "the kernel lacks xt_statistic (random drops for loss)"))
+                .or_else(|| peers(matches)),
             FaultSpec::Mtu { .. } => need(&self.link, "the nodes cannot change their links (CAP_NET_ADMIN)"),
             FaultSpec::Kill { .. } | FaultSpec::StopNode { .. } | FaultSpec::HttpProxy { .. } => None,
         }
@@ -121,8 +126,9 @@ mod tests {
         assert_eq!(all.cannot(&loss), None);
         assert_eq!(all.cannot(&drop), None);
         assert_eq!(all.ipvs, Err("/proc/net/ip_vs is absent".into()));
-        let no_stat =
-            HostFacts::parse("iptables ok\ncomment ok\nstatistic no iptables v1.8.9: Couldn't load match `statistic'\nlink ok\nipvs ok\n");
+        let no_stat = HostFacts::parse(
+            "iptables ok\ncomment ok\nstatistic no iptables v1.8.9: Couldn't load match `statistic'\nmac no x\nlink ok\nipvs ok\n",
+        );
         assert!(no_stat.cannot(&loss).unwrap().contains("xt_statistic"));
         assert_eq!(no_stat.cannot(&drop), None, "a drop does not need statistic, nor mac without peers");
         let cut = FaultSpec::Partition { side_a: vec![], side_b: vec![] };

@@ -19,6 +19,7 @@ pub const LABEL_NODE: &str = "io.clusterlab.node";
 
 /// Labs take /24 subnets out of this /16; it sits apart from Docker's default bridge pools
 /// (172.17-31.x, 192.168.x) and from swarm's overlay pool (10.0.x).
+/// (The scenario model checks pod and service ranges against the same range: `syntax::LAB_POOL`.)
 pub const LAB_POOL: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 213, 0, 0), 16);
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -158,6 +159,14 @@ pub fn new_run_id() -> String {
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
     h.write_u32(std::process::id());
     format!("{:08x}", h.finish() as u32)
+}
+
+#[cfg(test)]
+mod pool_test {
+    #[test]
+    fn one_lab_pool() {
+        assert_eq!(format!("{}/{}", super::LAB_POOL.0, super::LAB_POOL.1), crate::model::syntax::LAB_POOL);
+    }
 }
 
 #[cfg(test)]

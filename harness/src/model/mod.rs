@@ -5,6 +5,7 @@ pub mod diag;
 pub mod file;
 mod resolve;
 pub mod spanned;
+pub mod syntax;
 
 pub use diag::{Problem, Problems};
 pub use file::{

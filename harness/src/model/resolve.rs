@@ -512,8 +512,12 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
                 n.value.clone()
             }
         };
-        if s.image.value.trim().is_empty() {
-            p.at(s.image.pos, "image is empty", Some("use a clusterlab workload image such as `web`".into()));
+        if let Err(why) = super::syntax::image_ref(&s.image.value) {
+            p.at(
+                s.image.pos,
+                format!("image {:?} is not an image reference: it {why}", s.image.value),
+                Some("use a clusterlab workload image such as `web`, or a reference like registry.example:5000/team/app:1.0".into()),
+            );
         }
         let replicas = match &s.replicas {
             Some(r) if r.value > 64 => {
@@ -1007,17 +1011,17 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: St
     only_for("path", c.path.as_ref().map(|x| x.pos), &[CheckKind::Replicas, CheckKind::Vip, CheckKind::NodePort], p);
     let path = match &c.path {
         None => "/".to_string(),
-        Some(pa) if pa.value.starts_with('/') && pa.value.bytes().all(|b| b.is_ascii_graphic() && b != b'\'' && b != b'"') => {
-            pa.value.clone()
-        }
-        Some(pa) => {
-            p.at(
-                pa.pos,
-                format!("path {:?} is not a URL path", pa.value),
-                Some("start with / and use no spaces or quotes, e.g. /big".into()),
-            );
-            "/".into()
-        }
+        Some(pa) => match super::syntax::url_path(&pa.value) {
+            Ok(()) => pa.value.clone(),
+            Err(why) => {
+                p.at(
+                    pa.pos,
+                    format!("path {:?} is not a URL path: it {why}", pa.value),
+                    Some("start with / and percent-encode anything else, e.g. /big or /search?q=a%20b".into()),
+                );
+                "/".into()
+            }
+        },
     };
     let via = c.via.as_ref().map(|x| idx.expand(p, "via", x)).unwrap_or_else(|| idx.all());
     let mut port = c.port.as_ref().and_then(|v| check_port(p, "port", v));
@@ -1110,15 +1114,42 @@ pub fn kind_name(k: CheckKind) -> &'static str {
     }
 }
 
-fn check_cidr(p: &mut Problems, what: &str, v: &Sp<String>) -> String {
-    let ok = v
-        .value
-        .split_once('/')
-        .is_some_and(|(a, l)| a.parse::<std::net::Ipv4Addr>().is_ok() && l.parse::<u8>().is_ok_and(|l| (8..=24).contains(&l)));
-    if !ok {
-        p.at(v.pos, format!("{what} {:?} is not an IPv4 CIDR with a /8 to /24 prefix", v.value), Some("e.g. 10.244.0.0/16".into()));
+fn check_cidr(p: &mut Problems, what: &str, v: &Sp<String>) -> Option<ipnet::Ipv4Net> {
+    match super::syntax::cidr(&v.value, 8, 24) {
+        Ok(n) => Some(n),
+        Err(why) => {
+            p.at(v.pos, format!("{what} {:?} {why}", v.value), Some("e.g. 10.244.0.0/16".into()));
+            None
+        }
     }
-    v.value.clone()
+}
+
+/// Pod, service and lab ranges must be apart: an address in two of them would be routed to the
+/// wrong one (a ClusterIP inside the pod range, a node inside either).
+fn check_ranges(p: &mut Problems, st: &StackDecl, pod: Option<ipnet::Ipv4Net>, svc: Option<ipnet::Ipv4Net>) {
+    use super::syntax::{overlap, LAB_POOL};
+    let lab: ipnet::Ipv4Net = LAB_POOL.parse().expect("lab pool is a CIDR");
+    let pos = |f: &Option<Sp<String>>| f.as_ref().map(|x| x.pos).unwrap_or(st.kind.pos);
+    if let (Some(a), Some(b)) = (pod, svc) {
+        if overlap(&a, &b) {
+            p.at(
+                pos(&st.service_cidr),
+                format!("service-cidr {b} overlaps pod-cidr {a}"),
+                Some("give services and pods ranges of their own, e.g. pod-cidr 10.244.0.0/16 and service-cidr 10.32.0.0/16".into()),
+            );
+        }
+    }
+    for (field, net) in [("pod-cidr", (&st.pod_cidr, pod)), ("service-cidr", (&st.service_cidr, svc))] {
+        if let Some(n) = net.1 {
+            if overlap(&n, &lab) {
+                p.at(
+                    pos(net.0),
+                    format!("{field} {n} overlaps the labs' own range {lab}"),
+                    Some("pick a range outside 10.213.0.0/16".into()),
+                );
+            }
+        }
+    }
 }
 
 fn resolve_kube(st: &StackDecl, p: &mut Problems) -> Option<KubeSpec> {
@@ -1165,7 +1196,14 @@ fn resolve_kube(st: &StackDecl, p: &mut Problems) -> Option<KubeSpec> {
             (pn.backend.value, port)
         }
     };
-    let pod_cidr = st.pod_cidr.as_ref().map(|v| check_cidr(p, "pod-cidr", v)).unwrap_or_else(|| "10.244.0.0/16".into());
-    let service_cidr = st.service_cidr.as_ref().map(|v| check_cidr(p, "service-cidr", v)).unwrap_or_else(|| "10.32.0.0/16".into());
+    let parse = |v: &Option<Sp<String>>, what: &str, default: &str, p: &mut Problems| match v {
+        Some(x) => check_cidr(p, what, x),
+        None => default.parse().ok(),
+    };
+    let pod = parse(&st.pod_cidr, "pod-cidr", "10.244.0.0/16", p);
+    let svc = parse(&st.service_cidr, "service-cidr", "10.32.0.0/16", p);
+    check_ranges(p, st, pod, svc);
+    let pod_cidr = pod.map(|n| n.to_string()).unwrap_or_else(|| "10.244.0.0/16".into());
+    let service_cidr = svc.map(|n| n.to_string()).unwrap_or_else(|| "10.32.0.0/16".into());
     Some(KubeSpec { bundle, backend, vxlan_port, pod_cidr, service_cidr })
 }

@@ -239,3 +239,89 @@ fn a_good_proxy_and_bench_resolve() {
     assert_eq!((b.from.as_str(), b.samples, b.seconds, b.paths.len()), ("manager", 3, 2, 4));
     assert_eq!(b.gates[0].text(), "vip/direct >= 0.9");
 }
+
+/// A valid swarm scenario with one string field replaced by `v` (a YAML double-quoted scalar).
+fn with_field(field: usize, v: &str) -> String {
+    let q = serde_json::to_string(v).unwrap();
+    let mut f: Vec<String> = ["lab", "manager", "net1", "web", "web", "cut", "probe", "/"].iter().map(|s| s.to_string()).collect();
+    f[field] = q;
+    format!(
+        "api-version: clusterlab/v1\nname: {}\nnodes:\n  - {{ name: {}, role: manager }}\n  - {{ name: worker, role: worker }}\nstack: {{ kind: swarm }}\n\
+         networks: [ {{ name: {}, driver: overlay }} ]\nservices: [ {{ name: {}, image: {}, replicas: 2, network: {} }} ]\n\
+         faults: [ {{ name: {}, kind: drop, node: worker, protocol: udp, port: 4789, direction: in }} ]\n\
+         steps:\n  - check: {{ name: {}, kind: replicas, service: {}, path: {} }}\n  - apply: {}\n  - revert: {}\n",
+        f[0], f[1], f[2], f[3], f[4], f[2], f[5], f[6], f[3], f[7], f[5], f[5]
+    )
+}
+
+#[test]
+fn the_injection_template_is_valid() {
+    for field in 0..8 {
+        let t = with_field(field, ["lab", "manager", "net1", "web", "web", "cut", "probe", "/"][field]);
+        assert_eq!(problems(&t), "valid", "{t}");
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+    /// Shell metacharacters in any string field: the file is refused with a located problem, or
+    /// what it accepted is of a shape that carries no shell meaning of its own (names are
+    /// [a-z0-9-], paths and images pass their syntax); what reaches a shell is then quoted
+    /// once by `shq` (next property).
+    #[test]
+    fn metacharacters_in_any_field_are_refused_or_harmless(
+        field in 0usize..8,
+        v in "[a-z/$;&|()`'\"\\\\ <>*?!#~{}\\n%0-9=.:@-]{0,24}",
+    ) {
+        let text = with_field(field, &v);
+        match parse_str(&text, "p.yaml") {
+            Err(_) => assert_located(&text, parse_str(&text, "p.yaml")),
+            Ok(s) => {
+                prop_assert!(is_name(&s.name) && s.nodes.iter().all(|n| is_name(&n.name)));
+                prop_assert!(s.services.iter().all(|x| is_name(&x.name) && syntax::image_ref(&x.image).is_ok()));
+                prop_assert!(s.faults.iter().all(|f| is_name(&f.name)));
+                for st in &s.steps {
+                    if let Step::Check(c) = st {
+                        prop_assert!(is_name(&c.name));
+                        prop_assert!(syntax::url_path(&c.path).is_ok());
+                        prop_assert!(!c.path.contains(['\'', '"', '`', '\\', ' ', '\n', '<', '>', '|', '{', '}', '#']), "{}", c.path);
+                    }
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// The one quoting function: whatever the text, a real shell receives it as one word, unchanged.
+    #[test]
+    fn shq_passes_any_text_through_a_real_shell_unchanged(v in "[ -~\\n\\t]{0,40}") {
+        let out = std::process::Command::new("sh").arg("-c").arg(format!("printf %s {}", crate::lab::shq(&v))).output().unwrap();
+        prop_assert_eq!(String::from_utf8_lossy(&out.stdout).to_string(), v);
+    }
+}
+
+#[test]
+fn paths_images_and_overlapping_ranges_are_located_errors() {
+    let t = with_field(7, "/a b");
+    assert!(
+        problems(&t).contains("t.yaml:11:63:") && problems(&t).contains("has ' ', which a URL path must percent-encode"),
+        "{}",
+        problems(&t)
+    );
+    let t = with_field(4, "web; rm -rf /");
+    assert!(problems(&t).contains("is not an image reference"), "{}", problems(&t));
+    let k8s = "api-version: clusterlab/v1\nname: k\nnodes: [ { name: m, role: manager } ]\n\
+               stack: { kind: kubernetes, pod-cidr: 10.244.0.0/16, service-cidr: 10.244.128.0/20 }\n\
+               services: [ { name: web, image: web, replicas: 1 } ]\nsteps: [ { check: { name: c, kind: replicas, service: web } } ]\n";
+    let p = problems(k8s);
+    assert!(p.contains("t.yaml:4:") && p.contains("service-cidr 10.244.128.0/20 overlaps pod-cidr 10.244.0.0/16"), "{p}");
+    let p = problems(&k8s.replace("10.244.128.0/20", "10.213.0.0/16"));
+    assert!(p.contains("overlaps the labs' own range 10.213.0.0/16"), "{p}");
+    assert_eq!(problems(&k8s.replace("10.244.128.0/20", "10.32.0.0/16")), "valid");
+}

@@ -185,35 +185,96 @@ pub fn node_flags(spec: &KubeSpec, node: &str, ip: &str) -> Vec<(&'static str, S
     ]
 }
 
+/// Objects for `kubectl apply -f -`, built as data: a List, serialized as JSON (which kubectl
+/// reads as it reads YAML). No value is pasted into manifest text.
+fn list(items: Vec<serde_json::Value>) -> String {
+    serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items }).to_string()
+}
+
 /// The Deployment and Service of a scenario service.
 pub fn manifests(s: &Service, image: &str) -> String {
     let svc_type = match s.service_type {
         ServiceType::ClusterIp => "ClusterIP",
         ServiceType::NodePort => "NodePort",
     };
-    let node_port = s.node_port.map(|p| format!(", nodePort: {p}")).unwrap_or_default();
-    format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {n}, labels: {{app: {n}, io.clusterlab/service: {n}}}}}\nspec:\n  replicas: {r}\n  selector: {{matchLabels: {{app: {n}}}}}\n  template:\n    metadata: {{labels: {{app: {n}}}}}\n    spec:\n      automountServiceAccountToken: false\n      # one replica per node while nodes last, so cross-node paths exist\n      topologySpreadConstraints: [{{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway, labelSelector: {{matchLabels: {{app: {n}}}}}}}]\n      terminationGracePeriodSeconds: 2\n      containers: [{{name: {n}, image: \"{image}\", imagePullPolicy: Never, ports: [{{containerPort: {p}}}]}}]\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: {n}}}\nspec: {{type: {svc_type}, selector: {{app: {n}}}, ports: [{{port: {p}, targetPort: {p}{node_port}}}]}}\n",
-        n = s.name,
-        r = s.replicas,
-        p = crate::images::workload_port(&s.image),
-    )
+    let port = crate::images::workload_port(&s.image);
+    let app = serde_json::json!({ "app": s.name });
+    let mut svc_port = serde_json::json!({ "port": port, "targetPort": port });
+    if let Some(np) = s.node_port {
+        svc_port["nodePort"] = np.into();
+    }
+    list(vec![
+        serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": { "name": s.name, "labels": { "app": s.name, "io.clusterlab/service": s.name } },
+            "spec": {
+                "replicas": s.replicas,
+                "selector": { "matchLabels": app },
+                "template": {
+                    "metadata": { "labels": app },
+                    "spec": {
+                        "automountServiceAccountToken": false,
+                        // One replica per node while nodes last, so cross-node paths exist.
+                        "topologySpreadConstraints": [{
+                            "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": { "matchLabels": app }
+                        }],
+                        "terminationGracePeriodSeconds": 2,
+                        "containers": [{
+                            "name": s.name, "image": image, "imagePullPolicy": "Never",
+                            "ports": [{ "containerPort": port }]
+                        }]
+                    }
+                }
+            }
+        }),
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": { "name": s.name },
+            "spec": { "type": svc_type, "selector": app, "ports": [svc_port] }
+        }),
+    ])
 }
 
 /// A Service in front of exactly one replica of `s` (the pod labelled pinned=<s>): a bench's
 /// `vip` and `node-port` paths through kube-proxy without iperf3's trap (through a ClusterIP
 /// with several endpoints, its control and data connections may reach different pods).
 pub fn pinned_service(service: &str, port: u16) -> String {
-    format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: {service}-pinned}}\nspec: {{type: NodePort, selector: {{app: {service}, io.clusterlab/pinned: {service}}}, ports: [{{port: {port}, targetPort: {port}}}]}}\n"
-    )
+    list(vec![serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": { "name": format!("{service}-pinned") },
+        "spec": {
+            "type": "NodePort",
+            "selector": { "app": service, "io.clusterlab/pinned": service },
+            "ports": [{ "port": port, "targetPort": port }]
+        }
+    })])
 }
 
 /// A client pod on every node (a DaemonSet of the web image, idle), for checks with `client: pod`.
 pub fn probe_daemonset(image: &str) -> String {
-    format!(
-        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: {PROBE}}}\nspec:\n  selector: {{matchLabels: {{app: {PROBE}}}}}\n  template:\n    metadata: {{labels: {{app: {PROBE}}}}}\n    spec:\n      automountServiceAccountToken: false\n      terminationGracePeriodSeconds: 1\n      containers: [{{name: probe, image: \"{image}\", imagePullPolicy: Never, command: [sh, -c, \"trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done\"]}}]\n"
-    )
+    list(vec![serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": { "name": PROBE },
+        "spec": {
+            "selector": { "matchLabels": { "app": PROBE } },
+            "template": {
+                "metadata": { "labels": { "app": PROBE } },
+                "spec": {
+                    "automountServiceAccountToken": false,
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{
+                        "name": "probe", "image": image, "imagePullPolicy": "Never",
+                        "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
+                    }]
+                }
+            }
+        }
+    })])
 }
 
 const PROBE: &str = "clusterlab-probe";
@@ -878,11 +939,16 @@ mod tests {
             service_type: ServiceType::NodePort,
             node_port: Some(30062),
         };
-        insta::assert_snapshot!("manifest-node-port", manifests(&svc, "clusterlab/web:abc"));
+        let pretty = |m: String| serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&m).unwrap()).unwrap();
+        insta::assert_snapshot!("manifest-node-port", pretty(manifests(&svc, "clusterlab/web:abc")));
         svc.service_type = ServiceType::ClusterIp;
         svc.node_port = None;
         let m = manifests(&svc, "clusterlab/web:abc");
-        assert!(m.contains("type: ClusterIP") && !m.contains("nodePort"));
+        assert!(m.contains(r#""type":"ClusterIP""#) && !m.contains("nodePort"));
+        // A value with quotes stays one JSON string: data, never manifest text.
+        let odd = manifests(&svc, "img\"\nkind: Secret");
+        let v: serde_json::Value = serde_json::from_str(&odd).unwrap();
+        assert_eq!(v["items"][0]["spec"]["template"]["spec"]["containers"][0]["image"], "img\"\nkind: Secret");
     }
 
     #[test]
