@@ -939,3 +939,41 @@ fn k8s_host_gw_partition_cuts_routed_pod_traffic_and_reverts() {
     assert!(stdout(&o).contains("FORWARD -i <lab-if> -m mac --mac-source"), "the routed path is cut by its own rule");
     assert_clean("k8s-hostgw-partition");
 }
+
+/// The lab is a closed world: a request from a node and from a pod to an unused address of the
+/// lab's own service range (no rule translates it) dies at the edge inside the node, where a
+/// counter shows it. (The counter is not zero before: kubelet's cloud detection reaches for the
+/// metadata address 169.254.169.254 at every start, and the edge stops that too.)
+#[test]
+fn requests_to_an_untranslated_service_address_die_inside_the_lab() {
+    let _g = serial();
+    bundle();
+    let lab = "k8s-clusterip-round-robin";
+    let _down = Down(lab);
+    assert_eq!(clusterlab(&["up", "scenarios/k8s-clusterip-round-robin.yaml"]).status.code(), Some(0));
+    let node = format!("{lab}-master");
+    let sh = |script: &str| {
+        let o = Command::new("docker").args(["exec", &node, "sh", "-c", script]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let dropped = || sh("iptables -w 10 -t mangle -L CL-EDGE -v -x -n | awk '/leaves the lab/ {print $1}'").parse::<u64>().unwrap();
+    // An address of the lab's service range (10.32.0.0/16) that no service holds.
+    let unused = "10.32.255.254";
+    let used = sh("kubectl --kubeconfig /etc/k8s/kubeconfig get svc -A -o jsonpath='{.items[*].spec.clusterIP}'");
+    assert!(!used.split_whitespace().any(|a| a == unused), "{unused} is in use: {used}");
+    let before = dropped();
+    // From the node's own namespace.
+    let rc = sh(&format!("curl -s --noproxy '*' -m 2 -o /dev/null http://{unused}/; echo $?"));
+    assert_ne!(rc, "0");
+    let after_node = dropped();
+    assert!(after_node > before, "the node's request was not stopped at the edge");
+    // From the client pod on that node (its packets are routed by the node).
+    let rc = sh(&format!(
+        "id=$(for c in $(ctr -n k8s.io c ls -q); do ctr -n k8s.io c info $c | grep -q '\"io.kubernetes.container.name\": \"probe\"' && echo $c; done | head -n1); \
+         ctr -n k8s.io task exec --exec-id edge-test $id sh -c 'timeout 2 wget -q -O - http://{unused}/ >/dev/null 2>&1; echo $?'"
+    ));
+    assert_ne!(rc, "0", "the pod's request was answered");
+    assert!(dropped() > after_node, "the pod's request was not stopped at the edge");
+    assert_eq!(clusterlab(&["down", lab]).status.code(), Some(0));
+    assert_clean(lab);
+}

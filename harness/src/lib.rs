@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod diagnose;
 pub mod doctor;
+pub mod edge;
 pub mod evidence;
 pub mod expect;
 pub mod facts;

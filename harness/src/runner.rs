@@ -159,7 +159,12 @@ async fn create_nodes(
         };
         let lab = Lab { engine: engine.clone(), plan, scenario: s.clone(), base: base.clone() };
         host_shielded(&lab).await?;
-        let lines = vec![format!("{n} nodes on {} ({why})", lab.plan.subnet), "host kernel settings read-only inside every node".into()];
+        crate::edge::seal(&lab).await?;
+        let lines = vec![
+            format!("{n} nodes on {} ({why})", lab.plan.subnet),
+            "host kernel settings read-only inside every node".into(),
+            format!("a closed world: nothing leaves through the lab interface except to {}", crate::edge::allowed(&lab).join(", ")),
+        ];
         Ok((lab, lines))
     })
     .await
