@@ -466,6 +466,38 @@ fn k8s_up_twice_is_safe() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&ps.stdout).split_whitespace().collect::<Vec<_>>(), ["1", "1", "1"]);
+    // `up` converges the lab to the FILE given, not to the one it was made from.
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("one.yaml");
+    let text = std::fs::read_to_string(root().join("scenarios/k8s-clusterip-round-robin.yaml")).unwrap();
+    assert!(text.contains("replicas: 2"));
+    std::fs::write(&one, text.replace("replicas: 2", "replicas: 1")).unwrap();
+    let o = clusterlab(&["up", one.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("service web ready: web-"), "{}", stdout(&o));
+    let pods = Command::new("docker")
+        .args([
+            "exec",
+            &format!("{lab}-master"),
+            "kubectl",
+            "--kubeconfig",
+            "/etc/k8s/kubeconfig",
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&pods.stdout), "1");
+    // A file with other nodes cannot be installed over it: exit 2, and the lab is untouched.
+    let three = dir.path().join("three.yaml");
+    std::fs::write(&three, text.replace("- { name: worker, role: worker }", "- { name: worker, role: worker, count: 2 }")).unwrap();
+    let o = clusterlab(&["up", three.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("it has nodes master, worker, but"), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(!leftovers(lab).is_empty());
     assert_eq!(clusterlab(&["down", lab]).status.code(), Some(0));
     assert_clean(lab);
 }

@@ -480,11 +480,14 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
             if !opts.up_only {
                 return Err(Abort(exit::HOST, LabError::LabExists { lab: lab_name.clone() }));
             }
-            // `up` on a lab that exists converges it to the scenario again: every install step
-            // is idempotent, so this is safe (and it is how that is tested).
-            let lab = attach(engine, &lab_name, &opts.base)
+            // `up` on a lab that exists converges it to the scenario given (this FILE, not the
+            // one it was made from): every install step is idempotent, so this is safe. Its
+            // nodes and stack must be the lab's: those cannot change under a running lab.
+            let mut lab = attach(engine, &lab_name, &opts.base)
                 .await
                 .map_err(|m| Abort(exit::HOST, LabError::Plan { lab: lab_name.clone(), message: m }))?;
+            same_shape(&lab, s).map_err(|m| Abort(exit::INVALID, LabError::Plan { lab: lab_name.clone(), message: m }))?;
+            lab.scenario = s.clone();
             r.emit(Event::Info(format!("lab {lab_name} exists (run {}); installing again over it", lab.plan.run_id)));
             let stack = AnyStack::new(&lab);
             return install(&lab, &stack, &mut r).await;
@@ -554,6 +557,29 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
     }
     r.emit(Event::RunEnd(sum.clone()));
     sum
+}
+
+/// Can `s` be installed over this lab: the same nodes (names and roles) and the same stack?
+fn same_shape(lab: &Lab, s: &Scenario) -> Result<(), String> {
+    let have: Vec<(String, crate::model::Role)> = lab.plan.nodes.iter().map(|n| (n.name.clone(), n.role)).collect();
+    let want: Vec<(String, crate::model::Role)> = s.nodes.iter().map(|n| (n.name.clone(), n.role)).collect();
+    let names = |v: &[(String, crate::model::Role)]| v.iter().map(|x| x.0.clone()).collect::<Vec<_>>().join(", ");
+    if have != want {
+        return Err(format!(
+            "it has nodes {}, but {} declares {}; remove it first (`clusterlab down {}`) to make it anew",
+            names(&have),
+            s.source,
+            names(&want),
+            lab.plan.lab
+        ));
+    }
+    if lab.scenario.stack != s.stack {
+        return Err(format!(
+            "it runs {:?}, but {} declares {:?}; remove it first (`clusterlab down {}`)",
+            lab.scenario.stack, s.source, s.stack, lab.plan.lab
+        ));
+    }
+    Ok(())
 }
 
 /// Re-attach to a kept lab from its network's labels (for fault verbs).
