@@ -191,9 +191,9 @@ async fn cmd_run(files: Vec<PathBuf>, keep: bool, reports: Vec<String>, base: Ba
     let mut outs: Vec<(String, PathBuf)> = Vec::new();
     for r in &reports {
         match r.split_once('=') {
-            Some((k @ ("json" | "junit" | "html"), p)) => outs.push((k.to_string(), PathBuf::from(p))),
+            Some((k @ ("json" | "junit" | "html" | "events"), p)) => outs.push((k.to_string(), PathBuf::from(p))),
             _ => {
-                eprintln!("error: --report takes json=PATH, junit=PATH or html=PATH, not {r:?}");
+                eprintln!("error: --report takes json=PATH, junit=PATH, html=PATH or events=PATH, not {r:?}");
                 return exit::INVALID;
             }
         }
@@ -221,6 +221,17 @@ async fn cmd_run(files: Vec<PathBuf>, keep: bool, reports: Vec<String>, base: Ba
         return exit::INVALID;
     }
     let (jobs, repeat) = (m.jobs.max(1), m.repeat.max(1));
+    // Every run's events, as JSON lines, into one file (runs in parallel interleave by event).
+    let events = match outs.iter().find(|(k, _)| k == "events") {
+        None => None,
+        Some((_, p)) => match std::fs::File::create(p) {
+            Ok(f) => Some(Arc::new(Mutex::new(clusterlab::report::EventLog(f)))),
+            Err(e) => {
+                eprintln!("error: cannot write the events report to {}: {e}", p.display());
+                return exit::INVALID;
+            }
+        },
+    };
     let engine = engine_or_exit().await;
     // Every lab of the matrix, in order; repeats and parallel runs get their own lab names.
     let mut work = Vec::new();
@@ -238,8 +249,8 @@ async fn cmd_run(files: Vec<PathBuf>, keep: bool, reports: Vec<String>, base: Ba
     let sem = Arc::new(tokio::sync::Semaphore::new(jobs));
     let mut set = tokio::task::JoinSet::new();
     for (s, lab) in work {
-        let (engine, base, sem, started, aborts, live) =
-            (engine.clone(), base.clone(), sem.clone(), started.clone(), aborts.clone(), live.clone());
+        let (engine, base, sem, started, aborts, live, events) =
+            (engine.clone(), base.clone(), sem.clone(), started.clone(), aborts.clone(), live.clone(), events.clone());
         set.spawn(async move {
             let _permit = sem.acquire_owned().await.expect("semaphore open");
             let run_id = clusterlab::plan::new_run_id();
@@ -260,6 +271,9 @@ async fn cmd_run(files: Vec<PathBuf>, keep: bool, reports: Vec<String>, base: Ba
                 Box::new(Terminal::new(SharedBuf(buffer.clone()), false))
             };
             let mut reps = Reporters(vec![term, Box::new(collected.clone())]);
+            if let Some(log) = &events {
+                reps.0.push(Box::new(log.clone()));
+            }
             let opts = RunOptions { keep, lab, base, up_only };
             let inner = tokio::spawn({
                 let (engine, s, run_id) = (engine.clone(), s.clone(), run_id.clone());
@@ -400,6 +414,8 @@ fn write_reports(outs: &[(String, PathBuf)], all: &[RunReport]) {
             })
             .unwrap_or_default(),
             "html" => clusterlab::report::html_report(all),
+            // Written as the runs go.
+            "events" => continue,
             _ => junit_xml(all),
         };
         if let Err(e) = std::fs::write(path, text) {

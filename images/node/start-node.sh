@@ -22,7 +22,9 @@ if [ "${1:-swarm}" = kubernetes ]; then
 fi
 case "${1:-swarm}" in
   # --host unix only: the engine is reached through `docker exec`, never over the lab network.
-  swarm) setsid -f /usr/local/bin/supervise dockerd dockerd --host unix:///var/run/docker.sock ;;
+  # DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1: a swarm task uses the image loaded into the node
+  # instead of first asking a registry (the lab is closed: that would wait out a DNS timeout).
+  swarm) DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 setsid -f /usr/local/bin/supervise dockerd dockerd --host unix:///var/run/docker.sock ;;
   # containerd starts once the harness has written its configuration (CRI, sandbox image).
   kubernetes) (while [ ! -f /etc/containerd/clusterlab.toml ]; do sleep 0.1; done
                exec setsid -f /usr/local/bin/supervise containerd containerd --config /etc/containerd/clusterlab.toml) & ;;

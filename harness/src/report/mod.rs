@@ -107,7 +107,7 @@ pub struct StepRecord {
     pub detail: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum Event {
     RunStart { scenario: String, file: String, lab: String, run_id: String },
     StepStart { title: String },
@@ -154,6 +154,23 @@ impl Summary {
 
 pub trait Reporter: Send {
     fn event(&mut self, e: &Event);
+}
+
+/// Every event as one JSON line (`--report events=PATH`): a run that can be rendered again by
+/// any reporter, e.g. the README's sample output, which a test renders and compares.
+pub struct EventLog<W: std::io::Write + Send>(pub W);
+
+impl<W: std::io::Write + Send> Reporter for EventLog<W> {
+    fn event(&mut self, e: &Event) {
+        if let Ok(line) = serde_json::to_string(e) {
+            let _ = writeln!(self.0, "{line}");
+        }
+    }
+}
+
+/// Events from JSON lines (an `events=` report or a failure bundle's `events.jsonl`).
+pub fn read_events(text: &str) -> Result<Vec<Event>, serde_json::Error> {
+    text.lines().filter(|l| !l.trim().is_empty()).map(serde_json::from_str).collect()
 }
 
 /// Everything a run reported, for the JSON and JUnit files.

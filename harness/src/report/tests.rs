@@ -182,3 +182,23 @@ fn a_panicked_run_reports_its_exit_code_and_why() {
     assert!(x.contains("<error message=\"the run panicked (boom)"), "{x}");
     assert!(html_report(&[r]).contains("the run panicked (boom)"));
 }
+
+/// The README's sample run is what the terminal reporter prints for a recorded real run
+/// (`run scenarios/swarm-vxlan-blocked.yaml --report events=…`): the README cannot drift
+/// from the code. To refresh both, record a run again and paste its output.
+#[test]
+fn readme_sample_run_is_the_terminal_output_of_a_recorded_run() {
+    let events = read_events(include_str!("recorded/readme-run.jsonl")).expect("recorded events parse");
+    let mut t = Terminal::new(Vec::new(), false);
+    for e in &events {
+        t.event(e);
+    }
+    let rendered = String::from_utf8(t.into_inner()).unwrap();
+    let readme = include_str!("../../../README.md");
+    let start = readme.find("```\nRunning scenario").expect("README has a sample run") + 4;
+    let end = start + readme[start..].find("```").unwrap();
+    assert_eq!(&readme[start..end], rendered, "README's sample run differs from the recorded run's rendering");
+    // And it tells the story it is there for.
+    assert!(rendered.contains("12/18 requests answered, 6/6 pairs as expected"));
+    assert!(rendered.contains("Result: 4 passed, 0 failed"));
+}
