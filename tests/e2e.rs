@@ -546,7 +546,7 @@ fn a_fault_that_matches_nothing_fails_faults_hit() {
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1));
     assert!(out.contains("✗ Check only-worker-1-lost") && out.contains("fault vxlan-blocked matched no packet during the check"), "{out}");
-    assert!(out.contains("6/6 pairs answered, 6 as expected"), "every pair answered, as the edited file expects");
+    assert!(out.contains("18/18 requests answered, 6/6 pairs as expected"), "every request answered, as the edited file expects");
     // A failed run keeps evidence; this one fails on purpose, so remove it.
     let ev = out
         .lines()
@@ -1006,6 +1006,14 @@ fn requests_to_an_untranslated_service_address_die_inside_the_lab() {
     ));
     assert_ne!(rc, "0", "the pod's request was answered");
     assert!(dropped() > after_node, "the pod's request was not stopped at the edge");
+
+    // Every component's readiness probe (what a kill fault's revert waits for) holds on the
+    // running lab: none of them is a probe that cannot tell.
+    for c in clusterlab::model::killable(clusterlab::model::StackKind::Kubernetes) {
+        let probe = clusterlab::fault::ready_probe(c).unwrap();
+        let o = Command::new("docker").args(["exec", &node, "sh", "-c", probe]).output().unwrap();
+        assert!(o.status.success(), "the readiness probe of {c} fails on a running lab: {probe}");
+    }
     assert_eq!(clusterlab(&["down", lab]).status.code(), Some(0));
     assert_clean(lab);
 }

@@ -112,11 +112,13 @@ impl Lab {
 
 /// A script that polls `cond` (a shell condition) until it holds, for at most `secs` seconds of
 /// wall-clock time (not a count of polls: a slow condition cannot stretch the bound), sleeping
-/// `pause` between polls; exits 1 when time runs out. Run it with `Lab::poll`. The condition
-/// sees the script's variables but cannot set them.
+/// `pause` between polls; its status is 1 when time runs out. It runs in a subshell, so it can
+/// stand alone (`Lab::poll`) or inside a larger script. The condition sees the script's
+/// variables but cannot set them.
 pub fn poll_script(cond: &str, secs: u64, pause: &str) -> String {
     // The condition runs in a subshell: an `exit` inside it ends one poll, not the loop.
-    format!("end=$(( $(date +%s) + {secs} )); until ( {cond} ); do [ $(date +%s) -ge $end ] && exit 1; sleep {pause}; done")
+    // The whole loop is a subshell too, so it can stand inside a larger script (`poll || …`).
+    format!("(end=$(( $(date +%s) + {secs} )); until ( {cond} ); do [ $(date +%s) -ge $end ] && exit 1; sleep {pause}; done)")
 }
 
 impl Lab {
@@ -125,6 +127,22 @@ impl Lab {
     pub async fn poll(&self, node: &str, cond: &str, secs: u64, pause: &str) -> Result<bool, LabError> {
         let out = self.sh_within(node, &poll_script(cond, secs, pause), None, Duration::from_secs(secs + 30)).await?;
         Ok(out.ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A poll inside a larger script ends with a status, never the script itself.
+    #[test]
+    fn a_poll_that_times_out_leaves_its_script_running() {
+        let script = format!("{} || echo timed-out; echo after", poll_script("false", 1, "0.1"));
+        let out = std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "timed-out\nafter\n");
+        let ok = format!("{} && echo held", poll_script("[ 1 = 1 ]", 1, "0.1"));
+        let out = std::process::Command::new("sh").arg("-c").arg(&ok).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "held\n");
     }
 }
 

@@ -489,23 +489,32 @@ async fn cmd_ls() -> i32 {
             return exit::HOST;
         }
     };
-    let mut labs: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
+    let mut labs: std::collections::BTreeMap<(String, String, String), Vec<String>> = Default::default();
     for c in cs {
         let l = c.labels.unwrap_or_default();
         let lab = l.get(clusterlab::plan::LABEL_LAB).cloned().unwrap_or_default();
         let run = l.get(clusterlab::plan::LABEL_RUN).cloned().unwrap_or_default();
+        // What `clean` would make of it.
+        let state = match clusterlab::owner::check(l.get(clusterlab::plan::LABEL_OWNER).map(String::as_str)) {
+            clusterlab::owner::Liveness::Alive => "running",
+            clusterlab::owner::Liveness::Kept => "kept",
+            clusterlab::owner::Liveness::Gone(_) => "left-over",
+        };
         let node = l.get(clusterlab::plan::LABEL_NODE).cloned().unwrap_or_else(|| "?".into());
-        labs.entry((lab, run))
+        labs.entry((lab, run, state.to_string()))
             .or_default()
             .push(format!("{node}({})", c.state.map(|s| format!("{s:?}").to_lowercase()).unwrap_or_default()));
     }
     if labs.is_empty() {
         println!("no labs");
     } else {
-        println!("{:<28} {:<10} NODES", "LAB", "RUN");
-        for ((lab, run), nodes) in labs {
-            println!("{lab:<28} {run:<10} {}", nodes.join(" "));
+        println!("{:<28} {:<10} {:<10} NODES", "LAB", "RUN", "STATE");
+        for ((lab, run, state), nodes) in labs {
+            println!("{lab:<28} {run:<10} {state:<10} {}", nodes.join(" "));
         }
+        println!(
+            "(running: its run is going; kept: up or --keep, removed by down; left-over: its run ended, `clusterlab clean` removes it)"
+        );
     }
     exit::OK
 }
