@@ -130,6 +130,11 @@ impl Lab {
     }
 }
 
+/// Quote a string for `sh -c`.
+pub fn shq(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,9 +149,4 @@ mod tests {
         let out = std::process::Command::new("sh").arg("-c").arg(&ok).output().unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "held\n");
     }
-}
-
-/// Quote a string for `sh -c`.
-pub fn shq(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
