@@ -311,21 +311,7 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                 let before = Snapshot::take(lab, &applied).await;
                 let unsupported = stack.unsupported(check).or_else(|| cannot_reason(&cannot));
                 let observed = observe(lab, stack, check, unsupported.is_some()).await;
-                let mut report = CheckReport {
-                    name: check.name.clone(),
-                    kind: crate::model::kind_name(check.kind).to_string(),
-                    service: check.service.clone(),
-                    outcome: Outcome::Error,
-                    summary: String::new(),
-                    reason: None,
-                    observation: Default::default(),
-                    expected: vec![],
-                    pair_ok: vec![],
-                    faults: vec![],
-                    diagnosis: vec![],
-                    evidence: None,
-                    secs: 0.0,
-                };
+                let mut report = CheckReport::new(&check.name, crate::model::kind_name(check.kind), &check.service);
                 match observed {
                     Err(e) => {
                         report.summary = "could not run".into();
@@ -623,21 +609,8 @@ mod tests {
     /// faults-hit whose proof cannot be read is an error, never the pass the check had so far.
     #[test]
     fn unreadable_fault_counters_turn_a_pass_into_an_error() {
-        let mut r = CheckReport {
-            name: "c".into(),
-            kind: "replicas".into(),
-            service: "web".into(),
-            outcome: Outcome::Pass,
-            summary: "9/9 requests answered".into(),
-            reason: None,
-            observation: Default::default(),
-            expected: vec![],
-            pair_ok: vec![],
-            faults: vec![],
-            diagnosis: vec![],
-            evidence: None,
-            secs: 0.0,
-        };
+        let mut r =
+            CheckReport { outcome: Outcome::Pass, summary: "9/9 requests answered".into(), ..CheckReport::new("c", "replicas", "web") };
         counters_missing(&mut r, "vxlan-blocked", "after the check: boom".into());
         assert_eq!(r.outcome, Outcome::Error);
         assert!(r.reason.as_deref().unwrap().contains("counters of fault vxlan-blocked could not be read after the check: boom"));

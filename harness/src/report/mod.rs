@@ -56,6 +56,27 @@ pub struct CheckReport {
     pub secs: f64,
 }
 
+impl CheckReport {
+    /// A check's report before anything is known: an error until an observation is judged.
+    pub fn new(name: &str, kind: &str, service: &str) -> CheckReport {
+        CheckReport {
+            name: name.to_string(),
+            kind: kind.to_string(),
+            service: service.to_string(),
+            outcome: crate::expect::Outcome::Error,
+            summary: String::new(),
+            reason: None,
+            observation: Default::default(),
+            expected: vec![],
+            pair_ok: vec![],
+            faults: vec![],
+            diagnosis: vec![],
+            evidence: None,
+            secs: 0.0,
+        }
+    }
+}
+
 /// One matrix cell as every renderer shows it.
 pub struct CellView {
     /// `ok` (every request answered), `--` (none), `7/10` (some; vip: always counted).
