@@ -143,7 +143,19 @@ fn edited_story(lab: &str, edits: &[(&str, &str)]) -> (tempfile::TempDir, PathBu
 #[test]
 fn wrong_expectation_fails_with_exit_1_and_cleans_up() {
     let _g = serial();
-    let (dir, f) = edited_story("test-wrong-expectation", &[("replicas-on: [worker-1]", "replicas-on: [worker-2]")]);
+    // With `within`, a wrong expectation is observed again until its time is up, then fails
+    // with the last matrix; a right one holds at once and says so.
+    let (dir, f) = edited_story(
+        "test-wrong-expectation",
+        &[
+            ("replicas-on: [worker-1]", "replicas-on: [worker-2]"),
+            ("      from: [manager, worker-2]\n", "      from: [manager, worker-2]\n      within: 4s\n"),
+            (
+                "{ name: all-replicas-back, kind: replicas, service: web, from: all-nodes }",
+                "{ name: all-replicas-back, kind: replicas, service: web, from: all-nodes, within: 20s }",
+            ),
+        ],
+    );
     let json = dir.path().join("r.json");
     let o = clusterlab(&["run", f.to_str().unwrap(), "--report", &format!("json={}", json.display())]);
     assert_eq!(o.status.code(), Some(1));
@@ -153,6 +165,14 @@ fn wrong_expectation_fails_with_exit_1_and_cleans_up() {
     assert!(out.contains("✓ Check all-replicas-up") && out.contains("✓ Check all-replicas-back"));
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["runs"][0]["summary"]["failed"], 1);
+    let checks = report["runs"][0]["checks"].as_array().unwrap();
+    let by = |n: &str| checks.iter().find(|c| c["name"] == n).unwrap().clone();
+    let (wrong, back) = (by("only-worker-1-lost"), by("all-replicas-back"));
+    assert!(wrong["attempts"].as_u64().unwrap() >= 2 && wrong["secs"].as_f64().unwrap() >= 3.0, "{wrong}");
+    assert!(wrong["summary"].as_str().unwrap().contains("did not hold within 4 s"), "{wrong}");
+    assert!(wrong["held_after_secs"].is_null());
+    assert_eq!(back["outcome"], "pass");
+    assert!(back["summary"].as_str().unwrap().contains("held after") && back["held_after_secs"].as_f64().is_some(), "{back}");
     // The cause names the node that really lost its pairs, the fault and its counter; and the
     // pairs that answered against the file are named too.
     let cause =

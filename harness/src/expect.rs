@@ -137,6 +137,7 @@ mod tests {
             client: Default::default(),
             faults_hit: vec![],
             path: "/".into(),
+            within: None,
         }
     }
 

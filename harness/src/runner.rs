@@ -310,21 +310,28 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                 let t = Instant::now();
                 let before = Snapshot::take(lab, &applied).await;
                 let unsupported = stack.unsupported(check).or_else(|| cannot_reason(&cannot));
-                let observed = observe(lab, stack, check, unsupported.is_some()).await;
-                let mut report = CheckReport::new(&check.name, crate::model::kind_name(check.kind), &check.service);
-                match observed {
-                    Err(e) => {
-                        report.summary = "could not run".into();
-                        report.reason = Some(e.to_string());
+                // Observed once, or — with `within` — again until the expectation holds or the
+                // time is up (a path a fault breaks, or a repair heals, after a while).
+                let mut attempts = 0;
+                let mut report = loop {
+                    attempts += 1;
+                    let report = observe_and_judge(lab, stack, check, unsupported.as_deref()).await;
+                    let waited = t.elapsed();
+                    match check.within {
+                        Some(w) if report.outcome == Outcome::Fail && waited + WITHIN_PAUSE < w => {
+                            tokio::time::sleep(WITHIN_PAUSE).await;
+                        }
+                        _ => break report,
                     }
-                    Ok(obs) => {
-                        let v = judge(check, &obs, unsupported.as_deref());
-                        report.outcome = v.outcome;
-                        report.summary = v.summary;
-                        report.reason = unsupported.clone();
-                        report.expected = v.expected;
-                        report.pair_ok = v.pair_ok;
-                        report.observation = obs;
+                };
+                report.attempts = attempts;
+                if let Some(w) = check.within {
+                    let took = t.elapsed().as_secs_f64();
+                    if report.outcome == Outcome::Pass {
+                        report.held_after_secs = Some(took);
+                        report.summary.push_str(&format!("; held after {took:.1} s ({attempts} observations)"));
+                    } else if report.outcome == Outcome::Fail {
+                        report.summary.push_str(&format!("; did not hold within {} s ({attempts} observations)", w.as_secs_f64()));
                     }
                 }
                 // Counters of every applied fault, and proof that the named ones were hit. A
@@ -384,6 +391,30 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
         }
     }
     Ok(())
+}
+
+/// How long a check with `within` waits between two observations.
+const WITHIN_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Observe a check once and judge what was seen.
+async fn observe_and_judge(lab: &Lab, stack: &AnyStack<'_>, check: &crate::model::Check, unsupported: Option<&str>) -> CheckReport {
+    let mut report = CheckReport::new(&check.name, crate::model::kind_name(check.kind), &check.service);
+    match observe(lab, stack, check, unsupported.is_some()).await {
+        Err(e) => {
+            report.summary = "could not run".into();
+            report.reason = Some(e.to_string());
+        }
+        Ok(obs) => {
+            let v = judge(check, &obs, unsupported);
+            report.outcome = v.outcome;
+            report.summary = v.summary;
+            report.reason = unsupported.map(str::to_string);
+            report.expected = v.expected;
+            report.pair_ok = v.pair_ok;
+            report.observation = obs;
+        }
+    }
+    report
 }
 
 /// A check that names a fault under faults-hit whose counters could not be read cannot prove

@@ -334,6 +334,10 @@ pub struct CheckDecl {
     pub path: Option<Sp<String>>,
     /// Per-request timeout, e.g. `2s` or `500ms`. Default 2s.
     pub timeout: Option<Sp<String>>,
+    /// How long the check may wait for its expectation to hold, e.g. `30s`: it is observed again
+    /// (every second or so) until it holds or this much time has passed, and reports how long it
+    /// took. Default: once, now.
+    pub within: Option<Sp<String>>,
     /// kubernetes: where requests start — `node` (the node's own namespace, default) or `pod`
     /// (a client pod on each entry node, inside the pod network).
     pub client: Option<Sp<ClientKind>>,

@@ -222,6 +222,9 @@ pub struct Check {
     pub faults_hit: Vec<String>,
     /// The HTTP path requested (replicas, vip, node-port).
     pub path: String,
+    /// How long the expectation may take to hold (None: observed once).
+    #[serde(with = "opt_millis")]
+    pub within: Option<Duration>,
 }
 
 /// Pairs that must not answer; every other pair must, at `answer_rate`.
@@ -328,6 +331,15 @@ impl Expectation {
             .unreachable
             .iter()
             .any(|u| u.on.iter().any(|n| n == target_node) && u.from.as_ref().is_none_or(|f| f.iter().any(|n| n == entry)))
+    }
+}
+
+mod opt_millis {
+    pub fn serialize<S: serde::Serializer>(d: &Option<std::time::Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
     }
 }
 
@@ -1065,6 +1077,17 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: St
             Duration::from_secs(2)
         }),
     };
+    let within = c.within.as_ref().and_then(|w| match parse_duration(&w.value) {
+        Some(d) if kind == CheckKind::Api || d >= timeout => Some(d),
+        Some(_) => {
+            p.at(w.pos, format!("within {:?} is shorter than the check's timeout", w.value), Some("give it at least one timeout".into()));
+            None
+        }
+        None => {
+            p.at(w.pos, format!("within {:?} is not a duration", w.value), Some("write e.g. 30s (at most 600s)".into()));
+            None
+        }
+    });
     let mut expect = Expectation::default();
     if let Some(rules) = c.expect.as_ref().and_then(|e| e.unreachable.as_ref()) {
         if kind == CheckKind::Dns {
@@ -1101,7 +1124,7 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: St
         }
         Some(cl) => cl.value,
     };
-    Some(Check { name: c.name.value.clone(), kind, service, from, via, port, requests, timeout, expect, client, faults_hit, path })
+    Some(Check { name: c.name.value.clone(), kind, service, from, via, port, requests, timeout, expect, client, faults_hit, path, within })
 }
 
 pub fn kind_name(k: CheckKind) -> &'static str {

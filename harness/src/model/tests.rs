@@ -325,3 +325,15 @@ fn paths_images_and_overlapping_ranges_are_located_errors() {
     assert!(p.contains("overlaps the labs' own range 10.213.0.0/16"), "{p}");
     assert_eq!(problems(&k8s.replace("10.244.128.0/20", "10.32.0.0/16")), "valid");
 }
+
+#[test]
+fn within_is_a_duration_of_at_least_one_timeout() {
+    let t = with_field(7, "/").replace("path: \"/\" }", "path: \"/\", within: 30s }");
+    let s = parse_str(&t, "t.yaml").unwrap();
+    let Step::Check(c) = &s.steps[0] else { panic!() };
+    assert_eq!(c.within, Some(std::time::Duration::from_secs(30)));
+    let short = t.replace("within: 30s", "within: 1s, timeout: 2s");
+    assert!(problems(&short).contains("is shorter than the check's timeout"), "{}", problems(&short));
+    let bad = t.replace("within: 30s", "within: soon");
+    assert!(problems(&bad).contains("within \"soon\" is not a duration"), "{}", problems(&bad));
+}

@@ -54,6 +54,12 @@ pub struct CheckReport {
     #[serde(default)]
     pub evidence: Option<String>,
     pub secs: f64,
+    /// How many times it was observed (more than once only with `within`).
+    #[serde(default)]
+    pub attempts: u32,
+    /// With `within`: seconds until the expectation held.
+    #[serde(default)]
+    pub held_after_secs: Option<f64>,
 }
 
 impl CheckReport {
@@ -73,6 +79,8 @@ impl CheckReport {
             diagnosis: vec![],
             evidence: None,
             secs: 0.0,
+            attempts: 0,
+            held_after_secs: None,
         }
     }
 }

@@ -37,6 +37,8 @@ fn recorded() -> Vec<Event> {
         diagnosis: vec!["2 of 6 pairs did not answer, as the file expects: all targets on worker-1, from manager, worker-2; UDP 4789 dropped into worker-1 by fault vxlan-blocked (4 packets)".into()],
         evidence: None,
         secs: 2.5,
+        attempts: 1,
+        held_after_secs: None,
     };
     let wrong = CheckReport {
         name: "wrong-node".into(),
@@ -79,6 +81,8 @@ fn recorded() -> Vec<Event> {
         diagnosis: vec!["unsupported here: kernel lacks IP_VS (6 of 6 pairs did not answer)".into()],
         evidence: None,
         secs: 5.6,
+        attempts: 1,
+        held_after_secs: None,
     };
     vec![
         Event::RunStart {
