@@ -390,10 +390,14 @@ impl FaultHandle {
                     None => format!("rm -f {d}/{c}.env"),
                 };
                 // The supervisor reads {c}.env at each start; killing the process restarts it.
-                let cond = format!(
-                    "new=$(cat {d}/{c}.pid) && [ \"$new\" != \"$old\" ] && kill -0 $new 2>/dev/null && {}",
-                    ready_or_fail(&self.name, c)?
-                );
+                // Without the proxy (revert) it must serve again: its own health check. Behind
+                // the proxy (apply) it cannot — reaching what it serves through is what the
+                // proxy breaks — so a new process that stays up for two seconds is what counts.
+                let up = match env {
+                    None => ready_or_fail(&self.name, c)?.to_string(),
+                    Some(_) => "sleep 2 && kill -0 $new 2>/dev/null".to_string(),
+                };
+                let cond = format!("new=$(cat {d}/{c}.pid) && [ \"$new\" != \"$old\" ] && kill -0 $new 2>/dev/null && {up}");
                 let script = format!(
                     "[ -f {d}/{c}.pid ] && kill -0 $(cat {d}/{c}.pid) 2>/dev/null || exit 9\n{set}\nold=$(cat {d}/{c}.pid); kill -TERM $old\n\
                      {} || exit 4",

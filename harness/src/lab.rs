@@ -4,7 +4,7 @@ use crate::model::Scenario;
 use crate::plan::LabPlan;
 use crate::provider::{tail, Engine, ExecOutput, LabError};
 use bytes::Bytes;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long one command inside a node may run unless its caller says otherwise. Every install
 /// step polls with its own, shorter bound; this catches what hangs. `CLUSTERLAB_EXEC_DEADLINE`
@@ -12,6 +12,50 @@ use std::time::{Duration, Instant};
 pub fn default_deadline() -> Duration {
     let secs = std::env::var("CLUSTERLAB_EXEC_DEADLINE").ok().and_then(|v| v.parse::<u64>().ok()).filter(|s| *s > 0).unwrap_or(180);
     Duration::from_secs(secs)
+}
+
+/// Where a node keeps the pid of each running exec's wrapper (see `sh_within`).
+const EXEC_DIR: &str = "/run/clusterlab-exec";
+
+/// A name for one exec, unique in this process and across processes.
+fn exec_id() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "{}-{}-{n}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+    )
+}
+
+/// From `ps -eo pid=,ppid=,args=` and a `#root PID` line: the commands at the leaves of the
+/// tree under the root (what the script was waiting on), `; `-joined.
+pub fn hung_commands(ps: &str) -> String {
+    let Some(root) = ps.lines().find_map(|l| l.strip_prefix("#root ")).and_then(|p| p.trim().parse::<u32>().ok()) else {
+        return String::new();
+    };
+    let procs: Vec<(u32, u32, String)> = ps
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let pid = it.next()?.parse().ok()?;
+            let ppid = it.next()?.parse().ok()?;
+            Some((pid, ppid, it.collect::<Vec<_>>().join(" ")))
+        })
+        .collect();
+    let mut under = vec![root];
+    let mut i = 0;
+    while i < under.len() {
+        let p = under[i];
+        under.extend(procs.iter().filter(|x| x.1 == p).map(|x| x.0));
+        i += 1;
+    }
+    let leaves: Vec<String> = procs
+        .iter()
+        .filter(|x| x.0 != root && under.contains(&x.0) && !procs.iter().any(|c| c.1 == x.0))
+        .map(|x| x.2.chars().take(120).collect())
+        .collect();
+    leaves.join("; ")
 }
 
 /// The first line of a script, shortened: how an error names the command.
@@ -75,29 +119,47 @@ impl Lab {
         }
     }
 
-    /// Run a shell script in a node, bounded by `deadline`: inside the node, `timeout` stops the
-    /// script's whole process group when the deadline passes (a wedged command does not outlive
-    /// the check that ran it); outside, the engine call itself is bounded too. A deadline that
-    /// trips is an error naming the node and the command.
+    /// Run a shell script in a node, bounded by `deadline`. When the deadline passes, the
+    /// harness lists what of the script is still running (the hung command itself, by name),
+    /// then stops the script's whole process group; the error names the node, the script and
+    /// the hung commands. Inside the node, `timeout` is the backstop should the harness be gone.
     pub async fn sh_within(&self, node: &str, script: &str, stdin: Option<Bytes>, deadline: Duration) -> Result<ExecOutput, LabError> {
-        let secs = deadline.as_secs().max(1).to_string();
-        // -k 5: KILL five seconds after TERM, for what ignores TERM.
-        let argv = ["timeout", "-k", "5", secs.as_str(), "sh", "-c", script];
-        let started = Instant::now();
-        let out = self.engine.exec_within(&self.container(node), &argv, stdin, deadline + Duration::from_secs(15)).await;
-        let tripped = |tail_text: String| LabError::Deadline {
+        let backstop = (deadline + Duration::from_secs(10)).as_secs().to_string();
+        let pidfile = format!("{EXEC_DIR}/{}", exec_id());
+        // The wrapper records its pid (so the hung part can be found) and runs the script as its
+        // child, which inherits stdin; -k 5: KILL five seconds after timeout's TERM.
+        let wrapper = format!("mkdir -p {EXEC_DIR}; echo $$ > {pidfile}; sh -c \"$1\"; rc=$?; rm -f {pidfile}; exit $rc");
+        let argv = ["timeout", "-k", "5", backstop.as_str(), "sh", "-c", wrapper.as_str(), "clusterlab-exec", script];
+        let container = self.container(node);
+        let run = self.engine.exec_within(&container, &argv, stdin, deadline + Duration::from_secs(20));
+        tokio::pin!(run);
+        let tripped = |hung: String, tail_text: String| LabError::Deadline {
             node: node.to_string(),
             cmd: first_line(script),
             secs: deadline.as_secs().max(1),
+            hung,
             tail: tail_text,
         };
-        match out {
-            // 124: timeout's TERM ended it; 137: the KILL that followed.
-            Ok(o) if matches!(o.code, 124 | 137) && started.elapsed() >= deadline => {
-                Err(tripped(tail(&format!("{}\n{}", o.stdout, o.stderr), 6)))
+        tokio::select! {
+            out = &mut run => match out {
+                // 124/137: the backstop's TERM or KILL ended it (the harness was too slow to).
+                Ok(o) if matches!(o.code, 124 | 137) => Err(tripped(String::new(), tail(&format!("{}\n{}", o.stdout, o.stderr), 6))),
+                Err(LabError::ExecDeadline { .. }) => Err(tripped(String::new(), String::new())),
+                r => r,
+            },
+            _ = tokio::time::sleep(deadline) => {
+                // Name what still runs, then stop the script's process group (timeout made
+                // itself its leader, so the group is exactly this exec).
+                let look = format!(
+                    "p=$(cat {pidfile} 2>/dev/null) || exit 0; ps -eo pid=,ppid=,args=; \
+                     g=$(ps -o pgid= -p $p | tr -d ' '); [ -n \"$g\" ] && kill -KILL -- -$g; rm -f {pidfile}; echo \"#root $p\""
+                );
+                let seen = self.engine.exec_within(&container, &["sh", "-c", &look], None, Duration::from_secs(15)).await;
+                let hung = seen.map(|o| hung_commands(&o.stdout)).unwrap_or_default();
+                // The exec ends now that its processes are gone.
+                let _ = tokio::time::timeout(Duration::from_secs(10), &mut run).await;
+                Err(tripped(hung, String::new()))
             }
-            Err(LabError::ExecDeadline { .. }) => Err(tripped(String::new())),
-            r => r,
         }
     }
 
@@ -138,6 +200,13 @@ pub fn shq(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hung_commands_are_the_leaves_under_the_exec() {
+        let ps = "  1     0 /usr/local/bin/start-node swarm\n 40     0 timeout -k 5 30 sh -c wrapper\n 41    40 sh -c wrapper clusterlab-exec script\n 42    41 sh -c script\n 43    42 iptables-save -t filter\n 50     1 sleep 3600\n#root 41\n";
+        assert_eq!(hung_commands(ps), "iptables-save -t filter");
+        assert_eq!(hung_commands("no root line"), "");
+    }
 
     /// A poll inside a larger script ends with a status, never the script itself.
     #[test]

@@ -39,8 +39,8 @@ pub enum LabError {
     HostShield { node: String, container: String },
     #[error("the engine did not finish `{cmd}` in {container} within {secs} s")]
     ExecDeadline { container: String, cmd: String, secs: u64 },
-    #[error("`{cmd}` on node {node} did not finish within its deadline of {secs} s and was stopped\n{tail}")]
-    Deadline { node: String, cmd: String, secs: u64, tail: String },
+    #[error("`{cmd}` on node {node} did not finish within its deadline of {secs} s and was stopped{}\n{tail}", if hung.is_empty() { String::new() } else { format!("; still running then: {hung}") })]
+    Deadline { node: String, cmd: String, secs: u64, hung: String, tail: String },
     #[error("check {check}: the probe from {node} failed: {message}")]
     Probe { check: String, node: String, message: String },
     #[error("{what} failed on node {node}: `{cmd}` exited with {code}\n{tail}")]
