@@ -308,19 +308,7 @@ fn sigint_during_node_start_leaves_nothing() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the first node container exists: the run is starting nodes.
-    let start = Instant::now();
-    loop {
-        let o = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &format!("label=io.clusterlab.lab={lab}"), "--filter", "label=io.clusterlab.node"])
-            .output()
-            .unwrap();
-        if !o.stdout.is_empty() {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "no node container appeared");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_node(lab);
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
