@@ -480,7 +480,12 @@ fn k8s_kept_lab_is_a_closed_world_and_up_twice_is_safe() {
     let one = dir.path().join("one.yaml");
     let text = std::fs::read_to_string(root().join("scenarios/k8s-clusterip-round-robin.yaml")).unwrap();
     assert!(text.contains("replicas: 2"));
-    std::fs::write(&one, text.replace("replicas: 2", "replicas: 1")).unwrap();
+    // (and declaring a fault the original does not have: fault verbs read the file installed last)
+    let with_fault = format!(
+        "{}faults:\n  - {{ name: odd-port, kind: drop, node: worker, protocol: udp, port: 9, direction: in }}\n",
+        text.replace("replicas: 2", "replicas: 1")
+    );
+    std::fs::write(&one, with_fault).unwrap();
     let o = clusterlab(&["up", one.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).contains("service web ready: web-"), "{}", stdout(&o));
@@ -500,6 +505,8 @@ fn k8s_kept_lab_is_a_closed_world_and_up_twice_is_safe() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&pods.stdout), "1");
+    assert_eq!(clusterlab(&["fault", "apply", lab, "odd-port"]).status.code(), Some(0));
+    assert_eq!(clusterlab(&["fault", "revert", lab, "odd-port"]).status.code(), Some(0));
     // A file with other nodes cannot be installed over it: exit 2, and the lab is untouched.
     let three = dir.path().join("three.yaml");
     std::fs::write(&three, text.replace("- { name: worker, role: worker }", "- { name: worker, role: worker, count: 2 }")).unwrap();

@@ -507,7 +507,8 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
             lab.scenario = s.clone();
             r.emit(Event::Info(format!("lab {lab_name} exists (run {}); installing again over it", lab.plan.run_id)));
             let stack = AnyStack::new(&lab);
-            return install(&lab, &stack, &mut r).await;
+            install(&lab, &stack, &mut r).await?;
+            return record_scenario(&lab).await.map_err(|e| Abort(exit::STACK, e));
         }
         // From here on, teardown removes whatever this run created (found by its run label).
         created = true;
@@ -516,6 +517,9 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
         let lab = create_nodes(engine, s, &lab_name, run_id, &mut r, &opts.base, &owner).await?;
         let stack = AnyStack::new(&lab);
         let mut result = install(&lab, &stack, &mut r).await;
+        if result.is_ok() && (opts.keep || opts.up_only) {
+            result = record_scenario(&lab).await.map_err(|e| Abort(exit::STACK, e));
+        }
         if result.is_ok() && !opts.up_only {
             result = run_steps(&lab, &stack, &mut r, &mut sum).await;
         }
@@ -599,6 +603,24 @@ fn same_shape(lab: &Lab, s: &Scenario) -> Result<(), String> {
     Ok(())
 }
 
+/// Where a kept lab's leader keeps the text of the scenario it was last installed from, so
+/// fault verbs read that one (an `up FILE` over the lab changes it; a label cannot change).
+const SCENARIO_COPY: &str = "/etc/clusterlab/scenario.yaml";
+const KEPT_FROM: &str = "# clusterlab: installed from ";
+
+/// Keep the scenario's text in the lab (read again from its file now: what was installed).
+async fn record_scenario(lab: &Lab) -> Result<(), LabError> {
+    let text = std::fs::read_to_string(&lab.scenario.source).unwrap_or_default();
+    if text.is_empty() {
+        return Ok(());
+    }
+    // A comment line first, naming the file (a YAML comment: the text still parses as it is).
+    let text = format!("{KEPT_FROM}{}\n{text}", abs_path(&lab.scenario.source));
+    let leader = lab.plan.leader().name.clone();
+    let script = format!("mkdir -p /etc/clusterlab && cat > {SCENARIO_COPY}");
+    lab.sh_in(&leader, "keeping the scenario in the lab", &script, Some(text.into())).await.map(|_| ())
+}
+
 /// Re-attach to a kept lab from its network's labels (for fault verbs).
 pub async fn attach(engine: &Engine, lab: &str, base: &BaseSource) -> Result<Lab, String> {
     let nets = engine.lab_networks(Some(lab), None).await.map_err(|e| e.to_string())?;
@@ -614,8 +636,22 @@ pub async fn attach(engine: &Engine, lab: &str, base: &BaseSource) -> Result<Lab
         .and_then(|j| serde_json::from_str(j).ok())
         .ok_or_else(|| format!("lab {lab} carries no readable plan label; was it made by another clusterlab version?"))?;
     let file = labels.get(LABEL_SCENARIO).cloned().unwrap_or_default();
-    let scenario =
-        crate::model::load(std::path::Path::new(&file)).map_err(|p| format!("cannot re-read the scenario of lab {lab}:\n{p}"))?;
+    // The scenario the lab was last installed from, kept in it; else the file it was made from.
+    let kept = engine
+        .exec_within(&plan.leader().container, &["cat", SCENARIO_COPY], None, std::time::Duration::from_secs(15))
+        .await
+        .ok()
+        .filter(|o| o.ok())
+        .map(|o| o.stdout);
+    let kept_from = kept.as_deref().and_then(|t| t.lines().next()?.strip_prefix(KEPT_FROM).map(str::to_string));
+    let mut scenario = match kept {
+        Some(text) => crate::model::parse_str(&text, &format!("{SCENARIO_COPY} in lab {lab}"))
+            .map_err(|p| format!("cannot read the scenario kept in lab {lab}:\n{p}"))?,
+        None => crate::model::load(std::path::Path::new(&file)).map_err(|p| format!("cannot re-read the scenario of lab {lab}:\n{p}"))?,
+    };
+    if scenario.source.is_empty() {
+        scenario.source = kept_from.unwrap_or(file);
+    }
     Ok(Lab { engine: engine.clone(), plan, scenario, base: base.clone() })
 }
 
