@@ -81,6 +81,16 @@ pub fn judge(check: &Check, obs: &Observation, unsupported: Option<&str>) -> Ver
             if !rate.holds(answered, sent) {
                 row_short += 1;
             }
+        } else if vip && exp_row.iter().any(|x| *x) {
+            // Some replicas must answer, some must not: the lost requests are allowed, but not
+            // that the answering replicas together got none, unless the VIP sending every
+            // request elsewhere was likely (whatever the stated rate: everything lost is not a
+            // partial loss).
+            let ok_hits: u32 = exp_row.iter().zip(&obs.cells[r]).filter(|(e, _)| **e).map(|(_, c)| c.hits).sum();
+            let silent_share = exp_row.iter().filter(|e| !**e).count() as f64 / exp_row.len() as f64;
+            if ok_hits == 0 && silent_share.powi(sent as i32) < NEVER_CHOSEN_CHANCE {
+                row_short += 1;
+            }
         }
         expected.push(exp_row);
     }
@@ -220,6 +230,32 @@ mod tests {
         assert_eq!(judge(&c, &vip(10, 10, 0), None).outcome, Outcome::Fail);
         // In 4 requests that happens by chance (1/16): not held against it.
         assert_eq!(judge(&c, &vip(4, 4, 0), None).outcome, Outcome::Pass);
+    }
+
+    /// Three replicas, one must not answer, 10 requests: every request lost must fail even though
+    /// each answering replica alone could have gone unpicked by chance (1.7 %), and even with a
+    /// stated rate; all 10 going to the silent one has a chance of 1 in 59,000.
+    #[test]
+    fn vip_losing_everything_is_not_the_partial_loss_expected() {
+        let cols: Vec<Target> = ["m", "w1", "w2"].iter().map(|n| Target { label: format!("web@{n}"), node: n.to_string() }).collect();
+        let o = |m: u32, w2: u32| Observation {
+            rows: vec!["m".into()],
+            cells: vec![vec![
+                Cell { hits: m, tries: 10, ..Default::default() },
+                Cell { hits: 0, tries: 10, ..Default::default() },
+                Cell { hits: w2, tries: 10, ..Default::default() },
+            ]],
+            cols: cols.clone(),
+            unanswered: vec![10 - m - w2],
+            sent: vec![10],
+            notes: vec![],
+        };
+        let c = check(CheckKind::Vip, &["w1"]);
+        let c = Check { requests: 10, ..c };
+        assert_eq!(judge(&c, &o(0, 0), None).outcome, Outcome::Fail);
+        assert_eq!(judge(&with_rate(c.clone(), ">= 0.1"), &o(0, 0), None).outcome, Outcome::Fail);
+        assert_eq!(judge(&c, &o(2, 2), None).outcome, Outcome::Pass);
+        assert_eq!(judge(&c, &o(0, 3), None).outcome, Outcome::Pass, "one of two unpicked in 10 is plausible (1.7 %)");
     }
 
     #[test]
