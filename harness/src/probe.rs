@@ -194,6 +194,17 @@ impl Client {
     /// Run a script where this client's requests start, on `node`, within `deadline`; returns
     /// its output.
     pub async fn run(&self, lab: &Lab, node: &str, script: &str, deadline: std::time::Duration) -> Result<String, LabError> {
+        Ok(self.run_full(lab, node, script, deadline).await?.stdout)
+    }
+
+    /// Like `run`, with the exit code and stderr (to say why a probe printed nothing).
+    pub async fn run_full(
+        &self,
+        lab: &Lab,
+        node: &str,
+        script: &str,
+        deadline: std::time::Duration,
+    ) -> Result<crate::provider::ExecOutput, LabError> {
         let cmd = match self {
             Client::Container { name } => format!("docker exec {} sh -c {}", shq(name), shq(script)),
             Client::Overlay { network } => format!("docker exec {} sh -c {}", shq(&probe_container(network)), shq(script)),
@@ -210,7 +221,7 @@ impl Client {
                 format!("ctr -n k8s.io task exec --exec-id cl-$$-$(date +%N) {} sh -c {}", shq(id), shq(script))
             }
         };
-        Ok(lab.sh_within(node, &cmd, None, deadline).await?.stdout)
+        lab.sh_within(node, &cmd, None, deadline).await
     }
 }
 
@@ -261,7 +272,8 @@ async fn requests(
 ) -> Result<Vec<Record>, LabError> {
     let script = request_script(client, targets, per_target, &secs(check));
     let deadline = script_deadline(per_target * targets.len() as u32, check.timeout);
-    let out = client.run(lab, entry, &script, deadline).await?;
+    let full = client.run_full(lab, entry, &script, deadline).await?;
+    let out = full.stdout;
     let recs: Vec<Record> = out.lines().filter_map(parse_record).collect();
     if let Some(n) = clock_note(&out) {
         notes.push(n);
@@ -271,7 +283,12 @@ async fn requests(
         return Err(LabError::Probe {
             check: check.name.clone(),
             node: entry.to_string(),
-            message: format!("the probe printed {} results for {want} requests:\n{}", recs.len(), crate::provider::tail(&out, 6)),
+            message: format!(
+                "the probe printed {} results for {want} requests (exit {}):\n{}",
+                recs.len(),
+                full.code,
+                crate::provider::tail(&format!("{out}\n{}", full.stderr), 6)
+            ),
         });
     }
     Ok(recs)
