@@ -20,3 +20,4 @@ pub mod provider;
 pub mod report;
 pub mod runner;
 pub mod stack;
+pub mod stream;

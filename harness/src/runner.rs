@@ -229,8 +229,121 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
     // Faults this host cannot apply, with why: the checks and benches run while one of them
     // "is applied" are unsupported (never a pass, never a fail of the lab).
     let mut cannot: BTreeMap<String, String> = BTreeMap::new();
+    // Streams run across steps; every step leaves a marker on their timelines.
+    let mut streams = Streams::default();
+    for s in &lab.scenario.streams {
+        if !lab.scenario.steps.iter().any(|st| matches!(st, Step::StartStream(n) if n == &s.name)) {
+            streams.start(lab, stack, s, r).await?;
+        }
+    }
     for step in &lab.scenario.steps {
+        let began = crate::stream::now_ms();
+        if let Step::Apply(name) = step {
+            if let Some(why) = facts.cannot(&lab.scenario.fault(name).expect("validated fault").spec) {
+                streams.unsupported.push(format!("fault {name} cannot be applied here: {why}"));
+            }
+        }
+        run_step(lab, stack, r, sum, step, &facts, &mut applied, &mut cannot, &mut streams).await?;
+        streams.markers.push(marker(step, began, crate::stream::now_ms()));
+    }
+    let names: Vec<String> = streams.running.keys().cloned().collect();
+    for n in names {
+        streams.stop(lab, stack, &n, r, sum).await;
+    }
+    Ok(())
+}
+
+/// Streams started and the markers of the steps they run across.
+#[derive(Default)]
+struct Streams {
+    running: BTreeMap<String, (crate::stream::Running, usize)>,
+    markers: Vec<crate::stream::timeline::Marker>,
+    agent_installed: bool,
+    /// Faults that could not be applied here: a stream across one is unsupported.
+    unsupported: Vec<String>,
+}
+
+impl Streams {
+    async fn start(&mut self, lab: &Lab, stack: &AnyStack<'_>, s: &crate::model::Stream, r: &mut Runner<'_>) -> Result<(), Abort> {
+        // Swarm's VIP and routing mesh need IPVS: a check of the same path says whether this host has it.
+        let probe_kind = match s.to {
+            crate::model::StreamTo::Replicas => None,
+            crate::model::StreamTo::Vip => Some(CheckKind::Vip),
+            crate::model::StreamTo::NodePort => Some(CheckKind::NodePort),
+        };
+        if let Some(kind) = probe_kind {
+            let mut c = crate::model::Check::plain(&s.service, kind);
+            c.name = s.name.clone();
+            if let Some(why) = stack.unsupported(&c) {
+                r.emit(Event::Info(format!("stream {}: unsupported here: {why}", s.name)));
+                self.unsupported.push(format!("stream {}: {why}", s.name));
+                return Ok(());
+            }
+        }
+        let install = !self.agent_installed;
+        let running = r
+            .step(&format!("Start stream {}\t🚦", s.name), exit::STACK, async {
+                if install {
+                    crate::stream::install_agent(lab).await?;
+                }
+                let run = crate::stream::start(lab, stack, s).await?;
+                let lines = run.notes().to_vec();
+                Ok((run, lines))
+            })
+            .await?;
+        self.agent_installed = true;
+        self.running.insert(s.name.clone(), (running, self.unsupported.len()));
+        Ok(())
+    }
+
+    async fn stop(&mut self, lab: &Lab, stack: &AnyStack<'_>, name: &str, r: &mut Runner<'_>, sum: &mut Summary) {
+        let Some((run, since)) = self.running.remove(name) else { return };
+        r.emit(Event::StepStart { title: format!("Stream {name}") });
+        let mut report = run.stop(lab, stack, &self.markers).await;
+        // A fault this host could not apply while the stream ran: its figures say nothing of it.
+        if let Some(why) = self.unsupported.get(since) {
+            report.outcome = Outcome::Unsupported;
+            report.summary = format!("unsupported: {why}; measured without it: {}", report.summary);
+        }
+        sum.tally(report.outcome);
+        r.emit(Event::Stream(Box::new(report)));
+    }
+}
+
+/// A step as a marker on stream timelines.
+fn marker(step: &Step, start_ms: f64, end_ms: f64) -> crate::stream::timeline::Marker {
+    let (label, fault, applies) = match step {
+        Step::Apply(f) => (format!("apply {f}"), Some(f.clone()), true),
+        Step::Revert(f) => (format!("revert {f}"), Some(f.clone()), false),
+        Step::Scale { service, replicas } => (format!("scale {service} to {replicas}"), None, false),
+        Step::Check(c) => (format!("check {}", c.name), None, false),
+        Step::Bench(b) => (format!("bench {}", b.name), None, false),
+        Step::StartStream(n) => (format!("start stream {n}"), None, false),
+        Step::StopStream(n) => (format!("stop stream {n}"), None, false),
+    };
+    crate::stream::timeline::Marker { start_ms, end_ms, label, fault, applies }
+}
+
+/// Run one step.
+#[allow(clippy::too_many_arguments)]
+async fn run_step(
+    lab: &Lab,
+    stack: &AnyStack<'_>,
+    r: &mut Runner<'_>,
+    sum: &mut Summary,
+    step: &Step,
+    facts: &HostFacts,
+    applied: &mut BTreeMap<String, FaultHandle>,
+    cannot: &mut BTreeMap<String, String>,
+    streams: &mut Streams,
+) -> Result<(), Abort> {
+    {
         match step {
+            Step::StartStream(n) => {
+                let s = lab.scenario.streams.iter().find(|s| &s.name == n).expect("validated stream");
+                streams.start(lab, stack, s, r).await?;
+            }
+            Step::StopStream(n) => streams.stop(lab, stack, n, r, sum).await,
             Step::Apply(name) => {
                 let f = lab.scenario.fault(name).expect("validated fault");
                 let h = FaultHandle::new(lab, f);
@@ -248,7 +361,7 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                         detail: vec![format!("unsupported here: {why}; checks while it is applied are reported unsupported")],
                     }));
                     cannot.insert(name.clone(), why);
-                    continue;
+                    return Ok(());
                 }
                 let applying = h.apply(lab).await;
                 let secs = t.elapsed().as_secs_f64();
@@ -292,12 +405,12 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                     Ok(rep) => rep,
                     Err(e) => crate::bench::BenchReport::failed(b, e.to_string()),
                 };
-                if let Some(why) = cannot_reason(&cannot) {
+                if let Some(why) = cannot_reason(cannot) {
                     report.outcome = Outcome::Unsupported;
                     report.summary = format!("unsupported: {why}; measured without it: {}", report.summary);
                 }
                 // The faults applied while it ran, counted after it: their cost is in the table.
-                for (name, h) in &applied {
+                for (name, h) in applied.iter() {
                     if let Ok(c) = h.counters(lab).await {
                         report.faults.push(if c.is_empty() { format!("fault {name} applied") } else { describe_counters(name, &c) });
                     }
@@ -308,8 +421,8 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
             Step::Check(check) => {
                 r.emit(Event::StepStart { title: format!("Check {}", check.name) });
                 let t = Instant::now();
-                let before = Snapshot::take(lab, &applied).await;
-                let unsupported = stack.unsupported(check).or_else(|| cannot_reason(&cannot));
+                let before = Snapshot::take(lab, applied).await;
+                let unsupported = stack.unsupported(check).or_else(|| cannot_reason(cannot));
                 // Observed once, or — with `within` — again until the expectation holds or the
                 // time is up (a path a fault breaks, or a repair heals, after a while).
                 let mut attempts = 0;
@@ -338,7 +451,7 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                 // named fault whose counters cannot be read (before or after) is an error: the
                 // proof is missing, and a missing proof is never a pass.
                 let mut after = BTreeMap::new();
-                for (name, h) in &applied {
+                for (name, h) in applied.iter() {
                     let named = check.faults_hit.contains(name);
                     match h.counters(lab).await {
                         Ok(c) => {
@@ -368,7 +481,7 @@ async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mu
                 let silent = report.observation.cells.iter().flatten().any(|c| c.hits == 0 || c.hits < c.tries)
                     || report.observation.unanswered.iter().any(|u| *u > 0);
                 if silent || report.outcome != Outcome::Pass {
-                    let ev = diagnose::gather(lab, &report, &applied, &before, &after, unsupported).await;
+                    let ev = diagnose::gather(lab, &report, applied, &before, &after, unsupported).await;
                     report.diagnosis = diagnose::explain(&ev);
                     if matches!(report.outcome, Outcome::Fail | Outcome::Error) {
                         match crate::evidence::collect(lab, &format!("check-{}", check.name)).await {

@@ -27,8 +27,83 @@ pub struct ScenarioFile {
     pub services: Vec<ServiceDecl>,
     #[serde(default)]
     pub faults: Vec<FaultDecl>,
+    /// Background traffic: requests at a steady rate across the steps, each recorded, so the
+    /// run can say when a fault broke a path, how many requests it lost and when it came back.
+    #[serde(default)]
+    pub streams: Vec<StreamDecl>,
     #[serde(default)]
     pub steps: Vec<StepDecl>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+/// A stream of requests from entry nodes to a service path, running in the background from
+/// before the first step (or its `start-stream` step) to after the last (or its `stop-stream`).
+pub struct StreamDecl {
+    pub name: Sp<String>,
+    pub service: Sp<String>,
+    /// The path: `replicas` (each replica's own address, in turn), `vip` (the service VIP or
+    /// ClusterIP), or `node-port` (the published port via the `via` nodes, in turn).
+    pub to: Sp<StreamTo>,
+    /// Entry nodes; each sends `rate` requests per second. Default: the first node.
+    pub from: Option<Sp<NodeSel>>,
+    /// node-port: the nodes whose address is dialled. Default: all-nodes.
+    pub via: Option<Sp<NodeSel>>,
+    /// node-port: the published port. Default: the service's first published port.
+    pub port: Option<Sp<u32>>,
+    /// kubernetes: `node` (default) or `pod` (a client pod on each entry node).
+    pub client: Option<Sp<ClientKind>>,
+    /// The HTTP path requested. Default `/`.
+    pub path: Option<Sp<String>>,
+    /// Requests per second from each entry node, one new connection each. Default 20, at most 500.
+    pub rate: Option<Sp<f64>>,
+    /// Each request's own deadline, e.g. `1s` or `300ms`. Default 1s.
+    pub timeout: Option<Sp<String>>,
+    /// The timeline's bucket, e.g. `250ms` (default) or `1s`.
+    pub bucket: Option<Sp<String>>,
+    /// A path counts as recovered at the first of this many answers in a row. Default 10.
+    pub recovered_after: Option<Sp<u32>>,
+    pub expect: Option<StreamExpectDecl>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StreamTo {
+    Replicas,
+    Vip,
+    NodePort,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+/// Gates on a stream. At the top: over the whole stream, plus the timings of each fault
+/// applied while it ran; under `before`, `during`, `after`: over that phase of every fault
+/// (`after` begins once the path has recovered).
+pub struct StreamExpectDecl {
+    /// Requests not answered, e.g. `"== 0"` (a fault that must not be felt) or `">= 1"`.
+    pub lost: Option<Sp<String>>,
+    /// The share of requests not answered, e.g. `"0.3..0.7"`.
+    pub lost_share: Option<Sp<String>>,
+    /// Latency of answered requests, e.g. `"<= 50ms"`.
+    pub p50: Option<Sp<String>>,
+    pub p99: Option<Sp<String>>,
+    /// From each `apply` to the stream's first lost request, at most this long, e.g. `2s`.
+    pub break_within: Option<Sp<String>>,
+    /// From each `revert` to the first of `recovered-after` answers in a row, at most this long.
+    pub recover_within: Option<Sp<String>>,
+    pub before: Option<PhaseExpectDecl>,
+    pub during: Option<PhaseExpectDecl>,
+    pub after: Option<PhaseExpectDecl>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+/// Gates over one phase of every fault.
+pub struct PhaseExpectDecl {
+    pub lost: Option<Sp<String>>,
+    pub lost_share: Option<Sp<String>>,
+    pub p50: Option<Sp<String>>,
+    pub p99: Option<Sp<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -232,6 +307,10 @@ pub enum StepDecl {
     Scale(ScaleDecl),
     /// Measure the service's paths (throughput, or request rate) and compare them.
     Bench(Box<BenchDecl>),
+    /// Start the named stream here (default: before the first step).
+    StartStream(Sp<String>),
+    /// Stop the named stream here and judge it (default: after the last step).
+    StopStream(Sp<String>),
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -5,13 +5,16 @@ pub mod diag;
 pub mod file;
 mod resolve;
 pub mod spanned;
+pub mod stream;
 pub mod syntax;
 
 pub use diag::{Problem, Problems};
 pub use file::{
     Backend, BenchKind, CheckKind, ClientKind, Direction, EndpointMode, FaultKind, PathKind, Protocol, Role, ServiceType, StackKind,
+    StreamTo,
 };
 pub use resolve::*;
+pub use stream::{Bound, Measure, Phase, Stream, StreamGate};
 
 use std::path::Path;
 

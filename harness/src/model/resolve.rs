@@ -4,6 +4,7 @@
 use super::diag::Problems;
 use super::file::*;
 use super::spanned::{Pos, Sp};
+use super::stream::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -23,6 +24,8 @@ pub struct Scenario {
     pub networks: Vec<Network>,
     pub services: Vec<Service>,
     pub faults: Vec<Fault>,
+    /// Background traffic across the steps.
+    pub streams: Vec<Stream>,
     pub steps: Vec<Step>,
 }
 
@@ -140,6 +143,8 @@ pub enum Step {
     Revert(String),
     Scale { service: String, replicas: u32 },
     Bench(Bench),
+    StartStream(String),
+    StopStream(String),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -225,6 +230,27 @@ pub struct Check {
     /// How long the expectation may take to hold (None: observed once).
     #[serde(with = "opt_millis")]
     pub within: Option<Duration>,
+}
+
+impl Check {
+    /// A check of `kind` on `service` with every default (what a file with only those says).
+    pub fn plain(service: &str, kind: CheckKind) -> Check {
+        Check {
+            name: kind_name(kind).to_string(),
+            kind,
+            service: service.to_string(),
+            from: vec![],
+            via: vec![],
+            port: None,
+            requests: if kind == CheckKind::Replicas { 3 } else { 6 },
+            timeout: Duration::from_secs(2),
+            expect: Expectation::default(),
+            client: ClientKind::Node,
+            faults_hit: vec![],
+            path: "/".into(),
+            within: None,
+        }
+    }
 }
 
 /// Pairs that must not answer; every other pair must, at `answer_rate`.
@@ -343,7 +369,7 @@ mod opt_millis {
     }
 }
 
-mod millis {
+pub(crate) mod millis {
     pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
@@ -636,8 +662,54 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
             false
         }
     };
+    // Streams: each may be started and stopped once, in that order, by steps.
+    let mut streams: Vec<Stream> = Vec::new();
+    for sd in &f.streams {
+        check_label(p, "stream", &sd.name);
+        if streams.iter().any(|x| x.name == sd.name.value) {
+            p.at(sd.name.pos, format!("duplicate stream name {:?}", sd.name.value), None);
+            continue;
+        }
+        if let Some(st) = resolve_stream(sd, &idx, &services, stack, p) {
+            streams.push(st);
+        }
+    }
+    let mut stream_state: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+    let mut stream_step = |n: &Sp<String>, start: bool, p: &mut Problems| {
+        if !streams.iter().any(|x| x.name == n.value) {
+            let known: Vec<&str> = streams.iter().map(|x| x.name.as_str()).collect();
+            let hint =
+                if known.is_empty() { "declare it under streams:".into() } else { format!("declared streams: {}", known.join(", ")) };
+            p.at(n.pos, format!("unknown stream {:?}", n.value), Some(hint));
+            return;
+        }
+        let st = stream_state.entry(n.value.clone()).or_default();
+        if start && (st.0 || st.1) {
+            p.at(
+                n.pos,
+                format!("stream {:?} is started twice, or after its stop", n.value),
+                Some("a stream runs once: one start-stream, then one stop-stream".into()),
+            );
+        }
+        if !start && st.1 {
+            p.at(n.pos, format!("stream {:?} is stopped twice", n.value), None);
+        }
+        if start {
+            st.0 = true;
+        } else {
+            st.1 = true;
+        }
+    };
     for st in &f.steps {
         match st {
+            StepDecl::StartStream(n) => {
+                stream_step(n, true, p);
+                steps.push(Step::StartStream(n.value.clone()));
+            }
+            StepDecl::StopStream(n) => {
+                stream_step(n, false, p);
+                steps.push(Step::StopStream(n.value.clone()));
+            }
             StepDecl::Apply(n) => {
                 if fault_known(n, p) && !applied.insert(n.value.clone()) {
                     p.at(n.pos, format!("fault {:?} is already applied here", n.value), Some("revert it before applying it again".into()));
@@ -713,7 +785,152 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
         networks,
         services,
         faults,
+        streams,
         steps,
+    })
+}
+
+fn resolve_stream(sd: &StreamDecl, idx: &NodeIndex, services: &[Service], stack: StackKind, p: &mut Problems) -> Option<Stream> {
+    let svc = services.iter().find(|x| x.name == sd.service.value);
+    if svc.is_none() {
+        p.at(
+            sd.service.pos,
+            format!("stream {} names unknown service {:?}", sd.name.value, sd.service.value),
+            Some(service_hint(services)),
+        );
+    }
+    let to = sd.to.value;
+    let from = match &sd.from {
+        Some(x) => idx.expand(p, "from", x),
+        None => idx.all().into_iter().take(1).collect(),
+    };
+    for (field, pos) in [("via", sd.via.as_ref().map(|x| x.pos)), ("port", sd.port.as_ref().map(|x| x.pos))] {
+        if let (Some(pos), false) = (pos, to == StreamTo::NodePort) {
+            p.at(pos, format!("field {field} is for streams to: node-port"), None);
+        }
+    }
+    let via = sd.via.as_ref().map(|x| idx.expand(p, "via", x)).unwrap_or_else(|| idx.all());
+    let mut port = sd.port.as_ref().and_then(|v| check_port(p, "port", v));
+    if to == StreamTo::NodePort && port.is_none() && sd.port.is_none() {
+        match svc {
+            Some(s) if stack == StackKind::Kubernetes => {
+                if s.service_type != ServiceType::NodePort {
+                    p.at(
+                        sd.to.pos,
+                        format!("service {} is not of type node-port", s.name),
+                        Some("add type: node-port to the service".into()),
+                    );
+                }
+                port = s.node_port;
+            }
+            Some(s) => match s.publish.first() {
+                Some(pb) => port = Some(pb.port),
+                None => p.at(
+                    sd.to.pos,
+                    format!("service {} publishes no port", s.name),
+                    Some("add publish: [ { port: 8080, target: 80 } ]".into()),
+                ),
+            },
+            None => {}
+        }
+    }
+    let client = match &sd.client {
+        None => ClientKind::Node,
+        Some(cl) if stack != StackKind::Kubernetes => {
+            p.at(cl.pos, "client is for kubernetes streams", Some("swarm streams start in a probe container on the overlay".into()));
+            cl.value
+        }
+        Some(cl) if cl.value == ClientKind::Pod && to == StreamTo::NodePort => {
+            p.at(cl.pos, "a node-port stream starts from the node, not from a pod", None);
+            cl.value
+        }
+        Some(cl) => cl.value,
+    };
+    let path = match &sd.path {
+        None => "/".to_string(),
+        Some(pa) => match super::syntax::url_path(&pa.value) {
+            Ok(()) => pa.value.clone(),
+            Err(why) => {
+                p.at(pa.pos, format!("path {:?} is not a URL path: it {why}", pa.value), Some("start with /, e.g. /big".into()));
+                "/".into()
+            }
+        },
+    };
+    let rate = match &sd.rate {
+        Some(r) if !(r.value > 0.0 && r.value <= 500.0) => {
+            p.at(r.pos, format!("rate {} is out of range", r.value), Some("0 < rate <= 500 requests per second per entry node".into()));
+            20.0
+        }
+        Some(r) => r.value,
+        None => 20.0,
+    };
+    let dur = |v: &Option<Sp<String>>, what: &str, default: Duration, p: &mut Problems| match v {
+        None => default,
+        Some(t) => parse_duration(&t.value).unwrap_or_else(|| {
+            p.at(t.pos, format!("{what} {:?} is not a duration", t.value), Some("write e.g. 1s or 250ms (at most 600s)".into()));
+            default
+        }),
+    };
+    let timeout = dur(&sd.timeout, "timeout", Duration::from_secs(1), p);
+    let bucket = dur(&sd.bucket, "bucket", Duration::from_millis(250), p);
+    if bucket < Duration::from_millis(50) {
+        p.at(sd.bucket.as_ref().map(|b| b.pos).unwrap_or_default(), "a bucket shorter than 50ms says nothing at these rates", None);
+    }
+    let recovered_after = match &sd.recovered_after {
+        Some(n) if n.value == 0 || n.value > 1000 => {
+            p.at(n.pos, format!("recovered-after {} is out of range", n.value), Some("1-1000 answers in a row".into()));
+            10
+        }
+        Some(n) => n.value,
+        None => 10,
+    };
+    let mut gates = Vec::new();
+    if let Some(e) = &sd.expect {
+        let mut bounds = |phase: Phase, fields: [(&Option<Sp<String>>, Measure); 4], p: &mut Problems| {
+            for (v, m) in fields {
+                if let Some(v) = v {
+                    match Bound::parse(&v.value, m) {
+                        Ok(bound) => gates.push(StreamGate::Bound { phase, measure: m, bound }),
+                        Err(why) => p.at(v.pos, format!("{}: {why}", m.word()), None),
+                    }
+                }
+            }
+        };
+        bounds(
+            Phase::Whole,
+            [(&e.lost, Measure::Lost), (&e.lost_share, Measure::LostShare), (&e.p50, Measure::P50), (&e.p99, Measure::P99)],
+            p,
+        );
+        for (phase, d) in [(Phase::Before, &e.before), (Phase::During, &e.during), (Phase::After, &e.after)] {
+            if let Some(d) = d {
+                bounds(
+                    phase,
+                    [(&d.lost, Measure::Lost), (&d.lost_share, Measure::LostShare), (&d.p50, Measure::P50), (&d.p99, Measure::P99)],
+                    p,
+                );
+            }
+        }
+        if let Some(b) = &e.break_within {
+            gates.push(StreamGate::BreakWithin(dur(&Some(b.clone()), "break-within", Duration::from_secs(1), p)));
+        }
+        if let Some(r) = &e.recover_within {
+            gates.push(StreamGate::RecoverWithin(dur(&Some(r.clone()), "recover-within", Duration::from_secs(1), p)));
+        }
+    }
+    Some(Stream {
+        name: sd.name.value.clone(),
+        service: sd.service.value.clone(),
+        to,
+        from,
+        via,
+        port,
+        client,
+        path,
+        rate,
+        timeout,
+        bucket,
+        recovered_after,
+        gates,
     })
 }
 

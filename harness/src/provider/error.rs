@@ -43,6 +43,8 @@ pub enum LabError {
     Deadline { node: String, cmd: String, secs: u64, hung: String, tail: String },
     #[error("check {check}: the probe from {node} failed: {message}")]
     Probe { check: String, node: String, message: String },
+    #[error("stream {stream}: on node {node}: {message}")]
+    Stream { stream: String, node: String, message: String },
     #[error("{what} failed on node {node}: `{cmd}` exited with {code}\n{tail}")]
     Command { what: String, node: String, cmd: String, code: i64, tail: String },
     #[error("the engine inside node {node} did not answer within {secs} s\n{tail}")]

@@ -7,7 +7,7 @@ mod terminal;
 
 pub use html::{bench_svg, html_report};
 pub use junit::junit_xml;
-pub use terminal::Terminal;
+pub use terminal::{stream_text, Terminal};
 
 use crate::expect::Outcome;
 use crate::probe::Observation;
@@ -138,11 +138,20 @@ pub struct StepRecord {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum Event {
-    RunStart { scenario: String, file: String, lab: String, run_id: String },
-    StepStart { title: String },
+    RunStart {
+        scenario: String,
+        file: String,
+        lab: String,
+        run_id: String,
+    },
+    StepStart {
+        title: String,
+    },
     StepEnd(StepRecord),
     Check(Box<CheckReport>),
     Bench(Box<crate::bench::BenchReport>),
+    /// A stream stopped and judged.
+    Stream(Box<crate::stream::StreamReport>),
     Info(String),
     RunEnd(Summary),
 }
@@ -214,6 +223,9 @@ pub struct RunReport {
     pub checks: Vec<CheckReport>,
     #[serde(default)]
     pub benches: Vec<crate::bench::BenchReport>,
+    /// Background traffic: each stream's timeline, figures and gates.
+    #[serde(default)]
+    pub streams: Vec<crate::stream::StreamReport>,
     pub info: Vec<String>,
     pub summary: Summary,
 }
@@ -245,6 +257,7 @@ impl Reporter for RunReport {
             Event::StepEnd(s) => self.steps.push(s.clone()),
             Event::Check(c) => self.checks.push((**c).clone()),
             Event::Bench(b) => self.benches.push((**b).clone()),
+            Event::Stream(s) => self.streams.push((**s).clone()),
             Event::Info(s) => self.info.push(s.clone()),
             Event::RunEnd(s) => self.summary = s.clone(),
         }

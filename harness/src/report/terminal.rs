@@ -78,6 +78,96 @@ pub fn matrix_text(c: &CheckReport) -> Vec<String> {
         .collect()
 }
 
+/// Answered share as a bar, from none (`_`) to all (`█`); a blank where nothing was sent.
+fn bar(answered: u32, sent: u32) -> char {
+    const BARS: [char; 9] = ['_', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    if sent == 0 {
+        return ' ';
+    }
+    if answered == sent {
+        return '█';
+    }
+    // Anything lost never draws a full bar.
+    BARS[((answered as f64 / sent as f64) * 8.0).floor().min(7.0) as usize]
+}
+
+/// A stream as text rows (no colour): its phases, episodes, timeline, gates and the agent's
+/// cost. Used by the terminal and JUnit.
+pub fn stream_text(s: &crate::stream::StreamReport) -> Vec<String> {
+    let f = &s.figures;
+    let mut out = Vec::new();
+    let ms = |v: Option<f64>| v.map(|x| format!("{x:.1} ms")).unwrap_or_else(|| "-".into());
+    let mut table: Vec<Vec<String>> =
+        vec![["phase", "from-to (s)", "requests", "lost", "p50", "p99", "answered by / lost as"].iter().map(|x| x.to_string()).collect()];
+    for p in &f.phases {
+        let by: Vec<String> =
+            p.replicas.iter().map(|(k, v)| format!("{k} {v}")).chain(p.failures.iter().map(|(k, v)| format!("{k} {v}"))).collect();
+        table.push(vec![
+            p.title(),
+            format!("{:.1}-{:.1}", p.start_ms / 1000.0, p.end_ms / 1000.0),
+            p.sent.to_string(),
+            p.lost.to_string(),
+            ms(p.p50_ms),
+            ms(p.p99_ms),
+            by.join(" · "),
+        ]);
+    }
+    let widths: Vec<usize> = (0..table[0].len()).map(|i| table.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    for r in &table {
+        out.push(
+            r.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect::<Vec<_>>().join("  ").trim_end().to_string(),
+        );
+    }
+    for e in &f.episodes {
+        let broke = match e.break_after_ms {
+            Some(b) => format!("first request lost {:.2} s after the apply, {} lost", b / 1000.0, e.lost),
+            None => "no request lost".into(),
+        };
+        let back = match (e.reverted_ms, e.recover_after_ms) {
+            (None, _) => "still applied when the stream stopped".into(),
+            (Some(_), Some(r)) => format!("recovered {:.2} s after the revert", r / 1000.0),
+            (Some(_), None) => "not recovered when the stream stopped".into(),
+        };
+        out.push(format!("{}: {broke}; {back}", e.fault));
+    }
+    // The timeline, at most 60 columns: buckets merged as needed.
+    if !f.buckets.is_empty() {
+        let per = f.buckets.len().div_ceil(60);
+        let cols: Vec<(u32, u32)> =
+            f.buckets.chunks(per).map(|c| (c.iter().map(|b| b.answered).sum(), c.iter().map(|b| b.sent).sum())).collect();
+        let line: String = cols.iter().map(|(a, n)| bar(*a, *n)).collect();
+        let span = f.bucket_ms * per as f64 / 1000.0;
+        out.push(format!("answered  |{line}|  1 column = {span:.2} s"));
+        let mut marks = vec![' '; cols.len()];
+        for m in f.markers.iter().filter(|m| m.fault.is_some()) {
+            let i = ((m.start_ms.max(0.0) / (f.bucket_ms * per as f64)) as usize).min(cols.len() - 1);
+            marks[i] = if m.applies { 'a' } else { 'r' };
+        }
+        if marks.iter().any(|c| *c != ' ') {
+            out.push(format!("faults     {}   a = apply, r = revert", marks.iter().collect::<String>()));
+        }
+    }
+    for g in &f.gates {
+        out.push(format!("{} {}: {}", if g.ok { "✓" } else { "✗" }, g.gate, g.measured));
+    }
+    for a in &s.agents {
+        let share = if a.ran_ms > 0 { a.cpu_ms as f64 * 100.0 / a.ran_ms as f64 } else { 0.0 };
+        out.push(format!(
+            "agent on {}: {} requests, CPU {:.2} s over {:.1} s ({share:.1} %), peak {:.1} MiB; sent late p50 {:.2} ms, p99 {:.2} ms; clock: t=0 {} a {:.0} ms launch window",
+            a.entry,
+            a.sent,
+            a.cpu_ms as f64 / 1000.0,
+            a.ran_ms as f64 / 1000.0,
+            a.maxrss_kb as f64 / 1024.0,
+            a.late_p50_us as f64 / 1000.0,
+            a.late_p99_us as f64 / 1000.0,
+            if a.anchor_inside { "inside" } else { "OUTSIDE" },
+            a.anchor_window_ms
+        ));
+    }
+    out
+}
+
 impl<W: Write + Send> Reporter for Terminal<W> {
     fn event(&mut self, e: &Event) {
         let _ = match e {
@@ -145,6 +235,18 @@ impl<W: Write + Send> Reporter for Terminal<W> {
                 }
                 for f in &b.faults {
                     let _ = writeln!(self.out, "     {f}");
+                }
+                Ok(())
+            }
+            Event::Stream(st) => {
+                let mark = self.mark(st.outcome);
+                let _ =
+                    writeln!(self.out, " {mark} Stream {}  {} {} from {}: {}", st.name, st.to, st.service, st.from.join(", "), st.summary);
+                for line in stream_text(st) {
+                    let _ = writeln!(self.out, "       {line}");
+                }
+                if let Some(e) = &st.error {
+                    let _ = writeln!(self.out, "     error: {e}");
                 }
                 Ok(())
             }

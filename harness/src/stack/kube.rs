@@ -744,7 +744,10 @@ impl Stack for Kube<'_> {
                 .sh_in(&self.master(), &format!("deploying {}", s.name), &format!("{KCTL} apply -f -"), Some(manifests(s, &image).into()))
                 .await?;
         }
-        if self.lab.scenario.steps.iter().any(|st| matches!(st, crate::model::Step::Check(c) if c.client == ClientKind::Pod)) {
+        let sc = &self.lab.scenario;
+        let pod_clients = sc.steps.iter().any(|st| matches!(st, crate::model::Step::Check(c) if c.client == ClientKind::Pod))
+            || sc.streams.iter().any(|s| s.client == ClientKind::Pod);
+        if pod_clients {
             self.start_client_pods().await?;
             progress("a client pod runs on every node".into());
         }
