@@ -319,6 +319,7 @@ fn marker(step: &Step, start_ms: f64, end_ms: f64) -> crate::stream::timeline::M
         Step::Check(c) => (format!("check {}", c.name), None, false),
         Step::Bench(b) => (format!("bench {}", b.name), None, false),
         Step::StartStream(n) => (format!("start stream {n}"), None, false),
+        Step::Wait(d) => (format!("wait {}", crate::model::stream::secs_text(*d)), None, false),
         Step::StopStream(n) => (format!("stop stream {n}"), None, false),
     };
     crate::stream::timeline::Marker { start_ms, end_ms, label, fault, applies }
@@ -344,6 +345,14 @@ async fn run_step(
                 streams.start(lab, stack, s, r).await?;
             }
             Step::StopStream(n) => streams.stop(lab, stack, n, r, sum).await,
+            Step::Wait(d) => {
+                let title = format!("Wait {}\t⏳", crate::model::stream::secs_text(*d));
+                r.step(&title, exit::STACK, async {
+                    tokio::time::sleep(*d).await;
+                    Ok(((), vec![]))
+                })
+                .await?;
+            }
             Step::Apply(name) => {
                 let f = lab.scenario.fault(name).expect("validated fault");
                 let h = FaultHandle::new(lab, f);

@@ -305,6 +305,8 @@ pub enum StepDecl {
     /// Revert the named fault exactly.
     Revert(Sp<String>),
     Scale(ScaleDecl),
+    /// Let time pass, e.g. `15s`: a fault held while streams run, or a repair given time.
+    Wait(Sp<String>),
     /// Measure the service's paths (throughput, or request rate) and compare them.
     Bench(Box<BenchDecl>),
     /// Start the named stream here (default: before the first step).

@@ -141,10 +141,15 @@ pub enum Step {
     Check(Check),
     Apply(String),
     Revert(String),
-    Scale { service: String, replicas: u32 },
+    Scale {
+        service: String,
+        replicas: u32,
+    },
     Bench(Bench),
     StartStream(String),
     StopStream(String),
+    #[serde(with = "millis")]
+    Wait(Duration),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -702,6 +707,10 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
     };
     for st in &f.steps {
         match st {
+            StepDecl::Wait(w) => match parse_duration(&w.value) {
+                Some(d) => steps.push(Step::Wait(d)),
+                None => p.at(w.pos, format!("wait {:?} is not a duration", w.value), Some("write e.g. 15s (at most 600s)".into())),
+            },
             StepDecl::StartStream(n) => {
                 stream_step(n, true, p);
                 steps.push(Step::StartStream(n.value.clone()));

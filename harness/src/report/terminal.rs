@@ -130,6 +130,10 @@ pub fn stream_text(s: &crate::stream::StreamReport) -> Vec<String> {
         };
         out.push(format!("{}: {broke}; {back}", e.fault));
     }
+    for p in f.phases.iter().filter(|p| !p.lost_paths.is_empty()) {
+        let paths: Vec<String> = p.lost_paths.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        out.push(format!("lost {}: {}", p.title(), paths.join(" · ")));
+    }
     // The timeline, at most 60 columns: buckets merged as needed.
     if !f.buckets.is_empty() {
         let per = f.buckets.len().div_ceil(60);
@@ -139,7 +143,7 @@ pub fn stream_text(s: &crate::stream::StreamReport) -> Vec<String> {
         let span = f.bucket_ms * per as f64 / 1000.0;
         out.push(format!("answered  |{line}|  1 column = {span:.2} s"));
         let mut marks = vec![' '; cols.len()];
-        for m in f.markers.iter().filter(|m| m.fault.is_some()) {
+        for m in f.markers.iter().filter(|m| m.fault.is_some() && m.end_ms >= 0.0) {
             let i = ((m.start_ms.max(0.0) / (f.bucket_ms * per as f64)) as usize).min(cols.len() - 1);
             marks[i] = if m.applies { 'a' } else { 'r' };
         }

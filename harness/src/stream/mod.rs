@@ -377,11 +377,9 @@ impl Running {
                 }
             }
         }
-        let markers: Vec<Marker> = markers
-            .iter()
-            .filter(|m| m.end_ms >= self.t0_ms)
-            .map(|m| Marker { start_ms: m.start_ms - self.t0_ms, end_ms: m.end_ms - self.t0_ms, ..m.clone() })
-            .collect();
+        // Every step so far: a fault applied before the stream started still shapes it.
+        let markers: Vec<Marker> =
+            markers.iter().map(|m| Marker { start_ms: m.start_ms - self.t0_ms, end_ms: m.end_ms - self.t0_ms, ..m.clone() }).collect();
         report.figures = timeline::figures(stream, &reqs, &markers, end_ms);
         report.requests = reqs;
         let f = &report.figures;

@@ -67,6 +67,9 @@ pub struct PhaseFigures {
     pub replicas: BTreeMap<String, u32>,
     /// Lost requests by how they failed.
     pub failures: BTreeMap<String, u32>,
+    /// Lost requests by path, `entry → target`.
+    #[serde(default)]
+    pub lost_paths: BTreeMap<String, u32>,
 }
 
 impl PhaseFigures {
@@ -140,25 +143,40 @@ pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
     Some(v[i])
 }
 
-/// The first request (index into `reqs`, sorted by time) at or after `from_ms` that begins
-/// `n` answers in a row.
-fn recovery(reqs: &[Request], from_ms: f64, n: u32) -> Option<usize> {
-    let mut run = 0u32;
-    let mut first = 0;
-    for (i, r) in reqs.iter().enumerate().filter(|(_, r)| r.at_ms >= from_ms) {
-        if r.answered() {
-            if run == 0 {
-                first = i;
+/// When the stream is whole again after `from_ms`: for every entry node, the first of `n`
+/// answers in a row of its own requests (at least one per target it sends to, so a path that
+/// is still lost cannot hide between answers of the others); the latest of those. None if an
+/// entry never got there.
+fn recovery(reqs: &[Request], from_ms: f64, n: u32) -> Option<f64> {
+    let mut entries: Vec<&str> = reqs.iter().map(|r| r.entry.as_str()).collect();
+    entries.sort_unstable();
+    entries.dedup();
+    let mut latest: Option<f64> = None;
+    for e in entries {
+        let mine: Vec<&Request> = reqs.iter().filter(|r| r.entry == e).collect();
+        let mut targets: Vec<&str> = mine.iter().map(|r| r.target.as_str()).collect();
+        targets.sort_unstable();
+        targets.dedup();
+        let need = n.max(targets.len() as u32);
+        let (mut run, mut first) = (0u32, 0.0);
+        let mut at = None;
+        for r in mine.iter().filter(|r| r.at_ms >= from_ms) {
+            if r.answered() {
+                if run == 0 {
+                    first = r.at_ms;
+                }
+                run += 1;
+                if run >= need {
+                    at = Some(first);
+                    break;
+                }
+            } else {
+                run = 0;
             }
-            run += 1;
-            if run >= n {
-                return Some(first);
-            }
-        } else {
-            run = 0;
         }
+        latest = Some(latest.unwrap_or(f64::MIN).max(at?));
     }
-    None
+    latest
 }
 
 /// Everything the run says about a stream. `reqs` need not be sorted; `end_ms` is when the
@@ -193,7 +211,11 @@ pub fn figures(stream: &Stream, reqs: &[Request], markers: &[Marker], end_ms: f6
         let Some(fault) = &m.fault else { continue };
         let reverted_ms =
             markers.iter().filter(|x| !x.applies && x.fault.as_ref() == Some(fault) && x.start_ms >= m.start_ms).map(|x| x.end_ms).next();
-        let recovered_at = reverted_ms.and_then(|rv| recovery(&reqs, rv, stream.recovered_after)).map(|i| reqs[i].at_ms);
+        // A fault reverted before the stream started is none of its business.
+        if reverted_ms.is_some_and(|rv| rv < 0.0) {
+            continue;
+        }
+        let recovered_at = reverted_ms.and_then(|rv| recovery(&reqs, rv, stream.recovered_after));
         let until = recovered_at.unwrap_or(end_ms + 1.0);
         let window = reqs.iter().filter(|r| r.at_ms >= m.start_ms && r.at_ms < until);
         let lost: Vec<&Request> = window.filter(|r| !r.answered()).collect();
@@ -210,18 +232,25 @@ pub fn figures(stream: &Stream, reqs: &[Request], markers: &[Marker], end_ms: f6
         });
     }
 
-    // Phases: cut the timeline at every apply, revert and recovery.
-    let mut cuts: Vec<(f64, Phase, Option<String>)> = vec![(0.0, Phase::Before, None)];
+    // Phases: cut the timeline at every apply, revert and recovery. Each cut carries the time
+    // of the event that caused it: of several cuts at one moment, the latest event's holds.
+    let mut cuts: Vec<(f64, f64, Phase, Option<String>)> = vec![(0.0, f64::MIN, Phase::Before, None)];
     for e in &episodes {
-        cuts.push((e.applied_ms, Phase::During, Some(e.fault.clone())));
+        cuts.push((e.applied_ms, e.applied_ms, Phase::During, Some(e.fault.clone())));
         if let Some(rv) = e.reverted_ms {
-            cuts.push((rv, Phase::Recovering, Some(e.fault.clone())));
+            cuts.push((rv, rv, Phase::Recovering, Some(e.fault.clone())));
             if let Some(rec) = e.recover_after_ms {
-                cuts.push((rv + rec, Phase::After, Some(e.fault.clone())));
+                cuts.push((rv + rec, rv, Phase::After, Some(e.fault.clone())));
             }
         }
     }
-    cuts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // A fault applied before the stream started is in force from its t=0.
+    for c in cuts.iter_mut() {
+        c.0 = c.0.max(0.0);
+    }
+    cuts.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    let cuts: Vec<(f64, Phase, Option<String>)> =
+        cuts.iter().enumerate().filter(|(i, c)| cuts.get(i + 1).is_none_or(|n| n.0 > c.0)).map(|(_, c)| (c.0, c.2, c.3.clone())).collect();
     let mut phases = Vec::new();
     for (i, (start, phase, fault)) in cuts.iter().enumerate() {
         let stop = cuts.get(i + 1).map(|c| c.0).unwrap_or(end_ms + 1.0);
@@ -232,11 +261,13 @@ pub fn figures(stream: &Stream, reqs: &[Request], markers: &[Marker], end_ms: f6
         let answered: Vec<f64> = mine.iter().filter(|r| r.answered()).map(|r| r.latency_ms).collect();
         let mut replicas = BTreeMap::new();
         let mut failures = BTreeMap::new();
+        let mut lost_paths = BTreeMap::new();
         for r in &mine {
             if r.answered() {
                 *replicas.entry(r.replica.clone().unwrap_or_else(|| "?".into())).or_insert(0) += 1;
             } else {
                 *failures.entry(r.result.clone()).or_insert(0) += 1;
+                *lost_paths.entry(format!("{} → {}", r.entry, r.target)).or_insert(0) += 1;
             }
         }
         phases.push(PhaseFigures {
@@ -250,6 +281,7 @@ pub fn figures(stream: &Stream, reqs: &[Request], markers: &[Marker], end_ms: f6
             p99_ms: quantile(&answered, 0.99),
             replicas,
             failures,
+            lost_paths,
         });
     }
 
@@ -284,6 +316,7 @@ fn whole_phase(f: &Figures, reqs: &[Request]) -> PhaseFigures {
         p99_ms: quantile(&answered, 0.99),
         replicas: BTreeMap::new(),
         failures: BTreeMap::new(),
+        lost_paths: BTreeMap::new(),
     }
 }
 
