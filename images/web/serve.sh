@@ -9,6 +9,8 @@ printf 'replica=%s ips=%s\n' "$(hostname)" "$ips" > /www/index.html
 { cat /www/index.html; dd if=/dev/zero bs=1024 count=256 2>/dev/null | tr '\0' 'x'; } > /www/big
 # httpd runs as a child: a shell that is PID 1 only gets SIGTERM if it traps it, and without the
 # trap every scale-down would wait out the engine's 10 s grace period before SIGKILL.
-httpd -f -p "${PORT:-80}" -h /www &
+# -vv: every request is logged (client address and port, path, status) to the container's log:
+# the server's own count of what it answered, which a stream's figures are held against.
+httpd -f -vv -p "${PORT:-80}" -h /www &
 trap 'kill $!; exit 0' TERM INT
 wait

@@ -1,10 +1,12 @@
 //! The HTML report: one self-contained file (no scripts, no external assets) — each run's steps,
 //! each check's entry × target matrix as a coloured table with its cause lines, and each bench's
-//! median per path as an inline SVG bar chart with min–max whiskers.
+//! median per path as an inline SVG bar chart with min–max whiskers, and each stream as an inline
+//! SVG timeline (answered share per bucket, latency band, a marker at every step).
 
 use super::{esc, CheckReport, RunReport};
 use crate::bench::{human, BenchReport};
 use crate::expect::Outcome;
+use crate::stream::StreamReport;
 
 fn outcome_class(o: Outcome) -> &'static str {
     match o {
@@ -126,6 +128,144 @@ pub fn bench_svg(b: &BenchReport) -> String {
     s
 }
 
+/// Answered share as a colour: red (none) through amber to green (all); grey when nothing was sent.
+fn share_colour(answered: u32, sent: u32) -> String {
+    if sent == 0 {
+        return "#e0e0e0".into();
+    }
+    let f = answered as f64 / sent as f64;
+    let (r, g) = if f >= 1.0 { (46.0, 125.0) } else { (198.0 - 60.0 * f, 40.0 + 120.0 * f) };
+    format!("rgb({r:.0},{g:.0},40)")
+}
+
+/// A stream's timeline: one cell per bucket coloured by answered share, a latency band (p50
+/// line, up to p99 shaded) under it, and a marker at every step (faults in colour, labelled).
+pub fn stream_svg(st: &StreamReport) -> String {
+    let f = &st.figures;
+    let (left, plot_w, top) = (70.0, 820.0, 28.0);
+    let (share_h, lat_top, lat_h) = (36.0, top + 36.0 + 14.0, 90.0);
+    let width = left + plot_w + 20.0;
+    let height = lat_top + lat_h + 34.0;
+    let dur = f.duration_ms.max(1.0);
+    let x = |ms: f64| left + (ms.clamp(0.0, dur) / dur) * plot_w;
+    let mut s = format!(
+        "<svg class=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"stream {} over time\">",
+        esc(&st.name)
+    );
+    s.push_str(&format!("<text x=\"0\" y=\"{}\" font-size=\"12\">answered</text>", top + 22.0));
+    for b in &f.buckets {
+        let w = (x(b.start_ms + f.bucket_ms) - x(b.start_ms)).max(0.5);
+        s.push_str(&format!(
+            "<rect class=\"bucket\" x=\"{:.1}\" y=\"{top}\" width=\"{w:.1}\" height=\"{share_h}\" fill=\"{}\"><title>{:.2} s: {}/{} answered</title></rect>",
+            x(b.start_ms),
+            share_colour(b.answered, b.sent),
+            b.start_ms / 1000.0,
+            b.answered,
+            b.sent
+        ));
+    }
+    // Latency: the scale reaches the highest p99 seen (at least 5 ms).
+    let max = f.buckets.iter().filter_map(|b| b.p99_ms).fold(5.0_f64, f64::max);
+    let y = |ms: f64| lat_top + lat_h - (ms / max).min(1.0) * lat_h;
+    s.push_str(&format!(
+        "<rect x=\"{left}\" y=\"{lat_top}\" width=\"{plot_w}\" height=\"{lat_h}\" fill=\"none\" stroke=\"#ccc\"/><text x=\"0\" y=\"{}\" font-size=\"12\">latency</text><text x=\"0\" y=\"{}\" font-size=\"11\" fill=\"#666\">{max:.0} ms</text><text x=\"0\" y=\"{}\" font-size=\"11\" fill=\"#666\">0</text>",
+        lat_top + 14.0,
+        lat_top + 28.0,
+        lat_top + lat_h
+    ));
+    let pts: Vec<(f64, f64, f64)> =
+        f.buckets.iter().filter_map(|b| Some((x(b.start_ms + f.bucket_ms / 2.0), b.p50_ms?, b.p99_ms?))).collect();
+    if !pts.is_empty() {
+        let upper: Vec<String> = pts.iter().map(|(px, _, p99)| format!("{px:.1},{:.1}", y(*p99))).collect();
+        let lower: Vec<String> = pts.iter().rev().map(|(px, p50, _)| format!("{px:.1},{:.1}", y(*p50))).collect();
+        s.push_str(&format!(
+            "<polygon class=\"band\" points=\"{} {}\" fill=\"#90caf9\" opacity=\"0.7\"><title>p50 to p99 latency per bucket</title></polygon>",
+            upper.join(" "),
+            lower.join(" ")
+        ));
+        let line: Vec<String> = pts.iter().map(|(px, p50, _)| format!("{px:.1},{:.1}", y(*p50))).collect();
+        s.push_str(&format!(
+            "<polyline class=\"p50\" points=\"{}\" fill=\"none\" stroke=\"#0d47a1\" stroke-width=\"1.5\"/>",
+            line.join(" ")
+        ));
+    }
+    for m in f.markers.iter().filter(|m| m.end_ms >= 0.0 && m.start_ms <= dur) {
+        let mx = x(m.start_ms);
+        let (colour, dash, label) = match (&m.fault, m.applies) {
+            (Some(_), true) => ("#c62828", "5,3", true),
+            (Some(_), false) => ("#2e7d32", "5,3", true),
+            _ => ("#9e9e9e", "2,3", false),
+        };
+        s.push_str(&format!(
+            "<line class=\"marker\" x1=\"{mx:.1}\" y1=\"{}\" x2=\"{mx:.1}\" y2=\"{}\" stroke=\"{colour}\" stroke-dasharray=\"{dash}\" stroke-width=\"1.5\"><title>{:.2} s: {}</title></line>",
+            top - 4.0,
+            lat_top + lat_h,
+            m.start_ms / 1000.0,
+            esc(&m.label)
+        ));
+        if label {
+            s.push_str(&format!(
+                "<text x=\"{:.1}\" y=\"{}\" font-size=\"11\" fill=\"{colour}\">{}</text>",
+                mx + 2.0,
+                top - 8.0,
+                esc(&m.label)
+            ));
+        }
+    }
+    let ticks = 8;
+    for i in 0..=ticks {
+        let ms = dur * i as f64 / ticks as f64;
+        s.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{}\" font-size=\"11\" fill=\"#666\">{:.1} s</text>",
+            x(ms) - 10.0,
+            lat_top + lat_h + 16.0,
+            ms / 1000.0
+        ));
+    }
+    s.push_str("</svg>");
+    s
+}
+
+fn stream_html(st: &StreamReport) -> String {
+    let mut h = section_head(
+        "stream",
+        "Stream",
+        &st.name,
+        st.outcome,
+        &format!("{} {} from {} at {} req/s each", st.to, st.service, st.from.join(", "), st.rate),
+        &st.summary,
+    );
+    h.push_str(&stream_svg(st));
+    let ms = |v: Option<f64>| v.map(|x| format!("{x:.1} ms")).unwrap_or_else(|| "-".into());
+    h.push_str("<table class=\"phases\"><tr><th>phase</th><th>from–to (s)</th><th>requests</th><th>lost</th><th>p50</th><th>p99</th><th>answered by</th><th>lost on</th></tr>");
+    for p in &st.figures.phases {
+        let by: Vec<String> = p.replicas.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let lost: Vec<String> = p.lost_paths.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{:.1}–{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&p.title()),
+            p.start_ms / 1000.0,
+            p.end_ms / 1000.0,
+            p.sent,
+            p.lost,
+            ms(p.p50_ms),
+            ms(p.p99_ms),
+            esc(&by.join(" · ")),
+            esc(&lost.join(" · "))
+        ));
+    }
+    h.push_str("</table>");
+    for line in super::terminal::stream_text(st).iter().filter(|l| !l.starts_with("phase") && !l.contains("  ")) {
+        let cls = if line.starts_with('✗') { "cause" } else { "note" };
+        h.push_str(&format!("<p class=\"{cls}\">{}</p>", esc(line)));
+    }
+    if let Some(e) = &st.error {
+        h.push_str(&format!("<p class=\"cause\">error: {}</p>", esc(e)));
+    }
+    h.push_str("</section>");
+    h
+}
+
 fn bench_html(b: &BenchReport) -> String {
     let mut h = section_head(
         "bench",
@@ -210,6 +350,9 @@ pub fn html_report(reports: &[RunReport]) -> String {
         }
         for b in &r.benches {
             h.push_str(&bench_html(b));
+        }
+        for st in &r.streams {
+            h.push_str(&stream_html(st));
         }
         if let Some(ev) = &s.evidence {
             h.push_str(&format!("<p class=\"note\">failure bundle: {}</p>", esc(ev)));

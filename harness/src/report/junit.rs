@@ -1,4 +1,4 @@
-//! JUnit XML: one test case per check and per bench. Unsupported ones are `skipped` with their
+//! JUnit XML: one test case per check, per bench and per stream gate. Unsupported ones are `skipped` with their
 //! reason — a CI dashboard shows them, and never as passed.
 
 use super::terminal::matrix_text;
@@ -21,6 +21,31 @@ fn cases(r: &RunReport) -> Vec<Case> {
         let body = [crate::bench::table_text(b), b.faults.clone()].concat().join("\n");
         (format!("bench {}", b.name), b.outcome, b.summary.clone(), body, b.secs, Some(b.summary.clone()))
     }));
+    // A stream: one case per gate (each phase it covers is a line of the same case), or one
+    // case when it has no gate. A stream that is unsupported or could not be read is so in
+    // every case: a gate is never passed on figures that are not there.
+    for s in &r.streams {
+        let body = super::terminal::stream_text(s).join("\n");
+        let secs = s.figures.duration_ms / 1000.0;
+        let mut gates: Vec<(String, bool, Vec<String>)> = Vec::new();
+        for g in &s.figures.gates {
+            match gates.iter_mut().find(|x| x.0 == g.gate) {
+                Some(x) => {
+                    x.1 &= g.ok;
+                    x.2.push(g.measured.clone());
+                }
+                None => gates.push((g.gate.clone(), g.ok, vec![g.measured.clone()])),
+            }
+        }
+        if gates.is_empty() || s.outcome != Outcome::Pass && s.outcome != Outcome::Fail {
+            v.push((format!("stream {}", s.name), s.outcome, s.summary.clone(), body, secs, s.error.clone()));
+            continue;
+        }
+        for (gate, ok, measured) in gates {
+            let o = if ok { Outcome::Pass } else { Outcome::Fail };
+            v.push((format!("stream {}: {gate}", s.name), o, measured.join("; "), body.clone(), secs, None));
+        }
+    }
     v
 }
 
