@@ -1025,3 +1025,157 @@ fn closed_world_and_probes_hold(lab: &str) {
         assert!(o.status.success(), "the readiness probe of {c} fails on a running lab: {probe}");
     }
 }
+
+/// Requests each node's `web` tasks logged for `path` (busybox httpd -vv logs every request):
+/// the servers' own count, independent of the traffic agent's records.
+fn served(lab: &str, node: &str, path: &str) -> u64 {
+    let script = format!(
+        "for c in $(docker ps -q --filter label=com.docker.swarm.service.name=web); do docker logs $c 2>&1 | grep -c 'url:{path}$' || true; done"
+    );
+    let o = Command::new("docker").args(["exec", &format!("{lab}-{node}"), "sh", "-c", &script]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.trim().parse::<u64>().ok()).sum()
+}
+
+fn stream<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["runs"][0]["streams"]
+        .as_array()
+        .and_then(|s| s.iter().find(|x| x["name"] == name))
+        .unwrap_or_else(|| panic!("no stream {name} in the report"))
+}
+
+/// The phase of a stream's figures with this title (`during vxlan-blocked`).
+fn phase<'a>(s: &'a serde_json::Value, phase: &str, fault: Option<&str>) -> &'a serde_json::Value {
+    s["figures"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == phase && p["fault"].as_str() == fault)
+        .unwrap_or_else(|| panic!("no phase {phase} {fault:?} in {s}"))
+}
+
+/// The VXLAN story's stream: lost only while the drop is applied, one request in three (those to
+/// worker-1's replica), back within seconds; its answered requests agree with what the servers
+/// themselves logged; a stream whose gate says the fault must not be felt fails (exit 1); JUnit
+/// has one case per gate; the HTML page draws the timeline in Chromium.
+#[test]
+fn swarm_vxlan_stream_agrees_with_the_servers_and_draws_its_timeline() {
+    let _g = serial();
+    let lab = "test-stream-vxlan";
+    let (dir, file) = edited_story(
+        lab,
+        &[
+            ("    rate: 20\n", "    rate: 20\n    path: /index.html\n"),
+            (
+                "faults:\n  - { name: vxlan-blocked",
+                "  - { name: must-not-feel, service: web, to: replicas, from: worker-2, expect: { lost: \"== 0\" } }\nfaults:\n  - { name: vxlan-blocked",
+            ),
+        ],
+    );
+    let _down = Down(lab);
+    let (json, junit, html) = (dir.path().join("r.json"), dir.path().join("r.xml"), dir.path().join("r.html"));
+    let o = clusterlab(&[
+        "run",
+        file.to_str().unwrap(),
+        "--keep",
+        "--report",
+        &format!("json={}", json.display()),
+        "--report",
+        &format!("junit={}", junit.display()),
+        "--report",
+        &format!("html={}", html.display()),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "the must-not-feel stream fails the run");
+    let out = stdout(&o);
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let s = stream(&r, "manager-to-replicas");
+    assert_eq!(s["outcome"], "pass", "{s}");
+    assert_eq!(phase(s, "before", None)["lost"], 0);
+    assert_eq!(phase(s, "after", Some("vxlan-blocked"))["lost"], 0);
+    let during = phase(s, "during", Some("vxlan-blocked"));
+    let (sent, lost) = (during["sent"].as_u64().unwrap(), during["lost"].as_u64().unwrap());
+    assert!(sent >= 40 && (lost as f64 / sent as f64 - 1.0 / 3.0).abs() < 0.1, "{lost} of {sent}");
+    let lost_on: Vec<&String> = during["lost_paths"].as_object().unwrap().keys().collect();
+    assert_eq!(lost_on.len(), 1, "{lost_on:?}");
+    assert!(lost_on[0].starts_with("manager → ") && lost_on[0].ends_with("@worker-1"), "{lost_on:?}");
+    let e = &s["figures"]["episodes"][0];
+    assert!(e["recover_after_ms"].as_f64().unwrap() < 5000.0 && e["break_after_ms"].as_f64().unwrap() < 2000.0, "{e}");
+    assert!(out.contains("Stream manager-to-replicas") && out.contains("answered  |"), "the terminal shows the stream");
+    // The failing stream says what it saw.
+    let bad = stream(&r, "must-not-feel");
+    assert_eq!(bad["outcome"], "fail");
+    let g = &bad["figures"]["gates"][0];
+    assert!(g["ok"] == false && g["measured"].as_str().unwrap().contains(" lost"), "{g}");
+    // Independent count: the servers logged every request the stream saw answered, per node.
+    let reqs = s["requests"].as_array().unwrap();
+    for node in ["manager", "worker-1", "worker-2"] {
+        let answered =
+            reqs.iter().filter(|q| q["result"] == "ok" && q["target"].as_str().unwrap().ends_with(&format!("@{node}"))).count() as u64;
+        let logged = served(lab, node, "/index.html");
+        println!("{node}: the stream saw {answered} answered, the servers logged {logged}");
+        assert!(answered > 0 && answered.abs_diff(logged) <= 2, "{node}: the stream saw {answered} answered, the servers logged {logged}");
+    }
+    // JUnit: one case per gate of each stream.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("name=\"stream manager-to-replicas: ").count(), 5, "{xml}");
+    assert!(xml.contains("name=\"stream must-not-feel: lost == 0\"") && xml.contains("<failure"), "{xml}");
+    // The timeline in a real browser: buckets and the two fault markers.
+    let url = format!("file://{}", html.display());
+    let dom = Command::new(chromium()).args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", &url]).output().unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert_eq!(dom.matches("<svg class=\"timeline\"").count(), 2);
+    assert!(dom.matches("<rect class=\"bucket\"").count() > 40, "buckets drawn");
+    assert!(dom.contains("apply vxlan-blocked") && dom.contains("revert vxlan-blocked"), "fault markers labelled");
+    assert!(dom.contains("<polygon class=\"band\""), "latency band drawn");
+    drop(_down);
+    assert_clean(lab);
+}
+
+/// Kubernetes: a ClusterIP stream from the master under the VXLAN drop loses about every other
+/// request (the seed's story) and none before or after; every lost request went to the VIP.
+#[test]
+fn k8s_clusterip_stream_loses_every_other_request_while_vxlan_is_dropped() {
+    let _g = serial();
+    bundle();
+    let (o, r) = json_run("scenarios/k8s-vxlan-blocked.yaml");
+    assert_eq!(o.status.code(), Some(0));
+    let s = stream(&r, "clusterip-from-master");
+    assert_eq!(s["outcome"], "pass");
+    let during = phase(s, "during", Some("vxlan-blocked"));
+    let share = during["lost"].as_f64().unwrap() / during["sent"].as_f64().unwrap();
+    assert!((0.3..0.7).contains(&share), "{share}");
+    // Both pods answered before and after; only the master's while VXLAN was dropped.
+    for (p, fault) in [("before", None), ("after", Some("vxlan-blocked"))] {
+        assert_eq!(phase(s, p, fault)["replicas"].as_object().unwrap().len(), 2, "{p}");
+    }
+    let answered_during: Vec<&String> = during["replicas"].as_object().unwrap().keys().collect();
+    assert!(answered_during.iter().filter(|k| k.ends_with("@worker")).count() <= 1, "{answered_during:?}");
+    assert!(s["agents"][0]["anchor_inside"].as_bool().unwrap(), "the agent's clock agrees with the harness's");
+    assert_clean("k8s-vxlan-blocked");
+}
+
+/// Swarm gossip blocked for 15 s while the service scales: the old task on the blocked worker is
+/// cut off from the manager within seconds (declared dead), the new tasks across it are lost,
+/// and after the revert the streams and the within check measure how long swarm takes to converge.
+#[test]
+fn swarm_gossip_blocked_breaks_old_and_new_paths_until_swarm_converges() {
+    let _g = serial();
+    let (o, r) = json_run("scenarios/swarm-gossip-blocked.yaml");
+    assert_eq!(o.status.code(), Some(0));
+    let first = stream(&r, "first-replicas");
+    let ep = &first["figures"]["episodes"][0];
+    assert!(ep["break_after_ms"].as_f64().unwrap() < 15000.0, "{ep}");
+    for (path, _) in phase(first, "during", Some("gossip-udp"))["lost_paths"].as_object().unwrap() {
+        assert!(
+            path.starts_with("manager → ") && path.ends_with("@worker-1"),
+            "only the manager loses the blocked worker's old task: {path}"
+        );
+    }
+    let all = stream(&r, "all-replicas");
+    let recover: Vec<f64> =
+        all["figures"]["episodes"].as_array().unwrap().iter().map(|e| e["recover_after_ms"].as_f64().unwrap()).collect();
+    assert!(recover.iter().all(|ms| *ms < 60000.0), "{recover:?}");
+    let converged = check(&r, "converged");
+    assert_eq!(converged["outcome"], "pass");
+    assert!(converged["held_after_secs"].as_f64().is_some());
+    assert_clean("swarm-gossip-blocked");
+}

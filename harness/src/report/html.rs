@@ -144,7 +144,7 @@ pub fn stream_svg(st: &StreamReport) -> String {
     let f = &st.figures;
     let (left, plot_w, top) = (70.0, 820.0, 28.0);
     let (share_h, lat_top, lat_h) = (36.0, top + 36.0 + 14.0, 90.0);
-    let width = left + plot_w + 20.0;
+    let width = left + plot_w + 40.0;
     let height = lat_top + lat_h + 34.0;
     let dur = f.duration_ms.max(1.0);
     let x = |ms: f64| left + (ms.clamp(0.0, dur) / dur) * plot_w;

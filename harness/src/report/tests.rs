@@ -204,5 +204,6 @@ fn readme_sample_run_is_the_terminal_output_of_a_recorded_run() {
     assert_eq!(&readme[start..end], rendered, "README's sample run differs from the recorded run's rendering");
     // And it tells the story it is there for.
     assert!(rendered.contains("12/18 requests answered, 6/6 pairs as expected"));
-    assert!(rendered.contains("Result: 4 passed, 0 failed"));
+    assert!(rendered.contains("Stream manager-to-replicas") && rendered.contains("5/5 gates hold"));
+    assert!(rendered.contains("Result: 5 passed, 0 failed"));
 }

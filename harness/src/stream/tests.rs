@@ -138,3 +138,71 @@ fn agent_lines_parse_and_broken_ones_are_skipped() {
     let c = parse_end("#end sent=400 cpu_ms=30 maxrss_kb=2100 late_p50_us=60 late_p99_us=400 late_max_us=900 ran_ms=20000", "m").unwrap();
     assert_eq!((c.sent, c.cpu_ms, c.late_p99_us, c.ran_ms), (400, 30, 400, 20000));
 }
+
+/// A timeline recorded from a real run of a shipped story (requests and step markers from its
+/// JSON report), judged again with the story's stream as the file states it today.
+fn recorded(story: &str) -> StreamReport {
+    #[derive(serde::Deserialize)]
+    struct Rec {
+        stream: String,
+        duration_ms: f64,
+        markers: Vec<Marker>,
+        requests: Vec<Request>,
+    }
+    let text = std::fs::read_to_string(format!("{}/src/stream/recorded/{story}.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let rec: Rec = serde_json::from_str(&text).unwrap();
+    let scenario = crate::model::load(std::path::Path::new(&format!("{}/../scenarios/{story}.yaml", env!("CARGO_MANIFEST_DIR")))).unwrap();
+    let stream = scenario.streams.iter().find(|s| s.name == rec.stream).unwrap().clone();
+    let figures = figures(&stream, &rec.requests, &rec.markers, rec.duration_ms);
+    StreamReport {
+        name: stream.name.clone(),
+        service: stream.service.clone(),
+        to: stream.to.word().into(),
+        from: stream.from.clone(),
+        rate: stream.rate,
+        timeout_ms: stream.timeout.as_millis() as u64,
+        outcome: if figures.passed() { crate::expect::Outcome::Pass } else { crate::expect::Outcome::Fail },
+        summary: String::new(),
+        targets: vec![],
+        started_unix_ms: 0.0,
+        figures,
+        agents: vec![],
+        notes: vec![],
+        error: None,
+        requests: vec![],
+    }
+}
+
+/// Swarm, VXLAN dropped into worker-1: one request in three lost (those to its replica), none
+/// before or after, back within a bucket of the revert.
+#[test]
+fn recorded_swarm_vxlan_timeline() {
+    let r = recorded("swarm-vxlan-blocked");
+    assert!(r.figures.passed(), "{:#?}", r.figures.gates);
+    insta::assert_snapshot!(crate::report::stream_text(&r).join("\n"));
+}
+
+/// Kubernetes, VXLAN dropped into the worker: about every other ClusterIP request lost (the
+/// pod kube-proxy picked on the worker), none before or after.
+#[test]
+fn recorded_k8s_clusterip_timeline() {
+    let r = recorded("k8s-vxlan-blocked");
+    assert!(r.figures.passed(), "{:#?}", r.figures.gates);
+    let during = r.figures.phases.iter().find(|p| p.phase == Phase::During).unwrap();
+    let share = during.lost_share().unwrap();
+    assert!((0.4..0.6).contains(&share), "{share}");
+    insta::assert_snapshot!(crate::report::stream_text(&r).join("\n"));
+}
+
+/// The same recorded timelines fail the gates they must fail: a fault that must not be felt,
+/// and a recovery faster than the recorded one.
+#[test]
+fn recorded_timelines_fail_gates_they_do_not_meet() {
+    let mut r = recorded("k8s-vxlan-blocked");
+    let stream = stream(vec![bound(Phase::During, Measure::Lost, "== 0"), bound(Phase::During, Measure::LostShare, "<= 0.1")]);
+    let text = std::fs::read_to_string(format!("{}/src/stream/recorded/k8s-vxlan-blocked.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let reqs: Vec<Request> = serde_json::from_value(v["requests"].clone()).unwrap();
+    r.figures = figures(&stream, &reqs, &r.figures.markers, r.figures.duration_ms);
+    assert_eq!(r.figures.gates.iter().filter(|g| !g.ok).count(), 2, "{:#?}", r.figures.gates);
+}
