@@ -1,5 +1,6 @@
 use super::*;
 use proptest::prelude::*;
+use std::time::Duration;
 
 const GOOD: &str = include_str!("../../../scenarios/swarm-vxlan-blocked.yaml");
 
@@ -336,4 +337,45 @@ fn within_is_a_duration_of_at_least_one_timeout() {
     assert!(problems(&short).contains("is shorter than the check's timeout"), "{}", problems(&short));
     let bad = t.replace("within: 30s", "within: soon");
     assert!(problems(&bad).contains("within \"soon\" is not a duration"), "{}", problems(&bad));
+}
+
+#[test]
+fn streams_resolve_with_defaults_and_their_gates() {
+    let s = parse_str(GOOD, "t.yaml").unwrap();
+    let st = &s.streams[0];
+    assert_eq!(
+        (st.name.as_str(), st.to, st.from.as_slice()),
+        ("manager-to-replicas", StreamTo::Replicas, ["manager".to_string()].as_slice())
+    );
+    assert_eq!((st.rate, st.timeout, st.bucket, st.recovered_after), (20.0, Duration::from_secs(1), Duration::from_millis(250), 10));
+    let gates: Vec<String> = st.gates.iter().map(|g| g.text()).collect();
+    assert_eq!(gates, ["before: lost == 0", "during: lost-share 0.2..0.5", "after: lost == 0", "break-within 2s", "recover-within 5s"]);
+    // The simplest stream: from the first node, 20 req/s, no gates.
+    let t = GOOD.replace("streams:\n", "streams:\n  - { name: plain, service: web, to: vip }\n");
+    let s = parse_str(&t, "t.yaml").unwrap();
+    let p = s.streams.iter().find(|x| x.name == "plain").unwrap();
+    assert_eq!((p.from.as_slice(), p.gates.len()), (["manager".to_string()].as_slice(), 0));
+}
+
+#[test]
+fn stream_mistakes_are_located() {
+    let t = GOOD
+        .replace("    rate: 20\n", "    rate: 900\n    via: worker-1\n")
+        .replace("recover-within: 5s", "recover-within: soon")
+        .replace("lost-share: \"0.2..0.5\"", "lost-share: \"0.5..0.2\"")
+        .replace("steps:\n", "steps:\n  - start-stream: nope\n  - stop-stream: manager-to-replicas\n  - start-stream: manager-to-replicas\n  - wait: forever\n");
+    let p = problems(&t);
+    for want in [
+        "rate 900 is out of range",
+        "field via is for streams to: node-port",
+        "recover-within \"soon\" is not a duration",
+        "is empty",
+        "unknown stream \"nope\"",
+        "stream \"manager-to-replicas\" is started twice, or after its stop",
+        "wait \"forever\" is not a duration",
+    ] {
+        assert!(p.contains(want), "missing {want:?} in:\n{p}");
+    }
+    // Each at its line.
+    assert!(p.lines().filter(|l| l.starts_with("t.yaml:")).count() >= 7, "{p}");
 }

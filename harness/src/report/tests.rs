@@ -158,7 +158,22 @@ fn junit_has_one_case_per_check_and_skips_unsupported() {
 #[test]
 fn report_schema_names_the_fields_and_a_recorded_report_reads_back() {
     let schema = serde_json::to_string(&report_schema()).unwrap();
-    for field in ["runs", "checks", "benches", "diagnosis", "evidence", "vs_direct", "cv_percent", "gates", "observation"] {
+    for field in [
+        "runs",
+        "checks",
+        "benches",
+        "diagnosis",
+        "evidence",
+        "vs_direct",
+        "cv_percent",
+        "gates",
+        "observation",
+        "streams",
+        "buckets",
+        "episodes",
+        "recover_after_ms",
+        "lost_paths",
+    ] {
         assert!(schema.contains(field), "report schema lacks {field}");
     }
     let runs: Vec<RunReport> = serde_json::from_str(include_str!("../../benches/recorded-runs.json")).unwrap();

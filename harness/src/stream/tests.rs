@@ -206,3 +206,58 @@ fn recorded_timelines_fail_gates_they_do_not_meet() {
     r.figures = figures(&stream, &reqs, &r.figures.markers, r.figures.duration_ms);
     assert_eq!(r.figures.gates.iter().filter(|g| !g.ok).count(), 2, "{:#?}", r.figures.gates);
 }
+
+/// A stream started after its fault was applied is `during` from its t=0 (no `before`), and its
+/// recovery still counts from the revert.
+#[test]
+fn a_fault_applied_before_the_stream_started_is_in_force_from_its_start() {
+    let reqs = requests(6.0, |t| t < 3100.0 && (t / 50.0) as u64 % 2 == 1);
+    let markers = vec![marker(-2000.0, "gossip", true), marker(3000.0, "gossip", false)];
+    let f = figures(&stream(vec![StreamGate::RecoverWithin(Duration::from_secs(1))]), &reqs, &markers, 6000.0);
+    let titles: Vec<String> = f.phases.iter().map(|p| p.title()).collect();
+    assert_eq!(titles, ["during gossip", "after gossip"]);
+    assert_eq!(f.episodes[0].break_after_ms, Some(2050.0), "measured from the apply, before the stream");
+    assert!(f.passed(), "{:#?}", f.gates);
+}
+
+/// Two entry nodes: one whole at once, the other still losing one target of three. The stream
+/// is recovered only when both have answered `recovered_after` in a row, each target once at least.
+#[test]
+fn recovery_waits_for_every_entry_and_every_target() {
+    let mut reqs = Vec::new();
+    for i in 0..120 {
+        let at = i as f64 * 50.0;
+        for (entry, target) in [("a", format!("t{}", i % 3)), ("b", format!("t{}", i % 3))] {
+            // From b, t2 answers only from 4 s on.
+            let lost = entry == "b" && target == "t2" && at < 4000.0;
+            reqs.push(Request {
+                entry: entry.into(),
+                target: target.clone(),
+                at_ms: at + if entry == "b" { 10.0 } else { 0.0 },
+                latency_ms: 1.0,
+                result: if lost { "timeout".into() } else { "ok".into() },
+                replica: (!lost).then(|| target.clone()),
+            });
+        }
+    }
+    let markers = vec![marker(500.0, "f", true), marker(1000.0, "f", false)];
+    let f = figures(&stream(vec![]), &reqs, &markers, 6000.0);
+    let rec = f.episodes[0].recover_after_ms.unwrap();
+    // b's first answer after its last loss of t2 (3.85 s) is at 3.91 s; the revert ended at 1.1 s.
+    assert_eq!(rec, 2810.0, "recovered {rec} ms after the revert: b's t2 came back at 3.9 s");
+    let lost = &f.phases.iter().find(|p| p.phase == Phase::Recovering).unwrap().lost_paths;
+    assert_eq!(lost.keys().collect::<Vec<_>>(), ["b → t2"]);
+}
+
+/// Reports: JUnit has a case per gate, the HTML page a timeline with its buckets and markers.
+#[test]
+fn a_stream_renders_in_junit_and_html() {
+    let r = recorded("swarm-vxlan-blocked");
+    let run = crate::report::RunReport { scenario: "s".into(), streams: vec![r], ..Default::default() };
+    let x = crate::report::junit_xml(std::slice::from_ref(&run));
+    assert_eq!(x.matches("<testcase").count(), 5, "{x}");
+    assert!(x.contains("name=\"stream manager-to-replicas: recover-within 5s\""));
+    let h = crate::report::html_report(&[run]);
+    assert_eq!(h.matches("<svg class=\"timeline\"").count(), 1);
+    assert!(h.matches("<rect class=\"bucket\"").count() > 25 && h.contains("apply vxlan-blocked"));
+}
