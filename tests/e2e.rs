@@ -419,6 +419,11 @@ fn k8s_clusterip_reaches_both_replicas_from_nodes_and_pods() {
         assert!(hits.iter().all(|h| *h > 0) && hits.iter().sum::<u64>() == 10, "{hits:?}");
     }
     assert_eq!(check(&r, "no-cluster-dns")["outcome"], "unsupported");
+    // The stream from a client pod on each node (entered through its network namespace): every
+    // request answered, by both pods.
+    let s = stream(&r, "clusterip-from-pods");
+    assert_eq!(s["outcome"], "pass", "{s}");
+    assert_eq!(phase(s, "before", None)["replicas"].as_object().unwrap().len(), 2);
     assert_clean("k8s-clusterip-round-robin");
 }
 
@@ -431,6 +436,13 @@ fn k8s_nodeport_answers_on_every_node_before_and_after_scaling_to_one() {
     let after = &check(&r, "nodeport-still-every-node")["observation"];
     assert_eq!(after["cols"].as_array().unwrap().len(), 3, "dialled via all three nodes");
     assert_eq!(check(&r, "one-pod")["observation"]["cols"].as_array().unwrap().len(), 1);
+    // Across the scale: all three pods answered the stream, and its last requests only the one left.
+    let s = stream(&r, "nodeport-via-every-node");
+    assert_eq!(s["outcome"], "pass", "{s}");
+    assert_eq!(phase(s, "before", None)["replicas"].as_object().unwrap().len(), 3);
+    let reqs = s["requests"].as_array().unwrap();
+    let last: std::collections::BTreeSet<&str> = reqs[reqs.len() - 40..].iter().filter_map(|q| q["replica"].as_str()).collect();
+    assert_eq!(last.len(), 1, "{last:?}");
     assert_clean("k8s-nodeport-every-node");
 }
 
