@@ -975,9 +975,11 @@ fn clean_leaves_live_runs_alone_and_removes_what_a_killed_run_left() {
     assert_eq!(o.status.code(), Some(0), "the live run was disturbed:\n{}", String::from_utf8_lossy(&o.stdout));
     assert_clean(lab);
 
+    // Without its reaper, a killed run's objects stay until `clean`.
     let mut child = Command::new(bin())
         .args(["run", "scenarios/swarm-vxlan-blocked.yaml"])
         .current_dir(root())
+        .env("CLUSTERLAB_REAPER", "off")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -1183,4 +1185,32 @@ fn swarm_gossip_blocked_breaks_old_and_new_paths_until_swarm_converges() {
     assert_eq!(converged["outcome"], "pass");
     assert!(converged["held_after_secs"].as_f64().is_some());
     assert_clean("swarm-gossip-blocked");
+}
+
+/// SIGKILL runs no handler: the run's reaper (a labelled container watching the process) removes
+/// every object of the run within seconds, without `clean`; a run that ends normally takes its
+/// reaper with it.
+#[test]
+fn a_run_killed_with_sigkill_is_reaped_within_seconds() {
+    let _g = serial();
+    let lab = "swarm-vxlan-blocked";
+    let mut child = Command::new(bin())
+        .args(["run", "scenarios/swarm-vxlan-blocked.yaml"])
+        .current_dir(root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_node(lab);
+    std::thread::sleep(Duration::from_secs(2));
+    let reaper = Command::new("docker").args(["inspect", "-f", "{{.State.Running}}", &format!("{lab}-reaper")]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&reaper.stdout).trim(), "true", "no reaper runs beside the lab");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let t = Instant::now();
+    while !leftovers(lab).is_empty() && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    println!("reaped in {:.1} s", t.elapsed().as_secs_f64());
+    assert_clean(lab);
 }

@@ -17,6 +17,7 @@ pub mod owner;
 pub mod plan;
 pub mod probe;
 pub mod provider;
+pub mod reaper;
 pub mod report;
 pub mod runner;
 pub mod stack;

@@ -342,6 +342,38 @@ fn print_matrix_summary(done: &[Done], repeat: usize) {
     }
     if repeat > 1 {
         println!("(each scenario run {repeat} times)");
+        print_stream_spread(done);
+    }
+}
+
+/// Over repeated runs, per scenario, stream and fault: the spread of time to break and time to
+/// recover (min / median / max), and how many runs recovered at all.
+fn print_stream_spread(done: &[Done]) {
+    use clusterlab::stream::timeline::quantile;
+    // (scenario, stream, fault) -> (times to break, times to recover, episodes)
+    type Spread = (Vec<f64>, Vec<f64>, usize);
+    let mut rows: std::collections::BTreeMap<(String, String, String), Spread> = Default::default();
+    for d in done {
+        for s in &d.report.streams {
+            for e in &s.figures.episodes {
+                let row = rows.entry((d.scenario.clone(), s.name.clone(), e.fault.clone())).or_default();
+                row.0.extend(e.break_after_ms);
+                row.1.extend(e.recover_after_ms);
+                row.2 += 1;
+            }
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let spread = |v: &[f64]| match (quantile(v, 0.0), quantile(v, 0.5), quantile(v, 1.0)) {
+        (Some(a), Some(m), Some(b)) => format!("{:.2} / {:.2} / {:.2} s", a / 1000.0, m / 1000.0, b / 1000.0),
+        _ => "-".to_string(),
+    };
+    println!("\nstreams over the runs (min / median / max)");
+    println!("{:<28} {:<18} {:<14} {:<24} {:<24} recovered", "scenario", "stream", "fault", "time to break", "time to recover");
+    for ((sc, st, f), (brk, rec, n)) in rows {
+        println!("{sc:<28} {st:<18} {f:<14} {:<24} {:<24} {} of {n}", spread(&brk), spread(&rec), rec.len());
     }
 }
 
@@ -500,7 +532,12 @@ async fn cmd_ls() -> i32 {
             clusterlab::owner::Liveness::Kept => "kept",
             clusterlab::owner::Liveness::Gone(_) => "left-over",
         };
-        let node = l.get(clusterlab::plan::LABEL_NODE).cloned().unwrap_or_else(|| "?".into());
+        // Nodes by their label; the lab's other containers (its reaper, a fault's proxy) by name.
+        let name = c.names.as_ref().and_then(|n| n.first()).map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
+        let node = l
+            .get(clusterlab::plan::LABEL_NODE)
+            .cloned()
+            .unwrap_or_else(|| name.strip_prefix(&format!("{lab}-")).unwrap_or(&name).to_string());
         labs.entry((lab, run, state.to_string()))
             .or_default()
             .push(format!("{node}({})", c.state.map(|s| format!("{s:?}").to_lowercase()).unwrap_or_default()));

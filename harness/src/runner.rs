@@ -151,6 +151,8 @@ async fn create_nodes(
     let title = format!("Preparing nodes\t{}", "📦".repeat(n));
     r.step(&title, exit::HOST, async {
         let plan = create_network(engine, s, lab_name, run_id, owner).await?;
+        // First, before any node: from here on, a SIGKILL of this process leaves nothing behind.
+        let reaper = crate::reaper::watch(engine, &plan, &node_image).await?;
         let mode = engine.detect_nested_mode(&node_image, plan.labels(None)).await?;
         futures_util::future::try_join_all(plan.nodes.iter().map(|node| engine.create_node(&plan, node, &node_image, mode, &boot))).await?;
         let why = match mode {
@@ -160,11 +162,12 @@ async fn create_nodes(
         let lab = Lab { engine: engine.clone(), plan, scenario: s.clone(), base: base.clone() };
         host_shielded(&lab).await?;
         crate::edge::seal(&lab).await?;
-        let lines = vec![
+        let mut lines = vec![
             format!("{n} nodes on {} ({why})", lab.plan.subnet),
             "host kernel settings read-only inside every node".into(),
             format!("a closed world: nothing leaves through the lab interface except to {}", crate::edge::allowed(&lab).join(", ")),
         ];
+        lines.extend(reaper);
         Ok((lab, lines))
     })
     .await

@@ -537,6 +537,36 @@ impl Engine {
         }
     }
 
+    /// Start a run's reaper: `image` runs `sh -c script args…` with the engine's socket and the
+    /// host's process table, removed by the engine when it exits. Labelled like the lab.
+    pub async fn start_reaper(&self, plan: &LabPlan, name: &str, image: &str, script: &str, args: &[String]) -> Result<(), LabError> {
+        let host = HostConfig {
+            // The engine's own socket: the reaper removes the run's objects through it.
+            binds: Some(vec!["/var/run/docker.sock:/var/run/docker.sock".into()]),
+            // The host's process table: the reaper watches the owning process by pid and start time.
+            pid_mode: Some("host".into()),
+            // No network: it only talks to the engine's socket.
+            network_mode: Some("none".into()),
+            // Gone by itself once its work is done (or when told nothing needs watching).
+            auto_remove: Some(true),
+            ..Default::default()
+        };
+        let mut cmd = vec!["-c".to_string(), script.to_string(), "clusterlab-reaper".to_string()];
+        cmd.extend(args.iter().cloned());
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            entrypoint: Some(vec!["/bin/sh".into()]),
+            cmd: Some(cmd),
+            labels: Some(plan.labels(None)),
+            host_config: Some(host),
+            ..Default::default()
+        };
+        let fail = |e| LabError::CreateSide { container: name.to_string(), lab: plan.lab.clone(), source: e };
+        let opts = qp::CreateContainerOptionsBuilder::default().name(name).build();
+        self.docker.create_container(Some(opts), body).await.map_err(fail)?;
+        self.docker.start_container(name, None::<qp::StartContainerOptions>).await.map_err(fail)
+    }
+
     /// Pause or unpause a container (used by node faults).
     pub async fn set_paused(&self, container: &str, paused: bool) -> Result<(), LabError> {
         let r = if paused { self.docker.pause_container(container).await } else { self.docker.unpause_container(container).await };
