@@ -535,6 +535,31 @@ fn k8s_kept_lab_is_a_closed_world_and_up_twice_is_safe() {
     assert_eq!(String::from_utf8_lossy(&pods.stdout), "1");
     assert_eq!(clusterlab(&["fault", "apply", lab, "odd-port"]).status.code(), Some(0));
     assert_eq!(clusterlab(&["fault", "revert", lab, "odd-port"]).status.code(), Some(0));
+    // The lab at hand: Debian's kubectl (out of the node image) on the host, with the lab's
+    // kubeconfig, lists its nodes; `exec` runs a command on a node and passes its exit code on.
+    let kc = dir.path().join("lab.kubeconfig");
+    let o = clusterlab(&["kubeconfig", lab]);
+    assert_eq!(o.status.code(), Some(0));
+    std::fs::write(&kc, &o.stdout).unwrap();
+    let kubectl = dir.path().join("kubectl");
+    let node_image = String::from_utf8_lossy(
+        &Command::new("docker").args(["inspect", "-f", "{{.Config.Image}}", &format!("{lab}-master")]).output().unwrap().stdout,
+    )
+    .trim()
+    .to_string();
+    let out = Command::new("docker").args(["run", "--rm", "--entrypoint", "cat", &node_image, "/usr/bin/kubectl"]).output().unwrap();
+    std::fs::write(&kubectl, &out.stdout).unwrap();
+    Command::new("chmod").arg("+x").arg(&kubectl).status().unwrap();
+    let nodes = Command::new(&kubectl)
+        .args(["--kubeconfig", kc.to_str().unwrap(), "get", "nodes", "-o", "name", "--request-timeout=15s"])
+        .env_remove("http_proxy")
+        .env_remove("https_proxy")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&nodes.stdout).lines().collect::<Vec<_>>(), ["node/master", "node/worker"], "{nodes:?}");
+    let e = clusterlab(&["exec", lab, "worker", "--", "sh", "-c", "echo 'it is me'; exit 7"]);
+    assert_eq!((e.status.code(), stdout(&e).trim()), (Some(7), "it is me"));
+    assert_eq!(clusterlab(&["exec", lab, "nobody", "--", "true"]).status.code(), Some(2));
     // A file with other nodes cannot be installed over it: exit 2, and the lab is untouched.
     let three = dir.path().join("three.yaml");
     std::fs::write(&three, text.replace("- { name: worker, role: worker }", "- { name: worker, role: worker, count: 2 }")).unwrap();

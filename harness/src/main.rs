@@ -92,6 +92,17 @@ enum Cmd {
         #[command(subcommand)]
         cmd: FaultCmd,
     },
+    /// Run a command on a node of a kept lab (its arguments passed as they are, no shell);
+    /// prints its output and exits with its code. For a shell: `docker exec -it LAB-NODE bash`.
+    Exec {
+        lab: String,
+        node: String,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Print a kubeconfig for the host's kubectl against a kept Kubernetes lab's API server
+    /// (`clusterlab kubeconfig LAB > lab.kubeconfig; kubectl --kubeconfig lab.kubeconfig get nodes`).
+    Kubeconfig { lab: String },
 }
 
 #[derive(Subcommand)]
@@ -460,6 +471,65 @@ fn base_of(b: Option<String>) -> BaseSource {
     BaseSource { pull: b }
 }
 
+async fn attach_or_exit(lab: &str) -> Result<clusterlab::lab::Lab, i32> {
+    let engine = engine_or_exit().await;
+    runner::attach(&engine, lab, &BaseSource::default()).await.map_err(|e| {
+        eprintln!("error: {e}");
+        exit::HOST
+    })
+}
+
+async fn cmd_exec(lab: &str, node: &str, cmd: &[String]) -> i32 {
+    let l = match attach_or_exit(lab).await {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    if !l.node_names().iter().any(|n| n == node) {
+        eprintln!("error: lab {lab} has no node {node:?} (nodes: {})", l.node_names().join(", "));
+        return exit::INVALID;
+    }
+    // Each argument quoted once: what the user typed reaches the command as it is.
+    let script = cmd.iter().map(|a| clusterlab::lab::shq(a)).collect::<Vec<_>>().join(" ");
+    match l.sh_within(node, &script, None, clusterlab::lab::default_deadline()).await {
+        Ok(o) => {
+            print!("{}", o.stdout);
+            eprint!("{}", o.stderr);
+            o.code.clamp(0, 255) as i32
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::STACK
+        }
+    }
+}
+
+async fn cmd_kubeconfig(lab: &str) -> i32 {
+    let l = match attach_or_exit(lab).await {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    if l.scenario.stack != clusterlab::model::StackKind::Kubernetes {
+        eprintln!(
+            "error: lab {lab} runs swarm, not Kubernetes\n    hint: `clusterlab exec {lab} {} -- docker service ls` runs the docker CLI on its manager",
+            l.scenario.managers().next().map(|n| n.name.as_str()).unwrap_or("manager")
+        );
+        return exit::INVALID;
+    }
+    let master = l.scenario.managers().next().map(|n| n.name.clone()).unwrap_or_default();
+    // The admin kubeconfig every node uses: the master's lab address (in the API server's
+    // certificate), reachable from this host over the lab's bridge.
+    match l.sh_in(&master, "reading the kubeconfig", &format!("cat {}", clusterlab::stack::kube::KUBECONFIG), None).await {
+        Ok(o) => {
+            print!("{}", o.stdout);
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::STACK
+        }
+    }
+}
+
 async fn cmd_fault(cmd: FaultCmd) -> i32 {
     let engine = engine_or_exit().await;
     let (lab, fault, action) = match &cmd {
@@ -734,6 +804,8 @@ async fn main() {
         }
         Cmd::Images { cmd } => cmd_images(cmd).await,
         Cmd::Fault { cmd } => cmd_fault(cmd).await,
+        Cmd::Exec { lab, node, cmd } => cmd_exec(&lab, &node, &cmd).await,
+        Cmd::Kubeconfig { lab } => cmd_kubeconfig(&lab).await,
         Cmd::Bundle { version } => cmd_bundle(&version).await,
     };
     std::process::exit(code);

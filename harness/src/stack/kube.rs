@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// `up` never overwrites a running binary ("Text file busy").
 pub const BUNDLE_MOUNT: &str = "/opt/clusterlab/kubernetes";
 pub const BINARIES: [&str; 5] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"];
-const KUBECONFIG: &str = "/etc/k8s/kubeconfig";
+pub const KUBECONFIG: &str = "/etc/k8s/kubeconfig";
 
 /// kubectl with the lab's kubeconfig (a macro, so the two spellings below share one literal).
 macro_rules! kubectl {
