@@ -237,6 +237,25 @@ fn kept_lab_takes_fault_verbs_and_goes_down() {
     assert_eq!(rv.status.code(), Some(0));
     assert!(stdout(&rv).contains("equal what they were before"));
     assert_eq!(clusterlab(&["fault", "apply", lab, "no-such-fault"]).status.code(), Some(2));
+    // `check` reproduces a check of the scenario on the kept lab (and only that one), and the
+    // whole story with its faults and its stream; a step the file does not have is exit 2.
+    let one = clusterlab(&["check", lab, "scenarios/swarm-vxlan-blocked.yaml", "--step", "all-replicas-up"]);
+    assert_eq!(one.status.code(), Some(0));
+    assert!(stdout(&one).contains("Check all-replicas-up") && !stdout(&one).contains("Check only-worker-1-lost"), "{}", stdout(&one));
+    let story = clusterlab(&["check", lab, "scenarios/swarm-vxlan-blocked.yaml"]);
+    assert_eq!(story.status.code(), Some(0));
+    assert!(
+        stdout(&story).contains("-- timeout (expected)") && stdout(&story).contains("Stream manager-to-replicas"),
+        "{}",
+        stdout(&story)
+    );
+    assert_eq!(clusterlab(&["check", lab, "scenarios/swarm-vxlan-blocked.yaml", "--step", "nope"]).status.code(), Some(2));
+    // On swarm without IPVS, a VIP check against the kept lab is unsupported, as in a run.
+    if !Path::new("/proc/net/ip_vs").exists() {
+        let basics = clusterlab(&["check", lab, "scenarios/swarm-basics.yaml", "--step", "vip"]);
+        assert_eq!(basics.status.code(), Some(0), "unsupported is not a failure");
+        assert!(stdout(&basics).contains("~ Check vip") && stdout(&basics).contains("IP_VS"), "{}", stdout(&basics));
+    }
 
     // A failure that reads like a host limit is an error, never "unsupported": unsupported
     // comes from the measured facts only. iptables on worker-1 is made to fail with the very
@@ -336,13 +355,13 @@ fn invalid_files_exit_2_with_located_messages() {
             ":8:37: unknown field `colour`",
         ),
         ("wrong-type", good.replace("replicas: 3", "replicas: three"), ":14:40: invalid u32"),
-        ("unknown-node", good.replace("node: worker-1,", "node: worker-9,"), ":16:46: node names unknown node \"worker-9\""),
+        ("unknown-node", good.replace("node: worker-1,", "node: worker-9,"), ":32:46: node names unknown node \"worker-9\""),
         (
             "duplicate-name",
             good.replace("{ name: mynet1, driver: overlay }", "{ name: mynet1 }\n  - { name: mynet1 }"),
             ":13:13: duplicate network name \"mynet1\"",
         ),
-        ("bad-port", good.replace("port: 4789", "port: 0"), ":16:77: port 0 is not a valid port"),
+        ("bad-port", good.replace("port: 4789", "port: 0"), ":32:77: port 0 is not a valid port"),
     ];
     let dir = tempfile::tempdir().unwrap();
     for (name, text, want) in cases {

@@ -100,6 +100,17 @@ enum Cmd {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
+    /// Run a scenario's steps (or only the check or bench named with --step) against a kept lab
+    /// whose nodes and stack are the scenario's; nothing is created or removed.
+    Check {
+        lab: String,
+        file: PathBuf,
+        #[arg(long, value_name = "NAME")]
+        step: Option<String>,
+        /// Write a report: json=PATH, junit=PATH or html=PATH (repeatable).
+        #[arg(long, value_name = "KIND=PATH")]
+        report: Vec<String>,
+    },
     /// Print a kubeconfig for the host's kubectl against a kept Kubernetes lab's API server
     /// (`clusterlab kubeconfig LAB > lab.kubeconfig; kubectl --kubeconfig lab.kubeconfig get nodes`).
     Kubeconfig { lab: String },
@@ -503,6 +514,34 @@ async fn cmd_exec(lab: &str, node: &str, cmd: &[String]) -> i32 {
     }
 }
 
+async fn cmd_check(lab: &str, file: &std::path::Path, step: Option<&str>, reports: &[String]) -> i32 {
+    let mut outs: Vec<(String, PathBuf)> = Vec::new();
+    for r in reports {
+        match r.split_once('=') {
+            Some((k @ ("json" | "junit" | "html"), p)) => outs.push((k.to_string(), PathBuf::from(p))),
+            _ => {
+                eprintln!("error: --report takes json=PATH, junit=PATH or html=PATH, not {r:?}");
+                return exit::INVALID;
+            }
+        }
+    }
+    let s = match clusterlab::model::load(file) {
+        Ok(s) => s,
+        Err(p) => {
+            eprint!("{p}");
+            return exit::INVALID;
+        }
+    };
+    let engine = engine_or_exit().await;
+    let report = Arc::new(Mutex::new(RunReport::default()));
+    let tty = std::io::stdout().is_terminal();
+    let mut rep = Reporters(vec![Box::new(Terminal::new(std::io::stdout(), tty)), Box::new(report.clone())]);
+    let sum = runner::run_on_kept(&engine, &s, lab, step, &mut rep).await;
+    let all = vec![report.lock().map(|r| r.clone()).unwrap_or_default()];
+    write_reports(&outs, &all);
+    sum.exit_code
+}
+
 async fn cmd_kubeconfig(lab: &str) -> i32 {
     let l = match attach_or_exit(lab).await {
         Ok(l) => l,
@@ -806,6 +845,7 @@ async fn main() {
         Cmd::Fault { cmd } => cmd_fault(cmd).await,
         Cmd::Exec { lab, node, cmd } => cmd_exec(&lab, &node, &cmd).await,
         Cmd::Kubeconfig { lab } => cmd_kubeconfig(&lab).await,
+        Cmd::Check { lab, file, step, report } => cmd_check(&lab, &file, step.as_deref(), &report).await,
         Cmd::Bundle { version } => cmd_bundle(&version).await,
     };
     std::process::exit(code);

@@ -705,6 +705,56 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
     sum
 }
 
+/// Run a scenario's steps — or only the check or bench named `only` — against a kept lab,
+/// whose nodes and stack must be the scenario's (`clusterlab check LAB FILE [--step NAME]`).
+/// The lab stays as it is: nothing is created, nothing torn down.
+pub async fn run_on_kept(engine: &Engine, s: &Scenario, lab_name: &str, only: Option<&str>, rep: &mut Reporters) -> Summary {
+    let start = Instant::now();
+    let mut sum = Summary::default();
+    let mut r = Runner { rep, log: Vec::new() };
+    r.emit(Event::RunStart { scenario: s.name.clone(), file: s.source.clone(), lab: lab_name.to_string(), run_id: String::new() });
+    let result: Result<(), Abort> = async {
+        let mut lab = attach(engine, lab_name, &BaseSource::default())
+            .await
+            .map_err(|m| Abort(exit::HOST, LabError::Plan { lab: lab_name.into(), message: m }))?;
+        same_shape(&lab, s).map_err(|m| Abort(exit::INVALID, LabError::Plan { lab: lab_name.into(), message: m }))?;
+        lab.scenario = s.clone();
+        if let Some(name) = only {
+            let named = |st: &Step| matches!(st, Step::Check(c) if c.name == name) || matches!(st, Step::Bench(b) if b.name == name);
+            lab.scenario.steps.retain(named);
+            // One step alone: streams (which span steps) stay out of it.
+            lab.scenario.streams.clear();
+            if lab.scenario.steps.is_empty() {
+                let names: Vec<String> = s
+                    .steps
+                    .iter()
+                    .filter_map(|st| match st {
+                        Step::Check(c) => Some(c.name.clone()),
+                        Step::Bench(b) => Some(b.name.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let message = format!("{} has no check or bench named {name:?} (it has: {})", s.source, names.join(", "));
+                return Err(Abort(exit::INVALID, LabError::Plan { lab: lab_name.into(), message }));
+            }
+        }
+        let stack = AnyStack::new(&lab);
+        stack.learn().await.map_err(|e| Abort(exit::STACK, e))?;
+        run_steps(&lab, &stack, &mut r, &mut sum).await
+    }
+    .await;
+    if let Err(Abort(code, e)) = &result {
+        sum.exit_code = *code;
+        sum.error = Some(e.to_string());
+    }
+    if sum.exit_code == 0 && (sum.failed > 0 || sum.errors > 0) {
+        sum.exit_code = exit::CHECK_FAILED;
+    }
+    sum.secs = start.elapsed().as_secs_f64();
+    r.emit(Event::RunEnd(sum.clone()));
+    sum
+}
+
 /// Can `s` be installed over this lab: the same nodes (names and roles) and the same stack?
 fn same_shape(lab: &Lab, s: &Scenario) -> Result<(), String> {
     let have: Vec<(String, crate::model::Role)> = lab.plan.nodes.iter().map(|n| (n.name.clone(), n.role)).collect();

@@ -724,6 +724,11 @@ impl Stack for Kube<'_> {
         Ok(())
     }
 
+    async fn learn(&self) -> Result<(), LabError> {
+        // Nothing: every Kubernetes check is decided from the scenario.
+        Ok(())
+    }
+
     async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
         let t = Instant::now();
         self.control_plane().await?;

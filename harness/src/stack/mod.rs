@@ -57,6 +57,9 @@ pub type PathOffer = Result<PathEnd, String>;
 pub trait Stack {
     /// Wait for the nodes' runtimes and load the workload images into them.
     async fn prepare(&self, images: &[String], progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError>;
+    /// Learn what this stack needs to know of a lab that is already up (swarm: whether the
+    /// kernel has IPVS), for a lab attached to rather than installed by this process.
+    async fn learn(&self) -> Result<(), LabError>;
     /// Install the stack on running nodes and deploy the scenario's networks and services.
     async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError>;
     /// Set a service's replica count and wait until it converged; returns where replicas run.
@@ -100,6 +103,9 @@ macro_rules! dispatch {
 impl Stack for AnyStack<'_> {
     async fn prepare(&self, images: &[String], progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
         dispatch!(self, s => s.prepare(images, progress).await)
+    }
+    async fn learn(&self) -> Result<(), LabError> {
+        dispatch!(self, s => s.learn().await)
     }
     async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
         dispatch!(self, s => s.install(progress).await)

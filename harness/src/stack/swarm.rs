@@ -224,10 +224,15 @@ impl Stack for Swarm<'_> {
         Ok(())
     }
 
-    async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
+    async fn learn(&self) -> Result<(), LabError> {
         // /proc/net/ip_vs exists only when the kernel has IPVS (built in or loaded).
         let ipvs = self.lab.sh_raw(&self.leader(), "test -e /proc/net/ip_vs").await?.ok();
         let _ = self.ipvs.set(ipvs);
+        Ok(())
+    }
+
+    async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
+        self.learn().await?;
         self.init_and_join().await?;
         progress("swarm formed".into());
         self.create_networks().await?;
