@@ -1,18 +1,8 @@
 //! Expectations judge observations: each cell should answer or not, per the check's expectation.
 
 use crate::model::{Check, CheckKind};
-use crate::probe::Observation;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    Pass,
-    Fail,
-    /// The host lacks what the check needs; observed, shown, never counted as a pass.
-    Unsupported,
-    /// The check could not run.
-    Error,
-}
+use crate::vocab::Observation;
+pub use crate::vocab::Outcome;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Verdict {

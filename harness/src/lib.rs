@@ -22,3 +22,7 @@ pub mod report;
 pub mod runner;
 pub mod stack;
 pub mod stream;
+pub mod vocab;
+
+#[cfg(test)]
+mod module_graph;

@@ -161,6 +161,16 @@ pub fn new_run_id() -> String {
     format!("{:08x}", h.finish() as u32)
 }
 
+/// How a stack's node containers start.
+pub struct NodeBoot {
+    /// The node container's command.
+    pub cmd: Vec<String>,
+    /// Where the node's container runtime keeps its layers (a labelled volume is mounted there).
+    pub data_dir: &'static str,
+    /// Host paths bind-mounted read-only into every node (host path, node path).
+    pub binds: Vec<(String, String)>,
+}
+
 #[cfg(test)]
 mod pool_test {
     #[test]

@@ -4,80 +4,9 @@
 use crate::lab::{shq, Lab};
 use crate::model::{Check, CheckKind};
 use crate::provider::LabError;
-use crate::stack::swarm::probe_container;
-use crate::stack::Replica;
+use crate::vocab::{probe_container, Replica};
+pub use crate::vocab::{Cell, Client, Latency, Observation, ServicePaths, Target};
 use futures_util::future::try_join_all;
-
-/// A column of the matrix: a replica (replicas, vip, dns) or a node address (node-port).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct Target {
-    pub label: String,
-    /// The node the target lives on: what expectations name.
-    pub node: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct Cell {
-    /// Requests answered by this target (and only by it: an answer from anything else is not one).
-    pub hits: u32,
-    /// Requests sent for this pair (vip: the entry node's requests, which the VIP spreads).
-    pub tries: u32,
-    /// What went wrong, when something did (timeout, refused, wrong replica...).
-    pub detail: String,
-    /// Latency of the answered requests.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency: Option<Latency>,
-}
-
-/// Latency of answered requests, in milliseconds, as the client measured each request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct Latency {
-    pub min_ms: f64,
-    pub median_ms: f64,
-    pub max_ms: f64,
-}
-
-impl Latency {
-    /// None when nothing was answered.
-    pub fn of(mut ms: Vec<f64>) -> Option<Latency> {
-        if ms.is_empty() {
-            return None;
-        }
-        ms.sort_by(f64::total_cmp);
-        let n = ms.len();
-        let median = if n % 2 == 1 { ms[n / 2] } else { (ms[n / 2 - 1] + ms[n / 2]) / 2.0 };
-        Some(Latency { min_ms: ms[0], median_ms: median, max_ms: ms[n - 1] })
-    }
-}
-
-/// What a check saw: rows are entry nodes, columns targets.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct Observation {
-    pub rows: Vec<String>,
-    pub cols: Vec<Target>,
-    pub cells: Vec<Vec<Cell>>,
-    /// Per row: requests that no column answered (a VIP request nobody answered; dns: stray
-    /// addresses in the answer).
-    pub unanswered: Vec<u32>,
-    /// Per row: requests sent from that entry node (vip: the VIP's requests; others: the sum of
-    /// the row's cells).
-    #[serde(default)]
-    pub sent: Vec<u32>,
-    pub notes: Vec<String>,
-}
-
-impl Observation {
-    /// Requests sent and answered over the whole check.
-    pub fn totals(&self) -> (u32, u32) {
-        let answered = self.cells.iter().flatten().map(|c| c.hits).sum();
-        let sent = if self.sent.len() == self.rows.len() && !self.sent.is_empty() {
-            self.sent.iter().sum()
-        } else {
-            self.cells.iter().flatten().map(|c| c.tries).sum()
-        };
-        (sent, answered)
-    }
-}
 
 /// One request's result from a probe script.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,22 +93,6 @@ fn secs(check: &Check) -> String {
     format!("{}", check.timeout.as_secs().max(1))
 }
 
-/// Where a probe's requests start from on an entry node.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Client {
-    /// A probe container on this overlay network, one per node (swarm): it sees the overlay as a
-    /// task does. Requests with busybox wget.
-    Overlay { network: String },
-    /// The node's own network namespace (Kubernetes: nodes route every pod CIDR, and kube-proxy
-    /// rules apply to traffic the node sends). Requests with curl.
-    Node,
-    /// A client pod on each node (Kubernetes), entered through containerd: (node, container id).
-    /// Requests with busybox wget, inside the pod network.
-    Pod { containers: Vec<(String, String)> },
-    /// A container of the node's own engine (swarm: the bench client on an overlay).
-    Container { name: String },
-}
-
 impl Client {
     /// A shell snippet fetching `url` within `t` seconds; prints the body, exits non-zero on failure.
     fn fetch(&self, url: &str, t: &str) -> String {
@@ -223,18 +136,6 @@ impl Client {
         };
         lab.sh_within(node, &cmd, None, deadline).await
     }
-}
-
-/// What the stack tells probes about one service.
-#[derive(Debug, Clone)]
-pub struct ServicePaths {
-    pub client: Client,
-    /// What a vip check dials: the service's name (swarm resolves it to its VIP) or ClusterIP:port.
-    pub vip: String,
-    /// The port a node-port check dials when the check names none.
-    pub node_port: Option<u16>,
-    /// Facts worth showing with the matrix (the VIP's address, ...).
-    pub notes: Vec<String>,
 }
 
 /// Tally the records of one target into a cell: `accept` names the answers that count (the

@@ -15,10 +15,7 @@ const NODE_IPERF_PORT: u16 = 5202;
 
 /// The port a bench's server listens on in the replicas.
 pub fn server_port(kind: BenchKind) -> u16 {
-    match kind {
-        BenchKind::Throughput => 5201,
-        BenchKind::RequestRate => 80,
-    }
+    kind.server_port()
 }
 
 async fn node_end(lab: &Lab, b: &Bench, target_node: &str) -> Result<Result<PathEnd, String>, LabError> {

@@ -354,6 +354,13 @@ impl BenchKind {
             BenchKind::RequestRate => "request-rate",
         }
     }
+    /// The port its server listens on in the replicas (iperf3's; the `web` image's).
+    pub fn server_port(self) -> u16 {
+        match self {
+            BenchKind::Throughput => 5201,
+            BenchKind::RequestRate => 80,
+        }
+    }
     /// What a sample counts.
     pub fn unit(self) -> &'static str {
         match self {

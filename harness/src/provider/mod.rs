@@ -248,7 +248,7 @@ impl Engine {
         node: &NodePlan,
         image: &str,
         mode: NestedMode,
-        boot: &crate::stack::NodeBoot,
+        boot: &crate::plan::NodeBoot,
     ) -> Result<(), LabError> {
         let labels = plan.labels(Some(&node.name));
         self.docker

@@ -8,8 +8,8 @@
 use super::{placement, PathEnd, PathOffer, Replica, Stack};
 use crate::lab::{shq, Lab};
 use crate::model::{Backend, Bench, BundleRef, Check, CheckKind, ClientKind, KubeSpec, PathKind, Scenario, Service, ServiceType};
-use crate::probe::{Cell, Client, Observation, ServicePaths, Target};
 use crate::provider::{tail, LabError};
+use crate::vocab::{Cell, Client, Observation, ServicePaths, Target};
 use futures_util::future::try_join_all;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -816,7 +816,7 @@ impl Stack for Kube<'_> {
     }
 
     async fn bench_path(&self, bench: &Bench, path: PathKind, target: &Replica) -> Result<PathOffer, LabError> {
-        let port = crate::bench::server_port(bench.kind);
+        let port = bench.kind.server_port();
         if path == PathKind::Direct {
             let net = match self.spec.backend {
                 Backend::Vxlan => "the vxlan pod network",

@@ -6,51 +6,10 @@ pub mod swarm;
 
 use crate::lab::Lab;
 use crate::model::{Bench, Check, ClientKind, PathKind, StackKind};
-use crate::probe::{Client, Observation, ServicePaths};
+pub use crate::plan::NodeBoot;
 use crate::provider::LabError;
-
-/// One running replica of a service, as a probe sees it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-pub struct Replica {
-    /// The task or pod name, e.g. `web.2` or `web-7d9c-x2bqp`.
-    pub task: String,
-    /// The node it runs on.
-    pub node: String,
-    /// What it answers with: its hostname (container id in swarm, pod name in Kubernetes).
-    pub identity: String,
-    /// Its address on the service's network (overlay or pod IP).
-    pub ip: String,
-}
-
-impl Replica {
-    /// `web.2@worker-1`: how the matrix labels a column.
-    pub fn label(&self) -> String {
-        format!("{}@{}", self.task, self.node)
-    }
-}
-
-/// How a stack's node containers start.
-pub struct NodeBoot {
-    /// The node container's command.
-    pub cmd: Vec<String>,
-    /// Where the node's container runtime keeps its layers (a labelled volume is mounted there).
-    pub data_dir: &'static str,
-    /// Host paths bind-mounted read-only into every node (host path, node path).
-    pub binds: Vec<(String, String)>,
-}
-
-/// Where a bench's client runs, and what it dials, for one path to one replica.
-#[derive(Debug, Clone)]
-pub struct PathEnd {
-    pub client: Client,
-    pub host: String,
-    pub port: u16,
-    /// What was dialled and how, for the report.
-    pub how: String,
-}
-
-/// A path end, or why this host and stack cannot offer the path.
-pub type PathOffer = Result<PathEnd, String>;
+pub use crate::vocab::{placement, PathEnd, PathOffer, Replica};
+use crate::vocab::{Observation, ServicePaths};
 
 /// What every stack offers the runner.
 #[allow(async_fn_in_trait)]
@@ -128,9 +87,4 @@ impl Stack for AnyStack<'_> {
     async fn bench_path(&self, bench: &Bench, path: PathKind, target: &Replica) -> Result<PathOffer, LabError> {
         dispatch!(self, s => s.bench_path(bench, path, target).await)
     }
-}
-
-/// `web.1@manager web.2@worker-1 …`
-pub fn placement(rs: &[Replica]) -> String {
-    rs.iter().map(|r| r.label()).collect::<Vec<_>>().join(" ")
 }

@@ -4,15 +4,11 @@
 use super::{placement, PathEnd, PathOffer, Replica, Stack};
 use crate::lab::{shq, Lab};
 use crate::model::{Bench, BenchKind, Check, CheckKind, ClientKind, EndpointMode, PathKind, Role};
-use crate::probe::{Client, Observation, ServicePaths};
 use crate::provider::{tail, LabError};
+pub use crate::vocab::probe_container;
+use crate::vocab::{Client, Observation, ServicePaths};
 use futures_util::future::try_join_all;
 use std::time::{Duration, Instant};
-
-/// Name of the probe container each node runs on each overlay network.
-pub fn probe_container(network: &str) -> String {
-    format!("clusterlab-probe-{network}")
-}
 
 /// Why swarm's VIP and routing mesh cannot work on a host.
 const NO_IPVS: &str = "kernel lacks IP_VS (swarm's VIP and routing mesh are IPVS)";
@@ -291,7 +287,7 @@ impl Stack for Swarm<'_> {
     }
 
     async fn bench_path(&self, bench: &Bench, path: PathKind, target: &Replica) -> Result<PathOffer, LabError> {
-        let port = crate::bench::server_port(bench.kind);
+        let port = bench.kind.server_port();
         let svc = self.lab.scenario.service(&bench.service).cloned();
         let Some(svc) = svc else { return Ok(Err(format!("no service {}", bench.service))) };
         if path != PathKind::Direct {
