@@ -393,9 +393,9 @@ fn print_stream_spread(done: &[Done]) {
         _ => "-".to_string(),
     };
     println!("\nstreams over the runs (min / median / max)");
-    println!("{:<28} {:<18} {:<14} {:<24} {:<24} recovered", "scenario", "stream", "fault", "time to break", "time to recover");
+    println!("{:<28} {:<24} {:<16} {:<24} {:<24} recovered", "scenario", "stream", "fault", "time to break", "time to recover");
     for ((sc, st, f), (brk, rec, n)) in rows {
-        println!("{sc:<28} {st:<18} {f:<14} {:<24} {:<24} {} of {n}", spread(&brk), spread(&rec), rec.len());
+        println!("{sc:<28} {st:<24} {f:<16} {:<24} {:<24} {} of {n}", spread(&brk), spread(&rec), rec.len());
     }
 }
 
