@@ -1258,3 +1258,49 @@ fn a_run_killed_with_sigkill_is_reaped_within_seconds() {
     println!("reaped in {:.1} s", t.elapsed().as_secs_f64());
     assert_clean(lab);
 }
+
+/// An engineer's own test, through the library: a `Lab` brought up from a scenario runs its
+/// checks (typed results), applies and reverts its faults, runs commands on nodes; dropped
+/// without `down` — as a failing test does — it is removed, also when the test panics.
+#[test]
+fn the_library_lab_checks_faults_and_is_removed_on_drop_and_panic() {
+    let _g = serial();
+    let lab_name = "test-lib-lab";
+    let text = std::fs::read_to_string(root().join("scenarios/swarm-vxlan-blocked.yaml"))
+        .unwrap()
+        .replace("name: swarm-vxlan-blocked", &format!("name: {lab_name}"));
+    let s = clusterlab::model::parse_str(&text, "lib-lab.yaml").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut lab = clusterlab::Lab::up(&s).await.expect("lab up");
+        let up = lab.check("all-replicas-up").await.unwrap();
+        assert!(up.passed(), "{}", up.summary);
+        assert_eq!(up.observation.totals(), (27, 27));
+        lab.apply("vxlan-blocked").await.unwrap();
+        assert!(lab.apply("vxlan-blocked").await.is_err(), "applying twice is refused");
+        let during = lab.check("only-worker-1-lost").await.unwrap();
+        assert!(during.passed(), "{}", during.summary);
+        assert_eq!(during.observation.totals(), (18, 12));
+        // The check that wants every pair fails while the fault is applied, and holds after.
+        let broken = lab.check("all-replicas-back").await.unwrap();
+        assert_eq!(broken.outcome, clusterlab::vocab::Outcome::Fail, "{}", broken.summary);
+        lab.revert("vxlan-blocked").await.unwrap();
+        assert!(lab.check("all-replicas-back").await.unwrap().passed());
+        let o = lab.exec("worker-1", &["sh", "-c", "echo 'hi there'; exit 3"]).await.unwrap();
+        assert_eq!((o.code, o.stdout.trim()), (3, "hi there"));
+        assert!(lab.check("no-such-check").await.is_err());
+        assert_eq!(lab.report().checks.len(), 4);
+        assert!(!leftovers(lab_name).is_empty());
+        // No down: dropped here.
+    });
+    assert_clean(lab_name);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async {
+            let _lab = clusterlab::Lab::up(&s).await.expect("lab up");
+            assert!(!leftovers(lab_name).is_empty());
+            panic!("the engineer's assertion failed");
+        })
+    }));
+    assert!(panicked.is_err());
+    assert_clean(lab_name);
+}

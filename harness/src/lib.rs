@@ -1,5 +1,9 @@
 //! clusterlab: simulated multi-node clusters on one Docker engine, faults injected,
 //! every service path asserted.
+//!
+//! From your own tests: [`Lab`] brings a scenario's lab up and lets you run its checks, apply
+//! and revert its faults and run commands on its nodes, with typed results; dropping it removes
+//! the lab.
 
 pub mod bench;
 pub mod diagnose;
@@ -22,7 +26,10 @@ pub mod report;
 pub mod runner;
 pub mod stack;
 pub mod stream;
+pub mod testlab;
 pub mod vocab;
 
 #[cfg(test)]
 mod module_graph;
+
+pub use testlab::Lab;

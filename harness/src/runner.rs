@@ -518,6 +518,91 @@ async fn run_step(
     Ok(())
 }
 
+/// A lab brought up for use step by step (the library's `Lab`): the state `run_steps` keeps
+/// across steps — faults applied, faults this host cannot apply, streams — kept between calls.
+pub struct Session {
+    pub lab: Lab,
+    facts: HostFacts,
+    applied: BTreeMap<String, FaultHandle>,
+    cannot: BTreeMap<String, String>,
+    streams: Streams,
+    pub summary: Summary,
+}
+
+/// Images, nodes (with the run's reaper first) and the stack, as `run` does, and nothing more.
+/// On failure, whatever was created is removed before the error returns.
+pub async fn bring_up(engine: &Engine, s: &Scenario, run_id: &str, keep: bool, rep: &mut Reporters) -> Result<Session, (i32, LabError)> {
+    let mut r = Runner { rep, log: Vec::new() };
+    r.emit(Event::RunStart { scenario: s.name.clone(), file: s.source.clone(), lab: s.name.clone(), run_id: run_id.to_string() });
+    let base = BaseSource::default();
+    let needed = needed_images(s);
+    r.step("Ensuring images\t🖼", exit::HOST, async {
+        let built = images::ensure(engine, &needed, &base, &mut |_| {}).await?;
+        Ok(((), built))
+    })
+    .await
+    .map_err(|Abort(c, e)| (c, e))?;
+    if engine.lab_exists(&s.name).await.map_err(|e| (exit::HOST, e))? {
+        return Err((exit::HOST, LabError::LabExists { lab: s.name.clone() }));
+    }
+    let owner = crate::owner::current(keep);
+    let up = async {
+        let lab = create_nodes(engine, s, &s.name, run_id, &mut r, &base, &owner).await?;
+        let stack = AnyStack::new(&lab);
+        install(&lab, &stack, &mut r).await?;
+        if keep {
+            record_scenario(&lab).await.map_err(|e| Abort(exit::STACK, e))?;
+        }
+        let facts = measure_facts(&lab).await.map_err(|e| Abort(exit::HOST, e))?;
+        Ok::<_, Abort>((lab, facts))
+    }
+    .await;
+    match up {
+        Ok((lab, facts)) => Ok(Session {
+            lab,
+            facts,
+            applied: BTreeMap::new(),
+            cannot: BTreeMap::new(),
+            streams: Streams::default(),
+            summary: Summary::default(),
+        }),
+        Err(Abort(code, e)) => {
+            let _ = engine.remove_labelled(Some(&s.name), Some(run_id)).await;
+            Err((code, e))
+        }
+    }
+}
+
+impl Session {
+    /// Run one step of the story (a check, a bench, an apply, a revert, a scale, a wait), its
+    /// events to `rep`; an error is one that ends a run (exit code and cause).
+    pub async fn step(&mut self, step: &Step, rep: &mut Reporters) -> Result<(), (i32, LabError)> {
+        let mut r = Runner { rep, log: Vec::new() };
+        let stack = AnyStack::new(&self.lab);
+        stack.learn().await.map_err(|e| (exit::STACK, e))?;
+        let began = crate::stream::now_ms();
+        let s = run_step(
+            &self.lab,
+            &stack,
+            &mut r,
+            &mut self.summary,
+            step,
+            &self.facts,
+            &mut self.applied,
+            &mut self.cannot,
+            &mut self.streams,
+        )
+        .await;
+        self.streams.markers.push(marker(step, began, crate::stream::now_ms()));
+        s.map_err(|Abort(c, e)| (c, e))
+    }
+
+    /// Faults applied now.
+    pub fn applied(&self) -> Vec<String> {
+        self.applied.keys().cloned().collect()
+    }
+}
+
 /// How long a check with `within` waits between two observations.
 const WITHIN_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
