@@ -341,178 +341,176 @@ async fn run_step(
     cannot: &mut BTreeMap<String, String>,
     streams: &mut Streams,
 ) -> Result<(), Abort> {
-    {
-        match step {
-            Step::StartStream(n) => {
-                let s = lab.scenario.streams.iter().find(|s| &s.name == n).expect("validated stream");
-                streams.start(lab, stack, s, r).await?;
-            }
-            Step::StopStream(n) => streams.stop(lab, stack, n, r, sum).await,
-            Step::Wait(d) => {
-                let title = format!("Wait {}\t⏳", crate::model::stream::secs_text(*d));
-                r.step(&title, exit::STACK, async {
-                    tokio::time::sleep(*d).await;
-                    Ok(((), vec![]))
-                })
-                .await?;
-            }
-            Step::Apply(name) => {
-                let f = lab.scenario.fault(name).expect("validated fault");
-                let h = FaultHandle::new(lab, f);
-                let title = format!("Apply fault {name}\t💥");
-                r.emit(Event::StepStart { title: title.clone() });
-                let t = Instant::now();
-                // Decided before applying, from what the host was measured to do: a fault this
-                // host cannot apply is unsupported (and so is every step while it "is applied");
-                // any failure while applying is an error that ends the run.
-                if let Some(why) = facts.cannot(&f.spec) {
-                    r.emit(Event::StepEnd(StepRecord {
-                        title,
-                        ok: true,
-                        secs: 0.0,
-                        detail: vec![format!("unsupported here: {why}; checks while it is applied are reported unsupported")],
-                    }));
-                    cannot.insert(name.clone(), why);
-                    return Ok(());
-                }
-                let applying = h.apply(lab).await;
-                let secs = t.elapsed().as_secs_f64();
-                match applying {
-                    Ok(()) => {
-                        r.emit(Event::StepEnd(StepRecord { title, ok: true, secs, detail: h.describe() }));
-                        applied.insert(name.clone(), h);
-                    }
-                    Err(e) => {
-                        r.emit(Event::StepEnd(StepRecord { title, ok: false, secs, detail: vec![] }));
-                        return Err(Abort(exit::STACK, e));
-                    }
-                }
-            }
-            Step::Revert(name) if cannot.contains_key(name) => {
-                cannot.remove(name);
+    match step {
+        Step::StartStream(n) => {
+            let s = lab.scenario.streams.iter().find(|s| &s.name == n).expect("validated stream");
+            streams.start(lab, stack, s, r).await?;
+        }
+        Step::StopStream(n) => streams.stop(lab, stack, n, r, sum).await,
+        Step::Wait(d) => {
+            let title = format!("Wait {}\t⏳", crate::model::stream::secs_text(*d));
+            r.step(&title, exit::STACK, async {
+                tokio::time::sleep(*d).await;
+                Ok(((), vec![]))
+            })
+            .await?;
+        }
+        Step::Apply(name) => {
+            let f = lab.scenario.fault(name).expect("validated fault");
+            let h = FaultHandle::new(lab, f);
+            let title = format!("Apply fault {name}\t💥");
+            r.emit(Event::StepStart { title: title.clone() });
+            let t = Instant::now();
+            // Decided before applying, from what the host was measured to do: a fault this
+            // host cannot apply is unsupported (and so is every step while it "is applied");
+            // any failure while applying is an error that ends the run.
+            if let Some(why) = facts.cannot(&f.spec) {
                 r.emit(Event::StepEnd(StepRecord {
-                    title: format!("Revert fault {name}\t🩹"),
+                    title,
                     ok: true,
                     secs: 0.0,
-                    detail: vec!["nothing to revert: it could not be applied here".into()],
+                    detail: vec![format!("unsupported here: {why}; checks while it is applied are reported unsupported")],
                 }));
+                cannot.insert(name.clone(), why);
+                return Ok(());
             }
-            Step::Revert(name) => {
-                let h = applied.remove(name).expect("validated revert");
-                r.step(&format!("Revert fault {name}\t🩹"), exit::STACK, async {
-                    let c = h.revert(lab).await?;
-                    Ok(((), h.reverted(&c)))
-                })
-                .await?;
-            }
-            Step::Scale { service, replicas } => {
-                r.step(&format!("Scale {service} to {replicas}\t📐"), exit::STACK, async {
-                    stack.scale(service, *replicas).await.map(|rs| ((), vec![format!("placed: {}", placement(&rs))]))
-                })
-                .await?;
-            }
-            Step::Bench(b) => {
-                r.emit(Event::StepStart { title: format!("Bench {}", b.name) });
-                let mut report = match crate::bench::run_bench(lab, stack, b).await {
-                    Ok(rep) => rep,
-                    Err(e) => crate::bench::BenchReport::failed(b, e.to_string()),
-                };
-                if let Some(why) = cannot_reason(cannot) {
-                    report.outcome = Outcome::Unsupported;
-                    report.summary = format!("unsupported: {why}; measured without it: {}", report.summary);
+            let applying = h.apply(lab).await;
+            let secs = t.elapsed().as_secs_f64();
+            match applying {
+                Ok(()) => {
+                    r.emit(Event::StepEnd(StepRecord { title, ok: true, secs, detail: h.describe() }));
+                    applied.insert(name.clone(), h);
                 }
-                // The faults applied while it ran, counted after it: their cost is in the table.
-                for (name, h) in applied.iter() {
-                    if let Ok(c) = h.counters(lab).await {
-                        report.faults.push(if c.is_empty() { format!("fault {name} applied") } else { describe_counters(name, &c) });
+                Err(e) => {
+                    r.emit(Event::StepEnd(StepRecord { title, ok: false, secs, detail: vec![] }));
+                    return Err(Abort(exit::STACK, e));
+                }
+            }
+        }
+        Step::Revert(name) if cannot.contains_key(name) => {
+            cannot.remove(name);
+            r.emit(Event::StepEnd(StepRecord {
+                title: format!("Revert fault {name}\t🩹"),
+                ok: true,
+                secs: 0.0,
+                detail: vec!["nothing to revert: it could not be applied here".into()],
+            }));
+        }
+        Step::Revert(name) => {
+            let h = applied.remove(name).expect("validated revert");
+            r.step(&format!("Revert fault {name}\t🩹"), exit::STACK, async {
+                let c = h.revert(lab).await?;
+                Ok(((), h.reverted(&c)))
+            })
+            .await?;
+        }
+        Step::Scale { service, replicas } => {
+            r.step(&format!("Scale {service} to {replicas}\t📐"), exit::STACK, async {
+                stack.scale(service, *replicas).await.map(|rs| ((), vec![format!("placed: {}", placement(&rs))]))
+            })
+            .await?;
+        }
+        Step::Bench(b) => {
+            r.emit(Event::StepStart { title: format!("Bench {}", b.name) });
+            let mut report = match crate::bench::run_bench(lab, stack, b).await {
+                Ok(rep) => rep,
+                Err(e) => crate::bench::BenchReport::failed(b, e.to_string()),
+            };
+            if let Some(why) = cannot_reason(cannot) {
+                report.outcome = Outcome::Unsupported;
+                report.summary = format!("unsupported: {why}; measured without it: {}", report.summary);
+            }
+            // The faults applied while it ran, counted after it: their cost is in the table.
+            for (name, h) in applied.iter() {
+                if let Ok(c) = h.counters(lab).await {
+                    report.faults.push(if c.is_empty() { format!("fault {name} applied") } else { describe_counters(name, &c) });
+                }
+            }
+            sum.tally(report.outcome);
+            r.emit(Event::Bench(Box::new(report)));
+        }
+        Step::Check(check) => {
+            r.emit(Event::StepStart { title: format!("Check {}", check.name) });
+            let t = Instant::now();
+            let before = Snapshot::take(lab, applied).await;
+            let unsupported = stack.unsupported(check).or_else(|| cannot_reason(cannot));
+            // Observed once, or — with `within` — again until the expectation holds or the
+            // time is up (a path a fault breaks, or a repair heals, after a while).
+            let mut attempts = 0;
+            let mut report = loop {
+                attempts += 1;
+                let report = observe_and_judge(lab, stack, check, unsupported.as_deref()).await;
+                let waited = t.elapsed();
+                match check.within {
+                    Some(w) if report.outcome == Outcome::Fail && waited + WITHIN_PAUSE < w => {
+                        tokio::time::sleep(WITHIN_PAUSE).await;
                     }
+                    _ => break report,
                 }
-                sum.tally(report.outcome);
-                r.emit(Event::Bench(Box::new(report)));
+            };
+            report.attempts = attempts;
+            if let Some(w) = check.within {
+                let took = t.elapsed().as_secs_f64();
+                if report.outcome == Outcome::Pass {
+                    report.held_after_secs = Some(took);
+                    report.summary.push_str(&format!("; held after {took:.1} s ({attempts} observations)"));
+                } else if report.outcome == Outcome::Fail {
+                    report.summary.push_str(&format!("; did not hold within {} s ({attempts} observations)", w.as_secs_f64()));
+                }
             }
-            Step::Check(check) => {
-                r.emit(Event::StepStart { title: format!("Check {}", check.name) });
-                let t = Instant::now();
-                let before = Snapshot::take(lab, applied).await;
-                let unsupported = stack.unsupported(check).or_else(|| cannot_reason(cannot));
-                // Observed once, or — with `within` — again until the expectation holds or the
-                // time is up (a path a fault breaks, or a repair heals, after a while).
-                let mut attempts = 0;
-                let mut report = loop {
-                    attempts += 1;
-                    let report = observe_and_judge(lab, stack, check, unsupported.as_deref()).await;
-                    let waited = t.elapsed();
-                    match check.within {
-                        Some(w) if report.outcome == Outcome::Fail && waited + WITHIN_PAUSE < w => {
-                            tokio::time::sleep(WITHIN_PAUSE).await;
+            // Counters of every applied fault, and proof that the named ones were hit. A
+            // named fault whose counters cannot be read (before or after) is an error: the
+            // proof is missing, and a missing proof is never a pass.
+            let mut after = BTreeMap::new();
+            for (name, h) in applied.iter() {
+                let named = check.faults_hit.contains(name);
+                match h.counters(lab).await {
+                    Ok(c) => {
+                        if !c.is_empty() {
+                            report.faults.push(describe_counters(name, &c));
                         }
-                        _ => break report,
-                    }
-                };
-                report.attempts = attempts;
-                if let Some(w) = check.within {
-                    let took = t.elapsed().as_secs_f64();
-                    if report.outcome == Outcome::Pass {
-                        report.held_after_secs = Some(took);
-                        report.summary.push_str(&format!("; held after {took:.1} s ({attempts} observations)"));
-                    } else if report.outcome == Outcome::Fail {
-                        report.summary.push_str(&format!("; did not hold within {} s ({attempts} observations)", w.as_secs_f64()));
-                    }
-                }
-                // Counters of every applied fault, and proof that the named ones were hit. A
-                // named fault whose counters cannot be read (before or after) is an error: the
-                // proof is missing, and a missing proof is never a pass.
-                let mut after = BTreeMap::new();
-                for (name, h) in applied.iter() {
-                    let named = check.faults_hit.contains(name);
-                    match h.counters(lab).await {
-                        Ok(c) => {
-                            if !c.is_empty() {
-                                report.faults.push(describe_counters(name, &c));
-                            }
-                            if named {
-                                match before.faults.get(name) {
-                                    Some(was) => {
-                                        let (was, now): (u64, u64) = (was.values().sum(), c.values().sum());
-                                        if now <= was && report.outcome == Outcome::Pass {
-                                            report.outcome = Outcome::Fail;
-                                            report.summary.push_str(&format!("; fault {name} matched no packet during the check"));
-                                        }
+                        if named {
+                            match before.faults.get(name) {
+                                Some(was) => {
+                                    let (was, now): (u64, u64) = (was.values().sum(), c.values().sum());
+                                    if now <= was && report.outcome == Outcome::Pass {
+                                        report.outcome = Outcome::Fail;
+                                        report.summary.push_str(&format!("; fault {name} matched no packet during the check"));
                                     }
-                                    None => counters_missing(&mut report, name, "before the check".into()),
                                 }
+                                None => counters_missing(&mut report, name, "before the check".into()),
                             }
-                            after.insert(name.clone(), c);
                         }
-                        Err(e) if named => counters_missing(&mut report, name, format!("after the check: {e}")),
-                        Err(e) => report.faults.push(format!("fault {name}: its counters could not be read: {e}")),
+                        after.insert(name.clone(), c);
                     }
+                    Err(e) if named => counters_missing(&mut report, name, format!("after the check: {e}")),
+                    Err(e) => report.faults.push(format!("fault {name}: its counters could not be read: {e}")),
                 }
-                // Why pairs did not answer (expected or not), while the faults are still applied.
-                // Any request lost (expected or not) earns a cause line.
-                let silent = report.observation.cells.iter().flatten().any(|c| c.hits == 0 || c.hits < c.tries)
-                    || report.observation.unanswered.iter().any(|u| *u > 0);
-                if silent || report.outcome != Outcome::Pass {
-                    let ev = diagnose::gather(lab, &report, applied, &before, &after, unsupported).await;
-                    report.diagnosis = diagnose::explain(&ev);
-                    if matches!(report.outcome, Outcome::Fail | Outcome::Error) {
-                        match crate::evidence::collect(lab, &format!("check-{}", check.name)).await {
-                            Ok(d) => {
-                                let _ = std::fs::write(
-                                    d.join("diagnosis.json"),
-                                    serde_json::to_string_pretty(&(&ev, &report.diagnosis)).unwrap_or_default(),
-                                );
-                                report.evidence = Some(d.display().to_string());
-                                sum.evidence = d.parent().map(|p| p.display().to_string());
-                            }
-                            Err(e) => r.emit(Event::Info(format!("could not write evidence: {e}"))),
-                        }
-                    }
-                }
-                report.secs = t.elapsed().as_secs_f64();
-                sum.tally(report.outcome);
-                r.emit(Event::Check(Box::new(report)));
             }
+            // Why pairs did not answer (expected or not), while the faults are still applied.
+            // Any request lost (expected or not) earns a cause line.
+            let silent = report.observation.cells.iter().flatten().any(|c| c.hits == 0 || c.hits < c.tries)
+                || report.observation.unanswered.iter().any(|u| *u > 0);
+            if silent || report.outcome != Outcome::Pass {
+                let ev = diagnose::gather(lab, &report, applied, &before, &after, unsupported).await;
+                report.diagnosis = diagnose::explain(&ev);
+                if matches!(report.outcome, Outcome::Fail | Outcome::Error) {
+                    match crate::evidence::collect(lab, &format!("check-{}", check.name)).await {
+                        Ok(d) => {
+                            let _ = std::fs::write(
+                                d.join("diagnosis.json"),
+                                serde_json::to_string_pretty(&(&ev, &report.diagnosis)).unwrap_or_default(),
+                            );
+                            report.evidence = Some(d.display().to_string());
+                            sum.evidence = d.parent().map(|p| p.display().to_string());
+                        }
+                        Err(e) => r.emit(Event::Info(format!("could not write evidence: {e}"))),
+                    }
+                }
+            }
+            report.secs = t.elapsed().as_secs_f64();
+            sum.tally(report.outcome);
+            r.emit(Event::Check(Box::new(report)));
         }
     }
     Ok(())

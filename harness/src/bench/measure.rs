@@ -13,11 +13,6 @@ use std::time::Instant;
 /// replicas' iperf3 listens on 5201 in their own namespaces, this one must not look like them).
 const NODE_IPERF_PORT: u16 = 5202;
 
-/// The port a bench's server listens on in the replicas.
-pub fn server_port(kind: BenchKind) -> u16 {
-    kind.server_port()
-}
-
 async fn node_end(lab: &Lab, b: &Bench, target_node: &str) -> Result<Result<PathEnd, String>, LabError> {
     if b.kind == BenchKind::RequestRate {
         return Ok(Err("no HTTP server runs in a node's own namespace; compare direct with vip and node-port".into()));

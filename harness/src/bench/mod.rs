@@ -6,7 +6,7 @@
 
 mod measure;
 
-pub use measure::{parse_iperf, run_bench, server_port};
+pub use measure::{parse_iperf, run_bench};
 
 use crate::model::{Bench, Gate, PathKind};
 use serde::{Deserialize, Serialize};

@@ -799,6 +799,50 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
     })
 }
 
+/// The port a node-port check or stream dials when it names none: a Kubernetes service's fixed
+/// node-port (None: the one the API server assigned, looked up at run time), a swarm service's
+/// first published port; the problem located at `pos` when the service offers none.
+fn default_node_port(svc: Option<&Service>, stack: StackKind, pos: Pos, what: &str, p: &mut Problems) -> Option<u16> {
+    let s = svc?;
+    match stack {
+        StackKind::Kubernetes => {
+            if s.service_type != ServiceType::NodePort {
+                p.at(pos, format!("service {} is not of type node-port", s.name), Some("add type: node-port to the service".into()));
+            }
+            s.node_port
+        }
+        StackKind::Swarm => {
+            let port = s.publish.first().map(|pb| pb.port);
+            if port.is_none() {
+                p.at(
+                    pos,
+                    format!("service {} publishes no port for a node-port {what}", s.name),
+                    Some(format!("add publish: [ {{ port: 8080, target: 80 }} ] to the service, or port: to the {what}")),
+                );
+            }
+            port
+        }
+    }
+}
+
+/// The HTTP path requested: `/` unless given; a path that is not one is located.
+fn url_path(v: &Option<Sp<String>>, p: &mut Problems) -> String {
+    match v {
+        None => "/".to_string(),
+        Some(pa) => match super::syntax::url_path(&pa.value) {
+            Ok(()) => pa.value.clone(),
+            Err(why) => {
+                p.at(
+                    pa.pos,
+                    format!("path {:?} is not a URL path: it {why}", pa.value),
+                    Some("start with / and percent-encode anything else, e.g. /big or /search?q=a%20b".into()),
+                );
+                "/".into()
+            }
+        },
+    }
+}
+
 fn resolve_stream(sd: &StreamDecl, idx: &NodeIndex, services: &[Service], stack: StackKind, p: &mut Problems) -> Option<Stream> {
     let svc = services.iter().find(|x| x.name == sd.service.value);
     if svc.is_none() {
@@ -820,28 +864,8 @@ fn resolve_stream(sd: &StreamDecl, idx: &NodeIndex, services: &[Service], stack:
     }
     let via = sd.via.as_ref().map(|x| idx.expand(p, "via", x)).unwrap_or_else(|| idx.all());
     let mut port = sd.port.as_ref().and_then(|v| check_port(p, "port", v));
-    if to == StreamTo::NodePort && port.is_none() && sd.port.is_none() {
-        match svc {
-            Some(s) if stack == StackKind::Kubernetes => {
-                if s.service_type != ServiceType::NodePort {
-                    p.at(
-                        sd.to.pos,
-                        format!("service {} is not of type node-port", s.name),
-                        Some("add type: node-port to the service".into()),
-                    );
-                }
-                port = s.node_port;
-            }
-            Some(s) => match s.publish.first() {
-                Some(pb) => port = Some(pb.port),
-                None => p.at(
-                    sd.to.pos,
-                    format!("service {} publishes no port", s.name),
-                    Some("add publish: [ { port: 8080, target: 80 } ]".into()),
-                ),
-            },
-            None => {}
-        }
+    if to == StreamTo::NodePort && sd.port.is_none() {
+        port = default_node_port(svc, stack, sd.to.pos, "stream", p);
     }
     let client = match &sd.client {
         None => ClientKind::Node,
@@ -855,16 +879,7 @@ fn resolve_stream(sd: &StreamDecl, idx: &NodeIndex, services: &[Service], stack:
         }
         Some(cl) => cl.value,
     };
-    let path = match &sd.path {
-        None => "/".to_string(),
-        Some(pa) => match super::syntax::url_path(&pa.value) {
-            Ok(()) => pa.value.clone(),
-            Err(why) => {
-                p.at(pa.pos, format!("path {:?} is not a URL path: it {why}", pa.value), Some("start with /, e.g. /big".into()));
-                "/".into()
-            }
-        },
-    };
+    let path = url_path(&sd.path, p);
     let rate = match &sd.rate {
         Some(r) if !(r.value > 0.0 && r.value <= 500.0) => {
             p.at(r.pos, format!("rate {} is out of range", r.value), Some("0 < rate <= 500 requests per second per entry node".into()));
@@ -1247,45 +1262,11 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: St
     only_for("port", c.port.as_ref().map(|x| x.pos), &[CheckKind::NodePort], p);
     only_for("requests", c.requests.as_ref().map(|x| x.pos), &[CheckKind::Replicas, CheckKind::Vip, CheckKind::NodePort], p);
     only_for("path", c.path.as_ref().map(|x| x.pos), &[CheckKind::Replicas, CheckKind::Vip, CheckKind::NodePort], p);
-    let path = match &c.path {
-        None => "/".to_string(),
-        Some(pa) => match super::syntax::url_path(&pa.value) {
-            Ok(()) => pa.value.clone(),
-            Err(why) => {
-                p.at(
-                    pa.pos,
-                    format!("path {:?} is not a URL path: it {why}", pa.value),
-                    Some("start with / and percent-encode anything else, e.g. /big or /search?q=a%20b".into()),
-                );
-                "/".into()
-            }
-        },
-    };
+    let path = url_path(&c.path, p);
     let via = c.via.as_ref().map(|x| idx.expand(p, "via", x)).unwrap_or_else(|| idx.all());
     let mut port = c.port.as_ref().and_then(|v| check_port(p, "port", v));
-    if kind == CheckKind::NodePort && port.is_none() && c.port.is_none() {
-        match svc {
-            Some(s) if stack == StackKind::Kubernetes => {
-                if s.service_type != ServiceType::NodePort {
-                    p.at(
-                        c.kind.pos,
-                        format!("service {} is not of type node-port", s.name),
-                        Some("add type: node-port to the service".into()),
-                    );
-                }
-                // Without a fixed node-port, the port the API server assigned is looked up at run time.
-                port = s.node_port;
-            }
-            Some(s) => match s.publish.first() {
-                Some(pb) => port = Some(pb.port),
-                None => p.at(
-                    c.kind.pos,
-                    format!("service {} publishes no port for a node-port check", s.name),
-                    Some("add publish: [ { port: 8080, target: 80 } ] to the service, or port: to the check".into()),
-                ),
-            },
-            None => {}
-        }
+    if kind == CheckKind::NodePort && c.port.is_none() {
+        port = default_node_port(svc, stack, c.kind.pos, "check", p);
     }
     let requests = match &c.requests {
         Some(r) if r.value == 0 || r.value > 1000 => {
