@@ -96,6 +96,9 @@ pub struct ServicePaths {
     pub client: Client,
     /// What a vip check dials: the service's name (swarm resolves it to its VIP) or ClusterIP:port.
     pub vip: String,
+    /// The VIP as `ip:port`, for clients that resolve no names (a stream's agent); None when
+    /// the service has no VIP (swarm dnsrr).
+    pub vip_addr: Option<String>,
     /// The port a node-port check dials when the check names none.
     pub node_port: Option<u16>,
     /// Facts worth showing with the matrix (the VIP's address, ...).

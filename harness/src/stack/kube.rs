@@ -672,7 +672,7 @@ impl Kube<'_> {
                 Client::Pod { containers: self.client_pods().await? }
             }
         };
-        Ok(ServicePaths { client, vip: format!("{ip}:{port}"), node_port, notes })
+        Ok(ServicePaths { client, vip: format!("{ip}:{port}"), vip_addr: Some(format!("{ip}:{port}")), node_port, notes })
     }
 }
 

@@ -257,15 +257,21 @@ impl Stack for Swarm<'_> {
             )
             .await?
             .stdout;
-        let notes = match vip.split_whitespace().last() {
+        let (notes, vip_addr) = match vip.split_whitespace().last() {
             Some(v) if svc.endpoint_mode == EndpointMode::Vip => {
-                vec![format!("{service}'s VIP on {} is {v}", svc.network)]
+                // `10.0.1.2/24`: the address, on the port the tasks listen on (a VIP keeps it).
+                let ip = v.split('/').next().unwrap_or(v);
+                (
+                    vec![format!("{service}'s VIP on {} is {v}", svc.network)],
+                    Some(format!("{ip}:{}", crate::images::workload_port(&svc.image))),
+                )
             }
-            _ => vec![],
+            _ => (vec![], None),
         };
         Ok(ServicePaths {
             client: Client::Overlay { network: svc.network.clone() },
             vip: service.to_string(),
+            vip_addr,
             node_port: svc.publish.first().map(|p| p.port),
             notes,
         })

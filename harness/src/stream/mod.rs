@@ -90,6 +90,29 @@ pub struct StreamReport {
     pub requests: Vec<Request>,
 }
 
+impl StreamReport {
+    /// A stream's report before anything is known: an error until its records are read.
+    pub fn of(stream: &Stream) -> StreamReport {
+        StreamReport {
+            name: stream.name.clone(),
+            service: stream.service.clone(),
+            to: stream.to.word().into(),
+            from: stream.from.clone(),
+            rate: stream.rate,
+            timeout_ms: stream.timeout.as_millis() as u64,
+            outcome: crate::expect::Outcome::Error,
+            summary: String::new(),
+            targets: vec![],
+            started_unix_ms: 0.0,
+            figures: Figures::default(),
+            agents: vec![],
+            notes: vec![],
+            error: None,
+            requests: vec![],
+        }
+    }
+}
+
 struct Lane {
     entry: String,
     out: String,
@@ -156,20 +179,8 @@ pub async fn start(lab: &Lab, stack: &AnyStack<'_>, stream: &Stream) -> Result<R
             })
             .collect(),
         StreamTo::Vip => {
-            // What a vip check dials: ClusterIP:port (Kubernetes), or the service name, which
-            // swarm's DNS resolves to the VIP (the note of paths() says which).
-            let vip = paths.vip.clone();
-            let addr = if vip.parse::<std::net::SocketAddr>().is_ok() {
-                vip
-            } else {
-                let ip = paths
-                    .notes
-                    .iter()
-                    .find_map(|n| n.rsplit_once(" is ").map(|(_, ip)| ip.to_string()))
-                    .filter(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
-                    .ok_or_else(|| failed(stream, "-", format!("service {} has no VIP to stream to", stream.service)))?;
-                format!("{ip}:80")
-            };
+            let addr =
+                paths.vip_addr.clone().ok_or_else(|| failed(stream, "-", format!("service {} has no VIP to stream to", stream.service)))?;
             labels.insert("vip".into(), format!("vip {addr}"));
             vec![("vip".into(), format!("{addr}{}", stream.path))]
         }
@@ -288,23 +299,10 @@ impl Running {
     /// it ran across (wall-clock ms).
     pub async fn stop(self, lab: &Lab, stack: &AnyStack<'_>, markers: &[Marker]) -> StreamReport {
         let stream = &self.stream;
-        let mut report = StreamReport {
-            name: stream.name.clone(),
-            service: stream.service.clone(),
-            to: stream.to.word().into(),
-            from: stream.from.clone(),
-            rate: stream.rate,
-            timeout_ms: stream.timeout.as_millis() as u64,
-            outcome: crate::expect::Outcome::Error,
-            summary: String::new(),
-            targets: self.labels.values().cloned().collect(),
-            started_unix_ms: self.t0_ms,
-            figures: Figures::default(),
-            agents: vec![],
-            notes: self.notes.clone(),
-            error: None,
-            requests: vec![],
-        };
+        let mut report = StreamReport::of(stream);
+        report.targets = self.labels.values().cloned().collect();
+        report.started_unix_ms = self.t0_ms;
+        report.notes = self.notes.clone();
         let end_ms = now_ms() - self.t0_ms;
         // Replicas that answered may have come and gone (scale): label every one seen.
         let mut who = self.who.clone();

@@ -126,6 +126,16 @@ fn gates_on_phases_that_did_not_happen_fail_rather_than_pass() {
     assert!(f.gates[1].measured.contains("not reverted"), "{:#?}", f.gates);
 }
 
+/// A stream that sent nothing (or a phase without requests) passes no gate: `lost == 0` over no
+/// request proves nothing. The same gate holds once requests were sent and answered.
+#[test]
+fn gates_over_no_request_fail() {
+    let s = stream(vec![bound(Phase::Whole, Measure::Lost, "== 0"), bound(Phase::Before, Measure::LostShare, "<= 0.1")]);
+    let f = figures(&s, &[], &[], 4000.0);
+    assert!(f.gates.iter().all(|g| !g.ok && g.measured.contains("no request was sent")), "{:#?}", f.gates);
+    assert!(figures(&s, &requests(4.0, |_| false), &[], 4000.0).passed());
+}
+
 #[test]
 fn agent_lines_parse_and_broken_ones_are_skipped() {
     assert_eq!(
@@ -154,23 +164,10 @@ fn recorded(story: &str) -> StreamReport {
     let scenario = crate::model::load(std::path::Path::new(&format!("{}/../scenarios/{story}.yaml", env!("CARGO_MANIFEST_DIR")))).unwrap();
     let stream = scenario.streams.iter().find(|s| s.name == rec.stream).unwrap().clone();
     let figures = figures(&stream, &rec.requests, &rec.markers, rec.duration_ms);
-    StreamReport {
-        name: stream.name.clone(),
-        service: stream.service.clone(),
-        to: stream.to.word().into(),
-        from: stream.from.clone(),
-        rate: stream.rate,
-        timeout_ms: stream.timeout.as_millis() as u64,
-        outcome: if figures.passed() { crate::expect::Outcome::Pass } else { crate::expect::Outcome::Fail },
-        summary: String::new(),
-        targets: vec![],
-        started_unix_ms: 0.0,
-        figures,
-        agents: vec![],
-        notes: vec![],
-        error: None,
-        requests: vec![],
-    }
+    let mut r = StreamReport::of(&stream);
+    r.outcome = if figures.passed() { crate::expect::Outcome::Pass } else { crate::expect::Outcome::Fail };
+    r.figures = figures;
+    r
 }
 
 /// Swarm, VXLAN dropped into worker-1: one request in three lost (those to its replica), none

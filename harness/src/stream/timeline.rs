@@ -374,6 +374,10 @@ fn judge(g: &StreamGate, f: &Figures, whole: &PhaseFigures, n: u32) -> Vec<GateR
 
 fn bound_result(gate: &str, p: &PhaseFigures, m: Measure, b: &Bound) -> GateResult {
     let place = if p.phase == Phase::Whole { String::new() } else { format!(" {}", p.title()) };
+    // Nothing sent proves nothing: "lost == 0" over no request is not a pass.
+    if p.sent == 0 {
+        return GateResult { gate: gate.to_string(), ok: false, measured: format!("no request was sent{place}") };
+    }
     let (value, measured) = match m {
         Measure::Lost => (Some(p.lost as f64), format!("{} of {} lost{place}", p.lost, p.sent)),
         Measure::LostShare => {
@@ -384,10 +388,6 @@ fn bound_result(gate: &str, p: &PhaseFigures, m: Measure, b: &Bound) -> GateResu
     };
     match value {
         Some(v) => GateResult { gate: gate.to_string(), ok: b.holds(v), measured },
-        None => GateResult {
-            gate: gate.to_string(),
-            ok: false,
-            measured: format!("no {} request{place} to measure", if m == Measure::LostShare { "sent" } else { "answered" }),
-        },
+        None => GateResult { gate: gate.to_string(), ok: false, measured: format!("no answered request{place} to measure") },
     }
 }
