@@ -1224,7 +1224,7 @@ fn swarm_gossip_blocked_breaks_old_and_new_paths_until_swarm_converges() {
     let all = stream(&r, "all-replicas");
     let recover: Vec<f64> =
         all["figures"]["episodes"].as_array().unwrap().iter().map(|e| e["recover_after_ms"].as_f64().unwrap()).collect();
-    assert!(recover.iter().all(|ms| *ms < 60000.0), "{recover:?}");
+    assert!(recover.iter().all(|ms| *ms < 100000.0), "{recover:?}");
     let converged = check(&r, "converged");
     assert_eq!(converged["outcome"], "pass");
     assert!(converged["held_after_secs"].as_f64().is_some());
