@@ -138,6 +138,9 @@ mod tests {
             faults_hit: vec![],
             path: "/".into(),
             within: None,
+            protocol: Default::default(),
+            status: None,
+            body: None,
         }
     }
 

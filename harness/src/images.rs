@@ -51,15 +51,6 @@ pub const RECIPES: &[Recipe] = &[
     },
 ];
 
-/// The port a clusterlab workload image serves on: iperf3 in `tools`, HTTP in the others.
-pub fn workload_port(image: &str) -> u16 {
-    if image == "tools" {
-        5201
-    } else {
-        80
-    }
-}
-
 pub fn recipe(name: &str) -> Option<&'static Recipe> {
     RECIPES.iter().find(|r| r.name == name)
 }

@@ -88,7 +88,16 @@ impl Lab {
         self.image("web")
     }
 
-    fn container(&self, node: &str) -> String {
+    /// `DOCKER_HOST` for the host's docker CLI to talk to a swarm node's engine: its socket
+    /// through the node's root as the host sees it (`/proc/<pid>/root`), so nothing listens on
+    /// the lab network. Valid while the node's container runs; root only, like the socket.
+    pub async fn docker_host(&self, node: &str) -> Result<String, LabError> {
+        let pid = self.engine.container_pid(&self.container(node)).await?;
+        Ok(format!("unix:///proc/{pid}/root/var/run/docker.sock"))
+    }
+
+    /// The container of a node.
+    pub fn container(&self, node: &str) -> String {
         self.plan.node(node).map(|n| n.container.clone()).unwrap_or_else(|| format!("{}-{node}", self.plan.lab))
     }
 

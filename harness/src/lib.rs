@@ -6,6 +6,7 @@
 //! the lab.
 
 pub mod bench;
+pub mod blocking;
 pub mod diagnose;
 pub mod doctor;
 pub mod edge;

@@ -114,6 +114,14 @@ enum Cmd {
     /// Print a kubeconfig for the host's kubectl against a kept Kubernetes lab's API server
     /// (`clusterlab kubeconfig LAB > lab.kubeconfig; kubectl --kubeconfig lab.kubeconfig get nodes`).
     Kubeconfig { lab: String },
+    /// Print the environment for the host's docker CLI to talk to a kept swarm lab's manager
+    /// (`eval "$(clusterlab docker-env LAB)"; docker service ls`).
+    DockerEnv {
+        lab: String,
+        /// The node whose engine to talk to. Default: the first manager.
+        #[arg(long)]
+        node: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -569,6 +577,34 @@ async fn cmd_kubeconfig(lab: &str) -> i32 {
     }
 }
 
+async fn cmd_docker_env(lab: &str, node: Option<&str>) -> i32 {
+    let l = match attach_or_exit(lab).await {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    if l.scenario.stack != clusterlab::model::StackKind::Swarm {
+        eprintln!("error: lab {lab} runs Kubernetes, not swarm\n    hint: `clusterlab kubeconfig {lab} > lab.kubeconfig` gives the host's kubectl its API");
+        return exit::INVALID;
+    }
+    let manager = l.scenario.managers().next().map(|n| n.name.clone()).unwrap_or_default();
+    let node = node.unwrap_or(&manager);
+    if !l.node_names().iter().any(|n| n == node) {
+        eprintln!("error: lab {lab} has no node {node:?} (nodes: {})", l.node_names().join(", "));
+        return exit::INVALID;
+    }
+    match l.docker_host(node).await {
+        Ok(host) => {
+            println!("export DOCKER_HOST={host}");
+            eprintln!("# the docker CLI now talks to node {node} of lab {lab}: eval \"$(clusterlab docker-env {lab})\"; unset DOCKER_HOST to go back");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::STACK
+        }
+    }
+}
+
 async fn cmd_fault(cmd: FaultCmd) -> i32 {
     let engine = engine_or_exit().await;
     let (lab, fault, action) = match &cmd {
@@ -845,6 +881,7 @@ async fn main() {
         Cmd::Fault { cmd } => cmd_fault(cmd).await,
         Cmd::Exec { lab, node, cmd } => cmd_exec(&lab, &node, &cmd).await,
         Cmd::Kubeconfig { lab } => cmd_kubeconfig(&lab).await,
+        Cmd::DockerEnv { lab, node } => cmd_docker_env(&lab, node.as_deref()).await,
         Cmd::Check { lab, file, step, report } => cmd_check(&lab, &file, step.as_deref(), &report).await,
         Cmd::Bundle { version } => cmd_bundle(&version).await,
     };

@@ -2,7 +2,7 @@
 //! node (requests in parallel inside it), so a check costs about one timeout, not one per pair.
 
 use crate::lab::{shq, Lab};
-use crate::model::{Check, CheckKind};
+use crate::model::{Check, CheckKind, CheckProtocol, Identity};
 use crate::provider::LabError;
 use crate::vocab::{probe_container, Replica};
 pub use crate::vocab::{Cell, Client, Latency, Observation, ServicePaths, Target};
@@ -17,8 +17,107 @@ pub struct Record {
     pub rc: i32,
     /// How long the request took, in milliseconds.
     pub ms: f64,
-    /// The first line of the answer, or the client's error.
+    /// The answer as the client printed it (status line and headers first, when it printed
+    /// them), or the client's error.
     pub body: String,
+}
+
+/// The line separator inside a record: the probe flattens a multi-line answer onto one line.
+const SEP: char = '\u{1e}';
+
+/// An HTTP answer as a probe's client printed it: curl's `-i` (status line, headers, a blank
+/// line, the body) or busybox wget's `-S` (status line and headers indented by two spaces on
+/// stderr, then the body; `wget: ...` lines are its own messages).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Answer {
+    /// The status of the last status line (after redirects), None when none was printed.
+    pub status: Option<u16>,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn parse(raw: &str) -> Answer {
+        let mut a = Answer::default();
+        let mut body: Vec<&str> = Vec::new();
+        // None: before any status line; Some(indented): inside the headers of that style.
+        let mut in_headers: Option<bool> = None;
+        for line in raw.split([SEP, '\n']).map(|l| l.trim_end_matches('\r')) {
+            let t = line.trim_start();
+            if let Some(rest) = t.strip_prefix("HTTP/") {
+                if in_headers.is_some() || body.is_empty() {
+                    a.status = rest.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+                    in_headers = Some(line.starts_with("  "));
+                    continue;
+                }
+            }
+            match in_headers {
+                Some(true) if line.starts_with("  ") => {
+                    if let Some((k, v)) = t.split_once(':') {
+                        a.headers.push((k.trim().to_string(), v.trim().to_string()));
+                    }
+                    continue;
+                }
+                Some(false) if t.is_empty() => in_headers = None,
+                Some(false) => {
+                    if let Some((k, v)) = line.split_once(':') {
+                        a.headers.push((k.trim().to_string(), v.trim().to_string()));
+                    }
+                    continue;
+                }
+                Some(true) => in_headers = None,
+                None => {}
+            }
+            if line.starts_with("wget: ") || (line.is_empty() && body.is_empty()) {
+                continue;
+            }
+            body.push(line);
+        }
+        while body.last().is_some_and(|l| l.is_empty()) {
+            body.pop();
+        }
+        a.body = body.join("\n");
+        a
+    }
+
+    /// A header's value (names compare case-insensitively, as HTTP says).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// What one request came to, judged against the check's protocol, status and body rules:
+/// `Ok(identity)` (the replica the answer names, if the service's answers name one) or why it
+/// is not an answer.
+pub fn verdict(rec: &Record, check: &Check, identity: &Identity, replicas: &[Replica]) -> Result<Option<String>, String> {
+    if check.protocol == CheckProtocol::Tcp {
+        return if rec.rc == 0 { Ok(None) } else { Err(failure_detail(rec.rc, &rec.body.replace(SEP, " "))) };
+    }
+    let a = Answer::parse(&rec.body);
+    let Some(status) = a.status else {
+        return Err(if rec.rc == 0 { "not an HTTP answer".into() } else { failure_detail(rec.rc, &rec.body.replace(SEP, " ")) });
+    };
+    let status_ok = match check.status {
+        Some(want) => status == want,
+        None => (200..300).contains(&status),
+    };
+    if !status_ok {
+        return Err(format!("HTTP {status}"));
+    }
+    if let Some(text) = &check.body {
+        if !a.body.contains(text.as_str()) {
+            return Err(format!("body lacks {text:?}"));
+        }
+    }
+    Ok(match identity {
+        Identity::Web => crate::probe::identity(&a.body).map(str::to_string),
+        Identity::Header(h) => a.header(h).map(str::to_string),
+        // The longest identity found wins, so `web-1` is not mistaken for `web-12`.
+        Identity::Body => {
+            replicas.iter().filter(|r| a.body.contains(r.identity.as_str())).max_by_key(|r| r.identity.len()).map(|r| r.identity.clone())
+        }
+        Identity::None => None,
+    })
 }
 
 /// `<key> <exit code> <microseconds> <first line...>`
@@ -27,7 +126,8 @@ pub fn parse_record(line: &str) -> Option<Record> {
     let key = it.next()?.to_string();
     let rc = it.next()?.parse().ok()?;
     let us: f64 = it.next()?.parse().ok()?;
-    Some(Record { key, rc, ms: us / 1000.0, body: it.next().unwrap_or("").trim().to_string() })
+    // Only the end is trimmed: busybox wget indents its header lines, and that says which they are.
+    Some(Record { key, rc, ms: us / 1000.0, body: it.next().unwrap_or("").trim_end().to_string() })
 }
 
 /// The replica identity in a web response: `replica=<hostname> ips=...`.
@@ -62,9 +162,10 @@ pub fn script_deadline(requests: u32, timeout: std::time::Duration) -> std::time
 }
 
 /// A shell script sending `per_target` requests to each (key, url), at most PARALLEL at once,
-/// each bounded by `t` seconds, printing one record a request (see `parse_record`). Keys and
-/// URLs are data: quoted once here, never interpreted by the shell.
-pub fn request_script(client: &Client, targets: &[(String, String)], per_target: u32, t: &str) -> String {
+/// each bounded by `t` seconds, printing one record a request (see `parse_record`): the answer's
+/// first KiB (status line, headers, the body's start) on one line. Keys and URLs are data:
+/// quoted once here, never interpreted by the shell. For `tcp`, a URL is `ip:port`.
+pub fn request_script(client: &Client, protocol: CheckProtocol, targets: &[(String, String)], per_target: u32, t: &str) -> String {
     let list: Vec<String> = targets.iter().map(|(k, u)| format!("{} {}", shq(k), shq(u))).collect();
     // Microseconds around each request: `date +%s%N` where the client has it (coreutils);
     // busybox's date has no %N, so there the clock is /proc/uptime (10 ms steps), and the
@@ -72,12 +173,12 @@ pub fn request_script(client: &Client, targets: &[(String, String)], per_target:
     format!(
         "now() {{ t=$(date +%s%N); case $t in *N) read u _ < /proc/uptime; echo $(( ${{u%.*}}${{u#*.}} * 10000 ));; *) echo $((t / 1000));; esac; }}\n\
          case $(date +%N) in *N) echo '#clock uptime';; *) echo '#clock ns';; esac\n\
-         n=0\nreq() {{ s=$(now); r=$({f} 2>&1); rc=$?; e=$(now); printf '%s %s %s %s\\n' \"$1\" $rc $((e - s)) \"$(printf '%s' \"$r\" | head -n1 | cut -c1-300)\"; }}\n\
+         n=0\nreq() {{ s=$(now); r=$({f} 2>&1); rc=$?; e=$(now); printf '%s %s %s %s\\n' \"$1\" $rc $((e - s)) \"$(printf '%s' \"$r\" | head -c 1024 | tr '\\n' '\\036')\"; }}\n\
          for i in $(seq {per_target}); do\n\
          set -- {list}\n\
          while [ $# -gt 0 ]; do req \"$1\" \"$2\" & shift 2; n=$((n+1)); [ $((n % {PARALLEL})) -eq 0 ] && wait; done\n\
          done; wait",
-        f = client.fetch("\"$2\"", t),
+        f = client.fetch(protocol, t),
         list = list.join(" "),
     )
 }
@@ -94,13 +195,22 @@ fn secs(check: &Check) -> String {
 }
 
 impl Client {
-    /// A shell snippet fetching `url` within `t` seconds; prints the body, exits non-zero on failure.
-    fn fetch(&self, url: &str, t: &str) -> String {
-        match self {
+    /// A shell snippet sending one request to `$2` within `t` seconds; prints the answer (status
+    /// line and headers, then the body), exits non-zero when no answer came.
+    fn fetch(&self, protocol: CheckProtocol, t: &str) -> String {
+        let busybox = !matches!(self, Client::Node);
+        match (protocol, busybox) {
             // `timeout` bounds a hung connect; busybox 1.35's own `wget -T` crashes (SIGSEGV).
-            Client::Overlay { .. } | Client::Pod { .. } | Client::Container { .. } => format!("timeout {t} wget -q -O - {url}"),
-            // --noproxy '*': a proxy in the environment must never carry a probe.
-            Client::Node => format!("curl -s --noproxy '*' -m {t} {url}"),
+            // -S: the status line and headers (on stderr, which the script keeps).
+            (CheckProtocol::Http, true) => format!("timeout {t} wget -S -q -O - \"$2\""),
+            // --noproxy '*': a proxy in the environment must never carry a probe. -i: the
+            // status line and headers before the body.
+            (CheckProtocol::Http, false) => format!("curl -s -i --noproxy '*' -m {t} \"$2\""),
+            // A connection opened, then closed: nothing is sent (busybox nc has no -z; with its
+            // input at end it connects, exits 0, and 1 when the connection is refused).
+            (CheckProtocol::Tcp, true) => format!("timeout {t} nc \"${{2%:*}}\" \"${{2##*:}}\" </dev/null"),
+            // The node image's bash opens it (the node has no nc); host and port are its arguments.
+            (CheckProtocol::Tcp, false) => format!("timeout {t} bash -c ': > \"/dev/tcp/$1/$2\"' tcp \"${{2%:*}}\" \"${{2##*:}}\""),
         }
     }
 
@@ -138,15 +248,14 @@ impl Client {
     }
 }
 
-/// Tally the records of one target into a cell: `accept` names the answers that count (the
-/// right replica), and says why an answer does not.
-fn tally(records: &[&Record], accept: &dyn Fn(&str) -> Result<(), String>) -> Cell {
+/// Tally the records of one target into a cell: `accept` names the requests that count (an
+/// answer as the check asks, from the right replica), and says why the others do not.
+fn tally(records: &[&Record], accept: &dyn Fn(&Record) -> Result<(), String>) -> Cell {
     let mut c = Cell { tries: records.len() as u32, ..Default::default() };
     let mut ms = Vec::new();
     let mut why: Vec<String> = Vec::new();
     for r in records {
-        let verdict = if r.rc == 0 { accept(&r.body) } else { Err(failure_detail(r.rc, &r.body)) };
-        match verdict {
+        match accept(r) {
             Ok(()) => {
                 c.hits += 1;
                 ms.push(r.ms);
@@ -171,7 +280,7 @@ async fn requests(
     check: &Check,
     notes: &mut Vec<String>,
 ) -> Result<Vec<Record>, LabError> {
-    let script = request_script(client, targets, per_target, &secs(check));
+    let script = request_script(client, check.protocol, targets, per_target, &secs(check));
     let deadline = script_deadline(per_target * targets.len() as u32, check.timeout);
     let full = client.run_full(lab, entry, &script, deadline).await?;
     let out = full.stdout;
@@ -195,30 +304,56 @@ async fn requests(
     Ok(recs)
 }
 
+/// `http://host:port/path`, or `host:port` for a tcp check.
+fn url(check: &Check, host: &str, port: u16) -> String {
+    match check.protocol {
+        CheckProtocol::Http => format!("http://{host}:{port}{}", check.path),
+        CheckProtocol::Tcp => format!("{host}:{port}"),
+    }
+}
+
+/// Replace the port of `host:port` with `port`.
+fn with_port(hostport: &str, port: u16) -> String {
+    let host = hostport.rsplit_once(':').map(|(h, _)| h).unwrap_or(hostport);
+    format!("{host}:{port}")
+}
+
 pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica], paths: &ServicePaths) -> Result<Observation, LabError> {
     let mut obs = Observation { rows: check.from.clone(), notes: paths.notes.clone(), ..Default::default() };
+    let identity = lab.scenario.service(&check.service).map(|s| s.identity.clone()).unwrap_or(Identity::None);
+    let svc_port = lab.scenario.service(&check.service).map(|s| s.port).unwrap_or(80);
+    // A VIP whose answers name no replica: one column, its split unknown — never guessed.
+    let vip_unnamed = check.kind == CheckKind::Vip && !identity.named();
     obs.cols = match check.kind {
         CheckKind::NodePort => check.via.iter().map(|n| Target { label: format!("{n} ({})", lab.node_ip(n)), node: n.clone() }).collect(),
+        _ if vip_unnamed => vec![Target { label: "a replica (unknown: answers name none)".into(), node: String::new() }],
         _ => replicas.iter().map(|r| Target { label: r.label(), node: r.node.clone() }).collect(),
     };
+    if !identity.named() && check.kind != CheckKind::Dns {
+        obs.notes.push(format!("{}'s answers name no replica: an answer counts for the address it came from", check.service));
+    }
     let client = &paths.client;
     let is_replica = |id: &str| replicas.iter().any(|r| r.identity == id);
+    let identity = &identity;
+    let judge = |x: &Record| verdict(x, check, identity, replicas);
     let rows = try_join_all(check.from.iter().map(|entry| async move {
         let mut notes = Vec::new();
         let row = match check.kind {
             CheckKind::Replicas => {
                 // Each replica by its own address, all at once; only that replica's answer counts.
-                let targets: Vec<(String, String)> =
-                    replicas.iter().map(|r| (r.ip.clone(), format!("http://{}{}", r.ip, check.path))).collect();
+                let port = check.port.unwrap_or(svc_port);
+                let targets: Vec<(String, String)> = replicas.iter().map(|r| (r.ip.clone(), url(check, &r.ip, port))).collect();
                 let recs = requests(lab, client, entry, &targets, check.requests, check, &mut notes).await?;
                 let cells: Vec<Cell> = replicas
                     .iter()
                     .map(|r| {
                         let mine: Vec<&Record> = recs.iter().filter(|x| x.key == r.ip).collect();
-                        tally(&mine, &|body| match identity(body) {
+                        tally(&mine, &|x| match judge(x)? {
                             Some(id) if id == r.identity => Ok(()),
                             Some(id) => Err(format!("answered by {id}")),
-                            None => Err("answer names no replica".into()),
+                            None if identity.named() => Err("answer names no replica".into()),
+                            // The service does not say: the address is the replica's.
+                            None => Ok(()),
                         })
                     })
                     .collect();
@@ -227,49 +362,67 @@ pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica], paths: &Ser
             }
             CheckKind::Vip => {
                 // Every request to the VIP; which replica answered each is the split.
-                let targets = vec![("vip".to_string(), format!("http://{}{}", paths.vip, check.path))];
+                let host = match check.port {
+                    Some(p) => with_port(&paths.vip, p),
+                    None => paths.vip.clone(),
+                };
+                let (h, p) =
+                    host.rsplit_once(':').map(|(h, p)| (h.to_string(), p.parse().unwrap_or(svc_port))).unwrap_or((host.clone(), svc_port));
+                let targets = vec![("vip".to_string(), url(check, &h, p))];
                 let recs = requests(lab, client, entry, &targets, check.requests, check, &mut notes).await?;
-                let mut cells: Vec<Cell> = Vec::new();
-                for r in replicas {
-                    let mine: Vec<&Record> = recs.iter().filter(|x| x.rc == 0 && identity(&x.body) == Some(r.identity.as_str())).collect();
-                    let mut c = tally(&mine, &|_| Ok(()));
-                    c.tries = check.requests;
-                    cells.push(c);
-                }
-                let unanswered: Vec<&Record> = recs.iter().filter(|x| !(x.rc == 0 && identity(&x.body).is_some_and(is_replica))).collect();
-                let mut lost: Vec<String> = Vec::new();
-                for x in &unanswered {
-                    let w = match identity(&x.body) {
-                        Some(id) if x.rc == 0 => format!("answered by {id}, not a running replica"),
-                        None if x.rc == 0 => "answer names no replica".into(),
-                        _ => failure_detail(x.rc, &x.body),
-                    };
-                    if !lost.contains(&w) {
-                        lost.push(w);
+                if vip_unnamed {
+                    let all: Vec<&Record> = recs.iter().collect();
+                    let c = tally(&all, &|x| judge(x).map(|_| ()));
+                    let lost = c.tries - c.hits;
+                    Ok((vec![c], lost, check.requests))
+                } else {
+                    let named: Vec<(&Record, Option<String>)> = recs.iter().map(|x| (x, judge(x).ok().flatten())).collect();
+                    let mut cells: Vec<Cell> = Vec::new();
+                    for r in replicas {
+                        let mine: Vec<&Record> =
+                            named.iter().filter(|(_, id)| id.as_deref() == Some(r.identity.as_str())).map(|(x, _)| *x).collect();
+                        let mut c = tally(&mine, &|_| Ok(()));
+                        c.tries = check.requests;
+                        cells.push(c);
                     }
+                    let mut lost: Vec<String> = Vec::new();
+                    let mut unanswered = 0;
+                    for (x, id) in &named {
+                        let w = match (judge(x), id) {
+                            (Ok(_), Some(id)) if is_replica(id) => continue,
+                            (Ok(_), Some(id)) => format!("answered by {id}, not a running replica"),
+                            (Ok(_), None) => "answer names no replica".into(),
+                            (Err(e), _) => e,
+                        };
+                        unanswered += 1;
+                        if !lost.contains(&w) {
+                            lost.push(w);
+                        }
+                    }
+                    // How the VIP's unanswered requests failed (none: a silent replica was never chosen).
+                    for c in cells.iter_mut() {
+                        c.detail = if lost.is_empty() && c.hits == 0 { "never chosen".into() } else { lost.join("; ") };
+                    }
+                    Ok((cells, unanswered, check.requests))
                 }
-                // How the VIP's unanswered requests failed (none: a silent replica was never chosen).
-                for c in cells.iter_mut() {
-                    c.detail = if lost.is_empty() && c.hits == 0 { "never chosen".into() } else { lost.join("; ") };
-                }
-                Ok((cells, unanswered.len() as u32, check.requests))
             }
             CheckKind::NodePort => {
                 // From the entry node's own namespace, which is not on the overlay or pod
                 // network: the path an outside client takes.
                 let port = check.port.or(paths.node_port).unwrap_or(80);
                 let targets: Vec<(String, String)> =
-                    check.via.iter().map(|v| (lab.node_ip(v), format!("http://{}:{port}{}", lab.node_ip(v), check.path))).collect();
+                    check.via.iter().map(|v| (lab.node_ip(v), url(check, &lab.node_ip(v), port))).collect();
                 let recs = requests(lab, &Client::Node, entry, &targets, check.requests, check, &mut notes).await?;
                 let cells: Vec<Cell> = targets
                     .iter()
                     .map(|(ip, _)| {
                         let mine: Vec<&Record> = recs.iter().filter(|x| &x.key == ip).collect();
                         // Only running replicas count: an answer from anything else is wrong.
-                        tally(&mine, &|body| match identity(body) {
-                            Some(id) if is_replica(id) => Ok(()),
+                        tally(&mine, &|x| match judge(x)? {
+                            Some(id) if is_replica(&id) => Ok(()),
                             Some(id) => Err(format!("answered by {id}, not a running replica")),
-                            None => Err("answer names no replica".into()),
+                            None if identity.named() => Err("answer names no replica".into()),
+                            None => Ok(()),
                         })
                     })
                     .collect();
@@ -350,6 +503,8 @@ mod tests {
     #[test]
     fn parses_probe_lines() {
         let r = parse_record("10.0.1.3 0 1500 replica=abc ips=10.0.1.3 ").unwrap();
+        let wget = parse_record("10.0.1.3 0 1500   HTTP/1.1 200 OK\u{1e}  \u{1e}replica=abc").unwrap();
+        assert_eq!(Answer::parse(&wget.body).body, "replica=abc");
         assert_eq!((r.key.as_str(), r.rc, r.ms, r.body.as_str()), ("10.0.1.3", 0, 1.5, "replica=abc ips=10.0.1.3"));
         let r = parse_record("vip 143 2001000 ").unwrap();
         assert_eq!((r.rc, r.ms, r.body.as_str()), (143, 2001.0, ""));
@@ -363,13 +518,20 @@ mod tests {
     #[test]
     fn tally_counts_requests_and_only_the_right_answers() {
         let recs = [
-            parse_record("a 0 1000 replica=x").unwrap(),
-            parse_record("a 0 3000 replica=y").unwrap(),
+            parse_record("a 0 1000 HTTP/1.1 200 OK\u{1e}\u{1e}replica=x").unwrap(),
+            parse_record("a 0 3000 HTTP/1.1 200 OK\u{1e}\u{1e}replica=y").unwrap(),
             parse_record("a 28 2000000 ").unwrap(),
-            parse_record("a 0 2000 replica=x").unwrap(),
+            parse_record("a 0 2000 HTTP/1.1 200 OK\u{1e}\u{1e}replica=x").unwrap(),
         ];
         let refs: Vec<&Record> = recs.iter().collect();
-        let c = tally(&refs, &|b| if identity(b) == Some("x") { Ok(()) } else { Err("answered by y".into()) });
+        let mut check = Check::plain("web", CheckKind::Replicas);
+        check.status = Some(200);
+        let judge = |x: &Record| match verdict(x, &check, &Identity::Web, &[])? {
+            Some(id) if id == "x" => Ok(()),
+            Some(id) => Err(format!("answered by {id}")),
+            None => Err("answer names no replica".into()),
+        };
+        let c = tally(&refs, &judge);
         assert_eq!((c.hits, c.tries), (2, 4));
         assert_eq!(c.detail, "answered by y; timeout");
         assert_eq!(c.latency, Some(Latency { min_ms: 1.0, median_ms: 1.5, max_ms: 2.0 }));
@@ -378,8 +540,66 @@ mod tests {
     #[test]
     fn request_scripts_quote_every_value_once() {
         let t = vec![("k".to_string(), "http://10.0.0.1/$(touch /tmp/x)?a=1&b='2'".to_string())];
-        let s = request_script(&Client::Node, &t, 3, "2");
+        let s = request_script(&Client::Node, CheckProtocol::Http, &t, 3, "2");
         assert!(s.contains(r#"'http://10.0.0.1/$(touch /tmp/x)?a=1&b='\''2'\'''"#), "{s}");
         assert!(s.contains("seq 3"));
+    }
+
+    fn rec(body: &str, rc: i32) -> Record {
+        Record { key: "k".into(), rc, ms: 1.0, body: body.replace('\n', "\u{1e}") }
+    }
+
+    #[test]
+    fn answers_parse_from_curl_and_from_busybox_wget() {
+        // curl -i
+        let a = Answer::parse("HTTP/1.1 200 OK\r\u{1e}X-Served-By: web-1\r\u{1e}Content-Length: 5\r\u{1e}\r\u{1e}hello\u{1e}world");
+        assert_eq!((a.status, a.header("x-served-by"), a.body.as_str()), (Some(200), Some("web-1"), "hello\nworld"));
+        // busybox wget -S: headers indented on stderr, then the body, no blank line between.
+        let a = Answer::parse("  HTTP/1.1 200 OK\u{1e}  X-Served-By: web-2\u{1e}  Connection: close\u{1e}  \u{1e}replica=abc ips=1.2.3.4");
+        assert_eq!((a.status, a.header("X-SERVED-BY"), a.body.as_str()), (Some(200), Some("web-2"), "replica=abc ips=1.2.3.4"));
+        // busybox wget on a 404: its own message is not the body.
+        let a = Answer::parse(
+            "  HTTP/1.1 404 Not Found\u{1e}  Content-type: text/html\u{1e}wget: server returned error: HTTP/1.1 404 Not Found",
+        );
+        assert_eq!((a.status, a.body.as_str()), (Some(404), ""));
+        // A redirect followed: the last status counts.
+        let a = Answer::parse("  HTTP/1.1 302 Found\u{1e}  Location: /x\u{1e}  HTTP/1.1 200 OK\u{1e}done");
+        assert_eq!((a.status, a.body.as_str()), (Some(200), "done"));
+        assert_eq!(Answer::parse("wget: can't connect to remote host: Connection refused").status, None);
+    }
+
+    #[test]
+    fn verdicts_follow_status_body_and_identity_rules() {
+        let replicas = [
+            Replica { task: "a.1".into(), node: "m".into(), identity: "web-1".into(), ip: "10.0.0.1".into() },
+            Replica { task: "a.2".into(), node: "w".into(), identity: "web-12".into(), ip: "10.0.0.2".into() },
+        ];
+        let mut c = Check::plain("a", CheckKind::Replicas);
+        let ok = rec("HTTP/1.1 200 OK\nX-Served-By: web-1\n\nhello from web-12", 0);
+        assert_eq!(verdict(&ok, &c, &Identity::None, &replicas), Ok(None));
+        assert_eq!(verdict(&ok, &c, &Identity::Header("x-served-by".into()), &replicas), Ok(Some("web-1".into())));
+        // The longest identity in the body wins: web-12, not web-1.
+        assert_eq!(verdict(&ok, &c, &Identity::Body, &replicas), Ok(Some("web-12".into())));
+        assert_eq!(verdict(&ok, &c, &Identity::Web, &replicas), Ok(None));
+        c.body = Some("hello".into());
+        assert!(verdict(&ok, &c, &Identity::None, &replicas).is_ok());
+        c.body = Some("goodbye".into());
+        assert_eq!(verdict(&ok, &c, &Identity::None, &replicas), Err("body lacks \"goodbye\"".into()));
+        c.body = None;
+        let teapot = rec("HTTP/1.1 418 I'm a teapot\n\nno", 0);
+        assert_eq!(verdict(&teapot, &c, &Identity::None, &replicas), Err("HTTP 418".into()));
+        c.status = Some(418);
+        assert_eq!(verdict(&teapot, &c, &Identity::None, &replicas), Ok(None));
+        assert_eq!(verdict(&ok, &c, &Identity::None, &replicas), Err("HTTP 200".into()));
+        assert_eq!(verdict(&rec("", 28), &c, &Identity::None, &replicas), Err("timeout".into()));
+        assert_eq!(verdict(&rec("SSH-2.0-OpenSSH", 0), &c, &Identity::None, &replicas), Err("not an HTTP answer".into()));
+        // tcp: a connection opened is the answer; nothing else is read.
+        c.protocol = CheckProtocol::Tcp;
+        assert_eq!(verdict(&rec("", 0), &c, &Identity::None, &replicas), Ok(None));
+        assert_eq!(
+            verdict(&rec("nc: can't connect to remote host (10.0.0.1): Connection refused", 1), &c, &Identity::None, &replicas),
+            Err("connection refused".into())
+        );
+        assert_eq!(verdict(&rec("", 124), &c, &Identity::None, &replicas), Err("timeout".into()));
     }
 }

@@ -16,10 +16,12 @@
 //! # Ok(()) }
 //! ```
 
-use crate::model::{Scenario, Step};
+use crate::bench::BenchReport;
+use crate::model::{Scenario, StackKind, Step};
 use crate::provider::{Engine, ExecOutput, LabError};
 use crate::report::{CheckReport, Reporters, RunReport};
 use crate::runner::Session;
+use crate::stream::StreamReport;
 use crate::vocab::Outcome;
 use std::sync::{Arc, Mutex};
 
@@ -83,13 +85,10 @@ impl Lab {
     /// saw and judged: the matrix, request counts, latencies, the diagnosis — the JSON report's
     /// check, typed.
     pub async fn check(&mut self, name: &str) -> Result<CheckReport, LabError> {
-        let step =
-            self.scenario().steps.iter().find(|s| matches!(s, Step::Check(c) if c.name == name)).cloned().ok_or_else(|| {
-                LabError::Plan { lab: self.name().to_string(), message: format!("the scenario has no check named {name:?}") }
-            })?;
+        let step = self.find(|s| matches!(s, Step::Check(c) if c.name == name), "check", name)?;
         self.run(&step).await?;
         let report = self.report.lock().map(|r| r.checks.last().cloned()).ok().flatten();
-        report.ok_or_else(|| LabError::Plan { lab: self.name().to_string(), message: format!("check {name} reported nothing") })
+        report.ok_or_else(|| self.plan_error(format!("check {name} reported nothing")))
     }
 
     /// Apply the scenario's fault `name` (unsupported on this host: an error saying why).
@@ -131,6 +130,86 @@ impl Lab {
         let s = self.session.as_ref().expect("a Lab holds its session until down");
         let script = argv.iter().map(|a| crate::lab::shq(a)).collect::<Vec<_>>().join(" ");
         s.lab.sh_within(node, &script, None, crate::lab::default_deadline()).await
+    }
+
+    /// Run the scenario's bench `name` now and return its figures (every path's samples, the
+    /// ratios, the gates' results).
+    pub async fn bench(&mut self, name: &str) -> Result<BenchReport, LabError> {
+        let step = self.find(|s| matches!(s, Step::Bench(b) if b.name == name), "bench", name)?;
+        self.run(&step).await?;
+        let report = self.report.lock().ok().and_then(|r| r.benches.iter().rev().find(|b| b.name == name).cloned());
+        report.ok_or_else(|| self.plan_error(format!("bench {name} reported nothing (see lab.report().steps)")))
+    }
+
+    /// Start the scenario's stream `name`: steady requests from its entry nodes, every one
+    /// recorded, until `stop_stream`.
+    pub async fn start_stream(&mut self, name: &str) -> Result<(), LabError> {
+        self.stream_known(name)?;
+        self.run(&Step::StartStream(name.to_string())).await
+    }
+
+    /// Stop the stream `name` and return its timeline, figures (time to break, lost, time to
+    /// recover per fault) and gates.
+    pub async fn stop_stream(&mut self, name: &str) -> Result<StreamReport, LabError> {
+        self.stream_known(name)?;
+        self.run(&Step::StopStream(name.to_string())).await?;
+        let report = self.report.lock().ok().and_then(|r| r.streams.iter().rev().find(|x| x.name == name).cloned());
+        report.ok_or_else(|| self.plan_error(format!("stream {name} reported nothing: was it started?")))
+    }
+
+    /// Hold the lab as it is for `d` (faults stay, streams keep sending): a `wait` step.
+    pub async fn wait(&mut self, d: std::time::Duration) -> Result<(), LabError> {
+        self.run(&Step::Wait(d)).await
+    }
+
+    /// Run the docker CLI on the lab's first manager (swarm): `lab.docker(&["service", "ls"])`.
+    pub async fn docker(&self, argv: &[&str]) -> Result<ExecOutput, LabError> {
+        self.on_manager(StackKind::Swarm, "docker", argv).await
+    }
+
+    /// Run kubectl, as the cluster's admin, on the master (Kubernetes): `lab.kubectl(&["get", "pods"])`.
+    pub async fn kubectl(&self, argv: &[&str]) -> Result<ExecOutput, LabError> {
+        self.on_manager(StackKind::Kubernetes, crate::stack::kube::KUBECTL_DIRECT, argv).await
+    }
+
+    async fn on_manager(&self, stack: StackKind, program: &str, argv: &[&str]) -> Result<ExecOutput, LabError> {
+        let s = self.session.as_ref().expect("a Lab holds its session until down");
+        if s.lab.scenario.stack != stack {
+            return Err(self.plan_error(format!("{program} needs a {stack:?} lab; this one runs {:?}", s.lab.scenario.stack)));
+        }
+        let manager = s.lab.scenario.managers().next().map(|n| n.name.clone()).unwrap_or_default();
+        // The program is ours (words, unquoted); every argument is the caller's, quoted once.
+        let args = argv.iter().map(|a| crate::lab::shq(a)).collect::<Vec<_>>().join(" ");
+        s.lab.sh_within(&manager, &format!("{program} {args}"), None, crate::lab::default_deadline()).await
+    }
+
+    /// `DOCKER_HOST` for a docker client on this host (the docker CLI, bollard) to talk to the
+    /// swarm manager's engine: its socket under `/proc/<pid>/root`. Root only.
+    pub async fn docker_host(&self) -> Result<String, LabError> {
+        let s = self.session.as_ref().expect("a Lab holds its session until down");
+        let manager = s.lab.scenario.managers().next().map(|n| n.name.clone()).unwrap_or_default();
+        s.lab.docker_host(&manager).await
+    }
+
+    fn find(&self, pick: impl Fn(&Step) -> bool, what: &str, name: &str) -> Result<Step, LabError> {
+        self.scenario()
+            .steps
+            .iter()
+            .find(|s| pick(s))
+            .cloned()
+            .ok_or_else(|| self.plan_error(format!("the scenario has no {what} named {name:?}")))
+    }
+
+    fn stream_known(&self, name: &str) -> Result<(), LabError> {
+        if self.scenario().streams.iter().any(|s| s.name == name) {
+            Ok(())
+        } else {
+            Err(self.plan_error(format!("the scenario has no stream named {name:?}")))
+        }
+    }
+
+    fn plan_error(&self, message: String) -> LabError {
+        LabError::Plan { lab: self.name().to_string(), message }
     }
 
     /// Everything this lab reported so far, as the JSON report's run.

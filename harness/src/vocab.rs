@@ -94,7 +94,8 @@ pub enum Client {
 #[derive(Debug, Clone)]
 pub struct ServicePaths {
     pub client: Client,
-    /// What a vip check dials: the service's name (swarm resolves it to its VIP) or ClusterIP:port.
+    /// What a vip check dials, `host:port`: the service's name (swarm resolves it to its VIP) or
+    /// the ClusterIP.
     pub vip: String,
     /// The VIP as `ip:port`, for clients that resolve no names (a stream's agent); None when
     /// the service has no VIP (swarm dnsrr).

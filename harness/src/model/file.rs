@@ -49,7 +49,9 @@ pub struct StreamDecl {
     pub from: Option<Sp<NodeSel>>,
     /// node-port: the nodes whose address is dialled. Default: all-nodes.
     pub via: Option<Sp<NodeSel>>,
-    /// node-port: the published port. Default: the service's first published port.
+    /// The port dialled: node-port, the published port (default: the service's first published
+    /// or node port); replicas, the replicas' own port (default: the service's `port`); vip, the
+    /// VIP's port (default: the service's).
     pub port: Option<Sp<u32>>,
     /// kubernetes: `node` (default) or `pod` (a client pod on each entry node).
     pub client: Option<Sp<ClientKind>>,
@@ -198,6 +200,13 @@ pub struct ServiceDecl {
     pub service_type: Option<Sp<ServiceType>>,
     /// kubernetes, type node-port: a fixed node port (30000-32767).
     pub node_port: Option<Sp<u32>>,
+    /// The port the image serves on inside its container. Default 80 (`tools`: 5201).
+    pub port: Option<Sp<u32>>,
+    /// How an answer says which replica sent it: `web` (clusterlab's web image: `replica=<name>`
+    /// in the body), `body` (the body contains the replica's hostname), `header <Name>` (a header
+    /// whose value is the replica's hostname), or `none` (it does not: checks count answers by
+    /// address, and a VIP's split is unknown). Default: `web` for the web image, else `none`.
+    pub identity: Option<Sp<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema, serde::Serialize)]
@@ -213,7 +222,7 @@ pub enum ServiceType {
 pub struct PublishDecl {
     /// The port published on every node.
     pub port: Sp<u32>,
-    /// The container's port. Default 80.
+    /// The container's port. Default: the service's `port` (80).
     pub target: Option<Sp<u32>>,
 }
 
@@ -429,7 +438,22 @@ pub struct CheckDecl {
     /// kubernetes: where requests start — `node` (the node's own namespace, default) or `pod`
     /// (a client pod on each entry node, inside the pod network).
     pub client: Option<Sp<ClientKind>>,
+    /// replicas, vip, node-port: `http` (default: a request, its answer judged) or `tcp` (a
+    /// connection opened is an answer; for services that do not speak HTTP).
+    pub protocol: Option<Sp<CheckProtocol>>,
+    /// http: the status an answer must have. Default: any 2xx.
+    pub status: Option<Sp<u32>>,
+    /// http: text the answer's body must contain.
+    pub body: Option<Sp<String>>,
     pub expect: Option<ExpectDecl>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckProtocol {
+    #[default]
+    Http,
+    Tcp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema, serde::Serialize)]

@@ -75,6 +75,57 @@ pub struct Service {
     /// kubernetes: the Service type and, for node-port, a fixed node port.
     pub service_type: ServiceType,
     pub node_port: Option<u16>,
+    /// The port the image serves on inside its container.
+    pub port: u16,
+    /// How an answer names the replica that sent it.
+    pub identity: Identity,
+}
+
+/// How a service's answers say which replica sent them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Identity {
+    /// clusterlab's web image: `replica=<hostname>` in the body.
+    Web,
+    /// The body contains the replica's hostname.
+    Body,
+    /// This header's value is the replica's hostname.
+    Header(String),
+    /// Answers do not say: targets are replicas by address; a VIP's split is unknown.
+    None,
+}
+
+impl Identity {
+    /// `web`, `body`, `header X-Served-By`, `none`.
+    pub fn parse(s: &str) -> Result<Identity, String> {
+        let mut w = s.split_whitespace();
+        let id = match (w.next(), w.next(), w.next()) {
+            (Some("web"), None, _) => Identity::Web,
+            (Some("body"), None, _) => Identity::Body,
+            (Some("none"), None, _) => Identity::None,
+            (Some("header"), Some(h), None) if h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+                Identity::Header(h.to_string())
+            }
+            (Some("header"), Some(h), None) => return Err(format!("{h:?} is not a header name")),
+            (Some("header"), None, _) => return Err("header needs the header's name, e.g. `header X-Served-By`".into()),
+            _ => return Err(format!("identity {s:?} is none of web, body, header <Name>, none")),
+        };
+        Ok(id)
+    }
+
+    /// Whether answers name their replica at all.
+    pub fn named(&self) -> bool {
+        *self != Identity::None
+    }
+}
+
+/// The port clusterlab's own workload images serve on.
+pub fn workload_port(image: &str) -> u16 {
+    if image == "tools" {
+        5201
+    } else {
+        80
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
@@ -235,6 +286,12 @@ pub struct Check {
     /// How long the expectation may take to hold (None: observed once).
     #[serde(with = "opt_millis")]
     pub within: Option<Duration>,
+    /// http or tcp (replicas, vip, node-port).
+    pub protocol: CheckProtocol,
+    /// http: the status an answer must have (None: any 2xx).
+    pub status: Option<u16>,
+    /// http: text the answer's body must contain.
+    pub body: Option<String>,
 }
 
 impl Check {
@@ -254,6 +311,9 @@ impl Check {
             faults_hit: vec![],
             path: "/".into(),
             within: None,
+            protocol: CheckProtocol::Http,
+            status: None,
+            body: None,
         }
     }
 }
@@ -356,12 +416,14 @@ impl Expectation {
         Expectation { unreachable: vec![Unreachable { on: v(on), from: from.map(v) }], answer_rate: AnswerRate::default() }
     }
 
-    /// Should a request from `entry` to a target placed on `target_node` be answered?
+    /// Should a request from `entry` to a target placed on `target_node` be answered? An
+    /// unknown target (`""`: a VIP whose answers name no replica) is covered by every rule that
+    /// matches the entry; the model refuses rules naming `replicas-on` for such a check.
     pub fn should_answer(&self, entry: &str, target_node: &str) -> bool {
-        !self
-            .unreachable
-            .iter()
-            .any(|u| u.on.iter().any(|n| n == target_node) && u.from.as_ref().is_none_or(|f| f.iter().any(|n| n == entry)))
+        !self.unreachable.iter().any(|u| {
+            (target_node.is_empty() || u.on.iter().any(|n| n == target_node))
+                && u.from.as_ref().is_none_or(|f| f.iter().any(|n| n == entry))
+        })
     }
 }
 
@@ -612,12 +674,14 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
                 }
             }
         }
+        let serves = s.port.as_ref().and_then(|v| check_port(p, "port", v)).unwrap_or_else(|| workload_port(&s.image.value));
         let mut publish = Vec::new();
         for pd in &s.publish {
             let port = check_port(p, "published port", &pd.port);
             let target = match &pd.target {
                 Some(t) => check_port(p, "target port", t),
-                None => Some(80),
+                // The container's port: where the image serves.
+                None => Some(serves),
             };
             if let (Some(port), Some(target)) = (port, target) {
                 let dup = services.iter().flat_map(|x| x.publish.iter()).chain(publish.iter()).any(|x: &Publish| x.port == port);
@@ -627,6 +691,14 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
                 publish.push(Publish { port, target });
             }
         }
+        let identity = match &s.identity {
+            None if s.image.value == "web" => Identity::Web,
+            None => Identity::None,
+            Some(i) => Identity::parse(&i.value).unwrap_or_else(|e| {
+                p.at(i.pos, e, Some("write `web`, `body` (the body holds the replica's hostname), `header X-Served-By`, or `none`".into()));
+                Identity::None
+            }),
+        };
         services.push(Service {
             name: s.name.value.clone(),
             image: s.image.value.clone(),
@@ -636,6 +708,8 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
             endpoint_mode: s.endpoint_mode,
             service_type,
             node_port,
+            port: serves,
+            identity,
         });
     }
 
@@ -1259,7 +1333,37 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: St
         }
     };
     only_for("via", c.via.as_ref().map(|x| x.pos), &[CheckKind::NodePort], p);
-    only_for("port", c.port.as_ref().map(|x| x.pos), &[CheckKind::NodePort], p);
+    let paths = &[CheckKind::Replicas, CheckKind::Vip, CheckKind::NodePort];
+    only_for("port", c.port.as_ref().map(|x| x.pos), paths, p);
+    only_for("protocol", c.protocol.as_ref().map(|x| x.pos), paths, p);
+    only_for("status", c.status.as_ref().map(|x| x.pos), paths, p);
+    only_for("body", c.body.as_ref().map(|x| x.pos), paths, p);
+    let protocol = c.protocol.as_ref().map(|x| x.value).unwrap_or_default();
+    if protocol == CheckProtocol::Tcp {
+        for (field, pos) in [
+            ("status", c.status.as_ref().map(|x| x.pos)),
+            ("body", c.body.as_ref().map(|x| x.pos)),
+            ("path", c.path.as_ref().map(|x| x.pos)),
+        ] {
+            if let Some(pos) = pos {
+                p.at(pos, format!("field {field} is for http checks"), Some("a tcp check only opens a connection".into()));
+            }
+        }
+    }
+    let status = c.status.as_ref().and_then(|s| {
+        if (100..=599).contains(&s.value) {
+            Some(s.value as u16)
+        } else {
+            p.at(s.pos, format!("status {} is not an HTTP status", s.value), Some("100-599, e.g. 200 or 204".into()));
+            None
+        }
+    });
+    let body = c.body.as_ref().map(|b| b.value.clone());
+    if let (Some(b), Some(pos)) = (&body, c.body.as_ref().map(|b| b.pos)) {
+        if b.is_empty() || b.contains(['\n', '\r']) {
+            p.at(pos, "body must be a non-empty text on one line", None);
+        }
+    }
     only_for("requests", c.requests.as_ref().map(|x| x.pos), &[CheckKind::Replicas, CheckKind::Vip, CheckKind::NodePort], p);
     only_for("path", c.path.as_ref().map(|x| x.pos), &[CheckKind::Replicas, CheckKind::Vip, CheckKind::NodePort], p);
     let path = url_path(&c.path, p);
@@ -1267,6 +1371,9 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: St
     let mut port = c.port.as_ref().and_then(|v| check_port(p, "port", v));
     if kind == CheckKind::NodePort && c.port.is_none() {
         port = default_node_port(svc, stack, c.kind.pos, "check", p);
+    }
+    if kind == CheckKind::Replicas && c.port.is_none() {
+        port = svc.map(|s| s.port);
     }
     let requests = match &c.requests {
         Some(r) if r.value == 0 || r.value > 1000 => {
@@ -1305,6 +1412,18 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: St
                 Some(s) => idx.expand(p, "replicas-on", s),
                 None => idx.all(),
             };
+            if let (Some(sel), Some(svc)) = (&un.replicas_on, svc) {
+                if kind == CheckKind::Vip && !svc.identity.named() {
+                    p.at(
+                        sel.pos,
+                        format!(
+                            "service {}'s answers do not name their replica, so which replica answered a VIP request is unknown",
+                            svc.name
+                        ),
+                        Some("give the service an identity (header <Name> or body), or check each replica with kind: replicas".into()),
+                    );
+                }
+            }
             expect.unreachable.push(Unreachable { on, from: un.from.as_ref().map(|s| idx.expand(p, "from", s)) });
         }
     }
@@ -1331,7 +1450,24 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: St
         }
         Some(cl) => cl.value,
     };
-    Some(Check { name: c.name.value.clone(), kind, service, from, via, port, requests, timeout, expect, client, faults_hit, path, within })
+    Some(Check {
+        name: c.name.value.clone(),
+        kind,
+        service,
+        from,
+        via,
+        port,
+        requests,
+        timeout,
+        expect,
+        client,
+        faults_hit,
+        path,
+        within,
+        protocol,
+        status,
+        body,
+    })
 }
 
 pub fn kind_name(k: CheckKind) -> &'static str {

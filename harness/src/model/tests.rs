@@ -379,3 +379,29 @@ fn stream_mistakes_are_located() {
     // Each at its line.
     assert!(p.lines().filter(|l| l.starts_with("t.yaml:")).count() >= 7, "{p}");
 }
+
+#[test]
+fn own_workloads_resolve_and_their_mistakes_are_located() {
+    let own = GOOD.replace(
+        "  - { name: web, image: web, replicas: 3, network: mynet1 }",
+        "  - { name: web, image: web, replicas: 3, network: mynet1 }\n  - { name: shop, image: shop:1, port: 8080, identity: header X-Served-By, network: mynet1, publish: [ { port: 9090 } ] }\n  - { name: db, image: db:1, port: 5432, network: mynet1 }",
+    ) + "  - check: { name: shop-up, kind: replicas, service: shop, status: 204, body: ok }\n  - check: { name: db-up, kind: vip, service: db, protocol: tcp, expect: { unreachable: { from: manager } } }\n";
+    let s = parse_str(&own, "own.yaml").unwrap();
+    let shop = s.service("shop").unwrap();
+    assert_eq!((shop.port, &shop.identity, shop.publish[0].target), (8080, &Identity::Header("X-Served-By".into()), 8080));
+    let db = s.service("db").unwrap();
+    assert_eq!((db.port, &db.identity), (5432, &Identity::None));
+    assert_eq!(s.service("web").unwrap().identity, Identity::Web);
+    let checks: Vec<&Check> = s.steps.iter().filter_map(|st| if let Step::Check(c) = st { Some(c) } else { None }).collect();
+    let shop_up = checks.iter().find(|c| c.name == "shop-up").unwrap();
+    assert_eq!((shop_up.port, shop_up.status, shop_up.body.as_deref()), (Some(8080), Some(204), Some("ok")));
+    let db_up = checks.iter().find(|c| c.name == "db-up").unwrap();
+    assert_eq!((db_up.protocol, db_up.port), (CheckProtocol::Tcp, None));
+
+    let bad = own
+        .replace("identity: header X-Served-By", "identity: header")
+        .replace("port: 5432,", "port: 5432, identity: hostname,")
+        .replace("protocol: tcp,", "protocol: tcp, status: 200,")
+        + "  - check: { name: db-split, kind: vip, service: db, protocol: tcp, expect: { unreachable: { replicas-on: worker-1 } } }\n  - check: { name: shop-teapot, kind: replicas, service: shop, status: 999 }\n  - check: { name: dns-tcp, kind: dns, service: shop, protocol: tcp }\n";
+    insta::assert_snapshot!("own-workload-mistakes", problems(&bad));
+}

@@ -65,6 +65,8 @@ pub enum LabError {
     Teardown { what: String, failures: Vec<String> },
     #[error("Kubernetes bundle: {message}")]
     Bundle { message: String },
+    #[error("failed to inspect container {container}: {message}")]
+    Inspect { container: String, message: String },
     #[error("interrupted")]
     Interrupted,
 }

@@ -391,6 +391,20 @@ impl Engine {
         Ok(out)
     }
 
+    /// The host process id of a running container's first process: its namespaces and, under
+    /// `/proc/<pid>/root`, its filesystem as the host sees them.
+    pub async fn container_pid(&self, container: &str) -> Result<u32, LabError> {
+        let info = self
+            .docker
+            .inspect_container(container, None)
+            .await
+            .map_err(|e| LabError::Inspect { container: container.into(), message: e.to_string() })?;
+        match info.state.and_then(|s| s.pid) {
+            Some(pid) if pid > 0 => Ok(pid as u32),
+            _ => Err(LabError::Inspect { container: container.into(), message: "it is not running".into() }),
+        }
+    }
+
     /// The image's content id on the host engine (None when absent).
     pub async fn image_id(&self, image: &str) -> Option<String> {
         self.docker.inspect_image(image).await.ok().and_then(|i| i.id)

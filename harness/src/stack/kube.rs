@@ -197,7 +197,7 @@ pub fn manifests(s: &Service, image: &str) -> String {
         ServiceType::ClusterIp => "ClusterIP",
         ServiceType::NodePort => "NodePort",
     };
-    let port = crate::images::workload_port(&s.image);
+    let port = s.port;
     let app = serde_json::json!({ "app": s.name });
     let mut svc_port = serde_json::json!({ "port": port, "targetPort": port });
     if let Some(np) = s.node_port {
@@ -946,6 +946,8 @@ mod tests {
             endpoint_mode: Default::default(),
             service_type: ServiceType::NodePort,
             node_port: Some(30062),
+            port: 80,
+            identity: crate::model::Identity::Web,
         };
         let pretty = |m: String| serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&m).unwrap()).unwrap();
         insta::assert_snapshot!("manifest-node-port", pretty(manifests(&svc, "clusterlab/web:abc")));

@@ -261,16 +261,14 @@ impl Stack for Swarm<'_> {
             Some(v) if svc.endpoint_mode == EndpointMode::Vip => {
                 // `10.0.1.2/24`: the address, on the port the tasks listen on (a VIP keeps it).
                 let ip = v.split('/').next().unwrap_or(v);
-                (
-                    vec![format!("{service}'s VIP on {} is {v}", svc.network)],
-                    Some(format!("{ip}:{}", crate::images::workload_port(&svc.image))),
-                )
+                (vec![format!("{service}'s VIP on {} is {v}", svc.network)], Some(format!("{ip}:{}", svc.port)))
             }
             _ => (vec![], None),
         };
         Ok(ServicePaths {
             client: Client::Overlay { network: svc.network.clone() },
-            vip: service.to_string(),
+            // Swarm's DNS resolves the name to the VIP, which keeps the tasks' port.
+            vip: format!("{service}:{}", svc.port),
             vip_addr,
             node_port: svc.publish.first().map(|p| p.port),
             notes,
