@@ -322,15 +322,19 @@ pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica], paths: &Ser
     let mut obs = Observation { rows: check.from.clone(), notes: paths.notes.clone(), ..Default::default() };
     let identity = lab.scenario.service(&check.service).map(|s| s.identity.clone()).unwrap_or(Identity::None);
     let svc_port = lab.scenario.service(&check.service).map(|s| s.port).unwrap_or(80);
+    // Whether answers name their replica: the service says so, and the check reads answers (a
+    // tcp check only connects).
+    let names = identity.named() && check.protocol == CheckProtocol::Http;
     // A VIP whose answers name no replica: one column, its split unknown — never guessed.
-    let vip_unnamed = check.kind == CheckKind::Vip && !identity.named();
+    let vip_unnamed = check.kind == CheckKind::Vip && !names;
     obs.cols = match check.kind {
         CheckKind::NodePort => check.via.iter().map(|n| Target { label: format!("{n} ({})", lab.node_ip(n)), node: n.clone() }).collect(),
         _ if vip_unnamed => vec![Target { label: "a replica (unknown: answers name none)".into(), node: String::new() }],
         _ => replicas.iter().map(|r| Target { label: r.label(), node: r.node.clone() }).collect(),
     };
-    if !identity.named() && check.kind != CheckKind::Dns {
-        obs.notes.push(format!("{}'s answers name no replica: an answer counts for the address it came from", check.service));
+    if !names && check.kind != CheckKind::Dns {
+        let why = if identity.named() { "a tcp check reads no answer" } else { "its answers name no replica" };
+        obs.notes.push(format!("{}: {why}; an answer counts for the address it came from", check.service));
     }
     let client = &paths.client;
     let is_replica = |id: &str| replicas.iter().any(|r| r.identity == id);
@@ -351,7 +355,7 @@ pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica], paths: &Ser
                         tally(&mine, &|x| match judge(x)? {
                             Some(id) if id == r.identity => Ok(()),
                             Some(id) => Err(format!("answered by {id}")),
-                            None if identity.named() => Err("answer names no replica".into()),
+                            None if names => Err("answer names no replica".into()),
                             // The service does not say: the address is the replica's.
                             None => Ok(()),
                         })
@@ -421,7 +425,7 @@ pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica], paths: &Ser
                         tally(&mine, &|x| match judge(x)? {
                             Some(id) if is_replica(&id) => Ok(()),
                             Some(id) => Err(format!("answered by {id}, not a running replica")),
-                            None if identity.named() => Err("answer names no replica".into()),
+                            None if names => Err("answer names no replica".into()),
                             None => Ok(()),
                         })
                     })

@@ -1413,13 +1413,15 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: St
                 None => idx.all(),
             };
             if let (Some(sel), Some(svc)) = (&un.replicas_on, svc) {
-                if kind == CheckKind::Vip && !svc.identity.named() {
+                if kind == CheckKind::Vip && (!svc.identity.named() || protocol == CheckProtocol::Tcp) {
+                    let why = if protocol == CheckProtocol::Tcp {
+                        "a tcp check reads no answer"
+                    } else {
+                        "its answers do not name their replica"
+                    };
                     p.at(
                         sel.pos,
-                        format!(
-                            "service {}'s answers do not name their replica, so which replica answered a VIP request is unknown",
-                            svc.name
-                        ),
+                        format!("service {}: {why}, so which replica took a VIP request is unknown", svc.name),
                         Some("give the service an identity (header <Name> or body), or check each replica with kind: replicas".into()),
                     );
                 }
