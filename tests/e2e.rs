@@ -228,6 +228,18 @@ fn kept_lab_takes_fault_verbs_and_goes_down() {
     assert!(stdout(&o).contains(&format!("clusterlab down {lab}")), "up must say how to remove the lab");
     let ls = stdout(&clusterlab(&["ls"]));
     assert!(ls.contains(lab) && ls.contains("worker-2"));
+    // `docker-env` points the host's docker CLI at the manager's engine: it lists the swarm's
+    // service and its three tasks; Kubernetes' verb on a swarm lab is refused with a hint.
+    let env = stdout(&clusterlab(&["docker-env", lab]));
+    let host = env.trim().strip_prefix("export DOCKER_HOST=").unwrap_or_else(|| panic!("{env}")).to_string();
+    let docker_at = |args: &[&str]| Command::new("docker").args(args).env("DOCKER_HOST", &host).output().unwrap();
+    let services = docker_at(&["service", "ls", "--format", "{{.Name}} {{.Replicas}}"]);
+    assert_eq!(String::from_utf8_lossy(&services.stdout).trim(), "web 3/3", "{}", String::from_utf8_lossy(&services.stderr));
+    let nodes = docker_at(&["node", "ls", "--format", "{{.Hostname}}"]);
+    assert_eq!(String::from_utf8_lossy(&nodes.stdout).lines().count(), 3);
+    let wrong = clusterlab(&["kubeconfig", lab]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("runs swarm"));
     // Applying twice is refused; revert restores the rules exactly.
     assert_eq!(clusterlab(&["fault", "apply", lab, "vxlan-blocked"]).status.code(), Some(0));
     let again = clusterlab(&["fault", "apply", lab, "vxlan-blocked"]);
@@ -557,6 +569,9 @@ fn k8s_kept_lab_is_a_closed_world_and_up_twice_is_safe() {
     // The lab at hand: Debian's kubectl (out of the node image) on the host, with the lab's
     // kubeconfig, lists its nodes; `exec` runs a command on a node and passes its exit code on.
     let kc = dir.path().join("lab.kubeconfig");
+    let swarm_verb = clusterlab(&["docker-env", lab]);
+    assert_eq!(swarm_verb.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&swarm_verb.stderr).contains("clusterlab kubeconfig"));
     let o = clusterlab(&["kubeconfig", lab]);
     assert_eq!(o.status.code(), Some(0));
     std::fs::write(&kc, &o.stdout).unwrap();

@@ -93,7 +93,9 @@ impl Lab {
     /// the lab network. Valid while the node's container runs; root only, like the socket.
     pub async fn docker_host(&self, node: &str) -> Result<String, LabError> {
         let pid = self.engine.container_pid(&self.container(node)).await?;
-        Ok(format!("unix:///proc/{pid}/root/var/run/docker.sock"))
+        // /run, not /var/run: /var/run is a symlink to the absolute /run, which the host would
+        // resolve against its own root — and that socket is the host's engine.
+        Ok(format!("unix:///proc/{pid}/root/run/docker.sock"))
     }
 
     /// The container of a node.
