@@ -7,6 +7,8 @@
 //! assert!(lab.check("replicas").unwrap().passed());
 //! ```
 
+#![warn(missing_docs)]
+
 use crate::bench::BenchReport;
 use crate::model::Scenario;
 use crate::provider::{ExecOutput, LabError};

@@ -6,9 +6,9 @@ pub use crate::vocab::Outcome;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Verdict {
-    /// expected[row][col]: should this pair answer?
+    /// `expected[row][col]`: should this pair answer?
     pub expected: Vec<Vec<bool>>,
-    /// pair_ok[row][col]: did the pair do what the file expects?
+    /// `pair_ok[row][col]`: did the pair do what the file expects?
     pub pair_ok: Vec<Vec<bool>>,
     /// Pairs whose observation differs from the expectation.
     pub mismatches: usize,

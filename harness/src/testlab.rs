@@ -16,6 +16,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 use crate::bench::BenchReport;
 use crate::model::{Scenario, StackKind, Step};
 use crate::provider::{Engine, ExecOutput, LabError};

@@ -40,9 +40,9 @@ pub struct CheckReport {
     /// Why the check is unsupported or could not run.
     pub reason: Option<String>,
     pub observation: Observation,
-    /// expected[row][col]: should the pair answer?
+    /// `expected[row][col]`: should the pair answer?
     pub expected: Vec<Vec<bool>>,
-    /// pair_ok[row][col]: did the pair do what the file expects (at the stated answer rate)?
+    /// `pair_ok[row][col]`: did the pair do what the file expects (at the stated answer rate)?
     #[serde(default)]
     pub pair_ok: Vec<Vec<bool>>,
     /// Counters of the faults applied while the check ran.

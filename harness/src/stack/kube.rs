@@ -238,7 +238,7 @@ pub fn manifests(s: &Service, image: &str) -> String {
     ])
 }
 
-/// A Service in front of exactly one replica of `s` (the pod labelled pinned=<s>): a bench's
+/// A Service in front of exactly one replica of `s` (the pod labelled `pinned=<s>`): a bench's
 /// `vip` and `node-port` paths through kube-proxy without iperf3's trap (through a ClusterIP
 /// with several endpoints, its control and data connections may reach different pods).
 pub fn pinned_service(service: &str, port: u16) -> String {
