@@ -225,35 +225,63 @@ fn abs_path(p: &str) -> String {
 }
 
 /// Run the scenario's steps on a lab that is up; returns the check tallies.
-async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, sum: &mut Summary) -> Result<(), Abort> {
-    let mut applied: BTreeMap<String, FaultHandle> = BTreeMap::new();
-    // What this host can do, measured once in the first node (every node shares the kernel).
-    let facts = measure_facts(lab).await.map_err(|e| Abort(exit::HOST, e))?;
-    // Faults this host cannot apply, with why: the checks and benches run while one of them
-    // "is applied" are unsupported (never a pass, never a fail of the lab).
-    let mut cannot: BTreeMap<String, String> = BTreeMap::new();
-    // Streams run across steps; every step leaves a marker on their timelines.
-    let mut streams = Streams::default();
+async fn run_steps(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, st: &mut StepState) -> Result<(), Abort> {
+    // Streams no step starts run from before the first step to after the last.
     for s in &lab.scenario.streams {
-        if !lab.scenario.steps.iter().any(|st| matches!(st, Step::StartStream(n) if n == &s.name)) {
-            streams.start(lab, stack, s, r).await?;
+        if !lab.scenario.steps.iter().any(|step| matches!(step, Step::StartStream(n) if n == &s.name)) {
+            st.streams.start(lab, stack, s, r).await?;
         }
     }
     for step in &lab.scenario.steps {
+        if let Err(abort) = st.run(lab, stack, r, step).await {
+            // A run that ends on a step still reports the traffic that ran up to it.
+            st.stop_streams(lab, stack, r).await;
+            return Err(abort);
+        }
+    }
+    st.stop_streams(lab, stack, r).await;
+    Ok(())
+}
+
+/// What running steps keeps from one step to the next: the host's measured facts, the faults
+/// applied, those this host cannot apply (with why: checks and benches run while one of them
+/// "is applied" are unsupported — never a pass, never a fail of the lab), the streams and their
+/// markers, and the tallies. `run`, `check` on a kept lab and the library's `Lab` all step
+/// through this one path.
+pub struct StepState {
+    facts: HostFacts,
+    applied: BTreeMap<String, FaultHandle>,
+    cannot: BTreeMap<String, String>,
+    streams: Streams,
+    pub summary: Summary,
+}
+
+impl StepState {
+    fn new(facts: HostFacts) -> StepState {
+        StepState { facts, applied: BTreeMap::new(), cannot: BTreeMap::new(), streams: Streams::default(), summary: Summary::default() }
+    }
+
+    /// Run one step, and leave its marker on the streams' timelines.
+    async fn run(&mut self, lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, step: &Step) -> Result<(), Abort> {
         let began = crate::stream::now_ms();
         if let Step::Apply(name) = step {
-            if let Some(why) = facts.cannot(&lab.scenario.fault(name).expect("validated fault").spec) {
-                streams.unsupported.push(format!("fault {name} cannot be applied here: {why}"));
+            if let Some(why) = self.facts.cannot(&lab.scenario.fault(name).expect("validated fault").spec) {
+                self.streams.unsupported.push(format!("fault {name} cannot be applied here: {why}"));
             }
         }
-        run_step(lab, stack, r, sum, step, &facts, &mut applied, &mut cannot, &mut streams).await?;
-        streams.markers.push(marker(step, began, crate::stream::now_ms()));
+        let res =
+            run_step(lab, stack, r, &mut self.summary, step, &self.facts, &mut self.applied, &mut self.cannot, &mut self.streams).await;
+        self.streams.markers.push(marker(step, began, crate::stream::now_ms()));
+        res
     }
-    let names: Vec<String> = streams.running.keys().cloned().collect();
-    for n in names {
-        streams.stop(lab, stack, &n, r, sum).await;
+
+    /// Stop every stream still running and report it.
+    async fn stop_streams(&mut self, lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>) {
+        let names: Vec<String> = self.streams.running.keys().cloned().collect();
+        for n in names {
+            self.streams.stop(lab, stack, &n, r, &mut self.summary).await;
+        }
     }
-    Ok(())
 }
 
 /// Streams started and the markers of the steps they run across.
@@ -516,15 +544,11 @@ async fn run_step(
     Ok(())
 }
 
-/// A lab brought up for use step by step (the library's `Lab`): the state `run_steps` keeps
-/// across steps — faults applied, faults this host cannot apply, streams — kept between calls.
+/// A lab brought up for use step by step (the library's `Lab`): the lab, and the state
+/// `run_steps` keeps across steps, kept between calls.
 pub struct Session {
     pub lab: Lab,
-    facts: HostFacts,
-    applied: BTreeMap<String, FaultHandle>,
-    cannot: BTreeMap<String, String>,
-    streams: Streams,
-    pub summary: Summary,
+    state: StepState,
 }
 
 /// Images, nodes (with the run's reaper first) and the stack, as `run` does, and nothing more.
@@ -556,14 +580,7 @@ pub async fn bring_up(engine: &Engine, s: &Scenario, run_id: &str, keep: bool, r
     }
     .await;
     match up {
-        Ok((lab, facts)) => Ok(Session {
-            lab,
-            facts,
-            applied: BTreeMap::new(),
-            cannot: BTreeMap::new(),
-            streams: Streams::default(),
-            summary: Summary::default(),
-        }),
+        Ok((lab, facts)) => Ok(Session { lab, state: StepState::new(facts) }),
         Err(Abort(code, e)) => {
             let _ = engine.remove_labelled(Some(&s.name), Some(run_id)).await;
             Err((code, e))
@@ -578,26 +595,17 @@ impl Session {
         let mut r = Runner { rep, log: Vec::new() };
         let stack = AnyStack::new(&self.lab);
         stack.learn().await.map_err(|e| (exit::STACK, e))?;
-        let began = crate::stream::now_ms();
-        let s = run_step(
-            &self.lab,
-            &stack,
-            &mut r,
-            &mut self.summary,
-            step,
-            &self.facts,
-            &mut self.applied,
-            &mut self.cannot,
-            &mut self.streams,
-        )
-        .await;
-        self.streams.markers.push(marker(step, began, crate::stream::now_ms()));
-        s.map_err(|Abort(c, e)| (c, e))
+        self.state.run(&self.lab, &stack, &mut r, step).await.map_err(|Abort(c, e)| (c, e))
     }
 
     /// Faults applied now.
     pub fn applied(&self) -> Vec<String> {
-        self.applied.keys().cloned().collect()
+        self.state.applied.keys().cloned().collect()
+    }
+
+    /// The tallies of every step so far.
+    pub fn summary(&self) -> &Summary {
+        &self.state.summary
     }
 }
 
@@ -729,7 +737,15 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
             result = record_scenario(&lab).await.map_err(|e| Abort(exit::STACK, e));
         }
         if result.is_ok() && !opts.up_only {
-            result = run_steps(&lab, &stack, &mut r, &mut sum).await;
+            result = match measure_facts(&lab).await {
+                Ok(facts) => {
+                    let mut st = StepState::new(facts);
+                    let res = run_steps(&lab, &stack, &mut r, &mut st).await;
+                    sum = st.summary;
+                    res
+                }
+                Err(e) => Err(Abort(exit::HOST, e)),
+            };
         }
         // Before teardown: what the nodes looked like at the end of a failed run (each failed
         // check already wrote its own, while its faults were applied).
@@ -823,7 +839,10 @@ pub async fn run_on_kept(engine: &Engine, s: &Scenario, lab_name: &str, only: Op
         }
         let stack = AnyStack::new(&lab);
         stack.learn().await.map_err(|e| Abort(exit::STACK, e))?;
-        run_steps(&lab, &stack, &mut r, &mut sum).await
+        let mut st = StepState::new(measure_facts(&lab).await.map_err(|e| Abort(exit::HOST, e))?);
+        let res = run_steps(&lab, &stack, &mut r, &mut st).await;
+        sum = st.summary;
+        res
     }
     .await;
     if let Err(Abort(code, e)) = &result {
