@@ -117,6 +117,13 @@ pub fn judge(check: &Check, obs: &Observation, unsupported: Option<&str>) -> Ver
     Verdict { expected, pair_ok, mismatches, pairs, outcome, summary }
 }
 
+/// `faults-hit`: a fault the check names must have matched packets while it ran (its counters
+/// grew from `before` to `after`), or the check proved nothing about it. A pass without that
+/// proof fails, and says why; a failed or unsupported check stays as it is.
+pub fn fault_hit(outcome: Outcome, fault: &str, before: u64, after: u64) -> Option<(Outcome, String)> {
+    (after <= before && outcome == Outcome::Pass).then(|| (Outcome::Fail, format!("fault {fault} matched no packet during the check")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,5 +305,14 @@ mod tests {
         let mut o = obs(&[]);
         o.unanswered = vec![1, 0];
         assert_eq!(judge(&check(CheckKind::Dns, &[]), &o, None).outcome, Outcome::Fail);
+    }
+
+    #[test]
+    fn a_named_fault_that_matched_nothing_turns_a_pass_into_a_fail() {
+        assert_eq!(fault_hit(Outcome::Pass, "f", 10, 15), None);
+        let (o, why) = fault_hit(Outcome::Pass, "f", 10, 10).unwrap();
+        assert_eq!((o, why.as_str()), (Outcome::Fail, "fault f matched no packet during the check"));
+        assert_eq!(fault_hit(Outcome::Unsupported, "f", 10, 10), None);
+        assert_eq!(fault_hit(Outcome::Fail, "f", 0, 0), None);
     }
 }

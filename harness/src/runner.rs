@@ -500,10 +500,11 @@ async fn run_step(
                         if named {
                             match before.faults.get(name) {
                                 Some(was) => {
-                                    let (was, now): (u64, u64) = (was.values().sum(), c.values().sum());
-                                    if now <= was && report.outcome == Outcome::Pass {
-                                        report.outcome = Outcome::Fail;
-                                        report.summary.push_str(&format!("; fault {name} matched no packet during the check"));
+                                    if let Some((outcome, why)) =
+                                        crate::expect::fault_hit(report.outcome, name, was.values().sum(), c.values().sum())
+                                    {
+                                        report.outcome = outcome;
+                                        report.summary.push_str(&format!("; {why}"));
                                     }
                                 }
                                 None => counters_missing(&mut report, name, "before the check".into()),
