@@ -94,8 +94,15 @@ pub fn verdict(rec: &Record, check: &Check, identity: &Identity, replicas: &[Rep
         return if rec.rc == 0 { Ok(None) } else { Err(failure_detail(rec.rc, &rec.body.replace(SEP, " "))) };
     }
     let a = Answer::parse(&rec.body);
-    let Some(status) = a.status else {
-        return Err(if rec.rc == 0 { "not an HTTP answer".into() } else { failure_detail(rec.rc, &rec.body.replace(SEP, " ")) });
+    // A client that failed did not get a whole answer, even when a status line came first (a
+    // large answer that hangs after its headers, killed at the timeout) — except busybox wget's
+    // refusal of a non-2xx status, which is a whole answer with that status.
+    let refused_status = rec.rc == 1 && rec.body.contains("wget: server returned error");
+    let status = match a.status {
+        Some(s) if rec.rc == 0 || refused_status => s,
+        Some(_) => return Err(failure_detail(rec.rc, "")),
+        None if rec.rc == 0 => return Err("not an HTTP answer".into()),
+        None => return Err(failure_detail(rec.rc, &rec.body.replace(SEP, " "))),
     };
     let status_ok = match check.status {
         Some(want) => status == want,
@@ -597,6 +604,15 @@ mod tests {
         assert_eq!(verdict(&ok, &c, &Identity::None, &replicas), Err("HTTP 200".into()));
         assert_eq!(verdict(&rec("", 28), &c, &Identity::None, &replicas), Err("timeout".into()));
         assert_eq!(verdict(&rec("SSH-2.0-OpenSSH", 0), &c, &Identity::None, &replicas), Err("not an HTTP answer".into()));
+        // Headers came, then the body hung until the client was killed: not an answer.
+        c.status = None;
+        assert_eq!(verdict(&rec("  HTTP/1.1 200 OK\n  \nreplica=web-1 xxxx", 143), &c, &Identity::None, &replicas), Err("timeout".into()));
+        assert_eq!(verdict(&rec("HTTP/1.1 200 OK\n\nreplica=web-1 xxxx", 28), &c, &Identity::None, &replicas), Err("timeout".into()));
+        // busybox wget's exit 1 on a 404 still carries a whole answer: HTTP 404.
+        let wget_404 = rec("  HTTP/1.1 404 Not Found\n  \nwget: server returned error: HTTP/1.1 404 Not Found", 1);
+        assert_eq!(verdict(&wget_404, &c, &Identity::None, &replicas), Err("HTTP 404".into()));
+        c.status = Some(404);
+        assert_eq!(verdict(&wget_404, &c, &Identity::None, &replicas), Ok(None));
         // tcp: a connection opened is the answer; nothing else is read.
         c.protocol = CheckProtocol::Tcp;
         assert_eq!(verdict(&rec("", 0), &c, &Identity::None, &replicas), Ok(None));
