@@ -26,7 +26,7 @@ for i in $(seq 1 "$ROUNDS"); do
   t0=$(now); $CL up scenarios/k8s-vxlan-blocked.yaml > /tmp/clusterlab-k8s-up.log; t1=$(now)
   $CL down k8s-vxlan-blocked >/dev/null
   B+=($(python3 -c "print(f'{$t1-$t0:.1f}')"))
-  echo "round $i: baseline control-plane $cp s, nodes Ready $ready s, service ready ${A[-1]} s | clusterlab up ${B[-1]} s ($(grep -o 'nodes Ready ([0-9.]* s)' /tmp/clusterlab-k8s-up.log))"
+  echo "round $i: baseline control-plane $cp s, nodes Ready $ready s, service ready ${A[-1]} s | clusterlab up ${B[-1]} s ($(grep -o 'nodes Ready · [0-9.]* s' /tmp/clusterlab-k8s-up.log))"
 done
 python3 - "${A[*]}" "${B[*]}" <<'PY'
 import statistics as s, sys

@@ -12,7 +12,7 @@ use crate::model::{CheckKind, Scenario, StackKind, Step};
 use crate::plan::{self, LabPlan, LABEL_PLAN, LABEL_SCENARIO};
 use crate::probe;
 use crate::provider::{Engine, LabError, NestedMode};
-use crate::report::{CheckReport, Event, Reporters, StepRecord, Summary};
+use crate::report::{CheckReport, Event, PhaseMark, Reporters, StepRecord, Summary};
 use crate::stack::kube;
 use crate::stack::{placement, AnyStack, NodeBoot, Stack};
 use std::collections::{BTreeMap, HashMap};
@@ -66,13 +66,48 @@ impl Runner<'_> {
         let secs = t.elapsed().as_secs_f64();
         match r {
             Ok((v, detail)) => {
-                self.emit(Event::StepEnd(StepRecord { title: title.to_string(), ok: true, secs, detail }));
+                self.emit(Event::StepEnd(StepRecord { title: title.to_string(), ok: true, secs, detail, phases: vec![] }));
                 Ok(v)
             }
             Err(e) => {
-                self.emit(Event::StepEnd(StepRecord { title: title.to_string(), ok: false, secs, detail: vec![] }));
+                self.emit(Event::StepEnd(StepRecord { title: title.to_string(), ok: false, secs, detail: vec![], phases: vec![] }));
                 Err(Abort(code, e))
             }
+        }
+    }
+
+    /// Run a long step whose progress lines are its phases: each line shown with when it came
+    /// (`swarm formed · 2.1 s`), and the phases in the report — also when the step fails, up to
+    /// where it got, so a slow or broken install says which phase it was in.
+    async fn step_phased<F>(&mut self, title: &str, code: i32, log: &PhaseLog, f: F) -> Result<(), Abort>
+    where
+        F: std::future::Future<Output = Result<(), LabError>>,
+    {
+        self.emit(Event::StepStart { title: title.to_string() });
+        let r = f.await;
+        let secs = log.start.elapsed().as_secs_f64();
+        let phases = log.marks.lock().map(|m| m.clone()).unwrap_or_default();
+        let detail = phases.iter().map(|p| format!("{} · {:.1} s", p.what, p.at_secs)).collect();
+        self.emit(Event::StepEnd(StepRecord { title: title.to_string(), ok: r.is_ok(), secs, detail, phases }));
+        r.map_err(|e| Abort(code, e))
+    }
+}
+
+/// The phases of a long step as they end, timed from its start.
+struct PhaseLog {
+    start: Instant,
+    marks: std::sync::Mutex<Vec<PhaseMark>>,
+}
+
+impl PhaseLog {
+    fn new() -> PhaseLog {
+        PhaseLog { start: Instant::now(), marks: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    fn mark(&self, what: String) {
+        let at_secs = self.start.elapsed().as_secs_f64();
+        if let Ok(mut m) = self.marks.lock() {
+            m.push(PhaseMark { what, at_secs });
         }
     }
 }
@@ -204,20 +239,14 @@ async fn install(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>) -> Result<
             workload.push(t);
         }
     }
-    r.step("Loading images into nodes\t🚚", exit::STACK, async {
-        let mut lines = Vec::new();
-        stack.prepare(&workload, &mut |l| lines.push(l)).await.map(|_| ((), lines))
-    })
-    .await?;
+    let log = PhaseLog::new();
+    r.step_phased("Loading images into nodes\t🚚", exit::STACK, &log, stack.prepare(&workload, &mut |l| log.mark(l))).await?;
     let title = match lab.scenario.stack {
         StackKind::Swarm => "Starting swarm\t🐳",
         StackKind::Kubernetes => "Starting Kubernetes\t☸",
     };
-    r.step(title, exit::STACK, async {
-        let mut lines = Vec::new();
-        stack.install(&mut |l| lines.push(l)).await.map(|_| ((), lines))
-    })
-    .await
+    let log = PhaseLog::new();
+    r.step_phased(title, exit::STACK, &log, stack.install(&mut |l| log.mark(l))).await
 }
 
 fn abs_path(p: &str) -> String {
@@ -398,6 +427,7 @@ async fn run_step(
                     ok: true,
                     secs: 0.0,
                     detail: vec![format!("unsupported here: {why}; checks while it is applied are reported unsupported")],
+                    phases: vec![],
                 }));
                 cannot.insert(name.clone(), why);
                 return Ok(());
@@ -406,11 +436,11 @@ async fn run_step(
             let secs = t.elapsed().as_secs_f64();
             match applying {
                 Ok(()) => {
-                    r.emit(Event::StepEnd(StepRecord { title, ok: true, secs, detail: h.describe() }));
+                    r.emit(Event::StepEnd(StepRecord { title, ok: true, secs, detail: h.describe(), phases: vec![] }));
                     applied.insert(name.clone(), h);
                 }
                 Err(e) => {
-                    r.emit(Event::StepEnd(StepRecord { title, ok: false, secs, detail: vec![] }));
+                    r.emit(Event::StepEnd(StepRecord { title, ok: false, secs, detail: vec![], phases: vec![] }));
                     return Err(Abort(exit::STACK, e));
                 }
             }
@@ -422,6 +452,7 @@ async fn run_step(
                 ok: true,
                 secs: 0.0,
                 detail: vec!["nothing to revert: it could not be applied here".into()],
+                phases: vec![],
             }));
         }
         Step::Revert(name) => {
@@ -782,7 +813,7 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
             }
             Err(e) => vec![e.to_string()],
         };
-        r.emit(Event::StepEnd(StepRecord { title: title.into(), ok, secs: t.elapsed().as_secs_f64(), detail }));
+        r.emit(Event::StepEnd(StepRecord { title: title.into(), ok, secs: t.elapsed().as_secs_f64(), detail, phases: vec![] }));
         if let Err(e) = removed {
             if sum.exit_code == 0 {
                 sum.exit_code = exit::TEARDOWN;

@@ -134,6 +134,17 @@ pub struct StepRecord {
     pub ok: bool,
     pub secs: f64,
     pub detail: Vec<String>,
+    /// Long steps (loading images, installing the stack): each phase as it ended, seconds
+    /// after the step began — also when the step failed, up to where it got.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<PhaseMark>,
+}
+
+/// A phase of a step and when it ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct PhaseMark {
+    pub what: String,
+    pub at_secs: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -730,9 +730,8 @@ impl Stack for Kube<'_> {
     }
 
     async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
-        let t = Instant::now();
         self.control_plane().await?;
-        progress(format!("control plane up on {} ({:.1} s)", self.master(), t.elapsed().as_secs_f64()));
+        progress(format!("control plane up on {}", self.master()));
         self.node_components().await?;
         let cidrs = self.pod_cidrs().await?;
         self.pod_network(&cidrs).await?;
@@ -742,7 +741,7 @@ impl Stack for Kube<'_> {
         };
         progress(format!("pod network ({backend}): {}", cidrs.iter().map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(", ")));
         self.wait_ready().await?;
-        progress(format!("{} nodes Ready ({:.1} s)", self.lab.plan.nodes.len(), t.elapsed().as_secs_f64()));
+        progress(format!("{} nodes Ready", self.lab.plan.nodes.len()));
         for s in &self.lab.scenario.services {
             let image = self.lab.workload(&s.image);
             self.lab
