@@ -28,6 +28,8 @@ nodes: {nodes}
 stack: {stack_line}
 services:
   - {{ name: greeter, image: "{image}", replicas: 3, port: 8080, identity: header X-Served-By }}
+streams:
+  - {{ name: hello-stream, service: greeter, to: replicas, from: {first}, path: /cgi-bin/hello, rate: 20, timeout: 1s }}
 faults:
   - {{ name: cut-off, kind: partition, side-a: worker-2, side-b: [ {first}, worker-1 ] }}
 steps:
@@ -59,6 +61,14 @@ async fn greeter_story(stack: &str) {
     let hello = lab.check("hello").await.unwrap();
     assert_eq!(hello.outcome, Outcome::Pass, "{}\n{:?}", hello.summary, hello.diagnosis);
     assert_eq!(hello.observation.totals(), (27, 27), "3 entry nodes x 3 replicas x 3 requests");
+
+    // Live traffic to every replica's own address on the service's port: every request answered
+    // (the greeter's answers are counted by address; the agent reads only our web image's names).
+    lab.start_stream("hello-stream").await.unwrap();
+    lab.wait(std::time::Duration::from_secs(3)).await.unwrap();
+    let stream = lab.stop_stream("hello-stream").await.unwrap();
+    assert!(stream.figures.sent >= 20, "{}", stream.summary);
+    assert_eq!(stream.figures.answered, stream.figures.sent, "{}", stream.summary);
 
     // Through the VIP: the split names replicas (the header says who served), and all three serve.
     // A swarm VIP needs IPVS in the host's kernel; where it is missing (as on some CI kernels)

@@ -9,7 +9,7 @@
 pub mod timeline;
 
 use crate::lab::{shq, Lab};
-use crate::model::{Stream, StreamTo};
+use crate::model::{Identity, Stream, StreamTo};
 use crate::probe::Client;
 use crate::provider::LabError;
 use crate::stack::{AnyStack, Replica, Stack};
@@ -170,12 +170,18 @@ pub async fn start(lab: &Lab, stack: &AnyStack<'_>, stream: &Stream) -> Result<R
     let paths = stack.paths(&stream.service, stream.client).await?;
     let mut notes = Vec::new();
     let mut labels = BTreeMap::new();
+    let svc = lab.scenario.service(&stream.service).expect("validated service");
+    if svc.identity != Identity::Web {
+        // The agent reads `replica=` (our web image) only: other answers count for the address
+        // they came from, and a VIP's split is not known.
+        notes.push(format!("{}'s answers are not read for a replica's name: an answer counts for the address it came from", svc.name));
+    }
     let targets: Vec<(String, String)> = match stream.to {
         StreamTo::Replicas => replicas
             .iter()
             .map(|r| {
                 labels.insert(r.ip.clone(), r.label());
-                (r.ip.clone(), format!("{}:80{}", r.ip, stream.path))
+                (r.ip.clone(), format!("{}:{}{}", r.ip, svc.port, stream.path))
             })
             .collect(),
         StreamTo::Vip => {
@@ -330,6 +336,7 @@ impl Running {
                 return report;
             }
         };
+        let names = lab.scenario.service(&stream.service).is_some_and(|s| s.identity == Identity::Web);
         let mut reqs = Vec::new();
         for (lane, text) in lanes {
             let offset = lane.anchor_ms - self.t0_ms;
@@ -337,8 +344,9 @@ impl Running {
             for line in text.lines() {
                 if let Some((key, sent_ms, lat_ms, mut result, replica)) = parse_record(line) {
                     let replica = replica.map(|id| who.get(&id).cloned().unwrap_or(id));
-                    // To a replica's own address, only that replica's answer counts.
-                    if stream.to == StreamTo::Replicas && result == "ok" {
+                    // To a replica's own address, only that replica's answer counts (where
+                    // answers name their replica).
+                    if stream.to == StreamTo::Replicas && result == "ok" && names {
                         let want = self.labels.get(&key);
                         if replica.as_ref() != want {
                             result = "wrong-replica".into();
