@@ -319,12 +319,6 @@ fn url(check: &Check, host: &str, port: u16) -> String {
     }
 }
 
-/// Replace the port of `host:port` with `port`.
-fn with_port(hostport: &str, port: u16) -> String {
-    let host = hostport.rsplit_once(':').map(|(h, _)| h).unwrap_or(hostport);
-    format!("{host}:{port}")
-}
-
 pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica], paths: &ServicePaths) -> Result<Observation, LabError> {
     let mut obs = Observation { rows: check.from.clone(), notes: paths.notes.clone(), ..Default::default() };
     let identity = lab.scenario.service(&check.service).map(|s| s.identity.clone()).unwrap_or(Identity::None);
@@ -373,13 +367,10 @@ pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica], paths: &Ser
             }
             CheckKind::Vip => {
                 // Every request to the VIP; which replica answered each is the split.
-                let host = match check.port {
-                    Some(p) => with_port(&paths.vip, p),
-                    None => paths.vip.clone(),
-                };
-                let (h, p) =
-                    host.rsplit_once(':').map(|(h, p)| (h.to_string(), p.parse().unwrap_or(svc_port))).unwrap_or((host.clone(), svc_port));
-                let targets = vec![("vip".to_string(), url(check, &h, p))];
+                // `paths.vip` is host:port; the check may name another port.
+                let (host, port) =
+                    paths.vip.rsplit_once(':').map(|(h, p)| (h, p.parse().unwrap_or(svc_port))).unwrap_or((&paths.vip, svc_port));
+                let targets = vec![("vip".to_string(), url(check, host, check.port.unwrap_or(port)))];
                 let recs = requests(lab, client, entry, &targets, check.requests, check, &mut notes).await?;
                 if vip_unnamed {
                     let all: Vec<&Record> = recs.iter().collect();
@@ -387,23 +378,27 @@ pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica], paths: &Ser
                     let lost = c.tries - c.hits;
                     Ok((vec![c], lost, check.requests))
                 } else {
-                    let named: Vec<(&Record, Option<String>)> = recs.iter().map(|x| (x, judge(x).ok().flatten())).collect();
+                    // Each request judged once: the replica it names, or why it is not an answer.
+                    let judged: Vec<(&Record, Result<Option<String>, String>)> = recs.iter().map(|x| (x, judge(x))).collect();
                     let mut cells: Vec<Cell> = Vec::new();
                     for r in replicas {
-                        let mine: Vec<&Record> =
-                            named.iter().filter(|(_, id)| id.as_deref() == Some(r.identity.as_str())).map(|(x, _)| *x).collect();
+                        let mine: Vec<&Record> = judged
+                            .iter()
+                            .filter(|(_, v)| v.as_ref().is_ok_and(|id| id.as_deref() == Some(r.identity.as_str())))
+                            .map(|(x, _)| *x)
+                            .collect();
                         let mut c = tally(&mine, &|_| Ok(()));
                         c.tries = check.requests;
                         cells.push(c);
                     }
                     let mut lost: Vec<String> = Vec::new();
                     let mut unanswered = 0;
-                    for (x, id) in &named {
-                        let w = match (judge(x), id) {
-                            (Ok(_), Some(id)) if is_replica(id) => continue,
-                            (Ok(_), Some(id)) => format!("answered by {id}, not a running replica"),
-                            (Ok(_), None) => "answer names no replica".into(),
-                            (Err(e), _) => e,
+                    for (_, v) in &judged {
+                        let w = match v {
+                            Ok(Some(id)) if is_replica(id) => continue,
+                            Ok(Some(id)) => format!("answered by {id}, not a running replica"),
+                            Ok(None) => "answer names no replica".into(),
+                            Err(e) => e.clone(),
                         };
                         unanswered += 1;
                         if !lost.contains(&w) {
