@@ -66,11 +66,11 @@ impl Runner<'_> {
         let secs = t.elapsed().as_secs_f64();
         match r {
             Ok((v, detail)) => {
-                self.emit(Event::StepEnd(StepRecord { title: title.to_string(), ok: true, secs, detail, phases: vec![] }));
+                self.emit(Event::StepEnd(StepRecord::new(title, true, secs, detail)));
                 Ok(v)
             }
             Err(e) => {
-                self.emit(Event::StepEnd(StepRecord { title: title.to_string(), ok: false, secs, detail: vec![], phases: vec![] }));
+                self.emit(Event::StepEnd(StepRecord::new(title, false, secs, vec![])));
                 Err(Abort(code, e))
             }
         }
@@ -298,8 +298,7 @@ impl StepState {
                 self.streams.unsupported.push(format!("fault {name} cannot be applied here: {why}"));
             }
         }
-        let res =
-            run_step(lab, stack, r, &mut self.summary, step, &self.facts, &mut self.applied, &mut self.cannot, &mut self.streams).await;
+        let res = run_step(lab, stack, r, self, step).await;
         self.streams.markers.push(marker(step, began, crate::stream::now_ms()));
         res
     }
@@ -386,18 +385,8 @@ fn marker(step: &Step, start_ms: f64, end_ms: f64) -> crate::stream::timeline::M
 }
 
 /// Run one step.
-#[allow(clippy::too_many_arguments)]
-async fn run_step(
-    lab: &Lab,
-    stack: &AnyStack<'_>,
-    r: &mut Runner<'_>,
-    sum: &mut Summary,
-    step: &Step,
-    facts: &HostFacts,
-    applied: &mut BTreeMap<String, FaultHandle>,
-    cannot: &mut BTreeMap<String, String>,
-    streams: &mut Streams,
-) -> Result<(), Abort> {
+async fn run_step(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, st: &mut StepState, step: &Step) -> Result<(), Abort> {
+    let StepState { facts, applied, cannot, streams, summary: sum } = st;
     match step {
         Step::StartStream(n) => {
             let s = lab.scenario.streams.iter().find(|s| &s.name == n).expect("validated stream");
@@ -422,13 +411,8 @@ async fn run_step(
             // host cannot apply is unsupported (and so is every step while it "is applied");
             // any failure while applying is an error that ends the run.
             if let Some(why) = facts.cannot(&f.spec) {
-                r.emit(Event::StepEnd(StepRecord {
-                    title,
-                    ok: true,
-                    secs: 0.0,
-                    detail: vec![format!("unsupported here: {why}; checks while it is applied are reported unsupported")],
-                    phases: vec![],
-                }));
+                let detail = vec![format!("unsupported here: {why}; checks while it is applied are reported unsupported")];
+                r.emit(Event::StepEnd(StepRecord::new(&title, true, 0.0, detail)));
                 cannot.insert(name.clone(), why);
                 return Ok(());
             }
@@ -436,24 +420,19 @@ async fn run_step(
             let secs = t.elapsed().as_secs_f64();
             match applying {
                 Ok(()) => {
-                    r.emit(Event::StepEnd(StepRecord { title, ok: true, secs, detail: h.describe(), phases: vec![] }));
+                    r.emit(Event::StepEnd(StepRecord::new(&title, true, secs, h.describe())));
                     applied.insert(name.clone(), h);
                 }
                 Err(e) => {
-                    r.emit(Event::StepEnd(StepRecord { title, ok: false, secs, detail: vec![], phases: vec![] }));
+                    r.emit(Event::StepEnd(StepRecord::new(&title, false, secs, vec![])));
                     return Err(Abort(exit::STACK, e));
                 }
             }
         }
         Step::Revert(name) if cannot.contains_key(name) => {
             cannot.remove(name);
-            r.emit(Event::StepEnd(StepRecord {
-                title: format!("Revert fault {name}\t🩹"),
-                ok: true,
-                secs: 0.0,
-                detail: vec!["nothing to revert: it could not be applied here".into()],
-                phases: vec![],
-            }));
+            let detail = vec!["nothing to revert: it could not be applied here".into()];
+            r.emit(Event::StepEnd(StepRecord::new(&format!("Revert fault {name}\t🩹"), true, 0.0, detail)));
         }
         Step::Revert(name) => {
             let h = applied.remove(name).expect("validated revert");
@@ -813,7 +792,7 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
             }
             Err(e) => vec![e.to_string()],
         };
-        r.emit(Event::StepEnd(StepRecord { title: title.into(), ok, secs: t.elapsed().as_secs_f64(), detail, phases: vec![] }));
+        r.emit(Event::StepEnd(StepRecord::new(title, ok, t.elapsed().as_secs_f64(), detail)));
         if let Err(e) = removed {
             if sum.exit_code == 0 {
                 sum.exit_code = exit::TEARDOWN;

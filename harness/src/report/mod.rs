@@ -140,6 +140,13 @@ pub struct StepRecord {
     pub phases: Vec<PhaseMark>,
 }
 
+impl StepRecord {
+    /// A step that has no phases of its own.
+    pub fn new(title: &str, ok: bool, secs: f64, detail: Vec<String>) -> StepRecord {
+        StepRecord { title: title.to_string(), ok, secs, detail, phases: vec![] }
+    }
+}
+
 /// A phase of a step and when it ended.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct PhaseMark {
