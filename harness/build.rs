@@ -1,27 +1,31 @@
-//! Builds the traffic agent (`../agent`, standard library only) and leaves the binary in OUT_DIR,
-//! where `stream::AGENT` embeds it: every harness carries the agent that matches it, for the CLI
-//! and for engineers' own `cargo test` alike, with nothing to find on disk at run time.
+//! Builds the two programs the harness puts into lab nodes and leaves their binaries in OUT_DIR,
+//! where the harness embeds them: the traffic agent (`../agent`, `stream::AGENT`) and the cluster
+//! DNS of Kubernetes labs (`../dns`, `stack::kube::DNS_SERVER`). Every harness carries the ones
+//! that match it, for the CLI and for engineers' own `cargo test` alike, with nothing to find on
+//! disk at run time. Both use the standard library only, so they build offline in seconds.
 //!
-//! The agent runs inside lab nodes, whose userland is Debian bookworm whatever the host runs, so
-//! it is linked statically (glibc's static libraries come with libc6-dev, which rustc needs anyway).
+//! They run inside lab nodes, whose userland is Debian bookworm whatever the host runs, so they
+//! are linked statically (glibc's static libraries come with libc6-dev, which rustc needs anyway).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn main() {
-    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../agent");
-    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+const TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// `cargo build --release` of the crate in `dir` (beside this one), its binary `bin` copied into OUT_DIR.
+fn build(dir: &str, bin: &str, out: &Path) {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("..").join(dir);
     println!("cargo:rerun-if-changed={}", manifest.join("src").display());
     println!("cargo:rerun-if-changed={}", manifest.join("Cargo.toml").display());
-    let target = "x86_64-unknown-linux-gnu";
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--offline", "--quiet", "--target", target])
+    let target_dir = out.join(format!("{dir}-target"));
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--offline", "--quiet", "--target", TARGET])
         .arg("--manifest-path")
         .arg(manifest.join("Cargo.toml"))
         // Its own target directory: the outer build holds the lock on the workspace's.
         .arg("--target-dir")
-        .arg(out.join("agent-target"))
+        .arg(&target_dir)
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         // What the outer cargo set for this build script must not leak into the inner build
         // (clippy's wrapper, the outer flags and target).
@@ -29,9 +33,16 @@ fn main() {
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .env_remove("RUSTC_WRAPPER")
         .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_TARGET_DIR");
-    let status = cmd.status().expect("run cargo to build the traffic agent");
-    assert!(status.success(), "building the traffic agent (agent/) failed: {status}");
-    let bin = out.join("agent-target").join(target).join("release/clusterlab-agent");
-    std::fs::copy(&bin, out.join("clusterlab-agent")).expect("copy the traffic agent into OUT_DIR");
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo to build {dir}/: {e}"));
+    assert!(status.success(), "building {bin} ({dir}/) failed: {status}");
+    let built = target_dir.join(TARGET).join("release").join(bin);
+    std::fs::copy(&built, out.join(bin)).unwrap_or_else(|e| panic!("copy {} into OUT_DIR: {e}", built.display()));
+}
+
+fn main() {
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    build("agent", "clusterlab-agent", &out);
+    build("dns", "clusterlab-dns", &out);
 }

@@ -440,7 +440,9 @@ fn k8s_clusterip_reaches_both_replicas_from_nodes_and_pods() {
     bundle();
     let (o, r) = json_run("scenarios/k8s-clusterip-round-robin.yaml");
     assert_eq!(o.status.code(), Some(0));
-    for name in ["api-ready", "pods-direct", "clusterip-splits", "pods-from-pods", "clusterip-from-pods"] {
+    for name in
+        ["api-ready", "pods-direct", "clusterip-splits", "pods-from-pods", "clusterip-from-pods", "name-resolves", "name-resolves-in-pods"]
+    {
         assert_eq!(check(&r, name)["outcome"], "pass", "{name}");
     }
     // Two replicas on two different nodes, each chosen by the ClusterIP from every entry.
@@ -451,13 +453,61 @@ fn k8s_clusterip_reaches_both_replicas_from_nodes_and_pods() {
         let hits: Vec<u64> = row.as_array().unwrap().iter().map(|c| c["hits"].as_u64().unwrap()).collect();
         assert!(hits.iter().all(|h| *h > 0) && hits.iter().sum::<u64>() == 10, "{hits:?}");
     }
-    assert_eq!(check(&r, "no-cluster-dns")["outcome"], "unsupported");
+    // The name's one column is the ClusterIP the API gave the service.
+    let dns = &check(&r, "name-resolves")["observation"];
+    let cip = dns["cols"][0]["label"].as_str().unwrap().trim_start_matches("ClusterIP ").to_string();
+    assert!(cip.starts_with("10.") && dns["notes"].to_string().contains(&format!("ClusterIP is {cip}:80")), "{dns}");
     // The stream from a client pod on each node (entered through its network namespace): every
     // request answered, by both pods.
     let s = stream(&r, "clusterip-from-pods");
     assert_eq!(s["outcome"], "pass", "{s}");
     assert_eq!(phase(s, "before", None)["replicas"].as_object().unwrap().len(), 2);
     assert_clean("k8s-clusterip-round-robin");
+}
+
+/// The cluster DNS: names resolve from every pod and node (a headless name to every pod); with
+/// it killed, no name resolves from any pod while the ClusterIP still answers, and the cause
+/// names the stopped DNS; revert brings names back. The same "nothing resolves" check with the
+/// DNS running fails.
+#[test]
+fn k8s_dns_down_stops_names_not_paths_and_revert_brings_them_back() {
+    let _g = serial();
+    bundle();
+    let (o, r) = json_run("scenarios/k8s-dns-down.yaml");
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    for name in [
+        "web-resolves-from-pods",
+        "web-resolves-from-nodes",
+        "headless-lists-every-pod",
+        "no-name-resolves",
+        "clusterip-still-answers",
+        "pods-still-answer",
+        "names-resolve-again",
+        "headless-resolves-again",
+    ] {
+        assert_eq!(check(&r, name)["outcome"], "pass", "{name}");
+    }
+    // The headless name lists the three pods, each its own column.
+    assert_eq!(check(&r, "headless-lists-every-pod")["observation"]["cols"].as_array().unwrap().len(), 3);
+    let down = check(&r, "no-name-resolves");
+    assert!(down["diagnosis"].to_string().contains("the cluster DNS (cluster-dns on master) is stopped by fault dns-down"), "{down}");
+    assert!(down["observation"]["cells"].to_string().contains("no servers could be reached"), "{down}");
+    assert_clean("k8s-dns-down");
+
+    // Without the fault, "nothing resolves" is wrong, and says so.
+    let text = std::fs::read_to_string(root().join("scenarios/k8s-dns-down.yaml"))
+        .unwrap()
+        .replace("name: k8s-dns-down", "name: test-k8s-dns-up")
+        .replace("  - apply: dns-down\n", "")
+        .replace("  - revert: dns-down\n", "");
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("dns-up.yaml");
+    std::fs::write(&f, text).unwrap();
+    let (o, r) = json_run(f.to_str().unwrap());
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert_eq!(check(&r, "no-name-resolves")["outcome"], "fail");
+    assert_eq!(check(&r, "names-resolve-again")["outcome"], "pass");
+    assert_clean("test-k8s-dns-up");
 }
 
 #[test]
@@ -713,7 +763,7 @@ fn k8s_stray_proxy_shows_the_html_page_the_proxy_and_the_hint() {
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0));
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    for name in ["api-before", "api-through-stray-proxy", "pods-still-serve", "api-with-no-proxy", "api-after"] {
+    for name in ["api-before", "api-through-stray-proxy", "pods-still-serve", "names-still-resolve", "api-with-no-proxy", "api-after"] {
         assert_eq!(check(&r, name)["outcome"], "pass", "{name}");
     }
     let through = &check(&r, "api-through-stray-proxy");

@@ -550,6 +550,11 @@ pub fn ready_probe(component: &str) -> Option<&'static str> {
         "kube-scheduler" => "curl -s --noproxy '*' -m 2 http://127.0.0.1:10251/healthz 2>/dev/null | grep -qx ok",
         "dockerd" => "timeout 5 docker info >/dev/null 2>&1",
         "containerd" => "timeout 5 ctr version >/dev/null 2>&1",
+        // The cluster DNS answers the `kubernetes` service's name on the master's lab address
+        // (the one address it listens on; the node has one, which `hostname -i` gives).
+        "cluster-dns" => {
+            "dig +short +time=1 +tries=1 @\"$(hostname -i | cut -d' ' -f1)\" kubernetes.default.svc.cluster.local 2>/dev/null | grep -q ."
+        }
         _ => return None,
     })
 }

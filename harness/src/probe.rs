@@ -4,7 +4,7 @@
 use crate::lab::{shq, Lab};
 use crate::model::{Check, CheckKind, CheckProtocol, Identity};
 use crate::provider::LabError;
-use crate::vocab::{probe_container, Replica};
+use crate::vocab::{probe_container, DnsExpect, Replica};
 pub use crate::vocab::{Cell, Client, Latency, Observation, ServicePaths, Target};
 use futures_util::future::try_join_all;
 
@@ -331,6 +331,10 @@ pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica], paths: &Ser
     obs.cols = match check.kind {
         CheckKind::NodePort => check.via.iter().map(|n| Target { label: format!("{n} ({})", lab.node_ip(n)), node: n.clone() }).collect(),
         _ if vip_unnamed => vec![Target { label: "a replica (unknown: answers name none)".into(), node: String::new() }],
+        CheckKind::Dns => match &paths.dns.expect {
+            DnsExpect::Address { label, node, .. } => vec![Target { label: label.clone(), node: node.clone() }],
+            DnsExpect::Replicas => replicas.iter().map(|r| Target { label: r.label(), node: r.node.clone() }).collect(),
+        },
         _ => replicas.iter().map(|r| Target { label: r.label(), node: r.node.clone() }).collect(),
     };
     if !names && check.kind != CheckKind::Dns {
@@ -436,23 +440,33 @@ pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica], paths: &Ser
                 Ok((cells, 0, sent))
             }
             CheckKind::Dns => {
-                let script = format!("nslookup tasks.{} 127.0.0.11 2>&1", shq(&check.service));
+                let d = &paths.dns;
+                let server = d.server.as_deref().map(|s| format!(" {}", shq(s))).unwrap_or_default();
+                let script = format!("nslookup {}{server} 2>&1", shq(&d.name));
                 let out = client.run(lab, entry, &script, script_deadline(1, check.timeout)).await?;
                 let resolved = dns_addresses(&out);
-                let cells = replicas
+                let expected: Vec<&str> = match &d.expect {
+                    DnsExpect::Address { ip, .. } => vec![ip.as_str()],
+                    DnsExpect::Replicas => replicas.iter().map(|r| r.ip.as_str()).collect(),
+                };
+                let cells = expected
                     .iter()
-                    .map(|r| {
-                        let hit = resolved.contains(&r.ip);
-                        let detail = if hit { String::new() } else { "not in the answer".into() };
+                    .map(|ip| {
+                        let hit = resolved.iter().any(|r| r == ip);
+                        let detail = match (hit, resolved.is_empty()) {
+                            (true, _) => String::new(),
+                            (false, true) => dns_failure(&out),
+                            (false, false) => "not in the answer".into(),
+                        };
                         Cell { hits: hit as u32, tries: 1, detail, latency: None }
                     })
                     .collect();
-                let extra: Vec<&String> = resolved.iter().filter(|ip| !replicas.iter().any(|r| &r.ip == *ip)).collect();
+                let extra: Vec<&String> = resolved.iter().filter(|ip| !expected.contains(&ip.as_str())).collect();
                 if !extra.is_empty() {
-                    notes.push(format!("tasks.{} from {entry} also lists {:?}, which no running replica has", check.service, extra));
+                    notes.push(format!("{} from {entry} also lists {:?}, which it must not", d.name, extra));
                 }
-                // One lookup, judged per replica it must list.
-                Ok((cells, extra.len() as u32, replicas.len() as u32))
+                // One lookup, judged per address it must list.
+                Ok((cells, extra.len() as u32, expected.len() as u32))
             }
             CheckKind::Api => Err(LabError::Probe {
                 check: check.name.clone(),
@@ -474,6 +488,16 @@ pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica], paths: &Ser
         }
     }
     Ok(obs)
+}
+
+/// Why a lookup listed no address, in the resolver's words (NXDOMAIN, no server reached...).
+pub fn dns_failure(out: &str) -> String {
+    let signs = ["can't find", "timed out", "no servers", "NXDOMAIN", "SERVFAIL", "REFUSED", "connection refused"];
+    out.lines()
+        .map(|l| l.trim().trim_start_matches(";; ").trim_start_matches("** "))
+        .find(|l| signs.iter().any(|s| l.contains(s)))
+        .map(|l| l.chars().take(100).collect())
+        .unwrap_or_else(|| "no address in the answer".into())
 }
 
 /// Addresses in a busybox nslookup answer (after the `Name:` line; the server's own is before it).
@@ -504,6 +528,15 @@ mod tests {
         let out = "Server:\t\t127.0.0.11\nAddress:\t127.0.0.11:53\n\nNon-authoritative answer:\nName:\ttasks.web\nAddress: 10.0.1.3\nName:\ttasks.web\nAddress: 10.0.1.5\n\nNon-authoritative answer:\n";
         assert_eq!(dns_addresses(out), ["10.0.1.3", "10.0.1.5"]);
         assert!(dns_addresses("** server can't find tasks.web: NXDOMAIN\n").is_empty());
+        // bind9's nslookup (Kubernetes nodes), with its server's port after a '#'.
+        let out = "Server:\t\t10.32.0.10\nAddress:\t10.32.0.10#53\n\nName:\tweb.default.svc.cluster.local\nAddress: 10.32.0.77\n";
+        assert_eq!(dns_addresses(out), ["10.32.0.77"]);
+        assert_eq!(
+            dns_failure(";; connection timed out; no servers could be reached\n"),
+            "connection timed out; no servers could be reached"
+        );
+        assert_eq!(dns_failure("Server:\t\t10.32.0.10\n** server can't find nope: NXDOMAIN\n"), "server can't find nope: NXDOMAIN");
+        assert_eq!(dns_failure("odd\n"), "no address in the answer");
     }
 
     #[test]

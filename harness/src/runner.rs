@@ -626,7 +626,7 @@ const WITHIN_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Observe a check once and judge what was seen.
 async fn observe_and_judge(lab: &Lab, stack: &AnyStack<'_>, check: &crate::model::Check, unsupported: Option<&str>) -> CheckReport {
     let mut report = CheckReport::new(&check.name, crate::model::kind_name(check.kind), &check.service);
-    match observe(lab, stack, check, unsupported.is_some()).await {
+    match observe(lab, stack, check).await {
         Err(e) => {
             report.summary = "could not run".into();
             report.reason = Some(e.to_string());
@@ -668,23 +668,10 @@ fn cannot_reason(cannot: &BTreeMap<String, String>) -> Option<String> {
 }
 
 /// Observe one check: the generic probes for service paths, the stack for its own kinds.
-/// A check the stack cannot support and that has nothing to probe (Kubernetes `dns` without a
-/// cluster DNS) is not executed; the others run even when unsupported, to show what they see.
-async fn observe(
-    lab: &Lab,
-    stack: &AnyStack<'_>,
-    check: &crate::model::Check,
-    unsupported: bool,
-) -> Result<crate::probe::Observation, LabError> {
+/// A check runs even when unsupported, to show what it sees.
+async fn observe(lab: &Lab, stack: &AnyStack<'_>, check: &crate::model::Check) -> Result<crate::probe::Observation, LabError> {
     if check.kind == CheckKind::Api {
         return stack.observe_special(check).await;
-    }
-    if unsupported && check.kind == CheckKind::Dns && lab.scenario.stack == StackKind::Kubernetes {
-        return Ok(crate::probe::Observation {
-            rows: check.from.clone(),
-            notes: vec!["not executed: there is no DNS server to ask".into()],
-            ..Default::default()
-        });
     }
     let replicas = stack.replicas(&check.service).await?;
     let paths = stack.paths(&check.service, check.client).await?;

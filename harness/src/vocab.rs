@@ -104,6 +104,28 @@ pub struct ServicePaths {
     pub node_port: Option<u16>,
     /// Facts worth showing with the matrix (the VIP's address, ...).
     pub notes: Vec<String>,
+    /// How a `dns` check looks the service up.
+    pub dns: DnsLookup,
+}
+
+/// How a `dns` check asks for a service's name, and what the answer must list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsLookup {
+    /// The name asked: `tasks.web` (swarm), `web` from a pod (its resolv.conf searches the
+    /// namespace, as a user's program would), the whole name from a Kubernetes node.
+    pub name: String,
+    /// The server asked, or None: the client's own resolver configuration.
+    pub server: Option<String>,
+    pub expect: DnsExpect,
+}
+
+/// The addresses a service's name must resolve to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DnsExpect {
+    /// Every running replica's (swarm's `tasks.<service>`, a headless Service).
+    Replicas,
+    /// One address (a ClusterIP), answered by the DNS server on `node`.
+    Address { label: String, ip: String, node: String },
 }
 
 /// One running replica of a service, as a probe sees it.

@@ -8,6 +8,7 @@ mod gather;
 
 pub use gather::{gather, Snapshot};
 
+use crate::model::CLUSTER_DNS;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -215,6 +216,13 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
                 }
             }
             Effect::Kill { nodes, component } => {
+                // The cluster DNS answers every lookup, wherever the name leads.
+                if e.kind == "dns" && component == CLUSTER_DNS {
+                    for n in nodes {
+                        out.push(format!("the cluster DNS ({component} on {n}) is stopped by fault {}: no name resolves", f.name));
+                    }
+                    continue;
+                }
                 for n in nodes.iter().filter(|n| involved(n)) {
                     out.push(format!("{component} is stopped on {n} by fault {}", f.name));
                 }
@@ -248,8 +256,10 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
         .flatten()
         .collect();
     for (n, comps) in &e.stopped {
-        if involved(n) {
-            for c in comps.iter().filter(|c| !explained.contains(&(n.clone(), (*c).clone()))) {
+        for c in comps.iter().filter(|c| !explained.contains(&(n.clone(), (*c).clone()))) {
+            if e.kind == "dns" && c == CLUSTER_DNS {
+                out.push(format!("the cluster DNS ({c} on {n}) is not running: no name resolves"));
+            } else if involved(n) {
                 out.push(format!("{c} is not running on {n}"));
             }
         }

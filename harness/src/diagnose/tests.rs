@@ -179,3 +179,29 @@ fn missing_service_plumbing_is_named() {
     e.service_rules.insert("a".into(), true);
     assert!(!explain(&e)[0].contains("kube-proxy"), "rules present: not a cause");
 }
+
+/// A dns check while the cluster DNS is killed: every lookup fails, whichever node the names
+/// lead to (a headless service's pods on the workers), and the cause is the stopped server —
+/// not the workers. With the server running, nothing blames it.
+#[test]
+fn a_stopped_cluster_dns_explains_every_lookup() {
+    let kill = |component: &str| FaultFact {
+        name: "dns-down".into(),
+        effect: Effect::Kill { nodes: vec!["master".into()], component: component.into() },
+        packets: BTreeMap::new(),
+    };
+    let e = Evidence {
+        kind: "dns".into(),
+        pairs: vec![pair("worker-1", "worker-2", false, true), pair("worker-2", "worker-1", false, true)],
+        faults: vec![kill(CLUSTER_DNS)],
+        ..Default::default()
+    };
+    let lines = explain(&e);
+    assert!(lines.iter().all(|l| l.contains("the cluster DNS (cluster-dns on master) is stopped by fault dns-down")), "{lines:?}");
+    // Another component killed on the master explains nothing about lookups between workers.
+    let e = Evidence { faults: vec![kill("kube-scheduler")], ..e };
+    assert!(explain(&e).iter().all(|l| !l.contains("DNS") && !l.contains("kube-scheduler")), "{:?}", explain(&e));
+    // Found stopped without a fault: named as not running.
+    let e = Evidence { faults: vec![], stopped: [("master".to_string(), vec![CLUSTER_DNS.to_string()])].into(), ..e };
+    assert!(explain(&e).iter().any(|l| l.contains("the cluster DNS (cluster-dns on master) is not running")), "{:?}", explain(&e));
+}

@@ -232,7 +232,7 @@ pub enum EndpointMode {
     /// A virtual IP in front of the replicas (needs IPVS in the kernel).
     #[default]
     Vip,
-    /// DNS round-robin over the replicas' addresses.
+    /// DNS round-robin over the replicas' addresses (on Kubernetes: a headless Service).
     Dnsrr,
 }
 

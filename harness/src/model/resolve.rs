@@ -176,12 +176,15 @@ pub enum NoProxy {
     Literal(String),
 }
 
+/// The cluster DNS of a Kubernetes lab, as a component (on the master).
+pub const CLUSTER_DNS: &str = "cluster-dns";
+
 /// Components a kill fault can stop, per stack (each runs under the node's supervisor).
 pub fn killable(stack: StackKind) -> &'static [&'static str] {
     match stack {
         StackKind::Swarm => &["dockerd"],
         StackKind::Kubernetes => {
-            &["containerd", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"]
+            &["containerd", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", CLUSTER_DNS]
         }
     }
 }
@@ -669,8 +672,14 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
                         node_port = Some(np.value as u16);
                     }
                 }
-                if s.endpoint_mode != EndpointMode::Vip {
-                    p.at(s.name.pos, "endpoint-mode is for swarm services", None);
+                // dnsrr on Kubernetes: a headless Service (no ClusterIP), whose name resolves to
+                // every ready pod; it cannot have a node port.
+                if s.endpoint_mode == EndpointMode::Dnsrr && service_type == ServiceType::NodePort {
+                    p.at(
+                        s.name.pos,
+                        "endpoint-mode: dnsrr (a headless service) cannot be type: node-port",
+                        Some("a headless service has no ClusterIP for node ports to lead to".into()),
+                    );
                 }
             }
         }
@@ -1319,6 +1328,15 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: St
     if c.kind.value == CheckKind::Api && stack != StackKind::Kubernetes {
         p.at(c.kind.pos, "an api check is for kubernetes", None);
     }
+    if let Some(s) = svc.filter(|s| stack == StackKind::Kubernetes && s.endpoint_mode == EndpointMode::Dnsrr) {
+        if c.kind.value == CheckKind::Vip {
+            p.at(
+                c.kind.pos,
+                format!("service {} is headless (endpoint-mode: dnsrr): it has no ClusterIP for a vip check", s.name),
+                Some("check its pods with kind: replicas, or its name with kind: dns".into()),
+            );
+        }
+    }
     let from = c.from.as_ref().map(|x| idx.expand(p, "from", x)).unwrap_or_else(|| idx.all());
     let kind = c.kind.value;
     let only_for = |field: &str, pos: Option<Pos>, allowed: &[CheckKind], p: &mut Problems| {
@@ -1404,9 +1422,6 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: St
     });
     let mut expect = Expectation::default();
     if let Some(rules) = c.expect.as_ref().and_then(|e| e.unreachable.as_ref()) {
-        if kind == CheckKind::Dns {
-            p.at(c.kind.pos, format!("a {} check takes no unreachable expectation", kind_name(kind)), None);
-        }
         for un in rules.items() {
             let on = match &un.replicas_on {
                 Some(s) => idx.expand(p, "replicas-on", s),
@@ -1446,8 +1461,9 @@ fn resolve_check(c: &CheckDecl, idx: &NodeIndex, services: &[Service], stack: St
             p.at(cl.pos, "client is for kubernetes checks", Some("swarm checks run in a probe container on the overlay".into()));
             cl.value
         }
-        Some(cl) if cl.value == ClientKind::Pod && !matches!(kind, CheckKind::Replicas | CheckKind::Vip) => {
-            p.at(cl.pos, format!("a {} check runs from the node, not from a pod", kind_name(kind)), None);
+        Some(cl) if cl.value == ClientKind::Pod && !matches!(kind, CheckKind::Replicas | CheckKind::Vip | CheckKind::Dns) => {
+            let article = if kind_name(kind).starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+            p.at(cl.pos, format!("{article} {} check runs from the node, not from a pod", kind_name(kind)), None);
             cl.value
         }
         Some(cl) => cl.value,

@@ -112,9 +112,13 @@ stack: { kind: kubernetes, bundle: somewhere, pod-network: { backend: host-gw, p
 services:
   - { name: web, image: web, publish: [ { port: 8080 } ], node-port: 30062 }
   - { name: api, image: web, type: node-port, node-port: 80 }
+  - { name: db, image: web, endpoint-mode: dnsrr, type: node-port }
+  - { name: ledger, image: web, endpoint-mode: dnsrr }
 steps:
   - check: { name: np, kind: node-port, service: web }
-  - check: { name: dns-from-pod, kind: dns, service: web, client: pod }
+  - check: { name: api-from-pod, kind: api, client: pod }
+  - check: { name: headless-vip, kind: vip, service: ledger }
+  - check: { name: dns-from-pod, kind: dns, service: ledger, client: pod, expect: { unreachable: { replicas-on: worker } } }
 "#;
     insta::assert_snapshot!("kubernetes-mistakes", problems(k8s));
     let ok = include_str!("../../../scenarios/k8s-vxlan-blocked.yaml");

@@ -7,9 +7,11 @@
 
 use super::{placement, PathEnd, PathOffer, Replica, Stack};
 use crate::lab::{shq, Lab};
-use crate::model::{Backend, Bench, BundleRef, Check, CheckKind, ClientKind, KubeSpec, PathKind, Scenario, Service, ServiceType};
+use crate::model::{
+    Backend, Bench, BundleRef, Check, ClientKind, EndpointMode, KubeSpec, PathKind, Scenario, Service, ServiceType, CLUSTER_DNS,
+};
 use crate::provider::{tail, LabError};
-use crate::vocab::{Cell, Client, Observation, ServicePaths, Target};
+use crate::vocab::{Cell, Client, DnsExpect, DnsLookup, Observation, ServicePaths, Target};
 use futures_util::future::try_join_all;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -35,6 +37,11 @@ const KCTL: &str = concat!("env $(cat /etc/clusterlab/client.env 2>/dev/null) ",
 /// kubectl as the harness needs it when it wants the truth (evidence, diagnosis): without the
 /// proxy environment a fault may have set.
 pub const KUBECTL_DIRECT: &str = kubectl!();
+/// The cluster DNS server (`../dns`, built by the build script), copied onto the master.
+pub const DNS_SERVER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/clusterlab-dns"));
+pub const DNS_PATH: &str = "/usr/local/bin/clusterlab-dns";
+/// The cluster's DNS zone: the conventional one, which pods' search paths and users expect.
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
 /// The static token of the lab's admin user (a lab, not a production cluster).
 const TOKEN: &str = "clusterlab-admin-token";
 /// A 2-replica service converges in ~5 s after the nodes are Ready; the margin is for a loaded
@@ -174,7 +181,9 @@ pub fn node_flags(spec: &KubeSpec, node: &str, ip: &str) -> Vec<(&'static str, S
             format!(
                 "{b}/kubelet --kubeconfig={KUBECONFIG} --container-runtime=remote --container-runtime-endpoint=unix:///run/containerd/containerd.sock \
                  --fail-swap-on=false --cgroup-driver=cgroupfs --cgroups-per-qos=false --enforce-node-allocatable= \
-                 --network-plugin=cni --cni-bin-dir=/usr/lib/cni --cni-conf-dir=/etc/cni/net.d --hostname-override={node} --node-ip={ip}"
+                 --network-plugin=cni --cni-bin-dir=/usr/lib/cni --cni-conf-dir=/etc/cni/net.d --hostname-override={node} --node-ip={ip} \
+                 --cluster-dns={dns} --cluster-domain={CLUSTER_DOMAIN}",
+                dns = dns_ip(&spec.service_cidr)
             ),
         ),
         (
@@ -199,9 +208,15 @@ pub fn manifests(s: &Service, image: &str) -> String {
     };
     let port = s.port;
     let app = serde_json::json!({ "app": s.name });
-    let mut svc_port = serde_json::json!({ "port": port, "targetPort": port });
+    // Named, so the cluster DNS serves its SRV record (`_http._tcp.<service>`).
+    let mut svc_port = serde_json::json!({ "name": "http", "port": port, "targetPort": port });
     if let Some(np) = s.node_port {
         svc_port["nodePort"] = np.into();
+    }
+    let mut svc_spec = serde_json::json!({ "type": svc_type, "selector": app, "ports": [svc_port] });
+    if s.endpoint_mode == EndpointMode::Dnsrr {
+        // Headless: no ClusterIP; the cluster DNS answers the name with every ready pod.
+        svc_spec["clusterIP"] = "None".into();
     }
     list(vec![
         serde_json::json!({
@@ -233,7 +248,35 @@ pub fn manifests(s: &Service, image: &str) -> String {
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": { "name": s.name },
-            "spec": { "type": svc_type, "selector": app, "ports": [svc_port] }
+            "spec": svc_spec
+        }),
+    ])
+}
+
+/// The selector-less `kube-dns` Service at the cluster DNS's address (the `.10` of the service
+/// CIDR), whose one endpoint is the DNS server on the master: pods reach it through kube-proxy,
+/// as they reach any Service, and a stopped server is a Service without an answer.
+pub fn dns_service(service_cidr: &str, master_ip: &str) -> String {
+    let labels = serde_json::json!({ "k8s-app": "kube-dns", "io.clusterlab/component": crate::model::CLUSTER_DNS });
+    let ports = [("dns", "UDP"), ("dns-tcp", "TCP")];
+    list(vec![
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": { "name": "kube-dns", "namespace": "kube-system", "labels": labels },
+            "spec": {
+                "clusterIP": dns_ip(service_cidr),
+                "ports": ports.iter().map(|(n, p)| serde_json::json!({ "name": n, "protocol": p, "port": 53, "targetPort": 53 })).collect::<Vec<_>>()
+            }
+        }),
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": { "name": "kube-dns", "namespace": "kube-system", "labels": labels },
+            "subsets": [{
+                "addresses": [{ "ip": master_ip }],
+                "ports": ports.iter().map(|(n, p)| serde_json::json!({ "name": n, "protocol": p, "port": 53 })).collect::<Vec<_>>()
+            }]
         }),
     ])
 }
@@ -372,6 +415,38 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
             self.supervise(&m, name, cmd).await?;
         }
         Ok(())
+    }
+
+    /// The cluster DNS: its server on the master (supervised, so a kill fault can stop it) and
+    /// the `kube-dns` Service leading to it.
+    async fn cluster_dns(&self) -> Result<(), LabError> {
+        let m = self.master();
+        let ip = self.lab.node_ip(&m);
+        // A new file moved over the old: a second `up` never writes into a running binary.
+        let copy = format!("mkdir -p /usr/local/bin && cat > {DNS_PATH}.new && chmod 755 {DNS_PATH}.new && mv {DNS_PATH}.new {DNS_PATH}");
+        self.lab.sh_in(&m, "installing the cluster DNS", &copy, Some(bytes::Bytes::from_static(DNS_SERVER))).await?;
+        let cmd = format!("{DNS_PATH} --listen {ip}:53 --domain {CLUSTER_DOMAIN} --kubeconfig {KUBECONFIG}");
+        self.supervise(&m, CLUSTER_DNS, &cmd).await?;
+        self.lab
+            .sh_in(
+                &m,
+                "creating the kube-dns service",
+                &format!("{KCTL} apply -f -"),
+                Some(dns_service(&self.spec.service_cidr, &ip).into()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Wait until the cluster DNS answers the `kubernetes` service's name through its Service
+    /// address (the path pods take: kube-proxy's DNAT to the server).
+    async fn wait_dns(&self) -> Result<(), LabError> {
+        let cond = format!(
+            "dig +short +time=1 +tries=1 @{} kubernetes.default.svc.{CLUSTER_DOMAIN} | grep -qx {}",
+            dns_ip(&self.spec.service_cidr),
+            first_host(&self.spec.service_cidr)
+        );
+        self.until(&self.master(), "waiting for the cluster DNS", &cond, 60, CLUSTER_DNS).await
     }
 
     async fn node_components(&self) -> Result<(), LabError> {
@@ -594,6 +669,11 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
                 .await
                 .unwrap_or_default();
             let eps: Vec<&str> = eps.split_whitespace().collect();
+            let headless = self.lab.scenario.service(service).is_some_and(|s| s.endpoint_mode == EndpointMode::Dnsrr);
+            if running.len() as u32 == replicas && pods.len() as u32 == replicas && eps.len() as u32 == replicas && headless {
+                // Headless: no ClusterIP, so kube-proxy has nothing to program.
+                return self.replicas(service).await;
+            }
             if running.len() as u32 == replicas && pods.len() as u32 == replicas && eps.len() as u32 == replicas {
                 // kube-proxy has programmed every endpoint on every node: a DNAT to each pod.
                 let cond =
@@ -631,10 +711,20 @@ fn net_zero(cidr: &str) -> String {
     cidr.split('/').next().unwrap_or("").to_string()
 }
 
-/// The first host of a CIDR: the `kubernetes` service's ClusterIP.
-fn first_host(cidr: &str) -> String {
+/// The `n`th address of a CIDR.
+fn nth_host(cidr: &str, n: u32) -> String {
     let base: std::net::Ipv4Addr = net_zero(cidr).parse().unwrap_or(std::net::Ipv4Addr::new(10, 32, 0, 0));
-    std::net::Ipv4Addr::from(u32::from(base) + 1).to_string()
+    std::net::Ipv4Addr::from(u32::from(base) + n).to_string()
+}
+
+/// The first host of the service CIDR: the `kubernetes` service's ClusterIP.
+fn first_host(cidr: &str) -> String {
+    nth_host(cidr, 1)
+}
+
+/// The cluster DNS's ClusterIP: the tenth address of the service CIDR, by convention (kubeadm's).
+pub fn dns_ip(service_cidr: &str) -> String {
+    nth_host(service_cidr, 10)
 }
 
 impl Kube<'_> {
@@ -661,18 +751,32 @@ impl Kube<'_> {
         let f: Vec<&str> = out.split_whitespace().collect();
         let (ip, port) = (f.first().copied().unwrap_or(""), f.get(1).copied().unwrap_or("80"));
         let node_port = f.get(2).and_then(|p| p.parse().ok());
-        let mut notes = vec![format!("{service}'s ClusterIP is {ip}:{port}")];
+        let mut notes = if ip == "None" { vec![] } else { vec![format!("{service}'s ClusterIP is {ip}:{port}")] };
         if let Some(np) = node_port {
             notes.push(format!("{service}'s node port is {np}"));
         }
-        let client = match client {
-            ClientKind::Node => Client::Node,
+        let fqdn = format!("{service}.default.svc.{CLUSTER_DOMAIN}");
+        let (client, dns) = match client {
+            // A node does not use the cluster DNS for itself: it asks the DNS's Service address.
+            ClientKind::Node => {
+                (Client::Node, DnsLookup { name: fqdn, server: Some(dns_ip(&self.spec.service_cidr)), expect: DnsExpect::Replicas })
+            }
             ClientKind::Pod => {
                 notes.push("requests start in the client pod on each entry node".into());
-                Client::Pod { containers: self.client_pods().await? }
+                let dns = DnsLookup { name: service.to_string(), server: None, expect: DnsExpect::Replicas };
+                (Client::Pod { containers: self.client_pods().await? }, dns)
             }
         };
-        Ok(ServicePaths { client, vip: format!("{ip}:{port}"), vip_addr: Some(format!("{ip}:{port}")), node_port, notes })
+        let headless = ip == "None";
+        let dns = if headless {
+            notes.push(format!("{service} is headless: its name resolves to every ready pod"));
+            dns
+        } else {
+            let expect = DnsExpect::Address { label: format!("ClusterIP {ip}"), ip: ip.to_string(), node: self.master() };
+            DnsLookup { expect, ..dns }
+        };
+        let vip_addr = (!headless).then(|| format!("{ip}:{port}"));
+        Ok(ServicePaths { client, vip: format!("{ip}:{port}"), vip_addr, node_port, notes, dns })
     }
 }
 
@@ -732,6 +836,7 @@ impl Stack for Kube<'_> {
     async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
         self.control_plane().await?;
         progress(format!("control plane up on {}", self.master()));
+        self.cluster_dns().await?;
         self.node_components().await?;
         let cidrs = self.pod_cidrs().await?;
         self.pod_network(&cidrs).await?;
@@ -742,6 +847,8 @@ impl Stack for Kube<'_> {
         progress(format!("pod network ({backend}): {}", cidrs.iter().map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(", ")));
         self.wait_ready().await?;
         progress(format!("{} nodes Ready", self.lab.plan.nodes.len()));
+        self.wait_dns().await?;
+        progress(format!("cluster DNS answers at {} ({CLUSTER_DOMAIN})", dns_ip(&self.spec.service_cidr)));
         for s in &self.lab.scenario.services {
             let image = self.lab.workload(&s.image);
             self.lab
@@ -810,8 +917,9 @@ impl Stack for Kube<'_> {
         }
     }
 
-    fn unsupported(&self, check: &Check) -> Option<String> {
-        (check.kind == CheckKind::Dns).then(|| "no cluster DNS in this bundle".to_string())
+    fn unsupported(&self, _check: &Check) -> Option<String> {
+        // Every check kind works here (a vip check on a headless service is refused by the model).
+        None
     }
 
     async fn bench_path(&self, bench: &Bench, path: PathKind, target: &Replica) -> Result<PathOffer, LabError> {
@@ -958,6 +1066,18 @@ mod tests {
         let odd = manifests(&svc, "img\"\nkind: Secret");
         let v: serde_json::Value = serde_json::from_str(&odd).unwrap();
         assert_eq!(v["items"][0]["spec"]["template"]["spec"]["containers"][0]["image"], "img\"\nkind: Secret");
+        // dnsrr: a headless Service; a vip-mode one keeps its ClusterIP.
+        assert!(!m.contains("clusterIP"));
+        svc.endpoint_mode = EndpointMode::Dnsrr;
+        let v: serde_json::Value = serde_json::from_str(&manifests(&svc, "clusterlab/web:abc")).unwrap();
+        assert_eq!(v["items"][1]["spec"]["clusterIP"], "None");
+    }
+
+    #[test]
+    fn the_cluster_dns_service_leads_to_the_master() {
+        let pretty = |m: String| serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&m).unwrap()).unwrap();
+        insta::assert_snapshot!("kube-dns", pretty(dns_service("10.32.0.0/16", "10.213.0.11")));
+        assert_eq!(dns_ip("10.96.0.0/12"), "10.96.0.10");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::lab::{shq, Lab};
 use crate::model::{Bench, BenchKind, Check, CheckKind, ClientKind, EndpointMode, PathKind, Role};
 use crate::provider::{tail, LabError};
 pub use crate::vocab::probe_container;
-use crate::vocab::{Client, Observation, ServicePaths};
+use crate::vocab::{Client, DnsExpect, DnsLookup, Observation, ServicePaths};
 use futures_util::future::try_join_all;
 use std::time::{Duration, Instant};
 
@@ -272,6 +272,8 @@ impl Stack for Swarm<'_> {
             vip_addr,
             node_port: svc.publish.first().map(|p| p.port),
             notes,
+            // Docker's embedded DNS answers `tasks.<service>` with every task's address.
+            dns: DnsLookup { name: format!("tasks.{service}"), server: Some("127.0.0.11".into()), expect: DnsExpect::Replicas },
         })
     }
 
