@@ -16,6 +16,9 @@ use futures_util::future::try_join_all;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// (service, from a client pod)
+type SeenKey = (String, bool);
+
 /// Where the bundle is mounted (read-only) in every node: binaries run from there, so a second
 /// `up` never overwrites a running binary ("Text file busy").
 pub const BUNDLE_MOUNT: &str = "/opt/clusterlab/kubernetes";
@@ -328,9 +331,9 @@ type PinKey = (String, String, String);
 pub struct Kube<'a> {
     pub lab: &'a Lab,
     spec: KubeSpec,
-    /// The last replicas and paths seen per service: with the API down (a kill fault), probes
-    /// still know where the pods are and what the ClusterIP was.
-    seen: std::sync::Mutex<std::collections::HashMap<String, (Vec<Replica>, ServicePaths)>>,
+    /// The last replicas and paths seen per (service, from a client pod): with the API down (a
+    /// kill fault, a stray proxy), probes still know where the pods are and the ClusterIP.
+    seen: std::sync::Mutex<std::collections::HashMap<SeenKey, (Vec<Replica>, ServicePaths)>>,
     /// Pinned services ready on a node: (service, pod, node) -> (ClusterIP, node port). A bench's
     /// vip and node-port paths share one; the next bench to the same pod reuses it.
     pinned: std::sync::Mutex<std::collections::HashMap<PinKey, (String, u16)>>,
@@ -864,8 +867,12 @@ impl Stack for Kube<'_> {
         }
         for s in &self.lab.scenario.services {
             let rs = self.converge(&s.name, s.replicas).await?;
-            // Remember where it runs and its ClusterIP, for checks while the API is down.
+            // Remember where it runs and its ClusterIP, for checks while the API is down (or
+            // behind a stray proxy), from nodes and, where steps use them, from client pods.
             self.paths(&s.name, ClientKind::Node).await?;
+            if pod_clients {
+                self.paths(&s.name, ClientKind::Pod).await?;
+            }
             progress(format!("service {} ready: {}", s.name, placement(&rs)));
         }
         Ok(())
@@ -877,24 +884,25 @@ impl Stack for Kube<'_> {
     }
 
     async fn replicas(&self, service: &str) -> Result<Vec<Replica>, LabError> {
-        let key = service.to_string();
         match self.fetch_replicas(service).await {
             Ok(r) => {
                 if let Ok(mut seen) = self.seen.lock() {
-                    let paths = seen.get(&key).map(|x| x.1.clone());
-                    if let Some(p) = paths {
-                        seen.insert(key, (r.clone(), p));
+                    for ((svc, _), v) in seen.iter_mut() {
+                        if svc == service {
+                            v.0 = r.clone();
+                        }
                     }
                 }
                 Ok(r)
             }
             // The API is down (e.g. a kill fault): the pods are where they were.
-            Err(e) => self.seen.lock().ok().and_then(|s| s.get(&key).map(|x| x.0.clone())).ok_or(e),
+            Err(e) => self.seen.lock().ok().and_then(|s| s.iter().find(|((svc, _), _)| svc == service).map(|(_, v)| v.0.clone())).ok_or(e),
         }
     }
 
     async fn paths(&self, service: &str, client: ClientKind) -> Result<ServicePaths, LabError> {
-        let key = service.to_string();
+        // Per client kind: a pod client's paths name the client pods, a node's do not.
+        let key = (service.to_string(), client == ClientKind::Pod);
         match self.fetch_paths(service, client).await {
             Ok(p) => {
                 if let Ok(r) = self.fetch_replicas(service).await {
@@ -904,16 +912,13 @@ impl Stack for Kube<'_> {
                 }
                 Ok(p)
             }
-            Err(e) => {
-                let cached = self.seen.lock().ok().and_then(|s| s.get(&key).map(|x| x.1.clone()));
-                match cached {
-                    Some(mut p) if client == ClientKind::Node || matches!(p.client, Client::Pod { .. }) => {
-                        p.notes.push("the API does not answer: using the pods and ClusterIP seen last".into());
-                        Ok(p)
-                    }
-                    _ => Err(e),
+            Err(e) => match self.seen.lock().ok().and_then(|s| s.get(&key).map(|x| x.1.clone())) {
+                Some(mut p) => {
+                    p.notes.push("the API does not answer: using the pods and ClusterIP seen last".into());
+                    Ok(p)
                 }
-            }
+                None => Err(e),
+            },
         }
     }
 
