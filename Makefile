@@ -1,6 +1,6 @@
 # clusterlab — common tasks. `make test` is the test command CI runs (see .ci/run).
 CLUSTERLAB := cargo run -q --
-.PHONY: build images run test lint doctor clean bundle baseline matrix bench
+.PHONY: build images run test lint doctor clean bundle baseline matrix bench conformance
 
 build:
 	cargo build
@@ -26,6 +26,9 @@ clean:             ## remove whatever a killed run left behind (by label)
 
 bundle:            ## Kubernetes server binaries from Debian's source package (cached by version)
 	$(CLUSTERLAB) bundle
+
+conformance:       ## Kubernetes' own [sig-network] Services and DNS [Conformance] tests against a 3-node lab (FOCUS=, NODES=, LAB=)
+	scripts/conformance.sh
 
 baseline:          ## `up` of the 3-node swarm lab next to the hand-run shell baseline, one run
 	scripts/compare-baseline.sh

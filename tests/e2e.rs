@@ -510,6 +510,36 @@ fn k8s_dns_down_stops_names_not_paths_and_revert_brings_them_back() {
     assert_clean("test-k8s-dns-up");
 }
 
+/// Kubernetes' own conformance tests as the referee, a focused subset (`make conformance` runs
+/// all 24 of Services and DNS): a basic endpoint, a NodePort, and the cluster DNS's A, SRV, PTR,
+/// ExternalName and pod records — each must run (a focus that matched nothing is a failure here)
+/// and pass, and the lab is gone afterwards.
+#[test]
+fn k8s_conformance_subset_passes() {
+    let _g = serial();
+    bundle();
+    let focus = r"\[sig-network\] (Services should (serve a basic endpoint from pods|be able to create a functioning NodePort service)|DNS should provide DNS for (the cluster|services|ExternalName services)) .*\[Conformance\]";
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::new(root().join("scripts/conformance.sh"))
+        .current_dir(root())
+        .env("FOCUS", focus)
+        .env("OUT", out.path())
+        .output()
+        .expect("run scripts/conformance.sh");
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let log = std::fs::read_to_string(out.path().join("e2e.log")).unwrap_or_default();
+    assert!(
+        o.status.success(),
+        "{text}\n--- e2e.log (tail)\n{}",
+        log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
+    assert!(text.contains("5 passed, 0 failed"), "{text}");
+    for name in ["serve a basic endpoint", "functioning NodePort", "DNS for the cluster", "DNS for services", "DNS for ExternalName"] {
+        assert!(text.lines().any(|l| l.starts_with("pass") && l.contains(name)), "{name}:\n{text}");
+    }
+    assert_clean("k8s-conformance-lab");
+}
+
 #[test]
 fn k8s_nodeport_answers_on_every_node_before_and_after_scaling_to_one() {
     let _g = serial();
