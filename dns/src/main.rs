@@ -58,12 +58,21 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         }
     }
     let listen = listen.ok_or("--listen ip:port is required")?;
-    let mut argv = vec![kubectl];
+    let mut argv = Vec::new();
+    // A kill fault stops this process with TERM: its kubectl watches must end with it, not
+    // linger until their next event. util-linux's setpriv gives them that (a parent-death
+    // signal, kept across its exec of kubectl); std cannot set one itself.
+    if std::path::Path::new(SETPRIV).exists() {
+        argv.extend([SETPRIV, "--pdeathsig", "TERM", "--"].map(String::from));
+    }
+    argv.push(kubectl);
     if let Some(k) = kubeconfig {
         argv.push(format!("--kubeconfig={k}"));
     }
     Ok(Options { listen, domain, kubectl: argv, upstream })
 }
+
+const SETPRIV: &str = "/usr/bin/setpriv";
 
 /// The first nameserver of a resolv.conf, on port 53.
 fn upstream_of(resolv: &str) -> Option<SocketAddr> {
@@ -200,7 +209,7 @@ mod tests {
     #[test]
     fn options_need_an_address_and_say_what_is_wrong() {
         let o = parse_args(&args("--listen 10.0.0.1:53 --kubeconfig /etc/k8s/kubeconfig")).unwrap();
-        assert_eq!(o.kubectl, ["kubectl", "--kubeconfig=/etc/k8s/kubeconfig"]);
+        assert_eq!(o.kubectl[o.kubectl.len() - 2..], ["kubectl", "--kubeconfig=/etc/k8s/kubeconfig"]);
         assert_eq!(o.domain, "cluster.local");
         assert!(parse_args(&args("--domain x")).unwrap_err().contains("--listen"));
         assert!(parse_args(&args("--listen nope")).unwrap_err().contains("ip:port"));
