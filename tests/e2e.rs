@@ -1161,8 +1161,8 @@ fn k8s_host_gw_partition_cuts_routed_pod_traffic_and_reverts() {
 
 /// The lab is a closed world: a request from a node and from a pod to an unused address of the
 /// lab's own service range (no rule translates it) dies at the edge inside the node, where a
-/// counter shows it. (The counter is not zero before: kubelet's cloud detection reaches for the
-/// metadata address 169.254.169.254 at every start, and the edge stops that too.)
+/// counter shows it. (The cloud metadata address, which kubelet asks at every start, never gets
+/// this far: an unreachable route in the node fails it at once.)
 fn closed_world_and_probes_hold(lab: &str) {
     let node = format!("{lab}-master");
     let sh = |script: &str| {
@@ -1174,6 +1174,8 @@ fn closed_world_and_probes_hold(lab: &str) {
     let unused = "10.32.255.254";
     let used = sh("kubectl --kubeconfig /etc/k8s/kubeconfig get svc -A -o jsonpath='{.items[*].spec.clusterIP}'");
     assert!(!used.split_whitespace().any(|a| a == unused), "{unused} is in use: {used}");
+    // The metadata address fails at once (curl: 7, could not connect), not after a timeout (28).
+    assert_eq!(sh("curl -s --noproxy '*' -m 5 -o /dev/null http://169.254.169.254/; echo $?"), "7");
     let before = dropped();
     // From the node's own namespace.
     let rc = sh(&format!("curl -s --noproxy '*' -m 2 -o /dev/null http://{unused}/; echo $?"));

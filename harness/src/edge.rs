@@ -15,6 +15,13 @@ use futures_util::future::try_join_all;
 /// The chain in each node's mangle table.
 pub const CHAIN: &str = "CL-EDGE";
 
+/// The cloud metadata address. Cloud SDKs ask it first — kubelet's in-tree credential providers
+/// at every start — and wait out their timeouts when it is silently dropped (6.3 s of each
+/// kubelet start here). A lab node is in no cloud and says so at once: an `unreachable` route
+/// in the node's own table (EHOSTUNREACH for the node, ICMP host-unreachable for its pods), as a
+/// machine outside any cloud whose router has no such route would.
+pub const METADATA: &str = "169.254.169.254";
+
 /// The ranges a node may send to through its lab interface: the lab network (nodes, the
 /// gateway where a stray proxy fault publishes squid) and, on Kubernetes, the pod network
 /// (host-gw routes pods' packets to peers through the lab interface).
@@ -34,6 +41,7 @@ pub fn script(ip: &str, allowed: &[String]) -> String {
         "set -e\n\
          lab_if=$(ip -o -4 addr show | awk -v a={ip}/ 'index($4, a) == 1 {{print $2; exit}}')\n\
          [ -n \"$lab_if\" ] || {{ echo 'no interface holds {ip}' >&2; exit 3; }}\n\
+         ip route replace unreachable {METADATA}/32\n\
          if iptables -w 10 -t mangle -n -L {CHAIN} >/dev/null 2>&1; then exit 0; fi\n\
          iptables -w 10 -t mangle -N {CHAIN}\n"
     );
@@ -73,6 +81,7 @@ mod tests {
     fn edge_returns_lab_ranges_and_drops_the_rest_on_the_lab_interface() {
         let s = script("10.213.0.11", &["10.213.0.0/24".into(), "10.244.0.0/16".into()]);
         let lines: Vec<&str> = s.lines().filter(|l| l.starts_with("iptables -w 10 -t mangle -A") || l.contains("-I POSTROUTING")).collect();
+        assert!(s.contains("ip route replace unreachable 169.254.169.254/32\n"));
         assert_eq!(
             lines,
             [
