@@ -180,12 +180,13 @@ pub fn node_flags(spec: &KubeSpec, node: &str, ip: &str) -> Vec<(&'static str, S
         (
             "kubelet",
             // cgroupfs/no QoS cgroups/no allocatable enforcement: the node is a container on cgroup v1;
-            // swap may be on on the host.
+            // swap may be on on the host. --node-status-update-frequency=2s: a lab's cadence, not
+            // a fleet's (10 s): a node reports Ready ~2 s after its pod network is up, not ~10 s.
             format!(
                 "{b}/kubelet --kubeconfig={KUBECONFIG} --container-runtime=remote --container-runtime-endpoint=unix:///run/containerd/containerd.sock \
                  --fail-swap-on=false --cgroup-driver=cgroupfs --cgroups-per-qos=false --enforce-node-allocatable= \
                  --network-plugin=cni --cni-bin-dir=/usr/lib/cni --cni-conf-dir=/etc/cni/net.d --hostname-override={node} --node-ip={ip} \
-                 --cluster-dns={dns} --cluster-domain={CLUSTER_DOMAIN}",
+                 --cluster-dns={dns} --cluster-domain={CLUSTER_DOMAIN} --node-status-update-frequency=2s",
                 dns = dns_ip(&spec.service_cidr)
             ),
         ),
@@ -254,6 +255,18 @@ pub fn manifests(s: &Service, image: &str) -> String {
             "spec": svc_spec
         }),
     ])
+}
+
+/// The pod CIDR of the `i`th node: the `i`th /24 of the cluster's pod CIDR (the controller
+/// manager's `--node-cidr-mask-size=24`).
+pub fn node_pod_cidr(pod_cidr: &str, i: usize) -> String {
+    format!("{}/24", nth_host(pod_cidr, (i as u32) << 8))
+}
+
+/// The patch that gives the `i`th node its planned pod CIDR.
+pub fn pod_cidr_patch(pod_cidr: &str, i: usize) -> String {
+    let c = node_pod_cidr(pod_cidr, i);
+    serde_json::json!({ "spec": { "podCIDR": c, "podCIDRs": [c] } }).to_string()
 }
 
 /// The selector-less `kube-dns` Service at the cluster DNS's address (the `.10` of the service
@@ -463,7 +476,7 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
         .map(|_| ())
     }
 
-    /// node name -> pod CIDR, once the controller manager assigned one to every node.
+    /// node name -> pod CIDR, once every node has one.
     async fn pod_cidrs(&self) -> Result<Vec<(String, String)>, LabError> {
         let n = self.lab.plan.nodes.len();
         let start = Instant::now();
@@ -475,13 +488,29 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
                     &format!("{KCTL} get nodes -o jsonpath='{{range .items[*]}}{{.metadata.name}} {{.spec.podCIDR}}{{\"\\n\"}}{{end}}'"),
                 )
                 .await?;
-            let got: Vec<(String, String)> = out
-                .stdout
-                .lines()
-                .filter_map(|l| l.split_once(' '))
-                .filter(|(_, c)| c.contains('/'))
-                .map(|(a, b)| (a.to_string(), b.trim().to_string()))
+            let listed: Vec<(String, String)> =
+                out.stdout.lines().filter_map(|l| l.split_once(' ')).map(|(a, b)| (a.to_string(), b.trim().to_string())).collect();
+            // A node registered without a pod CIDR gets the one the plan gives it, at once: the
+            // controller manager's allocator lists nodes only after a fixed 10 s (its first poll
+            // waits one interval), then counts these as used. The same field it would set, set
+            // once, as Kubernetes allows.
+            let bare: Vec<String> = listed
+                .iter()
+                .filter(|(_, c)| !c.contains('/'))
+                .filter_map(|(name, _)| {
+                    let i = self.lab.plan.nodes.iter().position(|p| &p.name == name)?;
+                    Some(format!(
+                        "{KUBECTL_DIRECT} patch node {} -p {} >/dev/null",
+                        shq(name),
+                        shq(&pod_cidr_patch(&self.spec.pod_cidr, i))
+                    ))
+                })
                 .collect();
+            if !bare.is_empty() {
+                // Best effort: the allocator may have been first (then the patch is refused).
+                self.lab.sh_raw(&self.master(), &bare.join("; ")).await?;
+            }
+            let got: Vec<(String, String)> = listed.into_iter().filter(|(_, c)| c.contains('/')).collect();
             if got.len() == n {
                 return Ok(got);
             }
@@ -1076,6 +1105,15 @@ mod tests {
         svc.endpoint_mode = EndpointMode::Dnsrr;
         let v: serde_json::Value = serde_json::from_str(&manifests(&svc, "clusterlab/web:abc")).unwrap();
         assert_eq!(v["items"][1]["spec"]["clusterIP"], "None");
+    }
+
+    #[test]
+    fn nodes_get_the_planned_pod_cidrs_in_order() {
+        assert_eq!(node_pod_cidr("10.244.0.0/16", 0), "10.244.0.0/24");
+        assert_eq!(node_pod_cidr("10.244.0.0/16", 11), "10.244.11.0/24");
+        let v: serde_json::Value = serde_json::from_str(&pod_cidr_patch("10.244.0.0/16", 1)).unwrap();
+        assert_eq!(v["spec"]["podCIDR"], "10.244.1.0/24");
+        assert_eq!(v["spec"]["podCIDRs"][0], "10.244.1.0/24");
     }
 
     #[test]
