@@ -50,10 +50,13 @@ fi
 nodes=$(docker ps --filter "label=io.clusterlab.lab=$lab" --filter label=io.clusterlab.node --format '{{.Names}}')
 [ -n "$nodes" ] || { echo "no running lab $lab" >&2; exit 1; }
 log "loading the images into containerd on: $(echo $nodes)"
+pids=""
 for n in $nodes; do
   docker save "$AGNHOST" "$JESSIE" "$BUSYBOX" | docker exec -i "$n" ctr -n k8s.io images import - >/dev/null &
+  pids="$pids $!"
 done
-wait
+# Each import waited for on its own: a bare `wait` would say 0 even if one failed.
+for p in $pids; do wait "$p" || { echo "importing the suite's images into a node failed" >&2; exit 1; }; done
 rm -rf "$OUT"; mkdir -p "$OUT"
 "$bin" kubeconfig "$lab" > "$OUT/kubeconfig"
 log "running Kubernetes' e2e suite: focus '$FOCUS', $NODES parallel nodes"
@@ -61,7 +64,9 @@ set +e
 # --provider=skeleton: no cloud; the suite's kubectl calls use the host's kubectl with this
 # kubeconfig. --disable-log-dump, --dump-logs-on-failure=false: its log dumps need a cloud
 # provider's scripts; the lab's logs are in its nodes (/var/log/clusterlab).
-"$suite/ginkgo" -nodes="$NODES" -noColor -succinct "$suite/e2e.test" -- \
+# Bounded: the whole set takes ~3 min here; 30 min means something hangs (ginkgo's own default
+# is 24 h).
+timeout 30m "$suite/ginkgo" -nodes="$NODES" -noColor -succinct "$suite/e2e.test" -- \
   --kubeconfig="$OUT/kubeconfig" --provider=skeleton --report-dir="$OUT" \
   --ginkgo.focus="$FOCUS" ${SKIP:+--ginkgo.skip="$SKIP"} --disable-log-dump --dump-logs-on-failure=false \
   > "$OUT/e2e.log" 2>&1

@@ -16,10 +16,11 @@ ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 ask() { dig +short +time=1 +tries=1 @"$dns" "$1.default.svc.cluster.local"; }
 for i in $(seq 1 "$0"); do
   n=latency-probe-$i
+  # Each wait is bounded: 10 s without the change is a failure, not a long number.
   $K create service clusterip "$n" --tcp=80 >/dev/null; t=$(date +%s%N)
-  until [ -n "$(ask "$n")" ]; do sleep 0.02; done; add=$(ms "$t")
+  until [ -n "$(ask "$n")" ]; do [ "$(ms "$t")" -lt 10000 ] || { echo "$n did not resolve within 10 s" >&2; exit 1; }; sleep 0.02; done; add=$(ms "$t")
   $K delete service "$n" >/dev/null; t=$(date +%s%N)
-  until [ -z "$(ask "$n")" ]; do sleep 0.02; done; del=$(ms "$t")
+  until [ -z "$(ask "$n")" ]; do [ "$(ms "$t")" -lt 10000 ] || { echo "$n still resolves 10 s after its delete" >&2; exit 1; }; sleep 0.02; done; del=$(ms "$t")
   echo "round $i: name answers $add ms after create, gone $del ms after delete"
 done'
 out=$(./target/debug/clusterlab exec "$lab" master -- bash -c "$script" "$rounds")

@@ -273,7 +273,7 @@ pub fn pod_cidr_patch(pod_cidr: &str, i: usize) -> String {
 /// CIDR), whose one endpoint is the DNS server on the master: pods reach it through kube-proxy,
 /// as they reach any Service, and a stopped server is a Service without an answer.
 pub fn dns_service(service_cidr: &str, master_ip: &str) -> String {
-    let labels = serde_json::json!({ "k8s-app": "kube-dns", "io.clusterlab/component": crate::model::CLUSTER_DNS });
+    let labels = serde_json::json!({ "k8s-app": "kube-dns", "io.clusterlab/component": CLUSTER_DNS });
     let ports = [("dns", "UDP"), ("dns-tcp", "TCP")];
     list(vec![
         serde_json::json!({
@@ -438,9 +438,7 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
     async fn cluster_dns(&self) -> Result<(), LabError> {
         let m = self.master();
         let ip = self.lab.node_ip(&m);
-        // A new file moved over the old: a second `up` never writes into a running binary.
-        let copy = format!("mkdir -p /usr/local/bin && cat > {DNS_PATH}.new && chmod 755 {DNS_PATH}.new && mv {DNS_PATH}.new {DNS_PATH}");
-        self.lab.sh_in(&m, "installing the cluster DNS", &copy, Some(bytes::Bytes::from_static(DNS_SERVER))).await?;
+        self.lab.install_program(&m, "installing the cluster DNS", DNS_PATH, DNS_SERVER).await?;
         let cmd = format!("{DNS_PATH} --listen {ip}:53 --domain {CLUSTER_DOMAIN} --kubeconfig {KUBECONFIG}");
         self.supervise(&m, CLUSTER_DNS, &cmd).await?;
         self.lab

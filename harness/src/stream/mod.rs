@@ -35,12 +35,11 @@ pub fn now_ms() -> f64 {
 
 /// Copy the agent into every node (the same bytes, a few MB, before the first stream).
 pub async fn install_agent(lab: &Lab) -> Result<(), LabError> {
-    let script =
-        format!("mkdir -p /usr/local/bin && cat > {AGENT_PATH}.new && chmod 755 {AGENT_PATH}.new && mv {AGENT_PATH}.new {AGENT_PATH}");
-    futures_util::future::try_join_all(lab.node_names().into_iter().map(|n| {
-        let script = &script;
-        async move { lab.sh_in(&n, "installing the traffic agent", script, Some(bytes::Bytes::from_static(AGENT))).await }
-    }))
+    futures_util::future::try_join_all(
+        lab.node_names()
+            .into_iter()
+            .map(|n| async move { lab.install_program(&n, "installing the traffic agent", AGENT_PATH, AGENT).await }),
+    )
     .await
     .map(|_| ())
 }
