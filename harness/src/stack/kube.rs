@@ -149,7 +149,15 @@ pub fn kubeconfig(master_ip: &str, ca_b64: &str) -> String {
 pub fn control_plane_flags(spec: &KubeSpec, ip: &str) -> Vec<(&'static str, String)> {
     let b = BUNDLE_MOUNT;
     vec![
-        ("etcd", "etcd --data-dir /var/lib/etcd --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379".to_string()),
+        // One member: its first election is all the wait before it serves, and with the default
+        // timing (heartbeat 100 ms, election 1 s) that was ~1 s of every start; with no peer to
+        // lose, a 100 ms election timeout changes nothing else.
+        (
+            "etcd",
+            "etcd --data-dir /var/lib/etcd --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+             --heartbeat-interval=20 --election-timeout=100"
+                .to_string(),
+        ),
         (
             "kube-apiserver",
             format!(
@@ -163,9 +171,13 @@ pub fn control_plane_flags(spec: &KubeSpec, ip: &str) -> Vec<(&'static str, Stri
         ),
         (
             "kube-controller-manager",
+            // No --allocate-node-cidrs: the plan allocates pod CIDRs (set on each node as it
+            // registers). With it, the node IPAM controller's start blocks 10 s (its allocator
+            // lists nodes after one poll interval), and every controller after it in the start
+            // order waits: service accounts, deployments, replica sets came 10 s late.
             format!(
                 "{b}/kube-controller-manager --kubeconfig={KUBECONFIG} --service-account-private-key-file=/etc/k8s/sa.key \
-                 --root-ca-file=/etc/k8s/ca.crt --allocate-node-cidrs --cluster-cidr={} --node-cidr-mask-size=24 --service-cluster-ip-range={}",
+                 --root-ca-file=/etc/k8s/ca.crt --cluster-cidr={} --service-cluster-ip-range={}",
                 spec.pod_cidr, spec.service_cidr
             ),
         ),
@@ -400,11 +412,13 @@ impl<'a> Kube<'a> {
         let svc_ip = first_host(&self.spec.service_cidr);
         // The lab's CA, the API server's serving certificate (node IP, the `kubernetes` service IP,
         // loopback) and the service-account key pair; kept when they exist (up twice is safe).
+        // P-256 keys, which Kubernetes takes everywhere RSA goes: the three take ~30 ms in a
+        // node, three RSA-2048 keys 0.7-0.85 s.
         let certs = format!(
             "set -e; mkdir -p /etc/k8s; cd /etc/k8s; [ -f apiserver.crt ] && exit 0
-openssl genrsa -out sa.key 2048 2>/dev/null; openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
-openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 7 -subj /CN=clusterlab-ca 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj /CN=kube-apiserver 2>/dev/null
+openssl ecparam -name prime256v1 -genkey -noout -out sa.key; openssl ec -in sa.key -pubout -out sa.pub 2>/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt -days 7 -subj /CN=clusterlab-ca 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout apiserver.key -out apiserver.csr -subj /CN=kube-apiserver 2>/dev/null
 printf 'subjectAltName=IP:{ip},IP:{svc_ip},IP:127.0.0.1,DNS:kubernetes,DNS:kubernetes.default' > san.ext
 openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 7 -extfile san.ext 2>/dev/null
 echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
@@ -474,9 +488,18 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
         .map(|_| ())
     }
 
-    /// node name -> pod CIDR, once every node has one.
-    async fn pod_cidrs(&self) -> Result<Vec<(String, String)>, LabError> {
-        let n = self.lab.plan.nodes.len();
+    /// node name -> pod CIDR as the plan gives it: the `i`th node the `i`th /24. The plan is
+    /// known before a container starts, so the pod network needs no API to be set up.
+    fn planned_pod_cidrs(&self) -> Vec<(String, String)> {
+        self.lab.plan.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), node_pod_cidr(&self.spec.pod_cidr, i))).collect()
+    }
+
+    /// Give each node its planned pod CIDR as it registers, until every node is registered with
+    /// it: the field the controller manager's allocator would set (it is off, see
+    /// `control_plane_flags`), set once, as Kubernetes allows. A node that holds another CIDR
+    /// is an error: its pods would get addresses no route leads to.
+    async fn register_pod_cidrs(&self, planned: &[(String, String)]) -> Result<(), LabError> {
+        let n = planned.len();
         let start = Instant::now();
         loop {
             let out = self
@@ -488,29 +511,37 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
                 .await?;
             let listed: Vec<(String, String)> =
                 out.stdout.lines().filter_map(|l| l.split_once(' ')).map(|(a, b)| (a.to_string(), b.trim().to_string())).collect();
-            // A node registered without a pod CIDR gets the one the plan gives it, at once: the
-            // controller manager's allocator lists nodes only after a fixed 10 s (its first poll
-            // waits one interval), then counts these as used. The same field it would set, set
-            // once, as Kubernetes allows.
             let bare: Vec<String> = listed
                 .iter()
                 .filter(|(_, c)| !c.contains('/'))
                 .filter_map(|(name, _)| {
                     let i = self.lab.plan.nodes.iter().position(|p| &p.name == name)?;
-                    Some(format!(
-                        "{KUBECTL_DIRECT} patch node {} -p {} >/dev/null",
-                        shq(name),
-                        shq(&pod_cidr_patch(&self.spec.pod_cidr, i))
-                    ))
+                    Some(format!("{KCTL} patch node {} -p {} >/dev/null", shq(name), shq(&pod_cidr_patch(&self.spec.pod_cidr, i))))
                 })
                 .collect();
             if !bare.is_empty() {
-                // Best effort: the allocator may have been first (then the patch is refused).
+                // Best effort: the allocator may have been first (then the patch is refused and
+                // the check below names the node).
                 self.lab.sh_raw(&self.master(), &bare.join("; ")).await?;
             }
-            let got: Vec<(String, String)> = listed.into_iter().filter(|(_, c)| c.contains('/')).collect();
-            if got.len() == n {
-                return Ok(got);
+            let mut done = 0;
+            for (name, c) in listed.iter().filter(|(_, c)| c.contains('/')) {
+                match planned.iter().find(|(p, _)| p == name) {
+                    Some((_, want)) if want == c => done += 1,
+                    Some((_, want)) => {
+                        return Err(LabError::Command {
+                            what: "giving nodes their pod CIDRs".into(),
+                            node: self.master(),
+                            cmd: format!("kubectl patch node {name}"),
+                            code: 1,
+                            tail: format!("node {name} holds pod CIDR {c}, the plan (and its pod network) gives it {want}"),
+                        })
+                    }
+                    None => {}
+                }
+            }
+            if done == n {
+                return Ok(());
             }
             if start.elapsed() > Duration::from_secs(120) {
                 let log = self
@@ -524,10 +555,10 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
                     node: self.master(),
                     cmd: "kubectl get nodes".into(),
                     code: 1,
-                    tail: format!("{} of {n} nodes registered with a pod CIDR\n{}", got.len(), tail(&log, 12)),
+                    tail: format!("{done} of {n} nodes registered with their pod CIDR\n{}", tail(&log, 12)),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
@@ -630,7 +661,7 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
             .collect())
     }
 
-    async fn start_client_pods(&self) -> Result<(), LabError> {
+    async fn deploy_client_pods(&self) -> Result<(), LabError> {
         self.lab
             .sh_in(
                 &self.master(),
@@ -638,7 +669,11 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
                 &format!("{KCTL} apply -f -"),
                 Some(probe_daemonset(&self.lab.probe_image()).into()),
             )
-            .await?;
+            .await
+            .map(|_| ())
+    }
+
+    async fn wait_client_pods(&self) -> Result<(), LabError> {
         let start = Instant::now();
         while self.client_pods().await?.len() < self.lab.plan.nodes.len() {
             if start.elapsed() > CONVERGE_TIMEOUT {
@@ -648,9 +683,17 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
                     detail: "client pods not running on every node".into(),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         Ok(())
+    }
+
+    /// Workloads can be created once the namespace's `default` ServiceAccount exists (the
+    /// admission plugin refuses pods without it; the controller manager creates it at start):
+    /// the scheduler then places them as nodes become Ready, instead of after.
+    async fn wait_service_account(&self) -> Result<(), LabError> {
+        let cond = format!("{KCTL} get serviceaccount default >/dev/null 2>&1");
+        self.until(&self.master(), "waiting for the default service account", &cond, 60, "kube-controller-manager").await
     }
 
     /// Make `<service>-pinned` lead to `target` alone and wait until kube-proxy on the bench's
@@ -864,32 +907,52 @@ impl Stack for Kube<'_> {
     }
 
     async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
-        self.control_plane().await?;
-        progress(format!("control plane up on {}", self.master()));
-        self.cluster_dns().await?;
-        self.node_components().await?;
-        let cidrs = self.pod_cidrs().await?;
-        self.pod_network(&cidrs).await?;
+        // The plan gives every node its pod CIDR, so the pod network (CNI config, VXLAN device,
+        // routes) is in place while the control plane starts: kubelet finds it at its start.
+        let planned = self.planned_pod_cidrs();
+        let (cp, net) = tokio::join!(self.control_plane(), self.pod_network(&planned));
+        net?;
         let backend = match self.spec.backend {
             Backend::Vxlan => format!("vxlan, UDP {}", self.spec.vxlan_port),
             Backend::HostGw => "host-gw".into(),
         };
-        progress(format!("pod network ({backend}): {}", cidrs.iter().map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(", ")));
-        self.wait_ready().await?;
-        progress(format!("{} nodes Ready", self.lab.plan.nodes.len()));
-        self.wait_dns().await?;
-        progress(format!("cluster DNS answers at {} ({CLUSTER_DOMAIN})", dns_ip(&self.spec.service_cidr)));
+        progress(format!("pod network ({backend}): {}", planned.iter().map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(", ")));
+        cp?;
+        progress(format!("control plane up on {}", self.master()));
+        self.node_components().await?;
+        let sc = &self.lab.scenario;
+        let pod_clients = sc.steps.iter().any(|st| matches!(st, crate::model::Step::Check(c) if c.client == ClientKind::Pod))
+            || sc.streams.iter().any(|s| s.client == ClientKind::Pod);
+        // While the nodes register (each given its pod CIDR) and become Ready, the cluster DNS
+        // starts and the controller manager makes the namespace's service account.
+        let nodes = async {
+            self.register_pod_cidrs(&planned).await?;
+            self.wait_ready().await
+        };
+        let dns = async {
+            self.cluster_dns().await?;
+            self.wait_service_account().await
+        };
+        let (ready, dns) = tokio::join!(nodes, dns);
+        ready?;
+        progress(format!("{} nodes Ready with their pod CIDRs", planned.len()));
+        dns?;
+        // Workloads after the nodes are Ready, so the scheduler spreads them over every node
+        // (a pod created earlier lands on the first Ready node); their pods start while the
+        // cluster DNS's Service gets its rules.
         for s in &self.lab.scenario.services {
             let image = self.lab.workload(&s.image);
             self.lab
                 .sh_in(&self.master(), &format!("deploying {}", s.name), &format!("{KCTL} apply -f -"), Some(manifests(s, &image).into()))
                 .await?;
         }
-        let sc = &self.lab.scenario;
-        let pod_clients = sc.steps.iter().any(|st| matches!(st, crate::model::Step::Check(c) if c.client == ClientKind::Pod))
-            || sc.streams.iter().any(|s| s.client == ClientKind::Pod);
         if pod_clients {
-            self.start_client_pods().await?;
+            self.deploy_client_pods().await?;
+        }
+        self.wait_dns().await?;
+        progress(format!("cluster DNS answers at {} ({CLUSTER_DOMAIN})", dns_ip(&self.spec.service_cidr)));
+        if pod_clients {
+            self.wait_client_pods().await?;
             progress("a client pod runs on every node".into());
         }
         for s in &self.lab.scenario.services {
