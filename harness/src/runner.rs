@@ -76,6 +76,30 @@ impl Runner<'_> {
         }
     }
 
+    /// A step with detail lines whose sub-steps are also timed (`log`): the phases go to the
+    /// report and follow the detail lines on the terminal.
+    async fn step_timed<T, F>(&mut self, title: &str, code: i32, log: &PhaseLog, f: F) -> Result<T, Abort>
+    where
+        F: std::future::Future<Output = Result<(T, Vec<String>), LabError>>,
+    {
+        self.emit(Event::StepStart { title: title.to_string() });
+        let r = f.await;
+        let secs = log.start.elapsed().as_secs_f64();
+        let phases = log.marks.lock().map(|m| m.clone()).unwrap_or_default();
+        let timed = phases.iter().map(|p| format!("{} · {:.1} s", p.what, p.at_secs));
+        match r {
+            Ok((v, detail)) => {
+                let detail = detail.into_iter().chain(timed).collect();
+                self.emit(Event::StepEnd(StepRecord { title: title.to_string(), ok: true, secs, detail, phases }));
+                Ok(v)
+            }
+            Err(e) => {
+                self.emit(Event::StepEnd(StepRecord { title: title.to_string(), ok: false, secs, detail: timed.collect(), phases }));
+                Err(Abort(code, e))
+            }
+        }
+    }
+
     /// Run a long step whose progress lines are its phases: each line shown with when it came
     /// (`swarm formed · 2.1 s`), and the phases in the report — also when the step fails, up to
     /// where it got, so a slow or broken install says which phase it was in.
@@ -184,12 +208,18 @@ async fn create_nodes(
     let n = s.nodes.len();
     let boot = node_boot(s).map_err(|e| Abort(exit::HOST, e))?;
     let title = format!("Preparing nodes\t{}", "📦".repeat(n));
-    r.step(&title, exit::HOST, async {
+    let log = PhaseLog::new();
+    r.step_timed(&title, exit::HOST, &log, async {
         let plan = create_network(engine, s, lab_name, run_id, owner).await?;
         // First, before any node: from here on, a SIGKILL of this process leaves nothing behind.
-        let reaper = crate::reaper::watch(engine, &plan, &node_image).await?;
-        let mode = engine.detect_nested_mode(&node_image, plan.labels(None)).await?;
+        // Whether the engine grants --privileged is asked meanwhile (a throwaway container).
+        let (reaper, mode) = futures_util::try_join!(
+            crate::reaper::watch(engine, &plan, &node_image),
+            engine.detect_nested_mode(&node_image, plan.labels(None))
+        )?;
+        log.mark("network, reaper".into());
         futures_util::future::try_join_all(plan.nodes.iter().map(|node| engine.create_node(&plan, node, &node_image, mode, &boot))).await?;
+        log.mark("nodes started".into());
         let why = match mode {
             NestedMode::Privileged => "privileged",
             NestedMode::CapSet => "cap set: --privileged is refused on this host",
@@ -197,6 +227,7 @@ async fn create_nodes(
         let lab = Lab { engine: engine.clone(), plan, scenario: s.clone(), base: base.clone() };
         host_shielded(&lab).await?;
         crate::edge::seal(&lab).await?;
+        log.mark("nodes shielded and sealed".into());
         let mut lines = vec![
             format!("{n} nodes on {} ({why})", lab.plan.subnet),
             "host kernel settings read-only inside every node".into(),
@@ -240,7 +271,11 @@ async fn install(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>) -> Result<
         }
     }
     let log = PhaseLog::new();
-    r.step_phased("Loading images into nodes\t🚚", exit::STACK, &log, stack.prepare(&workload, &mut |l| log.mark(l))).await?;
+    let title = match lab.scenario.stack {
+        StackKind::Swarm => "Loading images, forming the swarm\t🚚",
+        StackKind::Kubernetes => "Loading images into nodes\t🚚",
+    };
+    r.step_phased(title, exit::STACK, &log, stack.prepare(&workload, &mut |l| log.mark(l))).await?;
     let title = match lab.scenario.stack {
         StackKind::Swarm => "Starting swarm\t🐳",
         StackKind::Kubernetes => "Starting Kubernetes\t☸",

@@ -24,11 +24,13 @@ pub struct Swarm<'a> {
     /// The last listing of each (service, node): a paused node (stop-node fault) cannot be asked,
     /// and its replicas are still there, frozen.
     seen: std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
+    /// Set once every node is in the swarm.
+    formed: std::sync::OnceLock<()>,
 }
 
 impl<'a> Swarm<'a> {
     pub fn new(lab: &'a Lab) -> Swarm<'a> {
-        Swarm { lab, ipvs: std::sync::OnceLock::new(), seen: Default::default() }
+        Swarm { lab, ipvs: std::sync::OnceLock::new(), seen: Default::default(), formed: std::sync::OnceLock::new() }
     }
 }
 
@@ -56,13 +58,13 @@ impl Swarm<'_> {
     pub async fn load_images(&self, images: &[String]) -> Result<(), LabError> {
         for image in images {
             let host_id = self.lab.engine.image_id(image).await.ok_or_else(|| LabError::ImageMissing { image: image.clone() })?;
-            let mut need = Vec::new();
-            for n in &self.lab.plan.nodes {
+            let host_id = &host_id;
+            let held = try_join_all(self.lab.plan.nodes.iter().map(|n| async move {
                 let have = self.lab.sh_raw(&n.name, &format!("docker image inspect -f '{{{{.Id}}}}' {} 2>/dev/null", shq(image))).await?;
-                if have.stdout.trim() != host_id {
-                    need.push(n.name.clone());
-                }
-            }
+                Ok::<_, LabError>((n.name.clone(), have.stdout.trim() == host_id.as_str()))
+            }))
+            .await?;
+            let need: Vec<String> = held.into_iter().filter(|(_, has)| !has).map(|(n, _)| n).collect();
             if need.is_empty() {
                 continue;
             }
@@ -92,7 +94,7 @@ impl Swarm<'_> {
                     .map(|o| o.stdout.trim().to_string())
             }
         };
-        let (worker_token, manager_token) = (token("worker").await?, token("manager").await?);
+        let (worker_token, manager_token) = futures_util::try_join!(token("worker"), token("manager"))?;
         try_join_all(self.lab.plan.nodes.iter().filter(|n| n.name != leader.name).map(|n| {
             let tok = if n.role == Role::Manager { manager_token.clone() } else { worker_token.clone() };
             let addr = format!("{}:2377", leader.ip);
@@ -108,6 +110,7 @@ impl Swarm<'_> {
             }
         }))
         .await?;
+        let _ = self.formed.set(());
         Ok(())
     }
 
@@ -215,7 +218,15 @@ impl Stack for Swarm<'_> {
     async fn prepare(&self, images: &[String], progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
         self.wait_engines().await?;
         progress("node engines answer".into());
-        self.load_images(images).await?;
+        // Forming the swarm needs no image: the leader's init and the joins run while the
+        // images stream into the nodes (the engines do both at once), not after.
+        let (loaded, formed) = tokio::join!(self.load_images(images), async {
+            self.learn().await?;
+            self.init_and_join().await
+        });
+        formed?;
+        progress("swarm formed".into());
+        loaded?;
         progress(format!("loaded {}", images.join(", ")));
         Ok(())
     }
@@ -228,16 +239,30 @@ impl Stack for Swarm<'_> {
     }
 
     async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
-        self.learn().await?;
-        self.init_and_join().await?;
-        progress("swarm formed".into());
+        // The swarm formed while the images loaded (prepare); a stack installed without that
+        // step forms it here.
+        if self.formed.get().is_none() {
+            self.learn().await?;
+            self.init_and_join().await?;
+        }
         self.create_networks().await?;
         self.create_services().await?;
-        self.start_probes().await?;
-        for s in &self.lab.scenario.services {
-            let rs = self.converge(&s.name, s.replicas).await?;
-            progress(format!("service {} converged: {}", s.name, placement(&rs)));
+        progress("services created".into());
+        // The probes attach to the overlays while the tasks start: both wait on the managers'
+        // allocation and the nodes' overlay sandboxes, so in parallel they share the wait.
+        let converged = async {
+            let mut out = Vec::new();
+            for s in &self.lab.scenario.services {
+                out.push((s.name.clone(), self.converge(&s.name, s.replicas).await?));
+            }
+            Ok::<_, LabError>(out)
+        };
+        let (probes, converged) = tokio::join!(self.start_probes(), converged);
+        for (name, rs) in converged? {
+            progress(format!("service {name} converged: {}", placement(&rs)));
         }
+        probes?;
+        progress("probes started".into());
         Ok(())
     }
 
