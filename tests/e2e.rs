@@ -15,8 +15,27 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// A test's turn at the engine: held while its labs run; when it ends, the test's wall time is
+/// appended to `target/e2e-times.tsv` (name, seconds, passed), the suite's timing table.
+struct Turn {
+    _lock: MutexGuard<'static, ()>,
+    start: Instant,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let name = std::thread::current().name().unwrap_or("?").to_string();
+        let line =
+            format!("{name}\t{:.1}\t{}\n", self.start.elapsed().as_secs_f64(), if std::thread::panicking() { "failed" } else { "passed" });
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(root().join("target/e2e-times.tsv")) {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
 /// One lab at a time; images built once, before the first lab.
-fn serial() -> MutexGuard<'static, ()> {
+fn serial() -> Turn {
     static LOCK: Mutex<()> = Mutex::new(());
     static IMAGES: OnceLock<()> = OnceLock::new();
     let g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -24,7 +43,7 @@ fn serial() -> MutexGuard<'static, ()> {
         let o = Command::new(bin()).args(["images", "build"]).output().expect("run clusterlab images build");
         assert!(o.status.success(), "images build failed:\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     });
-    g
+    Turn { _lock: g, start: Instant::now() }
 }
 
 fn clusterlab(args: &[&str]) -> Output {

@@ -5,6 +5,7 @@
 //! medians. Gates on those ratios fail the run. Measuring lives in `measure`; this is the math.
 
 mod measure;
+pub mod scale;
 
 pub use measure::{parse_iperf, run_bench};
 

@@ -405,6 +405,20 @@ impl Engine {
         }
     }
 
+    /// A container's memory in use, in bytes, as `docker stats` counts it: the cgroup's usage
+    /// less its inactive page cache (files read once, which the kernel drops first).
+    pub async fn memory_in_use(&self, container: &str) -> Result<u64, LabError> {
+        let opts = qp::StatsOptionsBuilder::default().stream(false).one_shot(true).build();
+        let err = |message: String| LabError::Inspect { container: container.into(), message };
+        let stats = self.docker.stats(container, Some(opts)).next().await.ok_or_else(|| err("no stats".into()))?;
+        let mem = stats.map_err(|e| err(e.to_string()))?.memory_stats.ok_or_else(|| err("no memory stats".into()))?;
+        let usage = mem.usage.ok_or_else(|| err("no memory usage (is it running?)".into()))?;
+        // cgroup v1 names it total_inactive_file, v2 inactive_file.
+        let inactive =
+            mem.stats.as_ref().and_then(|m| m.get("total_inactive_file").or_else(|| m.get("inactive_file")).copied()).unwrap_or(0);
+        Ok(usage.saturating_sub(inactive))
+    }
+
     /// The image's content id on the host engine (None when absent).
     pub async fn image_id(&self, image: &str) -> Option<String> {
         self.docker.inspect_image(image).await.ok().and_then(|i| i.id)

@@ -361,3 +361,106 @@ pub fn html_report(reports: &[RunReport]) -> String {
     h.push_str("</body></html>\n");
     h
 }
+
+/// The scale curve as one self-contained page: `up` and teardown seconds against nodes, a line
+/// per stack (and, dashed, the line through each stack's two smallest labs: linear growth), then
+/// the table of every lab.
+pub fn scale_page(points: &[crate::bench::scale::ScalePoint]) -> String {
+    let mut h =
+        format!("<!doctype html><html><head><meta charset=\"utf-8\"><title>clusterlab scale</title><style>{STYLE}</style></head><body>");
+    h.push_str("<h1>Labs by size: bring-up, teardown, idle memory</h1>");
+    h.push_str(&scale_svg(points));
+    h.push_str("<table><tr><th>stack</th><th>nodes</th><th>up (s)</th><th>down (s)</th><th>down/up</th><th>memory per node (MiB)</th><th>check</th></tr>");
+    for p in points {
+        let mem = p.memory_mib.iter().map(|(n, m)| format!("{}&nbsp;{m:.0}", esc(n))).collect::<Vec<_>>().join(", ");
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.2}</td><td>{mem}</td><td class=\"{}\">{}</td></tr>",
+            esc(&p.stack),
+            p.nodes,
+            p.up_secs,
+            p.down_secs,
+            p.down_secs / p.up_secs.max(0.001),
+            if p.passed { "ok" } else { "wrong" },
+            esc(&p.check)
+        ));
+    }
+    h.push_str("</table></body></html>\n");
+    h
+}
+
+/// Seconds against nodes: for each stack, `up` (solid), teardown (thin) and linear growth from
+/// its two smallest labs (dashed).
+pub fn scale_svg(points: &[crate::bench::scale::ScalePoint]) -> String {
+    let (left, top, w, hgt) = (60.0, 20.0, 640.0, 300.0);
+    let max_n = points.iter().map(|p| p.nodes).max().unwrap_or(1).max(2) as f64;
+    let max_s = points.iter().map(|p| p.up_secs).fold(1.0_f64, f64::max) * 1.1;
+    let x = |n: f64| left + n / max_n * w;
+    let y = |s: f64| top + hgt - (s / max_s).min(1.0) * hgt;
+    let mut s = format!(
+        "<svg class=\"scale\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" role=\"img\" aria-label=\"seconds against nodes\">",
+        left + w + 160.0,
+        top + hgt + 40.0
+    );
+    s.push_str(&format!(
+        "<rect x=\"{left}\" y=\"{top}\" width=\"{w}\" height=\"{hgt}\" fill=\"none\" stroke=\"#ccc\"/><text x=\"0\" y=\"{}\" font-size=\"11\">{max_s:.0} s</text><text x=\"0\" y=\"{}\" font-size=\"11\">0</text><text x=\"{}\" y=\"{}\" font-size=\"11\">nodes</text>",
+        top + 10.0,
+        top + hgt,
+        left + w / 2.0,
+        top + hgt + 32.0
+    ));
+    let mut ticks: Vec<usize> = points.iter().map(|p| p.nodes).collect();
+    ticks.sort();
+    ticks.dedup();
+    for n in ticks {
+        s.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{n}</text>",
+            x(n as f64),
+            top + hgt + 16.0
+        ));
+    }
+    for (i, (stack, colour)) in [("swarm", "#1976d2"), ("kubernetes", "#c62828")].into_iter().enumerate() {
+        let mut ps: Vec<&crate::bench::scale::ScalePoint> = points.iter().filter(|p| p.stack == stack).collect();
+        if ps.is_empty() {
+            continue;
+        }
+        ps.sort_by_key(|p| p.nodes);
+        let line = |f: &dyn Fn(&crate::bench::scale::ScalePoint) -> f64| {
+            ps.iter().map(|p| format!("{:.1},{:.1}", x(p.nodes as f64), y(f(p)))).collect::<Vec<_>>().join(" ")
+        };
+        s.push_str(&format!(
+            "<polyline class=\"up\" points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2.5\"/>",
+            line(&|p| p.up_secs)
+        ));
+        s.push_str(&format!(
+            "<polyline class=\"down\" points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1\"/>",
+            line(&|p| p.down_secs)
+        ));
+        let lin: Vec<String> = crate::bench::scale::growth(points, stack)
+            .iter()
+            .filter_map(|(n, _, l)| l.map(|l| format!("{:.1},{:.1}", x(*n as f64), y(l))))
+            .collect();
+        if lin.len() > 1 {
+            s.push_str(&format!(
+                "<polyline class=\"linear\" points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-dasharray=\"4 4\"/>",
+                lin.join(" ")
+            ));
+        }
+        for p in &ps {
+            s.push_str(&format!(
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"{colour}\"><title>{stack} {} nodes: up {:.1} s, down {:.1} s</title></circle>",
+                x(p.nodes as f64),
+                y(p.up_secs),
+                p.nodes,
+                p.up_secs,
+                p.down_secs
+            ));
+        }
+        s.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"{colour}\">{stack}: up (thick), down (thin), linear (dashed)</text>",
+            left + w + 8.0,
+            top + 14.0 + i as f64 * 18.0
+        ));
+    }
+    s.push_str("</svg>");
+    s
+}

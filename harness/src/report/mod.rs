@@ -5,7 +5,7 @@ mod html;
 mod junit;
 mod terminal;
 
-pub use html::{bench_svg, html_report, stream_svg};
+pub use html::{bench_svg, html_report, scale_page, scale_svg, stream_svg};
 pub use junit::junit_xml;
 pub use terminal::{stream_text, Terminal};
 

@@ -224,3 +224,30 @@ fn readme_sample_run_is_the_terminal_output_of_a_recorded_run() {
     assert!(rendered.contains("Stream manager-to-replicas") && rendered.contains("5/5 gates hold"));
     assert!(rendered.contains("Result: 5 passed, 0 failed"));
 }
+
+/// The scale page: a curve per stack (up thick, down thin, linear dashed once a stack has two
+/// sizes), a point per lab, and a table row per lab with its check coloured by its result.
+#[test]
+fn scale_page_draws_a_curve_per_stack_and_a_row_per_lab() {
+    use crate::bench::scale::ScalePoint;
+    let p = |stack: &str, nodes: usize, up: f64, passed: bool| ScalePoint {
+        stack: stack.into(),
+        nodes,
+        up_secs: up,
+        down_secs: up / 5.0,
+        steps: vec![],
+        memory_mib: vec![("manager".into(), 120.0)],
+        check: if passed { "9/9 requests answered".into() } else { "4/9 requests answered".into() },
+        passed,
+    };
+    let points = vec![p("swarm", 1, 5.0, true), p("swarm", 3, 8.0, true), p("kubernetes", 1, 10.0, false)];
+    let svg = scale_svg(&points);
+    assert_eq!(svg.matches("class=\"up\"").count(), 2);
+    assert_eq!(svg.matches("class=\"down\"").count(), 2);
+    assert_eq!(svg.matches("class=\"linear\"").count(), 1, "only swarm has two sizes");
+    assert_eq!(svg.matches("<circle").count(), 3);
+    let page = scale_page(&points);
+    assert_eq!(page.matches("<tr><td>").count(), 3);
+    assert!(page.contains("<td class=\"wrong\">4/9 requests answered</td>"), "{page}");
+    assert!(page.contains("manager&nbsp;120"));
+}

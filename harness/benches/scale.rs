@@ -1,0 +1,120 @@
+//! `cargo bench --bench scale`: labs of growing size, one after the other in one run — swarm
+//! with 1, 3, 5, 8 and 12 nodes, Kubernetes with 1, 3, 5 and 8 — each brought up (timed, with
+//! its steps), left idle, its nodes' memory read, its check run (every node to every replica),
+//! and torn down (timed). Prints the scale table and `up`'s steps per lab, and writes
+//! `target/scale/scale.json` and `target/scale/scale.html` (the curve as a plot).
+//!
+//! Sizes: `CLUSTERLAB_SCALE_SWARM=1,3,5` and `CLUSTERLAB_SCALE_KUBE=1,3` (empty: skip the stack);
+//! idle time before memory is read: `CLUSTERLAB_SCALE_IDLE=10` (seconds). Kubernetes needs the
+//! bundle (`clusterlab bundle`). Exits 1 when a lab failed to come up or its check failed.
+
+use clusterlab::bench::scale::{scenario_text, step_table, table, ScalePoint};
+use clusterlab::plan::LABEL_NODE;
+use clusterlab::provider::Engine;
+use clusterlab::Lab;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn sizes(var: &str, default: &str) -> Vec<usize> {
+    std::env::var(var).unwrap_or_else(|_| default.into()).split(',').filter_map(|s| s.trim().parse().ok()).collect()
+}
+
+/// Each node's memory in use (MiB), in the scenario's node order.
+async fn memory(engine: &Engine, lab: &Lab) -> Vec<(String, f64)> {
+    let containers = engine.lab_containers(Some(lab.name()), None).await.unwrap_or_default();
+    let mut out = Vec::new();
+    for node in &lab.scenario().nodes {
+        let c = containers.iter().find(|c| c.labels.as_ref().and_then(|l| l.get(LABEL_NODE)) == Some(&node.name));
+        if let Some(id) = c.and_then(|c| c.id.clone()) {
+            match engine.memory_in_use(&id).await {
+                Ok(b) => out.push((node.name.clone(), b as f64 / 1048576.0)),
+                Err(e) => eprintln!("   memory of {}: {e}", node.name),
+            }
+        }
+    }
+    out
+}
+
+async fn one(engine: &Engine, stack: &str, n: usize, idle: Duration) -> ScalePoint {
+    let file = format!("scale-{stack}-{n}.yaml");
+    let scenario = clusterlab::model::parse_str(&scenario_text(stack, n), &file).expect("generated scenarios are valid (unit-tested)");
+    let failed = |up_secs: f64, why: String| ScalePoint {
+        stack: stack.into(),
+        nodes: n,
+        up_secs,
+        down_secs: 0.0,
+        steps: vec![],
+        memory_mib: vec![],
+        check: why,
+        passed: false,
+    };
+    println!("• {stack}, {n} node(s): up …");
+    let t0 = Instant::now();
+    let mut lab = match Lab::up(&scenario).await {
+        Ok(l) => l,
+        Err(e) => {
+            println!("   up failed after {:.1} s: {e}", t0.elapsed().as_secs_f64());
+            return failed(t0.elapsed().as_secs_f64(), format!("up failed: {e}"));
+        }
+    };
+    let up_secs = t0.elapsed().as_secs_f64();
+    let steps: Vec<(String, f64)> =
+        lab.report().steps.iter().map(|s| (s.title.split('\t').next().unwrap_or(&s.title).to_string(), s.secs)).collect();
+    println!("   up in {up_secs:.1} s; idle {} s, then memory and the check", idle.as_secs());
+    tokio::time::sleep(idle).await;
+    let memory_mib = memory(engine, &lab).await;
+    let (check, passed) = match lab.check("every-node-every-replica").await {
+        Ok(c) => (c.summary.clone(), c.passed()),
+        Err(e) => (format!("check failed to run: {e}"), false),
+    };
+    println!("   {} {check}", if passed { "✓" } else { "✗" });
+    let t1 = Instant::now();
+    let down = lab.down().await;
+    let down_secs = t1.elapsed().as_secs_f64();
+    if let Err(e) = down {
+        return ScalePoint { check: format!("{check}; teardown failed: {e}"), ..failed(up_secs, String::new()) };
+    }
+    println!("   down in {down_secs:.1} s");
+    ScalePoint { stack: stack.into(), nodes: n, up_secs, down_secs, steps, memory_mib, check, passed }
+}
+
+fn main() {
+    let swarm = sizes("CLUSTERLAB_SCALE_SWARM", "1,3,5,8,12");
+    let kube = sizes("CLUSTERLAB_SCALE_KUBE", "1,3,5,8");
+    let idle = Duration::from_secs(std::env::var("CLUSTERLAB_SCALE_IDLE").ok().and_then(|v| v.parse().ok()).unwrap_or(10));
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/scale");
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let points = rt.block_on(async {
+        let engine = match Engine::connect().await {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(3);
+            }
+        };
+        let all = async {
+            let mut points = Vec::new();
+            for (stack, ns) in [("swarm", &swarm), ("kubernetes", &kube)] {
+                for &n in ns.iter() {
+                    points.push(one(&engine, stack, n, idle).await);
+                }
+            }
+            points
+        };
+        tokio::select! {
+            p = all => p,
+            // The lab in flight is dropped here, which removes it.
+            _ = tokio::signal::ctrl_c() => std::process::exit(130),
+        }
+    });
+    println!("\n{}\n\n`up`'s steps (s):\n{}", table(&points), step_table(&points));
+    let _ = std::fs::create_dir_all(&out);
+    let json = serde_json::to_string_pretty(&points).unwrap_or_default();
+    for (name, body) in [("scale.json", json), ("scale.html", clusterlab::report::scale_page(&points))] {
+        match std::fs::write(out.join(name), body) {
+            Ok(()) => println!("wrote {}", out.join(name).display()),
+            Err(e) => eprintln!("cannot write {}: {e}", out.join(name).display()),
+        }
+    }
+    std::process::exit(if points.iter().all(|p| p.passed) { 0 } else { 1 });
+}
