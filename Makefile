@@ -30,9 +30,10 @@ bundle:            ## Kubernetes server binaries from Debian's source package (c
 conformance:       ## Kubernetes' own [sig-network] Services and DNS [Conformance] tests against a 3-node lab (FOCUS=, NODES=, LAB=)
 	scripts/conformance.sh
 
-baseline:          ## `up` of the 3-node swarm lab next to the hand-run shell baseline, one run
+baseline:          ## swarm (3 nodes) and Kubernetes (2 nodes) up/down next to the hand-run scripts, alternating, with up's phases; then the scale curve
 	scripts/compare-baseline.sh
 	scripts/compare-k8s-baseline.sh
+	cargo bench --bench scale
 
 # The CI regression matrix on one machine: every shipped scenario, PARTITION of them (K/N, as a
 # CI runner of an N-way matrix would), JOBS labs at once, each REPEAT times, with JUnit, JSON and

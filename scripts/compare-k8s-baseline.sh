@@ -16,7 +16,7 @@ tag() { $CL images ls | awk -v n="$1" '$1==n {print $2}'; }
 export BUNDLE NODE_IMAGE=$(tag node) PAUSE_IMAGE=$(tag pause) WEB_IMAGE=$(tag web)
 clean_baseline() { docker rm -f -v m1 w1 >/dev/null 2>&1 || true; docker network ls -q --filter name=k8sbl | xargs -r docker network rm >/dev/null; }
 now() { date +%s.%N; }
-declare -a A B
+declare -a A B TB
 for i in $(seq 1 "$ROUNDS"); do
   clean_baseline
   out=$(bash "$SHARED/bench/k8s-baseline.sh" 2>&1) || { echo "$out"; clean_baseline; exit 1; }
@@ -24,12 +24,14 @@ for i in $(seq 1 "$ROUNDS"); do
   cp=$(echo "$out" | awk '/control-plane/ {print $2}'); ready=$(echo "$out" | awk '/nodes-ready/ {print $2}')
   clean_baseline
   t0=$(now); $CL up scenarios/k8s-vxlan-blocked.yaml > /tmp/clusterlab-k8s-up.log; t1=$(now)
-  $CL down k8s-vxlan-blocked >/dev/null
-  B+=($(python3 -c "print(f'{$t1-$t0:.1f}')"))
-  echo "round $i: baseline control-plane $cp s, nodes Ready $ready s, service ready ${A[-1]} s | clusterlab up ${B[-1]} s ($(grep -o 'nodes Ready · [0-9.]* s' /tmp/clusterlab-k8s-up.log))"
+  $CL down k8s-vxlan-blocked >/dev/null; t2=$(now)
+  B+=($(python3 -c "print(f'{$t1-$t0:.1f}')")); TB+=($(python3 -c "print(f'{$t2-$t1:.1f}')"))
+  echo "round $i: baseline control-plane $cp s, nodes Ready $ready s, service ready ${A[-1]} s | clusterlab up ${B[-1]} s, down ${TB[-1]} s"
+  # up's steps and the phases of each, as `up` printed them (seconds from the step's start).
+  grep -E '^ ✓ |· [0-9.]+ s$' /tmp/clusterlab-k8s-up.log | sed 's/^/    /'
 done
-python3 - "${A[*]}" "${B[*]}" <<'PY'
+python3 - "${A[*]}" "${B[*]}" "${TB[*]}" <<'PY'
 import statistics as s, sys
-a, b = ([float(x) for x in v.split()] for v in sys.argv[1:3])
-print(f"median: baseline service ready {s.median(a):.1f} s, clusterlab up {s.median(b):.1f} s, ratio {s.median(b)/s.median(a):.2f}")
+a, b, tb = ([float(x) for x in v.split()] for v in sys.argv[1:4])
+print(f"median: baseline service ready {s.median(a):.1f} s, clusterlab up {s.median(b):.1f} s, ratio {s.median(b)/s.median(a):.2f} (target <= 0.5, and up <= 20 s); clusterlab down {s.median(tb):.1f} s")
 PY

@@ -1,10 +1,11 @@
 //! End-to-end tests: the real `clusterlab` binary against the real Docker engine, real nested
-//! dockerd and swarm, real iptables. Labs are heavy on a 2-core machine, so tests run one at a
-//! time (a shared lock), and each one checks that nothing labelled is left behind.
+//! dockerd and swarm, real iptables. Labs are heavy on a 2-core machine: at most two tests run
+//! labs at once, never two labs of one name, and tests whose gates time things or that look at
+//! the whole host run alone (`serial` / `shared`). Each checks that nothing labelled is left.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 fn bin() -> &'static str {
@@ -18,8 +19,55 @@ fn root() -> PathBuf {
 /// A test's turn at the engine: held while its labs run; when it ends, the test's wall time is
 /// appended to `target/e2e-times.tsv` (name, seconds, passed), the suite's timing table.
 struct Turn {
-    _lock: MutexGuard<'static, ()>,
+    names: &'static [&'static str],
     start: Instant,
+}
+
+/// Who holds the engine: how many tests, whether one has it alone (or waits to), and the lab
+/// names in use (two tests never run labs of the same name at once).
+#[derive(Default)]
+struct Slots {
+    running: usize,
+    alone: bool,
+    alone_waiting: usize,
+    names: Vec<&'static str>,
+}
+
+fn slots() -> &'static (Mutex<Slots>, Condvar) {
+    static SLOTS: OnceLock<(Mutex<Slots>, Condvar)> = OnceLock::new();
+    SLOTS.get_or_init(Default::default)
+}
+
+/// Labs at once for tests that may share the engine: `CLUSTERLAB_E2E_LABS`, 2 by default (a
+/// 2-core machine; cargo runs as many tests at once as there are cores).
+fn capacity() -> usize {
+    std::env::var("CLUSTERLAB_E2E_LABS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(2)
+}
+
+fn take_turn(names: &'static [&'static str], alone: bool) -> Turn {
+    static IMAGES: OnceLock<()> = OnceLock::new();
+    IMAGES.get_or_init(|| {
+        let o = Command::new(bin()).args(["images", "build"]).output().expect("run clusterlab images build");
+        assert!(o.status.success(), "images build failed:\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    });
+    let (lock, cv) = slots();
+    let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
+    if alone {
+        s.alone_waiting += 1;
+        while s.running > 0 {
+            s = cv.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        s.alone_waiting -= 1;
+        s.alone = true;
+    } else {
+        // A test waiting to run alone goes first: shared tests do not keep it waiting forever.
+        while s.alone || s.alone_waiting > 0 || s.running >= capacity() || names.iter().any(|n| s.names.contains(n)) {
+            s = cv.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+    s.running += 1;
+    s.names.extend_from_slice(names);
+    Turn { names, start: Instant::now() }
 }
 
 impl Drop for Turn {
@@ -31,19 +79,25 @@ impl Drop for Turn {
         if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(root().join("target/e2e-times.tsv")) {
             let _ = f.write_all(line.as_bytes());
         }
+        let (lock, cv) = slots();
+        let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
+        s.running -= 1;
+        s.alone = false;
+        s.names.retain(|n| !self.names.contains(n));
+        cv.notify_all();
     }
 }
 
-/// One lab at a time; images built once, before the first lab.
+/// The engine to this test alone: its timing gates, benches, host snapshots or `clean --all`
+/// must not meet another test's lab.
 fn serial() -> Turn {
-    static LOCK: Mutex<()> = Mutex::new(());
-    static IMAGES: OnceLock<()> = OnceLock::new();
-    let g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    IMAGES.get_or_init(|| {
-        let o = Command::new(bin()).args(["images", "build"]).output().expect("run clusterlab images build");
-        assert!(o.status.success(), "images build failed:\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    });
-    Turn { _lock: g, start: Instant::now() }
+    take_turn(&[], true)
+}
+
+/// The engine shared with another test whose labs have other names (`labs`: every lab name this
+/// test creates); images are built once, before the first lab.
+fn shared(labs: &'static [&'static str]) -> Turn {
+    take_turn(labs, false)
 }
 
 fn clusterlab(args: &[&str]) -> Output {
@@ -107,7 +161,7 @@ fn vxlan_blocked_story_passes_and_shows_matrix_and_counter() {
 
 #[test]
 fn swarm_basics_scales_and_never_passes_what_the_kernel_cannot_do() {
-    let _g = serial();
+    let _g = shared(&["swarm-basics", "swarm-vxlan-blocked"]);
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
     let junit = dir.path().join("r.xml");
@@ -161,7 +215,7 @@ fn edited_story(lab: &str, edits: &[(&str, &str)]) -> (tempfile::TempDir, PathBu
 
 #[test]
 fn wrong_expectation_fails_with_exit_1_and_cleans_up() {
-    let _g = serial();
+    let _g = shared(&["test-wrong-expectation"]);
     // With `within`, a wrong expectation is observed again until its time is up, then fails
     // with the last matrix; a right one holds at once and says so. (5 s: one observation is the
     // 2 s timeout plus the stack's lookups and the fault counters, ~3 s on a busy machine, and a
@@ -227,7 +281,7 @@ fn wrong_expectation_fails_with_exit_1_and_cleans_up() {
 
 #[test]
 fn partition_and_loss_cut_exactly_their_pairs_and_revert() {
-    let _g = serial();
+    let _g = shared(&["test-swarm-faults"]);
     let o = clusterlab(&["run", "tests/scenarios/swarm-faults.yaml"]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0));
@@ -241,7 +295,7 @@ fn partition_and_loss_cut_exactly_their_pairs_and_revert() {
 
 #[test]
 fn kept_lab_takes_fault_verbs_and_goes_down() {
-    let _g = serial();
+    let _g = shared(&["swarm-vxlan-blocked", "swarm-basics"]);
     let lab = "swarm-vxlan-blocked";
     let _down = Down(lab);
     let o = clusterlab(&["up", "scenarios/swarm-vxlan-blocked.yaml"]);
@@ -348,7 +402,7 @@ fn kept_lab_takes_fault_verbs_and_goes_down() {
 
 #[test]
 fn sigint_during_node_start_leaves_nothing() {
-    let _g = serial();
+    let _g = shared(&["swarm-basics"]);
     let lab = "swarm-basics";
     let dir = tempfile::tempdir().unwrap();
     let (json, junit) = (dir.path().join("r.json"), dir.path().join("r.xml"));
@@ -490,7 +544,7 @@ fn k8s_clusterip_reaches_both_replicas_from_nodes_and_pods() {
 /// DNS running fails.
 #[test]
 fn k8s_dns_down_stops_names_not_paths_and_revert_brings_them_back() {
-    let _g = serial();
+    let _g = shared(&["k8s-dns-down", "test-k8s-dns-up"]);
     bundle();
     let (o, r) = json_run("scenarios/k8s-dns-down.yaml");
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
@@ -535,7 +589,7 @@ fn k8s_dns_down_stops_names_not_paths_and_revert_brings_them_back() {
 /// and pass, and the lab is gone afterwards.
 #[test]
 fn k8s_conformance_subset_passes() {
-    let _g = serial();
+    let _g = shared(&["k8s-conformance-lab"]);
     bundle();
     let focus = r"\[sig-network\] (Services should (serve a basic endpoint from pods|be able to create a functioning NodePort service)|DNS should provide DNS for (the cluster|services|ExternalName services)) .*\[Conformance\]";
     let out = tempfile::tempdir().unwrap();
@@ -561,7 +615,7 @@ fn k8s_conformance_subset_passes() {
 
 #[test]
 fn k8s_nodeport_answers_on_every_node_before_and_after_scaling_to_one() {
-    let _g = serial();
+    let _g = shared(&["k8s-nodeport-every-node"]);
     bundle();
     let (o, r) = json_run("scenarios/k8s-nodeport-every-node.yaml");
     assert_eq!(o.status.code(), Some(0));
@@ -580,7 +634,7 @@ fn k8s_nodeport_answers_on_every_node_before_and_after_scaling_to_one() {
 
 #[test]
 fn k8s_vxlan_blocked_loses_exactly_the_cross_node_pairs() {
-    let _g = serial();
+    let _g = shared(&["k8s-vxlan-blocked"]);
     bundle();
     let (o, r) = json_run("scenarios/k8s-vxlan-blocked.yaml");
     assert_eq!(o.status.code(), Some(0));
@@ -609,7 +663,7 @@ fn k8s_vxlan_blocked_loses_exactly_the_cross_node_pairs() {
 
 #[test]
 fn k8s_host_gw_is_untouched_by_the_vxlan_drop() {
-    let _g = serial();
+    let _g = shared(&["k8s-hostgw-vxlan-blocked"]);
     bundle();
     let (o, _) = json_run("scenarios/k8s-hostgw-vxlan-blocked.yaml");
     assert_eq!(o.status.code(), Some(0));
@@ -620,7 +674,7 @@ fn k8s_host_gw_is_untouched_by_the_vxlan_drop() {
 
 #[test]
 fn k8s_kept_lab_is_a_closed_world_and_up_twice_is_safe() {
-    let _g = serial();
+    let _g = shared(&["k8s-clusterip-round-robin"]);
     bundle();
     let lab = "k8s-clusterip-round-robin";
     let _down = Down(lab);
@@ -708,7 +762,7 @@ fn k8s_kept_lab_is_a_closed_world_and_up_twice_is_safe() {
 
 #[test]
 fn stop_node_silences_exactly_its_replicas_and_resumes() {
-    let _g = serial();
+    let _g = shared(&["test-swarm-stop-node"]);
     let o = clusterlab(&["run", "tests/scenarios/swarm-stop-node.yaml"]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0));
@@ -721,7 +775,7 @@ fn stop_node_silences_exactly_its_replicas_and_resumes() {
 
 #[test]
 fn k8s_kill_apiserver_stops_the_api_not_the_pods_and_revert_restarts_it() {
-    let _g = serial();
+    let _g = shared(&["test-k8s-kill-apiserver"]);
     bundle();
     let (o, r) = json_run("tests/scenarios/k8s-kill-apiserver.yaml");
     assert_eq!(o.status.code(), Some(0));
@@ -738,7 +792,7 @@ fn k8s_kill_apiserver_stops_the_api_not_the_pods_and_revert_restarts_it() {
 /// here the rule drops UDP 4790, which no overlay packet uses.
 #[test]
 fn a_fault_that_matches_nothing_fails_faults_hit() {
-    let _g = serial();
+    let _g = shared(&["test-fault-missed"]);
     let (_dir, f) = edited_story(
         "test-fault-missed",
         &[
@@ -766,7 +820,7 @@ fn a_fault_that_matches_nothing_fails_faults_hit() {
 /// fault; revert brings the large answers back.
 #[test]
 fn mtu_black_hole_loses_only_large_answers_into_one_node_and_reverts() {
-    let _g = serial();
+    let _g = shared(&["swarm-mtu-blackhole"]);
     let (o, r) = json_run("scenarios/swarm-mtu-blackhole.yaml");
     assert_eq!(o.status.code(), Some(0));
     for name in ["big-answers-before", "small-answers-still-pass", "big-answers-into-worker-1-hang", "big-answers-after"] {
@@ -794,7 +848,7 @@ fn mtu_black_hole_loses_only_large_answers_into_one_node_and_reverts() {
 /// with the nodes in no_proxy is harmless; squid and its network are gone after the revert.
 #[test]
 fn k8s_stray_proxy_shows_the_html_page_the_proxy_and_the_hint() {
-    let _g = serial();
+    let _g = shared(&["k8s-stray-proxy"]);
     bundle();
     // As a new user: the proxy image is not there (the first README command builds only the
     // swarm story's images); the run must build it on first use.
@@ -857,7 +911,7 @@ fn scenarios_in(report: &serde_json::Value) -> Vec<String> {
 /// Chromium, whose page has the matrices and the chart, and whose screenshot is drawn.
 #[test]
 fn matrix_partitions_parallel_labs_and_the_html_report_in_chromium() {
-    let _g = serial();
+    let _g = shared(&["test-matrix-a", "test-matrix-b", "test-matrix-bench"]);
     let dir = matrix_dir();
     let d = dir.path().to_str().unwrap();
     let (j1, j2, html) = (dir.path().join("p1.json"), dir.path().join("p2.json"), dir.path().join("p1.html"));
@@ -973,7 +1027,7 @@ fn k8s_paths_throughput_measures_every_path_and_its_cost_under_loss() {
 /// with the proxy in its environment, and without it after the revert; squid goes with it.
 #[test]
 fn k8s_proxy_fault_reaches_named_components_and_reverts_by_cli() {
-    let _g = serial();
+    let _g = shared(&["k8s-stray-proxy"]);
     bundle();
     let lab = "k8s-stray-proxy";
     let _down = Down(lab);
@@ -1087,7 +1141,7 @@ fn partial_loss_fails_by_default_and_labs_leave_the_host_as_they_found_it() {
 /// and leaves nothing behind; its IPVS fact agrees with the kernel.
 #[test]
 fn doctor_shows_what_it_measured_in_a_node() {
-    let _g = serial();
+    let _g = shared(&["doctor"]);
     let o = clusterlab(&["doctor"]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
@@ -1162,7 +1216,7 @@ fn clean_leaves_live_runs_alone_and_removes_what_a_killed_run_left() {
 /// a partition must cut those too, both ways, and revert exactly.
 #[test]
 fn k8s_host_gw_partition_cuts_routed_pod_traffic_and_reverts() {
-    let _g = serial();
+    let _g = shared(&["k8s-hostgw-partition"]);
     bundle();
     let (o, r) = json_run("tests/scenarios/k8s-hostgw-partition.yaml");
     assert_eq!(o.status.code(), Some(0));
@@ -1327,7 +1381,7 @@ fn swarm_vxlan_stream_agrees_with_the_servers_and_draws_its_timeline() {
 /// and after the revert the streams and the within check measure how long swarm takes to converge.
 #[test]
 fn swarm_gossip_blocked_breaks_old_and_new_paths_until_swarm_converges() {
-    let _g = serial();
+    let _g = shared(&["swarm-gossip-blocked"]);
     let (o, r) = json_run("scenarios/swarm-gossip-blocked.yaml");
     assert_eq!(o.status.code(), Some(0));
     let first = stream(&r, "first-replicas");
@@ -1354,7 +1408,7 @@ fn swarm_gossip_blocked_breaks_old_and_new_paths_until_swarm_converges() {
 /// reaper with it.
 #[test]
 fn a_run_killed_with_sigkill_is_reaped_within_seconds() {
-    let _g = serial();
+    let _g = shared(&["swarm-vxlan-blocked"]);
     let lab = "swarm-vxlan-blocked";
     let mut child = Command::new(bin())
         .args(["run", "scenarios/swarm-vxlan-blocked.yaml"])
@@ -1382,7 +1436,7 @@ fn a_run_killed_with_sigkill_is_reaped_within_seconds() {
 /// without `down` — as a failing test does — it is removed, also when the test panics.
 #[test]
 fn the_library_lab_checks_faults_and_is_removed_on_drop_and_panic() {
-    let _g = serial();
+    let _g = shared(&["test-lib-lab"]);
     let lab_name = "test-lib-lab";
     let text = std::fs::read_to_string(root().join("scenarios/swarm-vxlan-blocked.yaml"))
         .unwrap()
