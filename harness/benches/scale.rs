@@ -64,7 +64,17 @@ async fn one(engine: &Engine, stack: &str, n: usize, idle: Duration) -> ScalePoi
     tokio::time::sleep(idle).await;
     let memory_mib = memory(engine, &lab).await;
     let (check, passed) = match lab.check("every-node-every-replica").await {
-        Ok(c) => (c.summary.clone(), c.passed()),
+        Ok(c) => {
+            // Which pairs did not answer, and what their requests saw: a failed size says where.
+            let o = &c.observation;
+            let wrong: Vec<String> = (0..o.rows.len())
+                .flat_map(|r| (0..o.cols.len()).map(move |k| (r, k)))
+                .filter(|&(r, k)| !c.pair_ok.get(r).and_then(|x| x.get(k)).copied().unwrap_or(true))
+                .map(|(r, k)| format!("{} → {}: {}", o.rows[r], o.cols[k].label, o.cells[r][k].detail))
+                .collect();
+            let summary = if wrong.is_empty() { c.summary.clone() } else { format!("{} ({})", c.summary, wrong.join("; ")) };
+            (summary, c.passed())
+        }
         Err(e) => (format!("check failed to run: {e}"), false),
     };
     println!("   {} {check}", if passed { "✓" } else { "✗" });
