@@ -520,8 +520,8 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
                 })
                 .collect();
             if !bare.is_empty() {
-                // Best effort: the allocator may have been first (then the patch is refused and
-                // the check below names the node).
+                // Best effort: a node given another CIDR meanwhile refuses the patch (the field
+                // is set once), and the check below names it.
                 self.lab.sh_raw(&self.master(), &bare.join("; ")).await?;
             }
             let mut done = 0;
@@ -688,9 +688,8 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
         Ok(())
     }
 
-    /// Workloads can be created once the namespace's `default` ServiceAccount exists (the
-    /// admission plugin refuses pods without it; the controller manager creates it at start):
-    /// the scheduler then places them as nodes become Ready, instead of after.
+    /// Workloads can be created once the namespace's `default` ServiceAccount exists: the
+    /// admission plugin refuses pods without it, and the controller manager creates it at start.
     async fn wait_service_account(&self) -> Result<(), LabError> {
         let cond = format!("{KCTL} get serviceaccount default >/dev/null 2>&1");
         self.until(&self.master(), "waiting for the default service account", &cond, 60, "kube-controller-manager").await
