@@ -46,6 +46,7 @@ async fn one(engine: &Engine, stack: &str, n: usize, idle: Duration) -> ScalePoi
         steps: vec![],
         memory_mib: vec![],
         check: why,
+        paths_after_secs: None,
         passed: false,
     };
     println!("• {stack}, {n} node(s): up …");
@@ -63,7 +64,7 @@ async fn one(engine: &Engine, stack: &str, n: usize, idle: Duration) -> ScalePoi
     println!("   up in {up_secs:.1} s; idle {} s, then memory and the check", idle.as_secs());
     tokio::time::sleep(idle).await;
     let memory_mib = memory(engine, &lab).await;
-    let (check, passed) = match lab.check("every-node-every-replica").await {
+    let (check, passed, paths_after_secs) = match lab.check("every-node-every-replica").await {
         Ok(c) => {
             // Which pairs did not answer, and what their requests saw: a failed size says where.
             let o = &c.observation;
@@ -73,11 +74,12 @@ async fn one(engine: &Engine, stack: &str, n: usize, idle: Duration) -> ScalePoi
                 .map(|(r, k)| format!("{} → {}: {}", o.rows[r], o.cols[k].label, o.cells[r][k].detail))
                 .collect();
             let summary = if wrong.is_empty() { c.summary.clone() } else { format!("{} ({})", c.summary, wrong.join("; ")) };
-            (summary, c.passed())
+            (summary, c.passed(), c.passed().then(|| c.held_after_secs.unwrap_or(0.0)))
         }
-        Err(e) => (format!("check failed to run: {e}"), false),
+        Err(e) => (format!("check failed to run: {e}"), false, None),
     };
-    println!("   {} {check}", if passed { "✓" } else { "✗" });
+    let after = paths_after_secs.filter(|s| *s > 0.0).map(|s| format!(" (every path after {s:.1} s)")).unwrap_or_default();
+    println!("   {} {check}{after}", if passed { "✓" } else { "✗" });
     let t1 = Instant::now();
     let down = lab.down().await;
     let down_secs = t1.elapsed().as_secs_f64();
@@ -85,7 +87,7 @@ async fn one(engine: &Engine, stack: &str, n: usize, idle: Duration) -> ScalePoi
         return ScalePoint { check: format!("{check}; teardown failed: {e}"), ..failed(up_secs, String::new()) };
     }
     println!("   down in {down_secs:.1} s");
-    ScalePoint { stack: stack.into(), nodes: n, up_secs, down_secs, steps, memory_mib, check, passed }
+    ScalePoint { stack: stack.into(), nodes: n, up_secs, down_secs, steps, memory_mib, check, paths_after_secs, passed }
 }
 
 fn main() {

@@ -370,16 +370,17 @@ pub fn scale_page(points: &[crate::bench::scale::ScalePoint]) -> String {
         format!("<!doctype html><html><head><meta charset=\"utf-8\"><title>clusterlab scale</title><style>{STYLE}</style></head><body>");
     h.push_str("<h1>Labs by size: bring-up, teardown, idle memory</h1>");
     h.push_str(&scale_svg(points));
-    h.push_str("<table><tr><th>stack</th><th>nodes</th><th>up (s)</th><th>down (s)</th><th>down/up</th><th>memory per node (MiB)</th><th>check</th></tr>");
+    h.push_str("<table><tr><th>stack</th><th>nodes</th><th>up (s)</th><th>down (s)</th><th>down/up</th><th>memory per node (MiB)</th><th>every path after (s)</th><th>check</th></tr>");
     for p in points {
         let mem = p.memory_mib.iter().map(|(n, m)| format!("{}&nbsp;{m:.0}", esc(n))).collect::<Vec<_>>().join(", ");
         h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.2}</td><td>{mem}</td><td class=\"{}\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.2}</td><td>{mem}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
             esc(&p.stack),
             p.nodes,
             p.up_secs,
             p.down_secs,
             p.down_secs / p.up_secs.max(0.001),
+            p.paths_after_secs.map(|x| format!("{x:.1}")).unwrap_or_else(|| "never".into()),
             if p.passed { "ok" } else { "wrong" },
             esc(&p.check)
         ));

@@ -238,6 +238,7 @@ fn scale_page_draws_a_curve_per_stack_and_a_row_per_lab() {
         steps: vec![],
         memory_mib: vec![("manager".into(), 120.0)],
         check: if passed { "9/9 requests answered".into() } else { "4/9 requests answered".into() },
+        paths_after_secs: passed.then_some(0.0),
         passed,
     };
     let points = vec![p("swarm", 1, 5.0, true), p("swarm", 3, 8.0, true), p("kubernetes", 1, 10.0, false)];
