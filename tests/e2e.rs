@@ -17,7 +17,7 @@ fn root() -> PathBuf {
 }
 
 /// A test's turn at the engine: held while its labs run; when it ends, the test's wall time is
-/// appended to `target/e2e-times.tsv` (name, seconds, passed), the suite's timing table.
+/// appended to `target/e2e-times.tsv` (name, seconds, passed), this run's timing table.
 struct Turn {
     names: &'static [&'static str],
     start: Instant,
@@ -47,6 +47,8 @@ fn capacity() -> usize {
 fn take_turn(names: &'static [&'static str], alone: bool) -> Turn {
     static IMAGES: OnceLock<()> = OnceLock::new();
     IMAGES.get_or_init(|| {
+        // This run's timing table starts empty.
+        let _ = std::fs::remove_file(root().join("target/e2e-times.tsv"));
         let o = Command::new(bin()).args(["images", "build"]).output().expect("run clusterlab images build");
         assert!(o.status.success(), "images build failed:\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     });
