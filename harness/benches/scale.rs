@@ -114,11 +114,13 @@ fn main() {
             points
         };
         tokio::select! {
-            p = all => p,
-            // The lab in flight is dropped here, which removes it.
-            _ = tokio::signal::ctrl_c() => std::process::exit(130),
+            p = all => Some(p),
+            // The lab in flight is dropped with `all` as `select!` ends, which removes it
+            // (`Lab`'s drop), before the process exits below.
+            _ = tokio::signal::ctrl_c() => None,
         }
     });
+    let Some(points) = points else { std::process::exit(130) };
     println!("\n{}\n\n`up`'s steps (s):\n{}", table(&points), step_table(&points));
     let _ = std::fs::create_dir_all(&out);
     let json = serde_json::to_string_pretty(&points).unwrap_or_default();

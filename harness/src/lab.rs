@@ -114,7 +114,6 @@ impl Lab {
         self.sh_in(node, what, script, None).await
     }
 
-    /// Like `sh`, with bytes on the script's standard input.
     /// Put a program of ours (the traffic agent, the cluster DNS) at `path` in a node: written
     /// beside it and moved over it, so a copy while the old one runs never meets "Text file busy".
     pub async fn install_program(&self, node: &str, what: &str, path: &str, program: &'static [u8]) -> Result<(), LabError> {
@@ -122,6 +121,7 @@ impl Lab {
         self.sh_in(node, what, &script, Some(Bytes::from_static(program))).await.map(|_| ())
     }
 
+    /// Like `sh`, with bytes on the script's standard input.
     pub async fn sh_in(&self, node: &str, what: &str, script: &str, stdin: Option<Bytes>) -> Result<ExecOutput, LabError> {
         let out = self.sh_within(node, script, stdin, default_deadline()).await?;
         if out.ok() {

@@ -60,20 +60,7 @@ impl Runner<'_> {
     where
         F: std::future::Future<Output = Result<(T, Vec<String>), LabError>>,
     {
-        self.emit(Event::StepStart { title: title.to_string() });
-        let t = Instant::now();
-        let r = f.await;
-        let secs = t.elapsed().as_secs_f64();
-        match r {
-            Ok((v, detail)) => {
-                self.emit(Event::StepEnd(StepRecord::new(title, true, secs, detail)));
-                Ok(v)
-            }
-            Err(e) => {
-                self.emit(Event::StepEnd(StepRecord::new(title, false, secs, vec![])));
-                Err(Abort(code, e))
-            }
-        }
+        self.step_timed(title, code, &PhaseLog::new(), f).await
     }
 
     /// A step with detail lines whose sub-steps are also timed (`log`): the phases go to the
@@ -107,13 +94,7 @@ impl Runner<'_> {
     where
         F: std::future::Future<Output = Result<(), LabError>>,
     {
-        self.emit(Event::StepStart { title: title.to_string() });
-        let r = f.await;
-        let secs = log.start.elapsed().as_secs_f64();
-        let phases = log.marks.lock().map(|m| m.clone()).unwrap_or_default();
-        let detail = phases.iter().map(|p| format!("{} · {:.1} s", p.what, p.at_secs)).collect();
-        self.emit(Event::StepEnd(StepRecord { title: title.to_string(), ok: r.is_ok(), secs, detail, phases }));
-        r.map_err(|e| Abort(code, e))
+        self.step_timed(title, code, log, async { f.await.map(|()| ((), vec![])) }).await
     }
 }
 

@@ -275,9 +275,8 @@ pub fn node_pod_cidr(pod_cidr: &str, i: usize) -> String {
     format!("{}/24", nth_host(pod_cidr, (i as u32) << 8))
 }
 
-/// The patch that gives the `i`th node its planned pod CIDR.
-pub fn pod_cidr_patch(pod_cidr: &str, i: usize) -> String {
-    let c = node_pod_cidr(pod_cidr, i);
+/// The patch that gives a node its planned pod CIDR `c`.
+pub fn pod_cidr_patch(c: &str) -> String {
     serde_json::json!({ "spec": { "podCIDR": c, "podCIDRs": [c] } }).to_string()
 }
 
@@ -515,8 +514,8 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
                 .iter()
                 .filter(|(_, c)| !c.contains('/'))
                 .filter_map(|(name, _)| {
-                    let i = self.lab.plan.nodes.iter().position(|p| &p.name == name)?;
-                    Some(format!("{KCTL} patch node {} -p {} >/dev/null", shq(name), shq(&pod_cidr_patch(&self.spec.pod_cidr, i))))
+                    let (_, want) = planned.iter().find(|(p, _)| p == name)?;
+                    Some(format!("{KCTL} patch node {} -p {} >/dev/null", shq(name), shq(&pod_cidr_patch(want))))
                 })
                 .collect();
             if !bare.is_empty() {
@@ -1171,7 +1170,7 @@ mod tests {
     fn nodes_get_the_planned_pod_cidrs_in_order() {
         assert_eq!(node_pod_cidr("10.244.0.0/16", 0), "10.244.0.0/24");
         assert_eq!(node_pod_cidr("10.244.0.0/16", 11), "10.244.11.0/24");
-        let v: serde_json::Value = serde_json::from_str(&pod_cidr_patch("10.244.0.0/16", 1)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&pod_cidr_patch(&node_pod_cidr("10.244.0.0/16", 1))).unwrap();
         assert_eq!(v["spec"]["podCIDR"], "10.244.1.0/24");
         assert_eq!(v["spec"]["podCIDRs"][0], "10.244.1.0/24");
     }

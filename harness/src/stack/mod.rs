@@ -14,7 +14,8 @@ use crate::vocab::{Observation, ServicePaths};
 /// What every stack offers the runner.
 #[allow(async_fn_in_trait)]
 pub trait Stack {
-    /// Wait for the nodes' runtimes and load the workload images into them.
+    /// Wait for the nodes' runtimes and load the workload images into them, and start what
+    /// needs only the runtimes meanwhile (swarm forms here). `install` always follows it.
     async fn prepare(&self, images: &[String], progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError>;
     /// Learn what this stack needs to know of a lab that is already up (swarm: whether the
     /// kernel has IPVS), for a lab attached to rather than installed by this process.

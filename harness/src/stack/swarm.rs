@@ -24,13 +24,11 @@ pub struct Swarm<'a> {
     /// The last listing of each (service, node): a paused node (stop-node fault) cannot be asked,
     /// and its replicas are still there, frozen.
     seen: std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
-    /// Set once every node is in the swarm.
-    formed: std::sync::OnceLock<()>,
 }
 
 impl<'a> Swarm<'a> {
     pub fn new(lab: &'a Lab) -> Swarm<'a> {
-        Swarm { lab, ipvs: std::sync::OnceLock::new(), seen: Default::default(), formed: std::sync::OnceLock::new() }
+        Swarm { lab, ipvs: std::sync::OnceLock::new(), seen: Default::default() }
     }
 }
 
@@ -110,7 +108,6 @@ impl Swarm<'_> {
             }
         }))
         .await?;
-        let _ = self.formed.set(());
         Ok(())
     }
 
@@ -239,12 +236,7 @@ impl Stack for Swarm<'_> {
     }
 
     async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
-        // The swarm formed while the images loaded (prepare); a stack installed without that
-        // step forms it here.
-        if self.formed.get().is_none() {
-            self.learn().await?;
-            self.init_and_join().await?;
-        }
+        // The swarm formed in `prepare`, while the images loaded.
         self.create_networks().await?;
         self.create_services().await?;
         progress("services created".into());
