@@ -16,7 +16,9 @@ if ! command -v debootstrap >/dev/null; then
   # A fresh machine lacks it; as root with apt, install it rather than stop.
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing debootstrap" >&2
-    (apt-get install -y -q debootstrap || { apt-get update -q && apt-get install -y -q debootstrap; }) >&2
+    # DPkg::Lock::Timeout: the bundle and the images build at once (.ci/run, or a user in two
+    # terminals); either may be installing packages, so wait for dpkg's lock instead of failing.
+    (apt-get -o DPkg::Lock::Timeout=300 install -y -q debootstrap || { apt-get update -q && apt-get -o DPkg::Lock::Timeout=300 install -y -q debootstrap; }) >&2
   else
     echo "debootstrap is missing: apt-get install debootstrap" >&2; exit 1
   fi

@@ -16,8 +16,10 @@ step() { echo "[$(date +%T)] $*" >&2; }
 
 if ! command -v go >/dev/null || ! command -v dpkg-source >/dev/null || ! command -v rsync >/dev/null; then
   step "installing golang-go, dpkg-dev and rsync"
-  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q golang-go dpkg-dev rsync ||
-   { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q golang-go dpkg-dev rsync; }) >&2
+  # DPkg::Lock::Timeout: the bundle and the images build at once (.ci/run, or a user in two
+  # terminals); either may be installing packages, so wait for dpkg's lock instead of failing.
+  (DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q golang-go dpkg-dev rsync ||
+   { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q golang-go dpkg-dev rsync; }) >&2
 fi
 SRC_LIST=/etc/apt/sources.list.d/clusterlab-deb-src.sources
 if ! grep -rqsE '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/; then
