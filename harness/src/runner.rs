@@ -14,7 +14,7 @@ use crate::probe;
 use crate::provider::{Engine, LabError, NestedMode};
 use crate::report::{CheckReport, Event, PhaseMark, Reporters, StepRecord, Summary};
 use crate::stack::kube;
-use crate::stack::{placement, AnyStack, NodeBoot, Stack};
+use crate::stack::{placement, AnyStack, NodeBoot, Replica, Stack};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
@@ -299,11 +299,20 @@ pub struct StepState {
     cannot: BTreeMap<String, String>,
     streams: Streams,
     pub summary: Summary,
+    /// Replicas each scaled service was last scaled to (the scenario's count until then).
+    scaled: BTreeMap<String, u32>,
 }
 
 impl StepState {
     fn new(facts: HostFacts) -> StepState {
-        StepState { facts, applied: BTreeMap::new(), cannot: BTreeMap::new(), streams: Streams::default(), summary: Summary::default() }
+        StepState {
+            facts,
+            applied: BTreeMap::new(),
+            cannot: BTreeMap::new(),
+            streams: Streams::default(),
+            summary: Summary::default(),
+            scaled: BTreeMap::new(),
+        }
     }
 
     /// Run one step, and leave its marker on the streams' timelines.
@@ -402,7 +411,7 @@ fn marker(step: &Step, start_ms: f64, end_ms: f64) -> crate::stream::timeline::M
 
 /// Run one step.
 async fn run_step(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, st: &mut StepState, step: &Step) -> Result<(), Abort> {
-    let StepState { facts, applied, cannot, streams, summary: sum } = st;
+    let StepState { facts, applied, cannot, streams, summary: sum, scaled } = st;
     match step {
         Step::StartStream(n) => {
             let s = lab.scenario.streams.iter().find(|s| &s.name == n).expect("validated stream");
@@ -463,6 +472,7 @@ async fn run_step(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, st: &mut 
                 stack.scale(service, *replicas).await.map(|rs| ((), vec![format!("placed: {}", placement(&rs))]))
             })
             .await?;
+            scaled.insert(service.clone(), *replicas);
         }
         Step::Bench(b) => {
             r.emit(Event::StepStart { title: format!("Bench {}", b.name) });
@@ -488,15 +498,20 @@ async fn run_step(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, st: &mut 
             let t = Instant::now();
             let before = Snapshot::take(lab, applied).await;
             let unsupported = stack.unsupported(check).or_else(|| cannot_reason(cannot));
+            let desired = scaled.get(&check.service).copied().or_else(|| lab.scenario.service(&check.service).map(|s| s.replicas));
             // Observed once, or — with `within` — again until the expectation holds or the
             // time is up (a path a fault breaks, or a repair heals, after a while).
             let mut attempts = 0;
+            // The first observation that did not hold: a check that holds later says what was
+            // wrong until then, not only how long it took.
+            let mut first_miss: Option<CheckReport> = None;
             let mut report = loop {
                 attempts += 1;
-                let report = observe_and_judge(lab, stack, check, unsupported.as_deref()).await;
+                let report = observe_and_judge(lab, stack, check, unsupported.as_deref(), desired).await;
                 let waited = t.elapsed();
                 match check.within {
                     Some(w) if report.outcome == Outcome::Fail && waited + WITHIN_PAUSE < w => {
+                        first_miss.get_or_insert(report);
                         tokio::time::sleep(WITHIN_PAUSE).await;
                     }
                     _ => break report,
@@ -508,6 +523,9 @@ async fn run_step(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, st: &mut 
                 if report.outcome == Outcome::Pass {
                     report.held_after_secs = Some(took);
                     report.summary.push_str(&format!("; held after {took:.1} s ({attempts} observations)"));
+                    if let Some(line) = first_miss.as_ref().and_then(until_held) {
+                        report.observation.notes.push(line);
+                    }
                 } else if report.outcome == Outcome::Fail {
                     report.summary.push_str(&format!("; did not hold within {} s ({attempts} observations)", w.as_secs_f64()));
                 }
@@ -640,14 +658,22 @@ impl Session {
 const WITHIN_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Observe a check once and judge what was seen.
-async fn observe_and_judge(lab: &Lab, stack: &AnyStack<'_>, check: &crate::model::Check, unsupported: Option<&str>) -> CheckReport {
+/// Observe a check and judge it. `desired`: the replicas the service should have (the
+/// scenario's count, or the last scale step's).
+async fn observe_and_judge(
+    lab: &Lab,
+    stack: &AnyStack<'_>,
+    check: &crate::model::Check,
+    unsupported: Option<&str>,
+    desired: Option<u32>,
+) -> CheckReport {
     let mut report = CheckReport::new(&check.name, crate::model::kind_name(check.kind), &check.service);
     match observe(lab, stack, check).await {
         Err(e) => {
             report.summary = "could not run".into();
             report.reason = Some(e.to_string());
         }
-        Ok(obs) => {
+        Ok((obs, running)) => {
             let v = judge(check, &obs, unsupported);
             report.outcome = v.outcome;
             report.summary = v.summary;
@@ -655,9 +681,46 @@ async fn observe_and_judge(lab: &Lab, stack: &AnyStack<'_>, check: &crate::model
             report.expected = v.expected;
             report.pair_ok = v.pair_ok;
             report.observation = obs;
+            if let (Some(running), Some(desired)) = (running, desired) {
+                short_of_replicas(&mut report, &check.service, &running, desired);
+            }
         }
     }
     report
+}
+
+/// A check sees the replicas that run when it looks. Fewer than the service should have (a
+/// stack moving tasks: swarm reschedules those of a node it lost, and for a while runs fewer)
+/// means the pairs it did not see were never asked: a fail, never a pass on what was left.
+fn short_of_replicas(report: &mut CheckReport, service: &str, running: &[Replica], desired: u32) {
+    let n = running.len() as u32;
+    if n >= desired || !matches!(report.outcome, Outcome::Pass | Outcome::Fail) {
+        return;
+    }
+    report.outcome = Outcome::Fail;
+    report.summary.push_str(&format!("; {n} of {desired} replicas of {service} running"));
+    let seen = if running.is_empty() { "none".to_string() } else { placement(running) };
+    report.diagnosis.push(format!(
+        "{service} runs {n} of the {desired} replicas it should ({seen}): the pairs to the others were never asked; the stack is moving tasks or lost them"
+    ));
+}
+
+/// What the first observation of a check that held later saw against the file: the pairs that
+/// did not do as expected, with their answered/sent requests (`worker-2 → web.2@manager 0/3`).
+fn until_held(first: &CheckReport) -> Option<String> {
+    let obs = &first.observation;
+    let mut pairs = Vec::new();
+    for (r, row) in first.pair_ok.iter().enumerate() {
+        for (c, ok) in row.iter().enumerate() {
+            if !ok {
+                let (Some(from), Some(to), Some(cell)) = (obs.rows.get(r), obs.cols.get(c), obs.cells.get(r).and_then(|x| x.get(c))) else {
+                    continue;
+                };
+                pairs.push(format!("{from} → {} {}/{}", to.label, cell.hits, cell.tries));
+            }
+        }
+    }
+    (!pairs.is_empty()).then(|| format!("before it held, the first observation: {} against the file", pairs.join(", ")))
 }
 
 /// A check that names a fault under faults-hit whose counters could not be read cannot prove
@@ -685,13 +748,19 @@ fn cannot_reason(cannot: &BTreeMap<String, String>) -> Option<String> {
 
 /// Observe one check: the generic probes for service paths, the stack for its own kinds.
 /// A check runs even when unsupported, to show what it sees.
-async fn observe(lab: &Lab, stack: &AnyStack<'_>, check: &crate::model::Check) -> Result<crate::probe::Observation, LabError> {
+/// Observe a check; with the replicas it found running (none for an API check, which asks no
+/// replica).
+async fn observe(
+    lab: &Lab,
+    stack: &AnyStack<'_>,
+    check: &crate::model::Check,
+) -> Result<(crate::probe::Observation, Option<Vec<Replica>>), LabError> {
     if check.kind == CheckKind::Api {
-        return stack.observe_special(check).await;
+        return Ok((stack.observe_special(check).await?, None));
     }
     let replicas = stack.replicas(&check.service).await?;
     let paths = stack.paths(&check.service, check.client).await?;
-    probe::observe(lab, check, &replicas, &paths).await
+    Ok((probe::observe(lab, check, &replicas, &paths).await?, Some(replicas)))
 }
 
 /// Plan a lab for this scenario on this engine: a subnet no network uses. (Whether the name is
@@ -949,6 +1018,51 @@ pub async fn attach(engine: &Engine, lab: &str, base: &BaseSource) -> Result<Lab
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fewer replicas running than the service should have turn a pass (or a fail) into a fail
+    /// that names the ones seen; as many as it should, or more (old and new tasks during a move),
+    /// leave the verdict alone, as do unsupported and errors.
+    #[test]
+    fn short_of_replicas_fails_what_it_could_not_ask() {
+        let r = |task: &str, node: &str| Replica { task: task.into(), node: node.into(), identity: task.into(), ip: "10.0.1.5".into() };
+        let one = vec![r("web.1", "manager")];
+        let mut pass = CheckReport::new("after-split", "replicas", "web");
+        pass.outcome = Outcome::Pass;
+        pass.summary = "9/9 requests answered".into();
+        short_of_replicas(&mut pass, "web", &one, 3);
+        assert_eq!(pass.outcome, Outcome::Fail);
+        assert_eq!(pass.summary, "9/9 requests answered; 1 of 3 replicas of web running");
+        assert!(pass.diagnosis[0].starts_with("web runs 1 of the 3 replicas it should (web.1@manager)"), "{:?}", pass.diagnosis);
+        for (running, outcome) in [(3, Outcome::Pass), (4, Outcome::Pass), (1, Outcome::Unsupported), (1, Outcome::Error)] {
+            let mut c = CheckReport::new("c", "replicas", "web");
+            c.outcome = outcome;
+            let rs: Vec<Replica> = (0..running).map(|i| r(&format!("web.{i}"), "worker")).collect();
+            short_of_replicas(&mut c, "web", &rs, 3);
+            assert_eq!((c.outcome, c.diagnosis.len()), (outcome, 0), "{running} running, {outcome:?}");
+        }
+    }
+
+    /// A check that held on a later observation names what its first one saw against the file,
+    /// and only that; one that held at once has nothing to say.
+    #[test]
+    fn until_held_names_the_pairs_the_first_observation_missed() {
+        use crate::vocab::{Cell, Target};
+        let mut first = CheckReport::new("after-split", "replicas", "web");
+        first.observation.rows = vec!["manager".into(), "worker-2".into()];
+        first.observation.cols = vec![
+            Target { label: "web.1@manager".into(), node: "manager".into() },
+            Target { label: "web.2@worker-2".into(), node: "worker-2".into() },
+        ];
+        let cell = |hits| Cell { hits, tries: 3, ..Cell::default() };
+        first.observation.cells = vec![vec![cell(3), cell(3)], vec![cell(0), cell(3)]];
+        first.pair_ok = vec![vec![true, true], vec![false, true]];
+        assert_eq!(
+            until_held(&first).as_deref(),
+            Some("before it held, the first observation: worker-2 → web.1@manager 0/3 against the file")
+        );
+        first.pair_ok = vec![vec![true, true], vec![true, true]];
+        assert_eq!(until_held(&first), None);
+    }
 
     /// Every image a shipped scenario's steps use is built on first use: the stray-proxy story
     /// needs squid's image, benches the tools image.
