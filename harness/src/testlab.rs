@@ -60,7 +60,11 @@ impl Lab {
         let report = Arc::new(Mutex::new(RunReport::default()));
         let mut rep = Reporters(vec![Box::new(report.clone())]);
         let run_id = crate::plan::new_run_id();
-        let session = crate::runner::bring_up(&engine, scenario, &run_id, kept, &mut rep).await.map_err(|(_, e)| e)?;
+        // Boxed, here and in `run`: the bring-up's and a step's state machines are large (debug
+        // builds keep every await's temporaries apart), and an engineer's `#[tokio::test]` polls
+        // them on a 2 MiB test thread; on the heap, the futures this API returns are a few
+        // hundred bytes, and a test that awaits many of them stays far from the stack's end.
+        let session = Box::pin(crate::runner::bring_up(&engine, scenario, &run_id, kept, &mut rep)).await.map_err(|(_, e)| e)?;
         Ok(Lab { engine, session: Some(session), report, kept })
     }
 
@@ -80,7 +84,7 @@ impl Lab {
 
     async fn run(&mut self, step: &Step) -> Result<(), LabError> {
         let mut rep = Reporters(vec![Box::new(self.report.clone())]);
-        self.session().step(step, &mut rep).await.map_err(|(_, e)| e)
+        Box::pin(self.session().step(step, &mut rep)).await.map_err(|(_, e)| e)
     }
 
     /// Run the scenario's check `name` now, with the faults applied now, and return what it
