@@ -1,7 +1,7 @@
 //! Recording the evidence a diagnosis needs, from a live lab: a snapshot before a check (fault
 //! counters, VXLAN counters), and after it the rest (components, proxy answers).
 
-use super::{Effect, Evidence, FaultFact, Lost, Pair, ProxyAnswer, Vxlan};
+use super::{Effect, Evidence, FaultFact, Lost, OverlayView, Pair, ProxyAnswer, Vxlan, PROBE};
 use crate::fault::{Action, Counters, FaultHandle, CLIENT_ENV, CLIENT_ENV_FAULT};
 use crate::lab::Lab;
 use crate::model::{Direction, FaultSpec, Protocol};
@@ -242,6 +242,7 @@ pub async fn gather(
     }
     let addresses = lab.plan.nodes.iter().map(|n| (n.name.clone(), n.ip.to_string())).collect();
     let (service_rules, endpoints) = service_plumbing(lab, check).await;
+    let overlay = overlay_views(lab, check).await;
     Evidence {
         kind: check.kind.clone(),
         unsupported,
@@ -254,7 +255,61 @@ pub async fn gather(
         service_rules,
         endpoints,
         lost,
+        overlay,
     }
+}
+
+/// Swarm: every node's view of the checked service's overlay (`OverlayView`): the permanent
+/// neighbour entries in the network's namespace (`1-` and the network id's first 10
+/// characters, under /var/run/docker/netns), and the node's own containers on the network.
+async fn overlay_views(lab: &Lab, check: &CheckReport) -> BTreeMap<String, OverlayView> {
+    let Some(svc) = lab.scenario.service(&check.service) else { return BTreeMap::new() };
+    if lab.scenario.stack != crate::model::StackKind::Swarm {
+        return BTreeMap::new();
+    }
+    // Network names are validated labels: quoted once for the shell, plain inside the template.
+    let net = crate::lab::shq(&svc.network);
+    let script = format!(
+        "id=$(docker network inspect -f '{{{{.Id}}}}' {net} 2>/dev/null) || exit 0\n\
+         ns=/var/run/docker/netns/1-$(printf %.10s \"$id\")\n\
+         [ -e \"$ns\" ] && nsenter --net=\"$ns\" ip -4 neigh show nud permanent | awk '{{print \"known\", $1}}'\n\
+         for c in $(docker ps -q --filter network={net}); do \
+           docker inspect -f '{{{{.Name}}}} {{{{with index .NetworkSettings.Networks \"{raw}\"}}}}{{{{.IPAddress}}}}{{{{end}}}}' \"$c\"; \
+         done | awk '{{print \"local\", $1, $2}}'; true",
+        raw = svc.network,
+    );
+    let probe = format!("/{}", crate::vocab::probe_container(&svc.network));
+    let outs = join_all(lab.plan.nodes.iter().map(|n| {
+        let script = script.clone();
+        async move { (n.name.clone(), lab.sh_raw(&n.name, &script).await) }
+    }))
+    .await;
+    outs.into_iter()
+        .filter_map(|(n, o)| {
+            let o = o.ok()?;
+            Some((n, parse_overlay(&o.stdout, &probe)))
+        })
+        .collect()
+}
+
+/// `known <ip>` and `local /<container name> <ip>` lines into a view; the probe (`probe`: its
+/// container name with docker's leading slash) is keyed `PROBE`.
+pub fn parse_overlay(out: &str, probe: &str) -> OverlayView {
+    let mut v = OverlayView::default();
+    for line in out.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.as_slice() {
+            ["known", ip] => {
+                v.known.insert(ip.to_string());
+            }
+            ["local", name, ip] => {
+                let key = if *name == probe { PROBE.to_string() } else { name.trim_start_matches('/').to_string() };
+                v.local.insert(key, ip.to_string());
+            }
+            _ => {}
+        }
+    }
+    v
 }
 
 /// Kubernetes vip and node-port checks: the service's endpoints (plain kubectl on the master:

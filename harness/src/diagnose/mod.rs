@@ -41,6 +41,52 @@ pub struct Evidence {
     /// vip: per entry node, requests no replica answered.
     #[serde(default)]
     pub lost: Vec<Lost>,
+    /// Swarm: per node, what its overlay holds (see `OverlayView`).
+    #[serde(default)]
+    pub overlay: BTreeMap<String, OverlayView>,
+}
+
+/// `OverlayView::local`'s key for the node's probe container.
+pub const PROBE: &str = "probe";
+
+/// One swarm node's overlay (the checked service's network), as its engine made it: its own
+/// endpoints there (the probe's, keyed `PROBE`, and the tasks' containers: name → address), and the remote addresses its overlay namespaces
+/// hold a permanent neighbour entry for — what swarm's network database told it. A remote
+/// endpoint without an entry is one this node cannot send to (no ARP crosses the overlay).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OverlayView {
+    pub local: BTreeMap<String, String>,
+    pub known: std::collections::BTreeSet<String>,
+}
+
+impl OverlayView {
+    /// The address of the local container whose name is `task` or starts with `task.` (swarm
+    /// names a task's container `web.2.<task id>`).
+    fn address_of(&self, task: &str) -> Option<&String> {
+        self.local.iter().find(|(name, _)| *name == task || name.strip_prefix(task).is_some_and(|r| r.starts_with('.'))).map(|(_, ip)| ip)
+    }
+}
+
+/// Swarm: the overlay entries a failing pair lacks, either way: the entry node without the
+/// replica's address (requests have nowhere to go), the replica's node without the entry's
+/// probe address (answers cannot go back).
+fn overlay_gaps(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(there) = e.overlay.get(node) else { return out };
+    for p in e.pairs.iter().filter(|p| p.node == node && p.entry != node && entries.contains(&p.entry) && p.expected && !p.answered) {
+        let Some(here) = e.overlay.get(&p.entry) else { continue };
+        let task = p.target.split('@').next().unwrap_or(&p.target);
+        if let Some(ip) = there.address_of(task).filter(|ip| !here.known.contains(*ip)) {
+            out.push(format!("{}'s overlay has no entry for {} ({ip}): its requests have nowhere to go", p.entry, p.target));
+        }
+        if let Some(ip) = here.local.get(PROBE).filter(|ip| !there.known.contains(*ip)) {
+            out.push(format!("{node}'s overlay has no entry for {}'s probe ({ip}): {}'s answers cannot go back", p.entry, p.target));
+        }
+    }
+    if !out.is_empty() {
+        out.push("swarm's network database gives these entries; once it has marked a node failed, they come back only with a bulk sync (every 30 s)".into());
+    }
+    out
 }
 
 /// Requests of one entry node that no replica answered (a VIP's: not addressed to one replica).
@@ -271,6 +317,10 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
     let ruleless: Vec<String> = entries.iter().filter(|n| e.service_rules.get(*n) == Some(&false)).cloned().collect();
     if !ruleless.is_empty() {
         out.push(format!("kube-proxy has no rules for the service's ClusterIP on {}", list(&ruleless)));
+    }
+    // Swarm's overlay entries, when nothing above explains the silence.
+    if out.is_empty() {
+        out.extend(overlay_gaps(e, node, entries));
     }
     // VXLAN counters: sent by the entries, received by the target's node.
     if let Some(rx) = e.vxlan.get(node).map(|v| v.rx) {

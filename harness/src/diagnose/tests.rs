@@ -19,6 +19,9 @@ recorded!(loss_counts_and_vxlan_never_arrived, "faults-worker-2-lost");
 recorded!(mtu_black_hole_is_named, "mtu-big-answers-into-worker-1-hang");
 recorded!(paused_node_is_named, "stop-worker-1-silent");
 recorded!(stray_proxy_shows_page_identity_and_hint, "proxy-api-through-stray-proxy");
+// The manager's overlay entry for worker-2's probe deleted by hand (`ip neigh del` in the
+// network's namespace): the state the CI failure after a partition's revert was in.
+recorded!(overlay_entry_lost_names_the_way_it_breaks, "overlay-worker-2-probe-lost");
 
 fn pair(entry: &str, node: &str, answered: bool, expected: bool) -> Pair {
     let answers = if answered { 1 } else { 0 };
@@ -204,4 +207,58 @@ fn a_stopped_cluster_dns_explains_every_lookup() {
     // Found stopped without a fault: named as not running.
     let e = Evidence { faults: vec![], stopped: [("master".to_string(), vec![CLUSTER_DNS.to_string()])].into(), ..e };
     assert!(explain(&e).iter().any(|l| l.contains("the cluster DNS (cluster-dns on master) is not running")), "{:?}", explain(&e));
+}
+
+/// The CI failure after a partition's revert, as its numbers were: worker-2's requests reached
+/// web.2 on the manager (VXLAN arrived) and no answer came back, because the manager's overlay
+/// had lost worker-2's probe. The cause names the missing entry and which way it breaks; with
+/// every entry in place, nothing is said about the overlay.
+#[test]
+fn a_lost_overlay_entry_is_named_with_the_direction_it_breaks() {
+    let mut silent = pair("worker-2", "manager", false, true);
+    silent.target = "web.2@manager".into();
+    let mut fine = pair("manager", "manager", true, true);
+    fine.target = "web.2@manager".into();
+    let view = |local: &[(&str, &str)], known: &[&str]| OverlayView {
+        local: local.iter().map(|(n, ip)| (n.to_string(), ip.to_string())).collect(),
+        known: known.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut e = Evidence {
+        kind: "replicas".into(),
+        pairs: vec![silent, fine],
+        vxlan: [
+            ("worker-2".to_string(), Vxlan { tx: 162, ..Default::default() }),
+            ("manager".to_string(), Vxlan { rx: 164, ..Default::default() }),
+        ]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    e.overlay.insert("manager".into(), view(&[(PROBE, "10.0.1.5"), ("web.2.kvvmmh0vz2f2", "10.0.1.4")], &["10.0.1.6"]));
+    e.overlay.insert("worker-2".into(), view(&[(PROBE, "10.0.1.9"), ("web.3.x1y2", "10.0.1.6")], &["10.0.1.4", "10.0.1.5"]));
+    let text = explain(&e).join("\n");
+    assert!(
+        text.contains("manager's overlay has no entry for worker-2's probe (10.0.1.9): web.2@manager's answers cannot go back"),
+        "{text}"
+    );
+    assert!(!text.contains("worker-2's overlay has no entry"), "{text}");
+    assert!(text.contains("bulk sync"), "{text}");
+    assert!(!text.contains("yet no answer came back"), "{text}");
+
+    // The same silence with every entry in place: the overlay is not the cause named.
+    e.overlay.get_mut("manager").unwrap().known.insert("10.0.1.9".into());
+    let text = explain(&e).join("\n");
+    assert!(!text.contains("overlay has no entry"), "{text}");
+    assert!(text.contains("yet no answer came back"), "{text}");
+}
+
+#[test]
+fn overlay_lines_parse_into_a_view() {
+    let out =
+        "known 10.0.1.8\nknown 10.0.1.4\nlocal /web.2.kvvmmh0vz2f25tebrg8g5c0mc 10.0.1.3\nlocal /clusterlab-probe-labnet 10.0.1.7\nnoise\n";
+    let v = super::gather::parse_overlay(out, "/clusterlab-probe-labnet");
+    assert_eq!(v.known.iter().cloned().collect::<Vec<_>>(), ["10.0.1.4", "10.0.1.8"]);
+    assert_eq!(v.local.get(PROBE).map(String::as_str), Some("10.0.1.7"));
+    assert_eq!(v.address_of("web.2").map(String::as_str), Some("10.0.1.3"));
+    assert_eq!(v.address_of("web.20"), None);
 }
