@@ -405,6 +405,16 @@ impl Engine {
         }
     }
 
+    /// Whether the engine holds a container paused (a stop-node fault), as its state says.
+    pub async fn is_paused(&self, container: &str) -> Result<bool, LabError> {
+        let info = self
+            .docker
+            .inspect_container(container, None)
+            .await
+            .map_err(|e| LabError::Inspect { container: container.into(), message: e.to_string() })?;
+        Ok(info.state.and_then(|s| s.paused).unwrap_or(false))
+    }
+
     /// A container's memory in use, in bytes, as `docker stats` counts it: the cgroup's usage
     /// less its inactive page cache (files read once, which the kernel drops first).
     pub async fn memory_in_use(&self, container: &str) -> Result<u64, LabError> {

@@ -369,11 +369,12 @@ impl Stack for Swarm<'_> {
                         }
                         Ok((n.name.clone(), o.stdout))
                     }
-                    // A paused node cannot answer; its replicas are the ones it had.
-                    Err(LabError::Exec { source, .. }) if source.to_string().contains("is paused") => {
-                        Ok((n.name.clone(), self.seen.lock().ok().and_then(|s| s.get(&key).cloned()).unwrap_or_default()))
-                    }
-                    Err(e) => Err(e),
+                    // A paused node cannot answer; its replicas are the ones it had. Paused is
+                    // what the engine says of the node, not what the failed exec's message says.
+                    Err(e) => match self.lab.engine.is_paused(&n.container).await {
+                        Ok(true) => Ok((n.name.clone(), self.seen.lock().ok().and_then(|s| s.get(&key).cloned()).unwrap_or_default())),
+                        _ => Err(e),
+                    },
                 }
             }
         }))
