@@ -657,8 +657,7 @@ impl Session {
 /// How long a check with `within` waits between two observations.
 const WITHIN_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Observe a check once and judge what was seen.
-/// Observe a check and judge it. `desired`: the replicas the service should have (the
+/// Observe a check once and judge what was seen. `desired`: the replicas the service should have (the
 /// scenario's count, or the last scale step's).
 async fn observe_and_judge(
     lab: &Lab,

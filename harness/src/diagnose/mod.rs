@@ -50,9 +50,10 @@ pub struct Evidence {
 pub const PROBE: &str = "probe";
 
 /// One swarm node's overlay (the checked service's network), as its engine made it: its own
-/// endpoints there (the probe's, keyed `PROBE`, and the tasks' containers: name → address), and the remote addresses its overlay namespaces
-/// hold a permanent neighbour entry for — what swarm's network database told it. A remote
-/// endpoint without an entry is one this node cannot send to (no ARP crosses the overlay).
+/// endpoints there (the probe's, keyed `PROBE`, and the tasks' containers: name → address),
+/// and the remote addresses its overlay namespace holds a permanent neighbour entry for — what
+/// swarm's network database told it. A remote endpoint without an entry is one this node cannot
+/// send to (no ARP crosses the overlay).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OverlayView {
     pub local: BTreeMap<String, String>,
@@ -67,12 +68,13 @@ impl OverlayView {
     }
 }
 
-/// Swarm: the overlay entries a failing pair lacks, either way: the entry node without the
-/// replica's address (requests have nowhere to go), the replica's node without the entry's
-/// probe address (answers cannot go back).
+/// Swarm: the overlay entries a failing pair of a replicas check lacks, either way: the entry
+/// node without the replica's address (requests have nowhere to go), the replica's node without
+/// the entry's probe address (answers cannot go back). (A VIP's or a name's pairs go through
+/// IPVS or the engine's DNS first: not a pair of addresses this can judge.)
 fn overlay_gaps(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
     let mut out = Vec::new();
-    let Some(there) = e.overlay.get(node) else { return out };
+    let Some(there) = e.overlay.get(node).filter(|_| e.kind == "replicas") else { return out };
     for p in e.pairs.iter().filter(|p| p.node == node && p.entry != node && entries.contains(&p.entry) && p.expected && !p.answered) {
         let Some(here) = e.overlay.get(&p.entry) else { continue };
         let task = p.target.split('@').next().unwrap_or(&p.target);

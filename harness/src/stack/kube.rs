@@ -641,8 +641,8 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
                 let f: Vec<&str> = l.split(' ').collect();
                 let get = |i: usize| f.get(i).copied().unwrap_or("").to_string();
                 let running = get(3) == "Running" && get(4).is_empty() && !get(2).is_empty();
-                // Deleted, and no container of it runs (as its kubelet reported): gone for every
-                // packet. Its object stays until the kubelet has reclaimed the pod's cgroup,
+                // Deleted, and no container of it runs (as its kubelet reported): nothing of it
+                // serves any more. Its object stays until the kubelet has reclaimed the pod's cgroup,
                 // which here waits for the kubelet's container GC (every minute) to remove the
                 // stopped sandbox: a scale-down took 6 to 59 s for that alone.
                 let stopped = !get(4).is_empty() && f.get(5..).is_none_or(|rest| rest.iter().all(|x| x.is_empty()));
