@@ -67,18 +67,13 @@ async fn one(engine: &Engine, stack: &str, n: usize, idle: Duration) -> ScalePoi
     let (check, passed, paths_after_secs) = match lab.check("every-node-every-replica").await {
         Ok(c) => {
             // Which pairs did not answer, and what their requests saw: a failed size says where.
-            let o = &c.observation;
-            let wrong: Vec<String> = (0..o.rows.len())
-                .flat_map(|r| (0..o.cols.len()).map(move |k| (r, k)))
-                .filter(|&(r, k)| !c.pair_ok.get(r).and_then(|x| x.get(k)).copied().unwrap_or(true))
-                .map(|(r, k)| format!("{} → {}: {}", o.rows[r], o.cols[k].label, o.cells[r][k].detail))
-                .collect();
+            let wrong: Vec<String> = c.misses().iter().map(|(from, to, cell)| format!("{from} → {}: {}", to.label, cell.detail)).collect();
             let summary = if wrong.is_empty() { c.summary.clone() } else { format!("{} ({})", c.summary, wrong.join("; ")) };
-            (summary, c.passed(), c.passed().then(|| c.held_after_secs.unwrap_or(0.0)))
+            (summary, c.passed(), c.held_after_secs.filter(|_| c.passed()))
         }
         Err(e) => (format!("check failed to run: {e}"), false, None),
     };
-    let after = paths_after_secs.filter(|s| *s > 0.0).map(|s| format!(" (every path after {s:.1} s)")).unwrap_or_default();
+    let after = paths_after_secs.map(|s| format!(" (every path after {s:.1} s)")).unwrap_or_default();
     println!("   {} {check}{after}", if passed { "✓" } else { "✗" });
     let t1 = Instant::now();
     let down = lab.down().await;

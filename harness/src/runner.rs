@@ -707,18 +707,8 @@ fn short_of_replicas(report: &mut CheckReport, service: &str, running: &[Replica
 /// What the first observation of a check that held later saw against the file: the pairs that
 /// did not do as expected, with their answered/sent requests (`worker-2 → web.2@manager 0/3`).
 fn until_held(first: &CheckReport) -> Option<String> {
-    let obs = &first.observation;
-    let mut pairs = Vec::new();
-    for (r, row) in first.pair_ok.iter().enumerate() {
-        for (c, ok) in row.iter().enumerate() {
-            if !ok {
-                let (Some(from), Some(to), Some(cell)) = (obs.rows.get(r), obs.cols.get(c), obs.cells.get(r).and_then(|x| x.get(c))) else {
-                    continue;
-                };
-                pairs.push(format!("{from} → {} {}/{}", to.label, cell.hits, cell.tries));
-            }
-        }
-    }
+    let pairs: Vec<String> =
+        first.misses().iter().map(|(from, to, cell)| format!("{from} → {} {}/{}", to.label, cell.hits, cell.tries)).collect();
     (!pairs.is_empty()).then(|| format!("before it held, the first observation: {} against the file", pairs.join(", ")))
 }
 

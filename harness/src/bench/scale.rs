@@ -21,7 +21,8 @@ pub struct ScalePoint {
     pub memory_mib: Vec<(String, f64)>,
     /// The check every lab runs (each node to each replica), as its one-line summary.
     pub check: String,
-    /// When the check held, seconds after it began (0 when at once); None when it never did.
+    /// Seconds from the check's start until it held (its own 1-2 s when every path answered at
+    /// once); None when it never did.
     #[serde(default)]
     pub paths_after_secs: Option<f64>,
     pub passed: bool,

@@ -391,15 +391,20 @@ impl Engine {
         Ok(out)
     }
 
-    /// The host process id of a running container's first process: its namespaces and, under
-    /// `/proc/<pid>/root`, its filesystem as the host sees them.
-    pub async fn container_pid(&self, container: &str) -> Result<u32, LabError> {
+    /// A container's state as the engine reports it (running, paused, its first process).
+    async fn container_state(&self, container: &str) -> Result<bollard::models::ContainerState, LabError> {
         let info = self
             .docker
             .inspect_container(container, None)
             .await
             .map_err(|e| LabError::Inspect { container: container.into(), message: e.to_string() })?;
-        match info.state.and_then(|s| s.pid) {
+        Ok(info.state.unwrap_or_default())
+    }
+
+    /// The host process id of a running container's first process: its namespaces and, under
+    /// `/proc/<pid>/root`, its filesystem as the host sees them.
+    pub async fn container_pid(&self, container: &str) -> Result<u32, LabError> {
+        match self.container_state(container).await?.pid {
             Some(pid) if pid > 0 => Ok(pid as u32),
             _ => Err(LabError::Inspect { container: container.into(), message: "it is not running".into() }),
         }
@@ -407,12 +412,7 @@ impl Engine {
 
     /// Whether the engine holds a container paused (a stop-node fault), as its state says.
     pub async fn is_paused(&self, container: &str) -> Result<bool, LabError> {
-        let info = self
-            .docker
-            .inspect_container(container, None)
-            .await
-            .map_err(|e| LabError::Inspect { container: container.into(), message: e.to_string() })?;
-        Ok(info.state.and_then(|s| s.paused).unwrap_or(false))
+        Ok(self.container_state(container).await?.paused.unwrap_or(false))
     }
 
     /// A container's memory in use, in bytes, as `docker stats` counts it: the cgroup's usage

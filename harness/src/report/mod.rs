@@ -115,6 +115,22 @@ impl CheckReport {
         CellView { text, detail, expected, ok, answered }
     }
 
+    /// The pairs that did not do what the file expects: (entry node, target, its cell).
+    pub fn misses(&self) -> Vec<(&str, &crate::vocab::Target, &crate::vocab::Cell)> {
+        let o = &self.observation;
+        let mut out = Vec::new();
+        for (r, row) in self.pair_ok.iter().enumerate() {
+            for (c, ok) in row.iter().enumerate() {
+                if let (false, Some(from), Some(to), Some(cell)) =
+                    (*ok, o.rows.get(r), o.cols.get(c), o.cells.get(r).and_then(|x| x.get(c)))
+                {
+                    out.push((from.as_str(), to, cell));
+                }
+            }
+        }
+        out
+    }
+
     /// Latency over the answered requests of every pair: "min–max ms, median of pairs X ms".
     pub fn latency_line(&self) -> Option<String> {
         let l: Vec<&crate::probe::Latency> = self.observation.cells.iter().flatten().filter_map(|c| c.latency.as_ref()).collect();
