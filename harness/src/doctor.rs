@@ -75,9 +75,11 @@ fn verdicts(f: &HostFacts, vxlan: Option<bool>) -> String {
     out.push_str("  yes Kubernetes ClusterIP and NodePort (kube-proxy's iptables mode needs no IPVS)\n");
     let m = Match { protocol: Protocol::All, port: None, direction: Direction::In, peers: vec![] };
     let drop = FaultSpec::Drop { nodes: vec![], matches: m.clone() };
+    let m_rate = m.clone();
     let loss = FaultSpec::Loss { nodes: vec![], matches: m, percent: 1.0 };
     let mtu = FaultSpec::Mtu { nodes: vec![], mtu: 1200 };
-    for (what, spec) in [("faults drop, partition", &drop), ("fault loss", &loss), ("fault mtu", &mtu)] {
+    let rate = FaultSpec::Rate { nodes: vec![], matches: m_rate, bits: 1_000_000, burst: 3028 };
+    for (what, spec) in [("faults drop, partition", &drop), ("fault loss", &loss), ("fault mtu", &mtu), ("fault rate (htb)", &rate)] {
         match f.cannot(spec) {
             None => out.push_str(&format!("  yes {what}\n")),
             Some(why) => out.push_str(&format!("  no  {what}: {why}\n")),

@@ -21,7 +21,16 @@ if out=$(iptables -w 10 -N $c 2>&1); then
 else
   say iptables no "$out"; for m in comment statistic mac; do say $m no "iptables does not work here"; done
 fi
+if out=$(iptables -w 10 -t mangle -N $c 2>&1); then
+  if out=$(iptables -w 10 -t mangle -A $c -j CLASSIFY --set-class 1:1 2>&1); then say classify ok; else say classify no "$out"; fi
+  iptables -w 10 -t mangle -F $c; iptables -w 10 -t mangle -X $c
+else
+  say classify no "$out"
+fi
 if out=$(ip link set dev lo mtu "$(cat /sys/class/net/lo/mtu)" 2>&1); then say link ok; else say link no "$out"; fi
+# Queueing disciplines, tried on the loopback's root and removed at once (lo has none: noqueue).
+if out=$(tc qdisc add dev lo root handle 1: htb 2>&1); then say htb ok; tc qdisc del dev lo root; else say htb no "$out"; fi
+if out=$(tc qdisc add dev lo root netem delay 1ms 2>&1); then say netem ok; tc qdisc del dev lo root; else say netem no "$out"; fi
 if [ -e /proc/net/ip_vs ]; then say ipvs ok; else say ipvs no "/proc/net/ip_vs is absent: the kernel has no IP_VS"; fi
 "#;
 
@@ -42,6 +51,13 @@ pub struct HostFacts {
     pub mac: Fact,
     /// Changing a link (mtu faults need CAP_NET_ADMIN on the node's links).
     pub link: Fact,
+    /// `-j CLASSIFY` in the mangle table (rate: which packets go to the slow class).
+    pub classify: Fact,
+    /// The HTB queueing discipline (rate).
+    pub htb: Fact,
+    /// The netem queueing discipline (not needed by any fault: shown, so a run can say what it
+    /// used instead).
+    pub netem: Fact,
     /// IPVS (swarm's VIP and routing mesh).
     pub ipvs: Fact,
 }
@@ -67,6 +83,9 @@ impl HostFacts {
             statistic: fact("statistic"),
             mac: fact("mac"),
             link: fact("link"),
+            classify: fact("classify"),
+            htb: fact("htb"),
+            netem: fact("netem"),
             ipvs: fact("ipvs"),
         }
     }
@@ -86,6 +105,10 @@ impl HostFacts {
                 .or_else(|| need(&self.statistic, "the kernel lacks xt_statistic (random drops for loss)"))
                 .or_else(|| peers(matches)),
             FaultSpec::Mtu { .. } => need(&self.link, "the nodes cannot change their links (CAP_NET_ADMIN)"),
+            // Shaped on the senders' egress, chosen by destination: no -m mac.
+            FaultSpec::Rate { .. } => rules()
+                .or_else(|| need(&self.classify, "the kernel lacks xt_CLASSIFY (which packets go to the slow class)"))
+                .or_else(|| need(&self.htb, "the nodes cannot add an HTB qdisc (sch_htb, CAP_NET_ADMIN)")),
             FaultSpec::Kill { .. } | FaultSpec::StopNode { .. } | FaultSpec::HttpProxy { .. } => None,
         }
     }
@@ -98,6 +121,9 @@ impl HostFacts {
             ("-m statistic", &self.statistic, "loss"),
             ("-m mac", &self.mac, "partition, peer-scoped drop and loss"),
             ("link changes (CAP_NET_ADMIN)", &self.link, "mtu"),
+            ("-j CLASSIFY (mangle)", &self.classify, "rate"),
+            ("HTB qdisc", &self.htb, "rate"),
+            ("netem qdisc", &self.netem, "nothing: rate is built on HTB"),
             ("IPVS (/proc/net/ip_vs)", &self.ipvs, "swarm vip, node-port"),
         ]
         .iter()
@@ -139,5 +165,18 @@ mod tests {
         assert!(silent.cannot(&drop).unwrap().contains("did not report iptables"));
         assert!(silent.cannot(&FaultSpec::Mtu { nodes: vec![], mtu: 1200 }).is_some());
         assert_eq!(silent.cannot(&FaultSpec::StopNode { nodes: vec![] }), None);
+    }
+
+    #[test]
+    fn rate_needs_classify_and_htb_and_never_netem() {
+        let rate = FaultSpec::Rate { nodes: vec!["w".into()], matches: m(), bits: 10_000_000, burst: 12_500 };
+        let here = HostFacts::parse(
+            "iptables ok\ncomment ok\nstatistic ok\nmac no x\nclassify ok\nlink ok\nhtb ok\nnetem no Error: Specified qdisc kind is unknown.\nipvs no x\n",
+        );
+        assert_eq!(here.cannot(&rate), None, "no netem, no mac: still a rate");
+        let no_htb = HostFacts::parse("iptables ok\ncomment ok\nclassify ok\nhtb no Error: Specified qdisc kind is unknown.\n");
+        assert!(no_htb.cannot(&rate).unwrap().contains("HTB"));
+        let no_classify = HostFacts::parse("iptables ok\ncomment ok\nclassify no x\nhtb ok\n");
+        assert!(no_classify.cannot(&rate).unwrap().contains("xt_CLASSIFY"));
     }
 }

@@ -30,10 +30,25 @@ pub fn sub_chain(chain: &str, parent: &str) -> String {
     let suffix = match parent {
         "INPUT" => "in",
         "OUTPUT" => "out",
+        "POSTROUTING" => "post",
         _ => "fwd",
     };
     format!("{chain}.{suffix}")
 }
+
+/// The table a parent chain's rules go in: a rate fault's CLASSIFY is a mangle target (valid in
+/// POSTROUTING); drops are filter rules.
+pub fn table_of(parent: &str) -> &'static str {
+    if parent == "POSTROUTING" {
+        "mangle"
+    } else {
+        "filter"
+    }
+}
+
+/// The HTB class a rate fault's packets go to (CLASSIFY sets it as the packet's priority, which
+/// HTB reads directly: this kernel has no `fw` classifier to match a mark).
+pub const RATE_CLASS: &str = "1:10";
 
 fn match_args(m: &Match, peer_flag: &str, peer: Option<&str>) -> String {
     let mut a = String::new();
@@ -61,6 +76,9 @@ pub const LAB_IF: &str = "$lab_if";
 pub struct Peer {
     pub ip: String,
     pub mac: String,
+    /// Kubernetes: the node's pod CIDR (what other nodes route to its pods through the lab
+    /// interface on host-gw).
+    pub pods: Option<String>,
 }
 
 /// The rules a fault puts on each node (pure: nodes come from `node_of`).
@@ -71,7 +89,11 @@ pub struct Peer {
 /// arrive: on the lab interface, by the MAC of the node that sent them. A cut from X to Y is
 /// therefore also a FORWARD rule on Y for packets from X's MAC; a port-only drop also acts on
 /// what the node forwards through its lab interface.
-pub fn rules(spec: &FaultSpec, node_of: &dyn Fn(&str) -> Peer) -> BTreeMap<String, Vec<Rule>> {
+///
+/// A rate limit shapes what a node *sends* (HTB is an egress discipline): `out` on the node's
+/// own lab interface, `in` on every sender's (the peers, or every other node), for packets to
+/// the node's address and, on Kubernetes, its pod CIDR. A closed lab has no other senders.
+pub fn rules(spec: &FaultSpec, all: &[String], node_of: &dyn Fn(&str) -> Peer) -> BTreeMap<String, Vec<Rule>> {
     let mut out: BTreeMap<String, Vec<Rule>> = BTreeMap::new();
     let mut push = |node: &str, parent: &'static str, args: String| {
         out.entry(node.to_string()).or_default().push(Rule { parent, args: args.split_whitespace().collect::<Vec<_>>().join(" ") });
@@ -115,6 +137,31 @@ pub fn rules(spec: &FaultSpec, node_of: &dyn Fn(&str) -> Peer) -> BTreeMap<Strin
             // -m statistic: the kernel here has no netem, so loss is a random drop in iptables.
             let extra = format!("-m statistic --mode random --probability {:.4}", percent / 100.0);
             directional(nodes, matches, &extra, &mut push)
+        }
+        FaultSpec::Rate { nodes, matches: m, .. } => {
+            let to = |p: &Peer| std::iter::once(p.ip.clone()).chain(p.pods.clone()).collect::<Vec<_>>();
+            for n in nodes {
+                let others: Vec<String> =
+                    if m.peers.is_empty() { all.iter().filter(|x| *x != n).cloned().collect() } else { m.peers.clone() };
+                if matches!(m.direction, Direction::Out | Direction::Both) {
+                    if m.peers.is_empty() {
+                        push(n, "POSTROUTING", format!("-o {LAB_IF} {}", match_args(m, "", None)));
+                    }
+                    for p in m.peers.iter() {
+                        for dst in to(&node_of(p)) {
+                            push(n, "POSTROUTING", format!("-o {LAB_IF} {}", match_args(m, "-d", Some(&dst))));
+                        }
+                    }
+                }
+                if matches!(m.direction, Direction::In | Direction::Both) {
+                    let me = node_of(n);
+                    for p in &others {
+                        for dst in to(&me) {
+                            push(p, "POSTROUTING", format!("-o {LAB_IF} {}", match_args(m, "-d", Some(&dst))));
+                        }
+                    }
+                }
+            }
         }
         // Not packet rules: see Action.
         FaultSpec::Kill { .. } | FaultSpec::StopNode { .. } | FaultSpec::HttpProxy { .. } | FaultSpec::Mtu { .. } => {}
@@ -178,6 +225,16 @@ pub enum Action {
     Proxy { nodes: Vec<String>, no_proxy: Vec<String>, components: Vec<String> },
     /// Set the MTU of each node's lab interface; revert restores the one it had.
     Mtu { nodes: Vec<String>, mtu: u32 },
+    /// iptables rules that choose packets (CLASSIFY) for an HTB class of `bits` per second and
+    /// `burst` bytes on the lab interface of each node with rules; revert removes both.
+    Shape { bits: u64, burst: u64 },
+}
+
+impl Action {
+    /// Faults made of iptables rules in the nodes (counted, proven equal on revert).
+    fn has_rules(&self) -> bool {
+        matches!(self, Action::Rules | Action::Shape { .. })
+    }
 }
 
 /// The proxy environment of a node's clients: `KEY=value` lines, read by the harness's kubectl
@@ -218,7 +275,43 @@ fn parents(rs: &[Rule]) -> Vec<&'static str> {
 
 fn node_of(lab: &Lab, n: &str) -> Peer {
     let ip = lab.plan.node(n).map(|x| x.ip);
-    Peer { ip: ip.map(|i| i.to_string()).unwrap_or_default(), mac: ip.map(crate::plan::mac_of).unwrap_or_default() }
+    let index = lab.plan.nodes.iter().position(|x| x.name == n);
+    let pods = lab.scenario.kube.as_ref().zip(index).map(|(k, i)| crate::stack::kube::node_pod_cidr(&k.pod_cidr, i));
+    Peer { ip: ip.map(|i| i.to_string()).unwrap_or_default(), mac: ip.map(crate::plan::mac_of).unwrap_or_default(), pods }
+}
+
+/// The lines of an apply script (after `$lab_if` is set) that put the rate's HTB on the lab
+/// interface, first keeping what was there for the revert's proof. The interface must have no
+/// discipline of its own (a veth's `noqueue`): another fault's would be replaced.
+fn shape_script(fault: &str, chain: &str, bits: u64, burst: u64) -> String {
+    format!(
+        "tc qdisc show dev \"$lab_if\" > {STATE_DIR}/{chain}.tc\n\
+         grep -q '^qdisc noqueue' {STATE_DIR}/{chain}.tc || {{ echo \"fault {fault}: the lab interface $lab_if already has a queueing discipline: $(head -n 1 {STATE_DIR}/{chain}.tc) (one rate fault per node at a time)\" >&2; exit 3; }}\n\
+         # default 0: packets no rule chose skip the classes (HTB's direct queue), unshaped.\n\
+         tc qdisc add dev \"$lab_if\" root handle 1: htb default 0\n\
+         # ceil = rate: the class never borrows above it; burst: what may leave at once.\n\
+         tc class add dev \"$lab_if\" parent 1: classid {RATE_CLASS} htb rate {bits}bit ceil {bits}bit burst {burst}b cburst {burst}b\n"
+    )
+}
+
+/// The lines of a revert script that remove the rate's HTB and prove the interface's queueing
+/// discipline is what it was (`noqueue` again).
+fn unshape_script(ip: &str, chain: &str) -> String {
+    format!(
+        "{}tc qdisc del dev \"$lab_if\" root\n\
+         tc qdisc show dev \"$lab_if\" | cmp -s - {STATE_DIR}/{chain}.tc || {{ echo \"the queueing discipline of $lab_if differs from before the fault: $(tc qdisc show dev \"$lab_if\" | head -n 1)\" >&2; exit 5; }}\n\
+         rm -f {STATE_DIR}/{chain}.tc\n",
+        find_lab_if(ip)
+    )
+}
+
+/// Script lines that set `$lab_if` to the interface holding the node's lab address (found, not
+/// assumed to be eth0), or fail saying so.
+fn find_lab_if(ip: &str) -> String {
+    format!(
+        "lab_if=$(ip -o -4 addr show | awk -v a={ip}/ 'index($4, a) == 1 {{print $2; exit}}')\n\
+         [ -n \"$lab_if\" ] || {{ echo 'no interface holds {ip}' >&2; exit 3; }}\n"
+    )
 }
 
 impl FaultHandle {
@@ -238,15 +331,22 @@ impl FaultHandle {
                 components: components.clone(),
             },
             FaultSpec::Mtu { nodes, mtu } => Action::Mtu { nodes: nodes.clone(), mtu: *mtu },
+            FaultSpec::Rate { bits, burst, .. } => Action::Shape { bits: *bits, burst: *burst },
             _ => Action::Rules,
         };
-        FaultHandle { name: fault.name.clone(), chain: chain_name(&fault.name), rules: rules(&fault.spec, &|n| node_of(lab, n)), action }
+        let all: Vec<String> = lab.plan.nodes.iter().map(|n| n.name.clone()).collect();
+        FaultHandle {
+            name: fault.name.clone(),
+            chain: chain_name(&fault.name),
+            rules: rules(&fault.spec, &all, &|n| node_of(lab, n)),
+            action,
+        }
     }
 
     async fn apply_other(&self, lab: &Lab, apply: bool) -> Result<(), LabError> {
         let fail = |message: String| LabError::Fault { fault: self.name.clone(), message };
         match &self.action {
-            Action::Rules => Ok(()),
+            Action::Rules | Action::Shape { .. } => Ok(()),
             Action::Proxy { nodes, no_proxy, components } => self.proxy(lab, apply, nodes, no_proxy, components).await,
             Action::Mtu { nodes, mtu } => {
                 let state = format!("{STATE_DIR}/mtu-{}", self.name);
@@ -434,44 +534,78 @@ impl FaultHandle {
             Action::Mtu { nodes, mtu } => return nodes.iter().map(|n| format!("{n}: lab interface MTU {mtu}")).collect(),
             Action::Kill { nodes, component } => return nodes.iter().map(|n| format!("{n}: {component} stopped and kept down")).collect(),
             Action::Pause { nodes } => return nodes.iter().map(|n| format!("{n}: node container and its containers paused")).collect(),
-            Action::Rules => {}
+            Action::Rules | Action::Shape { .. } => {}
         }
-        self.rules
+        let target = self.target();
+        let mut v: Vec<String> = self
+            .rules
             .iter()
-            .flat_map(|(n, rs)| rs.iter().map(move |r| format!("{n}: {} {} -j DROP", r.parent, r.args.replace(LAB_IF, "<lab-if>"))))
-            .collect()
+            .flat_map(|(n, rs)| {
+                let target = target.clone();
+                rs.iter().map(move |r| format!("{n}: {} {} -j {target}", r.parent, r.args.replace(LAB_IF, "<lab-if>")))
+            })
+            .collect();
+        if let Action::Shape { bits, burst } = self.action {
+            let nodes: Vec<&str> = self.rules.keys().map(|k| k.as_str()).collect();
+            v.push(format!(
+                "{}: HTB on <lab-if>, class {RATE_CLASS} at {} (burst {burst} bytes); other packets bypass it",
+                nodes.join(", "),
+                crate::model::rate_words(bits)
+            ));
+            v.push("rate via htb (no netem needed)".into());
+        }
+        v
+    }
+
+    /// What the fault's rules do with a packet they match.
+    fn target(&self) -> String {
+        match self.action {
+            Action::Shape { .. } => format!("CLASSIFY --set-class {RATE_CLASS}"),
+            _ => "DROP".into(),
+        }
+    }
+
+    /// The iptables table of the fault's rules (one per fault).
+    fn table(&self) -> &'static str {
+        self.rules.values().flatten().next().map(|r| table_of(r.parent)).unwrap_or("filter")
     }
 
     pub async fn apply(&self, lab: &Lab) -> Result<(), LabError> {
-        if self.action != Action::Rules {
+        if !self.action.has_rules() {
             return self.apply_other(lab, true).await;
         }
         let comment = format!("clusterlab fault {}", self.name);
+        let (table, target) = (self.table(), self.target());
         try_join_all(self.rules.iter().map(|(node, rs)| {
-            let comment = comment.clone();
+            let (comment, target) = (comment.clone(), target.clone());
             async move {
                 let chain = &self.chain;
                 let first = sub_chain(chain, rs.first().map(|r| r.parent).unwrap_or("INPUT"));
                 // The interface holding this node's lab address: what FORWARD rules match on.
                 let ip = lab.node_ip(node);
                 let mut script = format!(
-                    "set -e\nif iptables -w 10 -n -L {first} >/dev/null 2>&1; then echo 'fault {name} is already applied on this node' >&2; exit 3; fi\n\
-                     lab_if=$(ip -o -4 addr show | awk -v a={ip}/ 'index($4, a) == 1 {{print $2; exit}}')\n\
-                     [ -n \"$lab_if\" ] || {{ echo 'no interface holds {ip}' >&2; exit 3; }}\n\
-                     mkdir -p {STATE_DIR}\niptables-save -t filter > {STATE_DIR}/{chain}.before\n",
+                    "set -e\nif iptables -w 10 -t {table} -n -L {first} >/dev/null 2>&1; then echo 'fault {name} is already applied on this node' >&2; exit 3; fi\n\
+                     {}mkdir -p {STATE_DIR}\niptables-save -t {table} > {STATE_DIR}/{chain}.before\n",
+                    find_lab_if(&ip),
                     name = self.name
                 );
+                if let Action::Shape { bits, burst } = self.action {
+                    script.push_str(&shape_script(&self.name, chain, bits, burst));
+                }
                 for p in parents(rs) {
                     let sub = sub_chain(chain, p);
-                    script.push_str(&format!("iptables -w 10 -N {sub}\n"));
+                    script.push_str(&format!("iptables -w 10 -t {table} -N {sub}\n"));
                     for r in rs.iter().filter(|r| r.parent == p) {
                         // -w 10: wait at most 10 s for the xtables lock (dockerd and kube-proxy
                         // edit rules concurrently); the comment names the fault in any listing.
-                        script.push_str(&format!("iptables -w 10 -A {sub} {} -m comment --comment '{comment}' -j DROP\n", r.args));
+                        script.push_str(&format!(
+                            "iptables -w 10 -t {table} -A {sub} {} -m comment --comment '{comment}' -j {target}\n",
+                            r.args
+                        ));
                     }
                     // -I ... 1: ahead of anything dockerd or kube-proxy installs, so the fault
                     // sees the packet first.
-                    script.push_str(&format!("iptables -w 10 -I {p} 1 -j {sub}\n"));
+                    script.push_str(&format!("iptables -w 10 -t {table} -I {p} 1 -j {sub}\n"));
                 }
                 lab.sh(node, &format!("applying fault {}", self.name), &script).await
             }
@@ -482,8 +616,9 @@ impl FaultHandle {
 
     pub async fn counters(&self, lab: &Lab) -> Result<Counters, LabError> {
         let got = try_join_all(self.rules.iter().map(|(node, rs)| async move {
+            let table = self.table();
             let script: String =
-                parents(rs).iter().map(|p| format!("iptables -w 10 -L {} -v -x -n\n", sub_chain(&self.chain, p))).collect();
+                parents(rs).iter().map(|p| format!("iptables -w 10 -t {table} -L {} -v -x -n\n", sub_chain(&self.chain, p))).collect();
             let out = lab.sh(node, &format!("reading counters of fault {}", self.name), &script).await?;
             Ok::<_, LabError>((node.clone(), parse_packets(&out.stdout)))
         }))
@@ -494,16 +629,22 @@ impl FaultHandle {
     /// Remove exactly what apply added, then prove each node's rules equal what they were.
     /// Returns the counters read just before removal.
     pub async fn revert(&self, lab: &Lab) -> Result<Counters, LabError> {
-        if self.action != Action::Rules {
+        if !self.action.has_rules() {
             return self.apply_other(lab, false).await.map(|_| Counters::new());
         }
         let counters = self.counters(lab).await?;
+        let table = self.table();
         try_join_all(self.rules.iter().map(|(node, rs)| async move {
             let chain = &self.chain;
             let mut script = String::from("set -e\n");
             for p in parents(rs) {
                 let sub = sub_chain(chain, p);
-                script.push_str(&format!("iptables -w 10 -D {p} -j {sub}\niptables -w 10 -F {sub}\niptables -w 10 -X {sub}\n"));
+                script.push_str(&format!(
+                    "iptables -w 10 -t {table} -D {p} -j {sub}\niptables -w 10 -t {table} -F {sub}\niptables -w 10 -t {table} -X {sub}\n"
+                ));
+            }
+            if let Action::Shape { .. } = self.action {
+                script.push_str(&unshape_script(&lab.node_ip(node), chain));
             }
             lab.sh(node, &format!("reverting fault {}", self.name), &script).await?;
             let both = lab
@@ -511,7 +652,7 @@ impl FaultHandle {
                     node,
                     "comparing iptables with before the fault",
                     &format!(
-                        "cat {STATE_DIR}/{chain}.before; echo '#--after--'; iptables-save -t filter; rm -f {STATE_DIR}/{chain}.before"
+                        "cat {STATE_DIR}/{chain}.before; echo '#--after--'; iptables-save -t {table}; rm -f {STATE_DIR}/{chain}.before"
                     ),
                 )
                 .await?
@@ -572,6 +713,10 @@ impl FaultHandle {
     pub fn reverted(&self, c: &Counters) -> Vec<String> {
         match &self.action {
             Action::Rules => vec![describe_counters(&self.name, c), "iptables rules equal what they were before the fault".into()],
+            Action::Shape { .. } => vec![
+                describe_counters(&self.name, c),
+                "iptables rules and the lab interfaces' queueing disciplines equal what they were before the fault".into(),
+            ],
             Action::Kill { nodes, component } => vec![format!("{component} running again on {}", nodes.join(", "))],
             Action::Pause { nodes } => vec![format!("resumed {}", nodes.join(", "))],
             Action::Proxy { nodes, .. } => vec![format!("proxy removed, and its environment from {}", nodes.join(", "))],
@@ -601,7 +746,13 @@ mod tests {
 
     fn peer(n: &str) -> Peer {
         let ip = ip(n);
-        Peer { mac: crate::plan::mac_of(ip.parse().unwrap()), ip }
+        Peer { mac: crate::plan::mac_of(ip.parse().unwrap()), ip, pods: None }
+    }
+
+    const ALL: [&str; 3] = ["manager", "worker-1", "worker-2"];
+
+    fn all() -> Vec<String> {
+        ALL.iter().map(|s| s.to_string()).collect()
     }
 
     fn r(parent: &'static str, args: &str) -> Rule {
@@ -616,11 +767,11 @@ mod tests {
     fn drop_rules() {
         let spec = FaultSpec::Drop { nodes: vec!["worker-1".into()], matches: m(Protocol::Udp, Some(4789), Direction::In, &[]) };
         assert_eq!(
-            rules(&spec, &peer)["worker-1"],
+            rules(&spec, &all(), &peer)["worker-1"],
             vec![r("INPUT", "-p udp --dport 4789"), r("FORWARD", "-i $lab_if -p udp --dport 4789")]
         );
         let spec = FaultSpec::Drop { nodes: vec!["worker-1".into()], matches: m(Protocol::Tcp, Some(80), Direction::Both, &["manager"]) };
-        let got = rules(&spec, &peer);
+        let got = rules(&spec, &all(), &peer);
         assert_eq!(
             got["worker-1"],
             vec![
@@ -636,7 +787,7 @@ mod tests {
     #[test]
     fn partition_cuts_both_sides_both_ways_routed_traffic_too() {
         let spec = FaultSpec::Partition { side_a: vec!["manager".into()], side_b: vec!["worker-1".into(), "worker-2".into()] };
-        let got = rules(&spec, &peer);
+        let got = rules(&spec, &all(), &peer);
         assert_eq!(got["manager"].len(), 6);
         assert_eq!(
             got["worker-1"],
@@ -652,7 +803,53 @@ mod tests {
     #[test]
     fn loss_uses_statistic() {
         let spec = FaultSpec::Loss { nodes: vec!["worker-2".into()], matches: m(Protocol::All, None, Direction::In, &[]), percent: 12.5 };
-        assert_eq!(rules(&spec, &peer)["worker-2"][0].args, "-m statistic --mode random --probability 0.1250");
+        assert_eq!(rules(&spec, &all(), &peer)["worker-2"][0].args, "-m statistic --mode random --probability 0.1250");
+    }
+
+    #[test]
+    fn rate_shapes_what_the_senders_send_to_the_node_or_what_it_sends() {
+        let rate = |direction, peers: &[&str]| FaultSpec::Rate {
+            nodes: vec!["worker-1".into()],
+            matches: m(Protocol::Tcp, Some(5201), direction, peers),
+            bits: 10_000_000,
+            burst: 12_500,
+        };
+        // in: every other node's egress to worker-1; nothing on worker-1 itself.
+        let got = rules(&rate(Direction::In, &[]), &all(), &peer);
+        assert_eq!(got.keys().collect::<Vec<_>>(), ["manager", "worker-2"]);
+        assert_eq!(got["manager"], vec![r("POSTROUTING", "-o $lab_if -p tcp --dport 5201 -d 10.213.0.12")]);
+        // out: worker-1's own egress, to everyone or to the peers only.
+        let got = rules(&rate(Direction::Out, &[]), &all(), &peer);
+        assert_eq!(got["worker-1"], vec![r("POSTROUTING", "-o $lab_if -p tcp --dport 5201")]);
+        assert_eq!(got.len(), 1);
+        let got = rules(&rate(Direction::Both, &["manager"]), &all(), &peer);
+        assert_eq!(got["worker-1"], vec![r("POSTROUTING", "-o $lab_if -p tcp --dport 5201 -d 10.213.0.11")]);
+        assert_eq!(got["manager"], vec![r("POSTROUTING", "-o $lab_if -p tcp --dport 5201 -d 10.213.0.12")]);
+        assert!(!got.contains_key("worker-2"), "a peer-scoped rate leaves the other nodes alone");
+        // Kubernetes: what is routed to the node's pods is shaped too.
+        let with_pods = |n: &str| Peer { pods: Some("10.244.1.0/24".into()), ..peer(n) };
+        let got = rules(&rate(Direction::In, &["manager"]), &all(), &with_pods);
+        assert_eq!(
+            got["manager"],
+            vec![
+                r("POSTROUTING", "-o $lab_if -p tcp --dport 5201 -d 10.213.0.12"),
+                r("POSTROUTING", "-o $lab_if -p tcp --dport 5201 -d 10.244.1.0/24")
+            ]
+        );
+        assert_eq!(table_of("POSTROUTING"), "mangle");
+        assert_eq!(table_of("INPUT"), "filter");
+        assert_eq!(sub_chain("CL-slow", "POSTROUTING"), "CL-slow.post");
+    }
+
+    #[test]
+    fn the_shape_script_refuses_an_interface_that_has_a_discipline_and_revert_proves_noqueue() {
+        let apply = shape_script("slow", "CL-slow", 10_000_000, 12_500);
+        assert!(apply.contains("grep -q '^qdisc noqueue'"), "{apply}");
+        assert!(apply.contains("htb rate 10000000bit ceil 10000000bit burst 12500b"), "{apply}");
+        assert!(apply.contains("root handle 1: htb default 0"), "{apply}");
+        let revert = unshape_script("10.213.0.12", "CL-slow");
+        assert!(revert.contains("tc qdisc del dev \"$lab_if\" root"), "{revert}");
+        assert!(revert.contains("cmp -s - /run/clusterlab-faults/CL-slow.tc"), "{revert}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub mod scale;
 
 pub use measure::{parse_iperf, run_bench};
 
-use crate::model::{Bench, Gate, PathKind};
+use crate::model::{Bench, Gate, GateDen, PathKind};
 use serde::{Deserialize, Serialize};
 
 /// One path's samples and their summary.
@@ -146,9 +146,14 @@ pub fn summarise(bench: &Bench, paths: &mut [PathResult]) -> (Vec<GateResult>, c
 fn judge_gate(g: &Gate, paths: &[PathResult]) -> GateResult {
     use crate::expect::Outcome;
     let find = |k: PathKind| paths.iter().find(|p| p.path == k.word());
-    let (a, b) = (find(g.num), find(g.den));
+    let a = find(g.num);
+    // The denominator: another path's median, or the bandwidth a rate fault asked for.
+    let (b, den) = match &g.den {
+        GateDen::Path(k) => (find(*k), find(*k).and_then(|p| p.median)),
+        GateDen::Asked { bits, .. } => (None, Some(*bits)),
+    };
     let unsupported = [a, b].iter().any(|p| p.is_some_and(|p| p.unsupported.is_some()));
-    let ratio = a.and_then(|p| p.median).zip(b.and_then(|p| p.median)).filter(|(_, d)| *d > 0.0).map(|(n, d)| n / d);
+    let ratio = a.and_then(|p| p.median).zip(den).filter(|(_, d)| *d > 0.0).map(|(n, d)| n / d);
     let outcome = match ratio {
         _ if unsupported => Outcome::Unsupported,
         Some(r) if g.holds(r) => Outcome::Pass,

@@ -1,6 +1,6 @@
 use super::*;
 use crate::expect::Outcome;
-use crate::model::{BenchKind, Gate, GateOp};
+use crate::model::{BenchKind, Gate, GateDen, GateOp};
 
 fn bench(gates: &[(&str, &str)]) -> Bench {
     Bench {
@@ -68,13 +68,30 @@ fn a_supported_path_without_samples_fails_the_bench() {
 #[test]
 fn gates_parse_and_hold() {
     let g = Gate::parse("vip/direct", ">= 0.9").unwrap();
-    assert_eq!((g.num, g.den, g.op, g.bound), (PathKind::Vip, PathKind::Direct, GateOp::AtLeast, 0.9));
+    assert_eq!((g.num, g.den.clone(), g.op, g.bound), (PathKind::Vip, GateDen::Path(PathKind::Direct), GateOp::AtLeast, 0.9));
     assert!(g.holds(0.9) && !g.holds(0.89));
     assert!(Gate::parse("direct/node", "<=1.2").unwrap().holds(1.0));
     assert!(Gate::parse("vip", ">= 1").is_err());
-    assert!(Gate::parse("vip/tunnel", ">= 1").unwrap_err().contains("tunnel"));
+    // Not a path: the name of a rate fault (the file's faults decide whether it is one).
+    assert_eq!(Gate::parse("vip/slow-link", ">= 1").unwrap().den, GateDen::Asked { fault: "slow-link".into(), bits: 0.0 });
+    assert!(Gate::parse("vip/Tun nel", ">= 1").unwrap_err().contains("Tun nel"));
     assert!(Gate::parse("vip/direct", "0.9").unwrap_err().contains(">="));
     assert!(Gate::parse("vip/direct", ">= fast").is_err());
+    let range = Gate::parse("node/slow-link", "0.9..1.05").unwrap();
+    assert!(range.holds(0.9) && range.holds(1.05) && !range.holds(0.89) && !range.holds(1.06));
+    assert_eq!(range.text(), "node/slow-link 0.9..1.05");
+    assert!(Gate::parse("node/slow-link", "1.1..0.9").unwrap_err().contains("empty"));
+}
+
+#[test]
+fn a_gate_against_a_rate_fault_divides_by_what_it_asked() {
+    let mut b = bench(&[]);
+    b.gates = vec![Gate { den: GateDen::Asked { fault: "slow".into(), bits: 10e6 }, ..Gate::parse("node/slow", "0.9..1.05").unwrap() }];
+    let mut near = vec![path("node", &[9.6e6, 9.5e6, 9.7e6])];
+    let (gates, outcome, _) = summarise(&b, &mut near);
+    assert_eq!((gates[0].ratio.map(|r| (r * 100.0).round()), outcome), (Some(96.0), Outcome::Pass));
+    let mut unshaped = vec![path("node", &[900e6])];
+    assert_eq!(summarise(&b, &mut unshaped).1, Outcome::Fail, "a rate that did not hold fails");
 }
 
 #[test]

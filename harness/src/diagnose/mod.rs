@@ -154,6 +154,14 @@ pub enum Effect {
         nodes: Vec<String>,
         mtu: u32,
     },
+    /// Limit `what` going `direction` at `nodes` to `bits` per second.
+    Rate {
+        nodes: Vec<String>,
+        what: String,
+        direction: String,
+        peers: Vec<String>,
+        bits: u64,
+    },
     Proxy {
         nodes: Vec<String>,
         url: String,
@@ -216,6 +224,7 @@ impl Effect {
     fn nodes(&self) -> Vec<String> {
         match self {
             Effect::Drop { nodes, .. }
+            | Effect::Rate { nodes, .. }
             | Effect::Kill { nodes, .. }
             | Effect::Pause { nodes }
             | Effect::Mtu { nodes, .. }
@@ -288,6 +297,25 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
                     out.push(format!(
                         "the lab interface of {n} has MTU {mtu} (fault {}): encapsulated packets larger than that never reach {n}{seen}",
                         f.name
+                    ));
+                }
+            }
+            Effect::Rate { nodes, what, direction, peers, bits } => {
+                for n in nodes.iter().filter(|n| involved(n)) {
+                    if !peers.is_empty() && !peers.iter().any(&involved) {
+                        continue;
+                    }
+                    let dir = match direction.as_str() {
+                        "out" => "out of",
+                        "both" => "to and from",
+                        _ => "into",
+                    };
+                    // A slow link delays; it drops only what its queue cannot hold.
+                    out.push(format!(
+                        "{what} {dir} {n} limited to {} by fault {} ({} packets queued through it)",
+                        crate::model::rate_words(*bits),
+                        f.name,
+                        pk(n)
                     ));
                 }
             }

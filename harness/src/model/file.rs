@@ -242,16 +242,16 @@ pub enum EndpointMode {
 pub struct FaultDecl {
     pub name: Sp<String>,
     pub kind: Sp<FaultKind>,
-    /// drop, loss: the node(s) whose network namespace gets the rule; kill, stop-node, mtu: the
+    /// drop, loss, rate: the node(s) whose network namespace gets the rule; kill, stop-node, mtu: the
     /// node(s) acted on; http-proxy: the nodes whose clients get the proxy (default all-nodes).
     pub node: Option<Sp<NodeSel>>,
-    /// drop, loss: tcp, udp, icmp or all (default all).
+    /// drop, loss, rate: tcp, udp, icmp or all (default all).
     pub protocol: Option<Sp<Protocol>>,
-    /// drop, loss: destination port (needs protocol tcp or udp).
+    /// drop, loss, rate: destination port (needs protocol tcp or udp).
     pub port: Option<Sp<u32>>,
-    /// drop, loss: `in` (packets arriving at the node, the default), `out`, or `both`.
+    /// drop, loss, rate: `in` (packets arriving at the node, the default), `out`, or `both`.
     pub direction: Option<Sp<Direction>>,
-    /// drop, loss: only packets from/to these nodes.
+    /// drop, loss, rate: only packets from/to these nodes.
     pub peers: Option<Sp<NodeSel>>,
     /// partition: the two sides that can no longer talk.
     pub side_a: Option<Sp<NodeSel>>,
@@ -269,6 +269,12 @@ pub struct FaultDecl {
     pub components: Option<Sp<NodeSel>>,
     /// mtu: the MTU set on the node's lab interface (eth0), 576-1500.
     pub mtu: Option<Sp<u32>>,
+    /// rate: the bandwidth the matched packets get, e.g. `10mbit` (units bit, kbit, mbit, gbit:
+    /// powers of 1000, as tc writes them).
+    pub rate: Option<Sp<String>>,
+    /// rate: how many bytes may go at once above the rate, e.g. `32kb` (units b, kb, mb: powers
+    /// of 1024). Default: what the rate sends in 10 ms, at least two full frames.
+    pub burst: Option<Sp<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
@@ -285,6 +291,9 @@ pub enum FaultKind {
     HttpProxy,
     /// Lower a node's interface MTU: encapsulated (VXLAN) packets larger than it are lost.
     Mtu,
+    /// Limit the bandwidth of the matched packets (a slow link): HTB on the sending node's lab
+    /// interface, the packets chosen by iptables.
+    Rate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]

@@ -152,20 +152,102 @@ pub struct Match {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum FaultSpec {
-    Drop { nodes: Vec<String>, matches: Match },
-    Partition { side_a: Vec<String>, side_b: Vec<String> },
-    Loss { nodes: Vec<String>, matches: Match, percent: f64 },
-    Kill { nodes: Vec<String>, component: String },
-    StopNode { nodes: Vec<String> },
-    HttpProxy { nodes: Vec<String>, no_proxy: Vec<NoProxy>, components: Vec<String> },
-    Mtu { nodes: Vec<String>, mtu: u32 },
+    Drop {
+        nodes: Vec<String>,
+        matches: Match,
+    },
+    Partition {
+        side_a: Vec<String>,
+        side_b: Vec<String>,
+    },
+    Loss {
+        nodes: Vec<String>,
+        matches: Match,
+        percent: f64,
+    },
+    Kill {
+        nodes: Vec<String>,
+        component: String,
+    },
+    StopNode {
+        nodes: Vec<String>,
+    },
+    HttpProxy {
+        nodes: Vec<String>,
+        no_proxy: Vec<NoProxy>,
+        components: Vec<String>,
+    },
+    Mtu {
+        nodes: Vec<String>,
+        mtu: u32,
+    },
+    /// `bits`: bits per second; `burst`: bytes.
+    Rate {
+        nodes: Vec<String>,
+        matches: Match,
+        bits: u64,
+        burst: u64,
+    },
 }
 
 impl FaultSpec {
     /// Faults that act without iptables rules have no packet counter (for faults-hit).
     pub fn counts_packets(&self) -> bool {
-        matches!(self, FaultSpec::Drop { .. } | FaultSpec::Partition { .. } | FaultSpec::Loss { .. })
+        matches!(self, FaultSpec::Drop { .. } | FaultSpec::Partition { .. } | FaultSpec::Loss { .. } | FaultSpec::Rate { .. })
     }
+}
+
+/// A bandwidth as tc writes it: `10mbit`, `512kbit`, `1gbit`, `9600bit` (powers of 1000).
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let scale: u64 = match unit {
+        "bit" => 1,
+        "kbit" => 1_000,
+        "mbit" => 1_000_000,
+        "gbit" => 1_000_000_000,
+        _ => return Err(format!("rate {text:?} needs a unit: bit, kbit, mbit or gbit (e.g. 10mbit)")),
+    };
+    match num.parse::<f64>() {
+        Ok(n) if n > 0.0 => Ok((n * scale as f64).round() as u64),
+        _ => Err(format!("rate {text:?} needs a number above 0 before its unit (e.g. 10mbit)")),
+    }
+}
+
+/// A bandwidth for a reader: `10 Mbit/s`, `512 kbit/s`.
+pub fn rate_words(bits: u64) -> String {
+    let (v, unit) = match bits {
+        b if b >= 1_000_000_000 => (b as f64 / 1e9, "Gbit/s"),
+        b if b >= 1_000_000 => (b as f64 / 1e6, "Mbit/s"),
+        b if b >= 1_000 => (b as f64 / 1e3, "kbit/s"),
+        b => (b as f64, "bit/s"),
+    };
+    let v = format!("{v:.2}");
+    format!("{} {unit}", v.trim_end_matches('0').trim_end_matches('.'))
+}
+
+/// A size as tc writes it: `32kb`, `1mb`, `1500b` (powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let scale: u64 = match unit {
+        "b" => 1,
+        "kb" => 1024,
+        "mb" => 1024 * 1024,
+        _ => return Err(format!("size {text:?} needs a unit: b, kb or mb (e.g. 32kb)")),
+    };
+    match num.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n * scale),
+        _ => Err(format!("size {text:?} needs a whole number above 0 before its unit (e.g. 32kb)")),
+    }
+}
+
+/// The burst a rate gets when the file names none: what it sends in 10 ms (the kernel's timer
+/// granularity HTB needs at the least), and never less than two full frames.
+pub fn default_burst(bits: u64) -> u64 {
+    (bits / 8 / 100).max(2 * 1514)
 }
 
 /// One `no_proxy` entry: a node (its address, known when the lab is planned) or text as written.
@@ -219,13 +301,26 @@ pub struct Bench {
     pub gates: Vec<Gate>,
 }
 
-/// `vip/direct >= 0.9`: the ratio of two paths' medians, compared with a bound.
+/// `vip/direct >= 0.9`: the ratio of two paths' medians, compared with a bound; or
+/// `node/slow-link: 0.9..1.05`: a path's median against what a rate fault asked for.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Gate {
     pub num: PathKind,
-    pub den: PathKind,
+    pub den: GateDen,
     pub op: GateOp,
     pub bound: f64,
+}
+
+/// What a gate's ratio divides by.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum GateDen {
+    Path(PathKind),
+    /// The bandwidth a rate fault asked for (bits/s; filled in once the faults are known).
+    Asked {
+        fault: String,
+        bits: f64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
@@ -234,37 +329,61 @@ pub enum GateOp {
     AtLeast,
     #[serde(rename = "<=")]
     AtMost,
+    /// `low..bound`, both included.
+    #[serde(rename = "..")]
+    Between { low: f64 },
 }
 
 impl Gate {
-    /// Parse `vip/direct` and `>= 0.9`.
+    /// Parse `vip/direct` (or `node/<rate fault>`) and `>= 0.9`, `<= 1.1` or `0.9..1.05`.
     pub fn parse(key: &str, value: &str) -> Result<Gate, String> {
         let (a, b) = key.split_once('/').ok_or_else(|| format!("gate {key:?} is not a ratio of two paths like vip/direct"))?;
-        let path = |w: &str| PathKind::parse(w.trim()).ok_or_else(|| format!("{w:?} is not a path (node, direct, vip, node-port)"));
-        let (num, den) = (path(a)?, path(b)?);
-        let v = value.trim();
-        let (op, rest) = if let Some(r) = v.strip_prefix(">=") {
-            (GateOp::AtLeast, r)
-        } else if let Some(r) = v.strip_prefix("<=") {
-            (GateOp::AtMost, r)
-        } else {
-            return Err(format!("gate value {value:?} needs >= or <=, e.g. \">= 0.9\""));
+        let num = PathKind::parse(a.trim()).ok_or_else(|| format!("{a:?} is not a path (node, direct, vip, node-port)"))?;
+        let den = match PathKind::parse(b.trim()) {
+            Some(k) => GateDen::Path(k),
+            None if is_label(b.trim()) => GateDen::Asked { fault: b.trim().to_string(), bits: 0.0 },
+            None => return Err(format!("{b:?} is neither a path (node, direct, vip, node-port) nor a rate fault's name")),
         };
-        let bound: f64 = rest.trim().parse().map_err(|_| format!("{:?} is not a number", rest.trim()))?;
-        if !bound.is_finite() || bound < 0.0 {
-            return Err(format!("gate bound {bound} must be a number >= 0"));
-        }
+        let number = |t: &str| -> Result<f64, String> {
+            let x: f64 = t.trim().parse().map_err(|_| format!("{:?} is not a number", t.trim()))?;
+            if !x.is_finite() || x < 0.0 {
+                return Err(format!("gate bound {x} must be a number >= 0"));
+            }
+            Ok(x)
+        };
+        let v = value.trim();
+        let (op, bound) = if let Some(r) = v.strip_prefix(">=") {
+            (GateOp::AtLeast, number(r)?)
+        } else if let Some(r) = v.strip_prefix("<=") {
+            (GateOp::AtMost, number(r)?)
+        } else if let Some((lo, hi)) = v.split_once("..") {
+            let (low, high) = (number(lo)?, number(hi)?);
+            if low > high {
+                return Err(format!("gate range {v:?} is empty: {low} is above {high}"));
+            }
+            (GateOp::Between { low }, high)
+        } else {
+            return Err(format!("gate value {value:?} needs >=, <= or a range, e.g. \">= 0.9\" or \"0.9..1.05\""));
+        };
         Ok(Gate { num, den, op, bound })
     }
     pub fn holds(&self, ratio: f64) -> bool {
         match self.op {
             GateOp::AtLeast => ratio >= self.bound,
             GateOp::AtMost => ratio <= self.bound,
+            GateOp::Between { low } => (low..=self.bound).contains(&ratio),
         }
     }
     pub fn text(&self) -> String {
-        let op = if self.op == GateOp::AtLeast { ">=" } else { "<=" };
-        format!("{}/{} {op} {}", self.num.word(), self.den.word(), self.bound)
+        let den = match &self.den {
+            GateDen::Path(k) => k.word().to_string(),
+            GateDen::Asked { fault, .. } => fault.clone(),
+        };
+        match self.op {
+            GateOp::AtLeast => format!("{}/{den} >= {}", self.num.word(), self.bound),
+            GateOp::AtMost => format!("{}/{den} <= {}", self.num.word(), self.bound),
+            GateOp::Between { low } => format!("{}/{den} {low}..{}", self.num.word(), self.bound),
+        }
     }
 }
 
@@ -832,7 +951,7 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
                         Some(format!("first used at line {}", prev.line)),
                     );
                 }
-                if let Some(bench) = resolve_bench(b, &idx, &services, p) {
+                if let Some(bench) = resolve_bench(b, &idx, &services, &faults, p) {
                     steps.push(Step::Bench(bench));
                 }
             }
@@ -1084,6 +1203,8 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
         ("no-proxy", fd.no_proxy.as_ref().map(|x| x.pos)),
         ("components", fd.components.as_ref().map(|x| x.pos)),
         ("mtu", fd.mtu.as_ref().map(|x| x.pos)),
+        ("rate", fd.rate.as_ref().map(|x| x.pos)),
+        ("burst", fd.burst.as_ref().map(|x| x.pos)),
     ];
     let (kind_word, accepted): (&str, &[&str]) = match fd.kind.value {
         FaultKind::Drop => ("drop", &["node", "protocol", "port", "direction", "peers"]),
@@ -1093,6 +1214,7 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
         FaultKind::StopNode => ("stop-node", &["node"]),
         FaultKind::HttpProxy => ("http-proxy", &["node", "no-proxy", "components"]),
         FaultKind::Mtu => ("mtu", &["node", "mtu"]),
+        FaultKind::Rate => ("rate", &["node", "protocol", "port", "direction", "peers", "rate", "burst"]),
     };
     for (field, pos) in given {
         if let (Some(pos), false) = (pos, accepted.contains(&field)) {
@@ -1186,6 +1308,34 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
             };
             Some(FaultSpec::Kill { nodes, component })
         }
+        FaultKind::Rate => {
+            let nodes = match &fd.node {
+                Some(n) => idx.expand(p, "node", n),
+                None => {
+                    p.at(fd.kind.pos, "a rate fault needs node:", Some("name the node whose link is slow".into()));
+                    vec![]
+                }
+            };
+            let matches = resolve_match(fd, idx, p);
+            let bits = match &fd.rate {
+                Some(r) => parse_rate(&r.value).unwrap_or_else(|e| {
+                    p.at(r.pos, e, None);
+                    0
+                }),
+                None => {
+                    p.at(fd.kind.pos, "a rate fault needs rate:", Some("e.g. rate: 10mbit".into()));
+                    0
+                }
+            };
+            let burst = match &fd.burst {
+                Some(b) => parse_size(&b.value).unwrap_or_else(|e| {
+                    p.at(b.pos, e, None);
+                    0
+                }),
+                None => default_burst(bits),
+            };
+            Some(FaultSpec::Rate { nodes, matches, bits, burst })
+        }
         FaultKind::Drop | FaultKind::Loss => {
             let kind = kind_word;
             let nodes = match &fd.node {
@@ -1235,7 +1385,7 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
     }
 }
 
-fn resolve_bench(b: &BenchDecl, idx: &NodeIndex, services: &[Service], p: &mut Problems) -> Option<Bench> {
+fn resolve_bench(b: &BenchDecl, idx: &NodeIndex, services: &[Service], faults: &[Fault], p: &mut Problems) -> Option<Bench> {
     let kind = b.kind.value;
     // The server each kind talks to: iperf3 in the tools image, HTTP in the web image.
     let (image, what) = match kind {
@@ -1292,8 +1442,26 @@ fn resolve_bench(b: &BenchDecl, idx: &NodeIndex, services: &[Service], p: &mut P
     let mut gates = Vec::new();
     for (key, value) in &b.expect {
         match Gate::parse(key, &value.value) {
-            Ok(g) => {
-                for side in [g.num, g.den] {
+            Ok(mut g) => {
+                let mut sides = vec![g.num];
+                match &mut g.den {
+                    GateDen::Path(k) => sides.push(*k),
+                    GateDen::Asked { fault, bits } => match faults.iter().find(|f| &f.name == fault).map(|f| &f.spec) {
+                        Some(FaultSpec::Rate { bits: asked, .. }) if kind == BenchKind::Throughput => *bits = *asked as f64,
+                        Some(FaultSpec::Rate { .. }) => p.at(
+                            value.pos,
+                            format!("gate {key} compares a request rate with a bandwidth"),
+                            Some("use kind: throughput".into()),
+                        ),
+                        Some(_) => p.at(value.pos, format!("gate {key}: fault {fault} is not a rate fault"), None),
+                        None => p.at(
+                            value.pos,
+                            format!("gate {key}: {fault:?} is neither a path (node, direct, vip, node-port) nor a fault of this file"),
+                            None,
+                        ),
+                    },
+                }
+                for side in sides {
                     if !paths.contains(&side) {
                         p.at(value.pos, format!("gate {key} uses path {}, which this bench does not measure", side.word()), None);
                     }
