@@ -1491,3 +1491,56 @@ fn the_library_lab_checks_faults_and_is_removed_on_drop_and_panic() {
     assert!(panicked.is_err());
     assert_clean(lab_name);
 }
+
+/// rate: while the fault holds, iperf3 into the node sees about the bandwidth it asked (HTB, no
+/// netem); the same bench without the fault fails its gates (so a gate that passes is the
+/// shaping, not the link); iperf3 to another port of the node stays unshaped when the fault is
+/// scoped to one port; revert leaves the mangle table and the interface's queueing discipline
+/// exactly as before.
+#[test]
+fn rate_limits_what_it_matches_to_what_it_asked_and_reverts_exactly() {
+    let _g = shared(&["test-rate"]);
+    let lab_name = "test-rate";
+    let text = std::fs::read_to_string(root().join("scenarios/slow-link.yaml"))
+        .unwrap()
+        .replace("name: slow-link\ndescription", &format!("name: {lab_name}\ndescription"))
+        // Fewer and shorter samples: the shaped rate is steady, and the suite's time counts.
+        .replace("samples: 3", "samples: 1")
+        .replace("seconds: 3", "seconds: 1")
+        .replace("seconds: 2", "seconds: 1")
+        // The same limit scoped to the node path's iperf3 port: the overlay's VXLAN bypasses it.
+        .replace("steps:\n", "  - { name: slow-port, kind: rate, node: worker, protocol: tcp, port: 5202, rate: 20mbit }\nsteps:\n");
+    let s = clusterlab::model::parse_str(&text, "rate.yaml").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut lab = clusterlab::Lab::up(&s).await.expect("lab up");
+        // The mangle table and the lab interface's queueing discipline (the node's default route
+        // leaves through it); other links come and go with the bench's containers.
+        let state = "iptables-save -t mangle | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'; tc qdisc show dev $(ip -o -4 route show default | awk '{print $5}')";
+        let before = lab.exec("manager", &["sh", "-c", state]).await.unwrap().stdout;
+        // Unshaped, the gates that want ~20 Mbit/s fail: the link carries hundreds of times that.
+        let unshaped = lab.bench("shaped").await.unwrap();
+        assert_eq!(unshaped.outcome, clusterlab::vocab::Outcome::Fail, "{}", unshaped.summary);
+        lab.apply("slow-link").await.unwrap();
+        let during = lab.exec("manager", &["sh", "-c", state]).await.unwrap().stdout;
+        assert!(during.contains("CLASSIFY --set-class 0001:0010") && during.contains("qdisc htb 1: root"), "{during}");
+        let shaped = lab.bench("shaped").await.unwrap();
+        assert_eq!(shaped.outcome, clusterlab::vocab::Outcome::Pass, "{}", shaped.summary);
+        for p in &shaped.paths {
+            let m = p.median.unwrap();
+            assert!((17e6..=20.2e6).contains(&m), "{}: {m}", p.path);
+        }
+        lab.revert("slow-link").await.unwrap();
+        assert_eq!(lab.exec("manager", &["sh", "-c", state]).await.unwrap().stdout, before);
+        // Scoped to TCP 5202 (the node path's iperf3): direct (VXLAN, UDP 4789) passes unshaped.
+        lab.apply("slow-port").await.unwrap();
+        let scoped = lab.bench("shaped").await.unwrap();
+        let median = |w: &str| scoped.paths.iter().find(|p| p.path == w).and_then(|p| p.median).unwrap();
+        assert!((17e6..=20.2e6).contains(&median("node")), "{}", median("node"));
+        assert!(median("direct") > 200e6, "the overlay was shaped too: {}", median("direct"));
+        lab.revert("slow-port").await.unwrap();
+        assert_eq!(lab.exec("manager", &["sh", "-c", state]).await.unwrap().stdout, before);
+        lab.down().await.unwrap();
+    });
+    assert_clean(lab_name);
+}
