@@ -21,7 +21,9 @@ const FEATURES: &[(&str, &str, &str)] = &[
     ("xt_statistic", "CONFIG_NETFILTER_XT_MATCH_STATISTIC", "loss faults (random drop)"),
     ("xt_comment", "CONFIG_NETFILTER_XT_MATCH_COMMENT", "labelled fault rules"),
     ("nf_tables", "CONFIG_NF_TABLES", "iptables-nft inside nodes"),
-    ("netem", "CONFIG_NET_SCH_NETEM", "delay faults (not offered: loss uses iptables)"),
+    ("netem", "CONFIG_NET_SCH_NETEM", "not needed: loss uses iptables, rate uses HTB"),
+    ("HTB", "CONFIG_NET_SCH_HTB", "rate faults (a slow link)"),
+    ("xt_CLASSIFY", "CONFIG_NETFILTER_XT_TARGET_CLASSIFY", "rate faults (which packets take the slow class)"),
 ];
 
 /// Kernel features from /proc/config.gz; a loaded module in /sys/module counts as present.
