@@ -1,8 +1,11 @@
 //! Builds the two programs the harness puts into lab nodes and leaves their binaries in OUT_DIR,
-//! where the harness embeds them: the traffic agent (`../agent`, `stream::AGENT`) and the cluster
-//! DNS of Kubernetes labs (`../dns`, `stack::kube::DNS_SERVER`). Every harness carries the ones
-//! that match it, for the CLI and for engineers' own `cargo test` alike, with nothing to find on
-//! disk at run time. Both use the standard library only, so they build offline in seconds.
+//! where the harness embeds them: the traffic agent (`../agent`, `stream::AGENT`), the cluster
+//! DNS of Kubernetes labs (`../dns`, `stack::kube::DNS_SERVER`) and the delay stage of `delay`
+//! faults (`../impair`, `fault::IMPAIR`). Every harness carries the ones that match it, for the
+//! CLI and for engineers' own `cargo test` alike, with nothing to find on disk at run time. They
+//! build in seconds from the workspace's lock file; a crate only they use (nfq) is fetched the
+//! first time when `cargo run` built the harness alone (cargo touches the network for nothing
+//! else: with the lock file complete and the crates cached, it builds offline).
 //!
 //! They run inside lab nodes, whose userland is Debian bookworm whatever the host runs, so they
 //! are linked statically (glibc's static libraries come with libc6-dev, which rustc needs anyway).
@@ -20,7 +23,8 @@ fn build(dir: &str, bin: &str, out: &Path) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target_dir = out.join(format!("{dir}-target"));
     let status = Command::new(cargo)
-        .args(["build", "--release", "--offline", "--quiet", "--target", TARGET])
+        // --locked: the workspace's lock file, never a newer resolution.
+        .args(["build", "--release", "--locked", "--quiet", "--target", TARGET])
         .arg("--manifest-path")
         .arg(manifest.join("Cargo.toml"))
         // Its own target directory: the outer build holds the lock on the workspace's.
@@ -45,4 +49,5 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     build("agent", "clusterlab-agent", &out);
     build("dns", "clusterlab-dns", &out);
+    build("impair", "clusterlab-impair", &out);
 }

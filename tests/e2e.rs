@@ -1544,3 +1544,61 @@ fn rate_limits_what_it_matches_to_what_it_asked_and_reverts_exactly() {
     });
     assert_clean(lab_name);
 }
+
+/// delay: a userspace stage behind NFQUEUE (no netem here) holds what crosses between the zones:
+/// a TCP connect from the manager to worker-2 takes one round trip of ~50 ms (25 ms each way,
+/// jitter spread), to worker-1 it stays fast; every replica still answers; revert stops the
+/// stage and leaves the filter table as it was, and the connect is fast again.
+#[test]
+fn delay_holds_what_crosses_zones_and_reverts_exactly() {
+    let _g = shared(&["test-delay"]);
+    let lab_name = "test-delay";
+    let text = std::fs::read_to_string(root().join("scenarios/cross-zone-latency.yaml"))
+        .unwrap()
+        .replace("name: cross-zone-latency\n", &format!("name: {lab_name}\n"));
+    let s = clusterlab::model::parse_str(&text, "delay.yaml").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut lab = clusterlab::Lab::up(&s).await.expect("lab up");
+        let median = |v: &[f64]| v[v.len() / 2];
+        let filter = "iptables-save -t filter | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'";
+        let before = lab.exec("worker-2", &["sh", "-c", filter]).await.unwrap().stdout;
+        let near_before = connect_ms(&lab, "worker-2").await;
+        assert!(median(&near_before) < 20.0, "{near_before:?}");
+        lab.apply("zone-b-far").await.unwrap();
+        let far = connect_ms(&lab, "worker-2").await;
+        // 25 ms each way ± 5 ms each: 40-60 ms, plus what a loaded machine adds.
+        assert!((45.0..=60.0).contains(&median(&far)), "{far:?}");
+        assert!(far[0] >= 38.0, "faster than the delay allows: {far:?}");
+        assert!(far[14] - far[0] >= 4.0, "no jitter: {far:?}");
+        let near = connect_ms(&lab, "worker-1").await;
+        assert!(median(&near) < 20.0, "the near zone slowed down: {near:?}");
+        let during = lab.check("far-still-answers").await.unwrap();
+        assert!(during.passed(), "{}", during.summary);
+        lab.revert("zone-b-far").await.unwrap();
+        let stage = lab.exec("worker-2", &["sh", "-c", "pgrep -c clusterlab-impair; true"]).await.unwrap().stdout;
+        assert_eq!(stage.trim(), "0", "the stage still runs");
+        assert_eq!(lab.exec("worker-2", &["sh", "-c", filter]).await.unwrap().stdout, before);
+        let again = connect_ms(&lab, "worker-2").await;
+        println!(
+            "connect ms, manager to worker-2 before {near_before:?}\n  during {far:?}\n  to worker-1 during {near:?}\n  after {again:?}"
+        );
+        assert!(median(&again) < 20.0, "{again:?}");
+        lab.down().await.unwrap();
+    });
+    assert_clean(lab_name);
+}
+
+/// Connect times (ms, sorted) from the manager to a node's swarm gossip port (TCP 7946, open on
+/// every node): one round trip each, 15 samples.
+async fn connect_ms(lab: &clusterlab::Lab, node: &str) -> Vec<f64> {
+    let script = format!(
+        "a=$(docker node inspect -f '{{{{.Status.Addr}}}}' {node}); \
+         for i in $(seq 15); do curl -s -o /dev/null -m 2 -w '%{{time_connect}}\\n' http://$a:7946/; done"
+    );
+    let out = lab.exec("manager", &["sh", "-c", &script]).await.unwrap().stdout;
+    let mut v: Vec<f64> = out.lines().filter_map(|l| l.trim().parse::<f64>().ok()).map(|s| s * 1000.0).collect();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(v.len(), 15, "{out}");
+    v
+}

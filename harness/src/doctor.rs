@@ -21,7 +21,8 @@ const FEATURES: &[(&str, &str, &str)] = &[
     ("xt_statistic", "CONFIG_NETFILTER_XT_MATCH_STATISTIC", "loss faults (random drop)"),
     ("xt_comment", "CONFIG_NETFILTER_XT_MATCH_COMMENT", "labelled fault rules"),
     ("nf_tables", "CONFIG_NF_TABLES", "iptables-nft inside nodes"),
-    ("netem", "CONFIG_NET_SCH_NETEM", "not needed: loss uses iptables, rate uses HTB"),
+    ("netem", "CONFIG_NET_SCH_NETEM", "not needed: loss uses iptables, rate HTB, delay NFQUEUE"),
+    ("xt_NFQUEUE", "CONFIG_NETFILTER_XT_TARGET_NFQUEUE", "delay faults (packets wait in a userspace stage)"),
     ("HTB", "CONFIG_NET_SCH_HTB", "rate faults (a slow link)"),
     ("xt_CLASSIFY", "CONFIG_NETFILTER_XT_TARGET_CLASSIFY", "rate faults (which packets take the slow class)"),
 ];
@@ -80,8 +81,21 @@ fn verdicts(f: &HostFacts, vxlan: Option<bool>) -> String {
     let m_rate = m.clone();
     let loss = FaultSpec::Loss { nodes: vec![], matches: m, percent: 1.0 };
     let mtu = FaultSpec::Mtu { nodes: vec![], mtu: 1200 };
-    let rate = FaultSpec::Rate { nodes: vec![], matches: m_rate, bits: 1_000_000, burst: 3028 };
-    for (what, spec) in [("faults drop, partition", &drop), ("fault loss", &loss), ("fault mtu", &mtu), ("fault rate (htb)", &rate)] {
+    let rate = FaultSpec::Rate { nodes: vec![], matches: m_rate.clone(), bits: 1_000_000, burst: 3028 };
+    let delay = FaultSpec::Delay {
+        nodes: vec![],
+        matches: m_rate,
+        delay_us: 1_000,
+        jitter_us: 0,
+        distribution: crate::model::Distribution::Uniform,
+    };
+    for (what, spec) in [
+        ("faults drop, partition", &drop),
+        ("fault loss", &loss),
+        ("fault mtu", &mtu),
+        ("fault rate (htb)", &rate),
+        ("fault delay (nfqueue and a userspace stage)", &delay),
+    ] {
         match f.cannot(spec) {
             None => out.push_str(&format!("  yes {what}\n")),
             Some(why) => out.push_str(&format!("  no  {what}: {why}\n")),

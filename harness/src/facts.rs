@@ -17,9 +17,10 @@ if out=$(iptables -w 10 -N $c 2>&1); then
   if out=$(iptables -w 10 -A $c -m comment --comment probe -j RETURN 2>&1); then say comment ok; else say comment no "$out"; fi
   if out=$(iptables -w 10 -A $c -m statistic --mode random --probability 0.5 -j RETURN 2>&1); then say statistic ok; else say statistic no "$out"; fi
   if out=$(iptables -w 10 -A $c -m mac --mac-source 02:42:00:00:00:01 -j RETURN 2>&1); then say mac ok; else say mac no "$out"; fi
+  if out=$(iptables -w 10 -A $c -j NFQUEUE --queue-num 1 2>&1); then say nfqueue ok; else say nfqueue no "$out"; fi
   iptables -w 10 -F $c; iptables -w 10 -X $c
 else
-  say iptables no "$out"; for m in comment statistic mac; do say $m no "iptables does not work here"; done
+  say iptables no "$out"; for m in comment statistic mac nfqueue; do say $m no "iptables does not work here"; done
 fi
 if out=$(iptables -w 10 -t mangle -N $c 2>&1); then
   if out=$(iptables -w 10 -t mangle -A $c -j CLASSIFY --set-class 1:1 2>&1); then say classify ok; else say classify no "$out"; fi
@@ -51,6 +52,8 @@ pub struct HostFacts {
     pub mac: Fact,
     /// Changing a link (mtu faults need CAP_NET_ADMIN on the node's links).
     pub link: Fact,
+    /// `-j NFQUEUE` (delay: packets handed to the userspace stage).
+    pub nfqueue: Fact,
     /// `-j CLASSIFY` in the mangle table (rate: which packets go to the slow class).
     pub classify: Fact,
     /// The HTB queueing discipline (rate).
@@ -84,6 +87,7 @@ impl HostFacts {
             mac: fact("mac"),
             link: fact("link"),
             classify: fact("classify"),
+            nfqueue: fact("nfqueue"),
             htb: fact("htb"),
             netem: fact("netem"),
             ipvs: fact("ipvs"),
@@ -105,6 +109,9 @@ impl HostFacts {
                 .or_else(|| need(&self.statistic, "the kernel lacks xt_statistic (random drops for loss)"))
                 .or_else(|| peers(matches)),
             FaultSpec::Mtu { .. } => need(&self.link, "the nodes cannot change their links (CAP_NET_ADMIN)"),
+            FaultSpec::Delay { matches, .. } => rules()
+                .or_else(|| need(&self.nfqueue, "the kernel lacks xt_NFQUEUE (packets handed to the delay stage)"))
+                .or_else(|| peers(matches)),
             // Shaped on the senders' egress, chosen by destination: no -m mac.
             FaultSpec::Rate { .. } => rules()
                 .or_else(|| need(&self.classify, "the kernel lacks xt_CLASSIFY (which packets go to the slow class)"))
@@ -121,9 +128,10 @@ impl HostFacts {
             ("-m statistic", &self.statistic, "loss"),
             ("-m mac", &self.mac, "partition, peer-scoped drop and loss"),
             ("link changes (CAP_NET_ADMIN)", &self.link, "mtu"),
+            ("-j NFQUEUE", &self.nfqueue, "delay (the userspace stage)"),
             ("-j CLASSIFY (mangle)", &self.classify, "rate"),
             ("HTB qdisc", &self.htb, "rate"),
-            ("netem qdisc", &self.netem, "nothing: rate is built on HTB"),
+            ("netem qdisc", &self.netem, "nothing: rate is built on HTB, delay on NFQUEUE"),
             ("IPVS (/proc/net/ip_vs)", &self.ipvs, "swarm vip, node-port"),
         ]
         .iter()

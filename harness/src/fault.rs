@@ -4,7 +4,7 @@
 
 use crate::lab::Lab;
 use crate::lab::{poll_script, shq};
-use crate::model::{Direction, Fault, FaultSpec, Match, NoProxy, Protocol};
+use crate::model::{Direction, Distribution, Fault, FaultSpec, Match, NoProxy, Protocol};
 use crate::provider::LabError;
 use futures_util::future::try_join_all;
 use std::collections::BTreeMap;
@@ -132,7 +132,7 @@ pub fn rules(spec: &FaultSpec, all: &[String], node_of: &dyn Fn(&str) -> Peer) -
         }
     };
     match spec {
-        FaultSpec::Drop { nodes, matches } => directional(nodes, matches, "", &mut push),
+        FaultSpec::Drop { nodes, matches } | FaultSpec::Delay { nodes, matches, .. } => directional(nodes, matches, "", &mut push),
         FaultSpec::Loss { nodes, matches, percent } => {
             // -m statistic: the kernel here has no netem, so loss is a random drop in iptables.
             let extra = format!("-m statistic --mode random --probability {:.4}", percent / 100.0);
@@ -228,13 +228,37 @@ pub enum Action {
     /// iptables rules that choose packets (CLASSIFY) for an HTB class of `bits` per second and
     /// `burst` bytes on the lab interface of each node with rules; revert removes both.
     Shape { bits: u64, burst: u64 },
+    /// iptables rules that hand packets to NFQUEUE `queue`, where the delay stage (started on each
+    /// node with rules before them, stopped after them) holds each one `delay_us` plus jitter.
+    Stage { queue: u16, delay_us: u64, jitter_us: u64, distribution: Distribution },
 }
 
 impl Action {
     /// Faults made of iptables rules in the nodes (counted, proven equal on revert).
     fn has_rules(&self) -> bool {
-        matches!(self, Action::Rules | Action::Shape { .. })
+        matches!(self, Action::Rules | Action::Shape { .. } | Action::Stage { .. })
     }
+}
+
+/// The delay stage, built beside the harness (`../impair`) and copied into a node when a delay
+/// fault is applied there.
+pub const IMPAIR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/clusterlab-impair"));
+const IMPAIR_PATH: &str = "/usr/local/bin/clusterlab-impair";
+
+/// The NFQUEUE queue of a delay fault: from its name, so a revert in another process finds the
+/// same one (1000-60999; two faults that hash alike on one node are refused when the second
+/// stage cannot bind).
+pub fn queue_of(fault: &str) -> u16 {
+    let h = fault.bytes().fold(2166136261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16777619));
+    1000 + (h % 60000) as u16
+}
+
+/// What a revert found: the rules' counters, and lines for the report (the delay stage's own
+/// measurements).
+#[derive(Debug, Clone, Default)]
+pub struct Reverted {
+    pub counters: Counters,
+    pub notes: Vec<String>,
 }
 
 /// The proxy environment of a node's clients: `KEY=value` lines, read by the harness's kubectl
@@ -305,6 +329,46 @@ fn unshape_script(ip: &str, chain: &str) -> String {
     )
 }
 
+/// Script lines that stop the delay stage (TERM: it releases what it holds and writes its
+/// measurements), wait until it has exited, and print those measurements.
+fn stage_stop_script(chain: &str) -> String {
+    let d = format!("{STATE_DIR}/{chain}");
+    format!(
+        "pid=$(cat {d}.ready 2>/dev/null) || {{ echo 'no delay stage was started by this fault here' >&2; exit 3; }}\n\
+         kill -TERM \"$pid\" 2>/dev/null || {{ echo \"the delay stage had died: $(cat {d}.log)\" >&2; exit 4; }}\n\
+         {} || {{ kill -KILL \"$pid\"; echo 'the delay stage did not stop within 5 s' >&2; exit 4; }}\n\
+         cat {d}.stats 2>/dev/null; rm -f {d}.ready {d}.stats {d}.log\n",
+        poll_script("! kill -0 \"$pid\" 2>/dev/null", 5, "0.05")
+    )
+}
+
+/// `50 ms`, `50 ms ± 10 ms (uniform)`, `50 ms, σ 10 ms (normal)`.
+pub fn delay_words(delay_us: u64, jitter_us: u64, distribution: Distribution) -> String {
+    let ms = |us: u64| format!("{} ms", (us as f64 / 1000.0 * 100.0).round() / 100.0);
+    if jitter_us == 0 {
+        return ms(delay_us);
+    }
+    match distribution {
+        Distribution::Uniform => format!("{} ± {} (uniform)", ms(delay_us), ms(jitter_us)),
+        Distribution::Normal => format!("{}, σ {} (normal)", ms(delay_us), ms(jitter_us)),
+    }
+}
+
+/// The delay stage's measurements as one line: `1234 packets, mean 50.1 ms added, released
+/// late by 0.2 ms (p50) / 1.1 ms (p99), at most 40 held`.
+pub fn stage_words(stats: &str) -> String {
+    let get = |k: &str| stats.lines().find_map(|l| l.strip_prefix(k)?.strip_prefix(' ')?.trim().parse::<u64>().ok());
+    match (get("packets"), get("mean_added_us"), get("late_p50_us"), get("late_p99_us"), get("held_max")) {
+        (Some(n), Some(mean), Some(p50), Some(p99), Some(held)) => format!(
+            "delay stage: {n} packets, mean {:.1} ms added, released late by {:.2} ms (p50) / {:.2} ms (p99), at most {held} held at once",
+            mean as f64 / 1000.0,
+            p50 as f64 / 1000.0,
+            p99 as f64 / 1000.0
+        ),
+        _ => format!("delay stage: no measurements ({})", stats.trim().lines().next().unwrap_or("nothing written")),
+    }
+}
+
 /// Script lines that set `$lab_if` to the interface holding the node's lab address (found, not
 /// assumed to be eth0), or fail saying so.
 fn find_lab_if(ip: &str) -> String {
@@ -332,6 +396,9 @@ impl FaultHandle {
             },
             FaultSpec::Mtu { nodes, mtu } => Action::Mtu { nodes: nodes.clone(), mtu: *mtu },
             FaultSpec::Rate { bits, burst, .. } => Action::Shape { bits: *bits, burst: *burst },
+            FaultSpec::Delay { delay_us, jitter_us, distribution, .. } => {
+                Action::Stage { queue: queue_of(&fault.name), delay_us: *delay_us, jitter_us: *jitter_us, distribution: *distribution }
+            }
             _ => Action::Rules,
         };
         let all: Vec<String> = lab.plan.nodes.iter().map(|n| n.name.clone()).collect();
@@ -346,7 +413,7 @@ impl FaultHandle {
     async fn apply_other(&self, lab: &Lab, apply: bool) -> Result<(), LabError> {
         let fail = |message: String| LabError::Fault { fault: self.name.clone(), message };
         match &self.action {
-            Action::Rules | Action::Shape { .. } => Ok(()),
+            Action::Rules | Action::Shape { .. } | Action::Stage { .. } => Ok(()),
             Action::Proxy { nodes, no_proxy, components } => self.proxy(lab, apply, nodes, no_proxy, components).await,
             Action::Mtu { nodes, mtu } => {
                 let state = format!("{STATE_DIR}/mtu-{}", self.name);
@@ -534,7 +601,7 @@ impl FaultHandle {
             Action::Mtu { nodes, mtu } => return nodes.iter().map(|n| format!("{n}: lab interface MTU {mtu}")).collect(),
             Action::Kill { nodes, component } => return nodes.iter().map(|n| format!("{n}: {component} stopped and kept down")).collect(),
             Action::Pause { nodes } => return nodes.iter().map(|n| format!("{n}: node container and its containers paused")).collect(),
-            Action::Rules | Action::Shape { .. } => {}
+            Action::Rules | Action::Shape { .. } | Action::Stage { .. } => {}
         }
         let target = self.target();
         let mut v: Vec<String> = self
@@ -554,6 +621,15 @@ impl FaultHandle {
             ));
             v.push("rate via htb (no netem needed)".into());
         }
+        if let Action::Stage { queue, delay_us, jitter_us, distribution } = self.action {
+            let nodes: Vec<&str> = self.rules.keys().map(|k| k.as_str()).collect();
+            v.push(format!(
+                "{}: clusterlab-impair on queue {queue} holds each packet {}",
+                nodes.join(", "),
+                delay_words(delay_us, jitter_us, distribution)
+            ));
+            v.push("delay via nfqueue: a userspace stage (this kernel has no netem)".into());
+        }
         v
     }
 
@@ -561,6 +637,9 @@ impl FaultHandle {
     fn target(&self) -> String {
         match self.action {
             Action::Shape { .. } => format!("CLASSIFY --set-class {RATE_CLASS}"),
+            // No --queue-bypass: with the stage gone, packets are dropped, not silently passed
+            // undelayed (a fault that stops acting must show).
+            Action::Stage { queue, .. } => format!("NFQUEUE --queue-num {queue}"),
             _ => "DROP".into(),
         }
     }
@@ -591,6 +670,10 @@ impl FaultHandle {
                 );
                 if let Action::Shape { bits, burst } = self.action {
                     script.push_str(&shape_script(&self.name, chain, bits, burst));
+                }
+                if let Action::Stage { .. } = self.action {
+                    lab.install_program(node, "installing the delay stage", IMPAIR_PATH, IMPAIR).await?;
+                    script.push_str(&self.stage_start_script(chain));
                 }
                 for p in parents(rs) {
                     let sub = sub_chain(chain, p);
@@ -628,13 +711,13 @@ impl FaultHandle {
 
     /// Remove exactly what apply added, then prove each node's rules equal what they were.
     /// Returns the counters read just before removal.
-    pub async fn revert(&self, lab: &Lab) -> Result<Counters, LabError> {
+    pub async fn revert(&self, lab: &Lab) -> Result<Reverted, LabError> {
         if !self.action.has_rules() {
-            return self.apply_other(lab, false).await.map(|_| Counters::new());
+            return self.apply_other(lab, false).await.map(|_| Reverted::default());
         }
         let counters = self.counters(lab).await?;
         let table = self.table();
-        try_join_all(self.rules.iter().map(|(node, rs)| async move {
+        let notes = try_join_all(self.rules.iter().map(|(node, rs)| async move {
             let chain = &self.chain;
             let mut script = String::from("set -e\n");
             for p in parents(rs) {
@@ -646,7 +729,16 @@ impl FaultHandle {
             if let Action::Shape { .. } = self.action {
                 script.push_str(&unshape_script(&lab.node_ip(node), chain));
             }
-            lab.sh(node, &format!("reverting fault {}", self.name), &script).await?;
+            // The stage stops after its rules are gone: nothing new reaches it, and what it
+            // holds is released at once.
+            if let Action::Stage { .. } = self.action {
+                script.push_str(&stage_stop_script(chain));
+            }
+            let out = lab.sh(node, &format!("reverting fault {}", self.name), &script).await?;
+            let note = match self.action {
+                Action::Stage { .. } => Some(format!("{node}: {}", stage_words(&out.stdout))),
+                _ => None,
+            };
             let both = lab
                 .sh(
                     node,
@@ -666,10 +758,29 @@ impl FaultHandle {
                     ),
                 });
             }
-            Ok(())
+            Ok(note)
         }))
         .await?;
-        Ok(counters)
+        Ok(Reverted { counters, notes: notes.into_iter().flatten().collect() })
+    }
+
+    /// Script lines (after `$lab_if` is set) that start the delay stage on its queue and wait
+    /// until it is bound; a stage that cannot bind (the queue taken, no netlink) fails the apply
+    /// with its own words.
+    fn stage_start_script(&self, chain: &str) -> String {
+        let Action::Stage { queue, delay_us, jitter_us, distribution } = self.action else { return String::new() };
+        let dist = match distribution {
+            Distribution::Uniform => "uniform",
+            Distribution::Normal => "normal",
+        };
+        let d = format!("{STATE_DIR}/{chain}");
+        format!(
+            "rm -f {d}.ready {d}.stats {d}.log\n\
+             setsid -f {IMPAIR_PATH} --queue {queue} --delay-us {delay_us} --jitter-us {jitter_us} --distribution {dist} \
+             --ready {d}.ready --stats {d}.stats </dev/null >{d}.log 2>&1\n\
+             {} || {{ echo \"the delay stage did not start: $(cat {d}.log)\" >&2; exit 4; }}\n",
+            poll_script(&format!("[ -s {d}.ready ] || {{ [ -s {d}.log ] && exit 1; false; }}"), 10, "0.05")
+        )
     }
 }
 
@@ -710,13 +821,20 @@ fn ready_or_fail(fault: &str, component: &str) -> Result<&'static str, LabError>
 
 impl FaultHandle {
     /// What a revert restored, for the report.
-    pub fn reverted(&self, c: &Counters) -> Vec<String> {
+    pub fn reverted(&self, r: &Reverted) -> Vec<String> {
+        let c = &r.counters;
         match &self.action {
             Action::Rules => vec![describe_counters(&self.name, c), "iptables rules equal what they were before the fault".into()],
             Action::Shape { .. } => vec![
                 describe_counters(&self.name, c),
                 "iptables rules and the lab interfaces' queueing disciplines equal what they were before the fault".into(),
             ],
+            Action::Stage { .. } => {
+                let mut v = vec![describe_counters(&self.name, c)];
+                v.extend(r.notes.iter().cloned());
+                v.push("iptables rules equal what they were before the fault; the delay stage has exited".into());
+                v
+            }
             Action::Kill { nodes, component } => vec![format!("{component} running again on {}", nodes.join(", "))],
             Action::Pause { nodes } => vec![format!("resumed {}", nodes.join(", "))],
             Action::Proxy { nodes, .. } => vec![format!("proxy removed, and its environment from {}", nodes.join(", "))],
@@ -850,6 +968,33 @@ mod tests {
         let revert = unshape_script("10.213.0.12", "CL-slow");
         assert!(revert.contains("tc qdisc del dev \"$lab_if\" root"), "{revert}");
         assert!(revert.contains("cmp -s - /run/clusterlab-faults/CL-slow.tc"), "{revert}");
+    }
+
+    #[test]
+    fn delay_hands_packets_to_its_own_queue_and_says_what_the_stage_measured() {
+        let spec = FaultSpec::Delay {
+            nodes: vec!["worker-2".into()],
+            matches: m(Protocol::All, None, Direction::In, &[]),
+            delay_us: 25_000,
+            jitter_us: 5_000,
+            distribution: Distribution::Uniform,
+        };
+        // Scoped like a drop: what arrives at the node, and what it forwards from the lab.
+        assert_eq!(rules(&spec, &all(), &peer)["worker-2"], vec![r("INPUT", ""), r("FORWARD", "-i $lab_if")]);
+        assert_eq!(queue_of("zone-b-far"), queue_of("zone-b-far"));
+        assert_ne!(queue_of("zone-b-far"), queue_of("zone-a-far"));
+        assert!((1000..61000).contains(&queue_of("x")));
+        assert_eq!(delay_words(25_000, 5_000, Distribution::Uniform), "25 ms ± 5 ms (uniform)");
+        assert_eq!(delay_words(50_000, 10_000, Distribution::Normal), "50 ms, σ 10 ms (normal)");
+        assert_eq!(delay_words(1_500, 0, Distribution::Uniform), "1.5 ms");
+        let stats = "packets 377\nheld_max 30\nlate_p50_us 120\nlate_p99_us 11100\nlate_max_us 20000\nmean_added_us 25100\n";
+        assert_eq!(
+            stage_words(stats),
+            "delay stage: 377 packets, mean 25.1 ms added, released late by 0.12 ms (p50) / 11.10 ms (p99), at most 30 held at once"
+        );
+        assert_eq!(stage_words(""), "delay stage: no measurements (nothing written)");
+        let stop = stage_stop_script("CL-far");
+        assert!(stop.contains("kill -TERM \"$pid\"") && stop.contains("cat /run/clusterlab-faults/CL-far.stats"), "{stop}");
     }
 
     #[test]

@@ -154,6 +154,14 @@ pub enum Effect {
         nodes: Vec<String>,
         mtu: u32,
     },
+    /// Hold `what` going `direction` at `nodes` for `delay` (as words: `50 ms ± 10 ms (uniform)`).
+    Delay {
+        nodes: Vec<String>,
+        what: String,
+        direction: String,
+        peers: Vec<String>,
+        delay: String,
+    },
     /// Limit `what` going `direction` at `nodes` to `bits` per second.
     Rate {
         nodes: Vec<String>,
@@ -225,6 +233,7 @@ impl Effect {
         match self {
             Effect::Drop { nodes, .. }
             | Effect::Rate { nodes, .. }
+            | Effect::Delay { nodes, .. }
             | Effect::Kill { nodes, .. }
             | Effect::Pause { nodes }
             | Effect::Mtu { nodes, .. }
@@ -317,6 +326,20 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
                         f.name,
                         pk(n)
                     ));
+                }
+            }
+            Effect::Delay { nodes, what, direction, peers, delay } => {
+                for n in nodes.iter().filter(|n| involved(n)) {
+                    if !peers.is_empty() && !peers.iter().any(&involved) {
+                        continue;
+                    }
+                    let dir = match direction.as_str() {
+                        "out" => "out of",
+                        "both" => "to and from",
+                        _ => "into",
+                    };
+                    // A request slower than its timeout is lost to the client, not to the network.
+                    out.push(format!("{what} {dir} {n} delayed {delay} by fault {} ({} packets)", f.name, pk(n)));
                 }
             }
             Effect::Proxy { .. } => {}

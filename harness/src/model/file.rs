@@ -242,16 +242,16 @@ pub enum EndpointMode {
 pub struct FaultDecl {
     pub name: Sp<String>,
     pub kind: Sp<FaultKind>,
-    /// drop, loss, rate: the node(s) whose network namespace gets the rule; kill, stop-node, mtu: the
+    /// drop, loss, rate, delay: the node(s) whose network namespace gets the rule; kill, stop-node, mtu: the
     /// node(s) acted on; http-proxy: the nodes whose clients get the proxy (default all-nodes).
     pub node: Option<Sp<NodeSel>>,
-    /// drop, loss, rate: tcp, udp, icmp or all (default all).
+    /// drop, loss, rate, delay: tcp, udp, icmp or all (default all).
     pub protocol: Option<Sp<Protocol>>,
-    /// drop, loss, rate: destination port (needs protocol tcp or udp).
+    /// drop, loss, rate, delay: destination port (needs protocol tcp or udp).
     pub port: Option<Sp<u32>>,
-    /// drop, loss, rate: `in` (packets arriving at the node, the default), `out`, or `both`.
+    /// drop, loss, rate, delay: `in` (packets arriving at the node, the default), `out`, or `both`.
     pub direction: Option<Sp<Direction>>,
-    /// drop, loss, rate: only packets from/to these nodes.
+    /// drop, loss, rate, delay: only packets from/to these nodes.
     pub peers: Option<Sp<NodeSel>>,
     /// partition: the two sides that can no longer talk.
     pub side_a: Option<Sp<NodeSel>>,
@@ -272,6 +272,13 @@ pub struct FaultDecl {
     /// rate: the bandwidth the matched packets get, e.g. `10mbit` (units bit, kbit, mbit, gbit:
     /// powers of 1000, as tc writes them).
     pub rate: Option<Sp<String>>,
+    /// delay: the time each matched packet is held, e.g. `50ms`.
+    pub delay: Option<Sp<String>>,
+    /// delay: the spread around it, e.g. `10ms` (default none).
+    pub jitter: Option<Sp<String>>,
+    /// delay: how the jitter is drawn: `uniform` over ±jitter (the default), or `normal` with
+    /// jitter as its standard deviation.
+    pub distribution: Option<Sp<Distribution>>,
     /// rate: how many bytes may go at once above the rate, e.g. `32kb` (units b, kb, mb: powers
     /// of 1024). Default: what the rate sends in 10 ms, at least two full frames.
     pub burst: Option<Sp<String>>,
@@ -291,9 +298,20 @@ pub enum FaultKind {
     HttpProxy,
     /// Lower a node's interface MTU: encapsulated (VXLAN) packets larger than it are lost.
     Mtu,
+    /// Hold the matched packets for a time (plus jitter) before they go on: a userspace stage
+    /// in the node behind an NFQUEUE rule (this kernel has no netem).
+    Delay,
     /// Limit the bandwidth of the matched packets (a slow link): HTB on the sending node's lab
     /// interface, the packets chosen by iptables.
     Rate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Distribution {
+    #[default]
+    Uniform,
+    Normal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]

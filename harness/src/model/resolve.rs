@@ -188,12 +188,27 @@ pub enum FaultSpec {
         bits: u64,
         burst: u64,
     },
+    /// Each matched packet held `delay_us` plus jitter drawn from `distribution`.
+    Delay {
+        nodes: Vec<String>,
+        matches: Match,
+        delay_us: u64,
+        jitter_us: u64,
+        distribution: Distribution,
+    },
 }
 
 impl FaultSpec {
     /// Faults that act without iptables rules have no packet counter (for faults-hit).
     pub fn counts_packets(&self) -> bool {
-        matches!(self, FaultSpec::Drop { .. } | FaultSpec::Partition { .. } | FaultSpec::Loss { .. } | FaultSpec::Rate { .. })
+        matches!(
+            self,
+            FaultSpec::Drop { .. }
+                | FaultSpec::Partition { .. }
+                | FaultSpec::Loss { .. }
+                | FaultSpec::Rate { .. }
+                | FaultSpec::Delay { .. }
+        )
     }
 }
 
@@ -1205,6 +1220,9 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
         ("mtu", fd.mtu.as_ref().map(|x| x.pos)),
         ("rate", fd.rate.as_ref().map(|x| x.pos)),
         ("burst", fd.burst.as_ref().map(|x| x.pos)),
+        ("delay", fd.delay.as_ref().map(|x| x.pos)),
+        ("jitter", fd.jitter.as_ref().map(|x| x.pos)),
+        ("distribution", fd.distribution.as_ref().map(|x| x.pos)),
     ];
     let (kind_word, accepted): (&str, &[&str]) = match fd.kind.value {
         FaultKind::Drop => ("drop", &["node", "protocol", "port", "direction", "peers"]),
@@ -1215,6 +1233,7 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
         FaultKind::HttpProxy => ("http-proxy", &["node", "no-proxy", "components"]),
         FaultKind::Mtu => ("mtu", &["node", "mtu"]),
         FaultKind::Rate => ("rate", &["node", "protocol", "port", "direction", "peers", "rate", "burst"]),
+        FaultKind::Delay => ("delay", &["node", "protocol", "port", "direction", "peers", "delay", "jitter", "distribution"]),
     };
     for (field, pos) in given {
         if let (Some(pos), false) = (pos, accepted.contains(&field)) {
@@ -1335,6 +1354,37 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
                 None => default_burst(bits),
             };
             Some(FaultSpec::Rate { nodes, matches, bits, burst })
+        }
+        FaultKind::Delay => {
+            let nodes = match &fd.node {
+                Some(n) => idx.expand(p, "node", n),
+                None => {
+                    p.at(fd.kind.pos, "a delay fault needs node:", Some("name the node whose packets wait".into()));
+                    vec![]
+                }
+            };
+            let matches = resolve_match(fd, idx, p);
+            // At most 10 s: a delay is a slow path, not a cut (drop is the cut).
+            let micros = |v: &Sp<String>, what: &str, p: &mut Problems| match parse_duration(&v.value) {
+                Some(d) if d <= Duration::from_secs(10) => d.as_micros() as u64,
+                _ => {
+                    p.at(v.pos, format!("{what} {:?} is not a duration up to 10s", v.value), Some("e.g. 50ms, 1.5s".into()));
+                    0
+                }
+            };
+            let delay_us = match &fd.delay {
+                Some(d) => micros(d, "delay", p),
+                None => {
+                    p.at(fd.kind.pos, "a delay fault needs delay:", Some("e.g. delay: 50ms".into()));
+                    0
+                }
+            };
+            let jitter_us = fd.jitter.as_ref().map(|j| micros(j, "jitter", p)).unwrap_or(0);
+            if let (Some(d), None) = (&fd.distribution, &fd.jitter) {
+                p.at(d.pos, "distribution without jitter has nothing to draw", Some("add jitter: e.g. 10ms".into()));
+            }
+            let distribution = fd.distribution.as_ref().map(|d| d.value).unwrap_or_default();
+            Some(FaultSpec::Delay { nodes, matches, delay_us, jitter_us, distribution })
         }
         FaultKind::Drop | FaultKind::Loss => {
             let kind = kind_word;

@@ -409,3 +409,58 @@ fn own_workloads_resolve_and_their_mistakes_are_located() {
         + "  - check: { name: db-split, kind: vip, service: db, protocol: tcp, expect: { unreachable: { replicas-on: worker-1 } } }\n  - check: { name: shop-teapot, kind: replicas, service: shop, status: 999 }\n  - check: { name: dns-tcp, kind: dns, service: shop, protocol: tcp }\n";
     insta::assert_snapshot!("own-workload-mistakes", problems(&bad));
 }
+
+#[test]
+fn rate_and_delay_faults_resolve_and_their_mistakes_are_located() {
+    let fault = "  - { name: vxlan-blocked, kind: drop, node: worker-1, protocol: udp, port: 4789, direction: in }";
+    let with = |f: &str| {
+        GOOD.replace(fault, f).replace("        faults-hit: [vxlan-blocked]                # and the drop rule must count packets\n", "")
+    };
+    let s = parse_str(&with("  - { name: vxlan-blocked, kind: rate, node: worker-1, rate: 2.5mbit }"), "t.yaml").unwrap();
+    assert_eq!(
+        s.faults[0].spec,
+        FaultSpec::Rate {
+            nodes: vec!["worker-1".into()],
+            matches: Match { protocol: Protocol::All, port: None, direction: Direction::In, peers: vec![] },
+            bits: 2_500_000,
+            burst: 3125,
+        }
+    );
+    let s = parse_str(
+        &with("  - { name: vxlan-blocked, kind: delay, node: worker-1, delay: 50ms, jitter: 1.5ms, distribution: normal }"),
+        "t.yaml",
+    )
+    .unwrap();
+    let FaultSpec::Delay { delay_us, jitter_us, distribution, .. } = s.faults[0].spec else { panic!("not a delay") };
+    assert_eq!((delay_us, jitter_us, distribution), (50_000, 1_500, Distribution::Normal));
+    let bad = [
+        ("kind: rate, node: worker-1, rate: 10mbps", "rate \"10mbps\" needs a unit: bit, kbit, mbit or gbit"),
+        ("kind: rate, node: worker-1, rate: 10mbit, burst: 9", "size \"9\" needs a unit: b, kb or mb"),
+        ("kind: rate, node: worker-1", "a rate fault needs rate:"),
+        ("kind: rate, node: worker-1, rate: 1mbit, delay: 5ms", "field delay does not apply to a rate fault"),
+        ("kind: delay, node: worker-1, delay: 11s", "delay \"11s\" is not a duration up to 10s"),
+        ("kind: delay, node: worker-1", "a delay fault needs delay:"),
+        ("kind: delay, node: worker-1, delay: 5ms, distribution: normal", "distribution without jitter has nothing to draw"),
+        ("kind: delay, node: worker-1, delay: 5ms, distribution: pareto", "unknown variant `pareto`"),
+    ];
+    for (f, want) in bad {
+        let got = problems(&with(&format!("  - {{ name: vxlan-blocked, {f} }}")));
+        assert!(got.contains(want), "{f}: {got}");
+    }
+}
+
+#[test]
+fn rates_and_sizes_read_as_tc_writes_them() {
+    assert_eq!(parse_rate("10mbit"), Ok(10_000_000));
+    assert_eq!(parse_rate("512kbit"), Ok(512_000));
+    assert_eq!(parse_rate("1.5GBIT"), Ok(1_500_000_000));
+    assert!(parse_rate("0mbit").is_err() && parse_rate("mbit").is_err() && parse_rate("10").is_err());
+    assert_eq!(parse_size("32kb"), Ok(32_768));
+    assert_eq!(parse_size("1500b"), Ok(1500));
+    assert!(parse_size("1.5kb").is_err());
+    assert_eq!(default_burst(20_000_000), 25_000);
+    assert_eq!(default_burst(1_000_000), 3028, "never below two full frames");
+    assert_eq!(rate_words(20_000_000), "20 Mbit/s");
+    assert_eq!(rate_words(1_500_000), "1.5 Mbit/s");
+    assert_eq!(rate_words(512_000), "512 kbit/s");
+}
