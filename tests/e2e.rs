@@ -1555,7 +1555,12 @@ fn delay_holds_what_crosses_zones_and_reverts_exactly() {
     let lab_name = "test-delay";
     let text = std::fs::read_to_string(root().join("scenarios/cross-zone-latency.yaml"))
         .unwrap()
-        .replace("name: cross-zone-latency\n", &format!("name: {lab_name}\n"));
+        .replace("name: cross-zone-latency\n", &format!("name: {lab_name}\n"))
+        // Duplicates of UDP 5301 into worker-2 (TEE on the senders), counted against what iperf3 sent.
+        .replace(
+            "# Requests from the manager",
+            "  - { name: twice, kind: duplicate, node: worker-2, protocol: udp, port: 5301, percent: 10 }\n# Requests from the manager",
+        );
     let s = clusterlab::model::parse_str(&text, "delay.yaml").unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -1579,6 +1584,30 @@ fn delay_holds_what_crosses_zones_and_reverts_exactly() {
         let stage = lab.exec("worker-2", &["sh", "-c", "pgrep -c clusterlab-impair; true"]).await.unwrap().stdout;
         assert_eq!(stage.trim(), "0", "the stage still runs");
         assert_eq!(lab.exec("worker-2", &["sh", "-c", filter]).await.unwrap().stdout, before);
+        // duplicate: 10 % of 2000 datagrams (σ ≈ 13) are copied; TEE's copy passes the same rule
+        // once more (it is not copied again, but counted), so the counter is copies × 1.1.
+        lab.exec("worker-2", &["sh", "-c", "iperf3 -s -p 5301 -D"]).await.unwrap();
+        lab.apply("twice").await.unwrap();
+        let sent = lab
+            .exec(
+                "manager",
+                &[
+                    "sh",
+                    "-c",
+                    "iperf3 -u -c $(docker node inspect -f '{{.Status.Addr}}' worker-2) -p 5301 -l 1000 -b 8M -t 2 | grep -c sender",
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(sent.stdout.trim(), "1", "{}", sent.stderr);
+        let out = lab
+            .exec("manager", &["sh", "-c", "iptables -t mangle -L CL-twice.post -v -x -n | awk '/TEE/ {s += $1} END {print s}'"])
+            .await
+            .unwrap();
+        let copies = out.stdout.trim().parse::<f64>().unwrap() / 1.1;
+        println!("duplicate: {copies:.0} copies of 2000 datagrams");
+        assert!((160.0..=240.0).contains(&copies), "{copies} copies of 2000 at 10 %");
+        lab.revert("twice").await.unwrap();
         let again = connect_ms(&lab, "worker-2").await;
         println!(
             "connect ms, manager to worker-2 before {near_before:?}\n  during {far:?}\n  to worker-1 during {near:?}\n  after {again:?}"

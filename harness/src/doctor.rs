@@ -21,8 +21,9 @@ const FEATURES: &[(&str, &str, &str)] = &[
     ("xt_statistic", "CONFIG_NETFILTER_XT_MATCH_STATISTIC", "loss faults (random drop)"),
     ("xt_comment", "CONFIG_NETFILTER_XT_MATCH_COMMENT", "labelled fault rules"),
     ("nf_tables", "CONFIG_NF_TABLES", "iptables-nft inside nodes"),
-    ("netem", "CONFIG_NET_SCH_NETEM", "not needed: loss uses iptables, rate HTB, delay NFQUEUE"),
+    ("netem", "CONFIG_NET_SCH_NETEM", "not needed: loss iptables, rate HTB, delay NFQUEUE, duplicate TEE"),
     ("xt_NFQUEUE", "CONFIG_NETFILTER_XT_TARGET_NFQUEUE", "delay faults (packets wait in a userspace stage)"),
+    ("xt_TEE", "CONFIG_NETFILTER_XT_TARGET_TEE", "duplicate faults (a copy sent to the receiver)"),
     ("HTB", "CONFIG_NET_SCH_HTB", "rate faults (a slow link)"),
     ("xt_CLASSIFY", "CONFIG_NETFILTER_XT_TARGET_CLASSIFY", "rate faults (which packets take the slow class)"),
 ];
@@ -82,12 +83,15 @@ fn verdicts(f: &HostFacts, vxlan: Option<bool>) -> String {
     let loss = FaultSpec::Loss { nodes: vec![], matches: m, percent: 1.0 };
     let mtu = FaultSpec::Mtu { nodes: vec![], mtu: 1200 };
     let rate = FaultSpec::Rate { nodes: vec![], matches: m_rate.clone(), bits: 1_000_000, burst: 3028 };
+    let dup = FaultSpec::Duplicate { nodes: vec![], matches: m_rate.clone(), percent: 1.0 };
     let delay = FaultSpec::Delay {
         nodes: vec![],
         matches: m_rate,
         delay_us: 1_000,
         jitter_us: 0,
         distribution: crate::model::Distribution::Uniform,
+        reorder: 0.0,
+        gap: 1,
     };
     for (what, spec) in [
         ("faults drop, partition", &drop),
@@ -95,6 +99,7 @@ fn verdicts(f: &HostFacts, vxlan: Option<bool>) -> String {
         ("fault mtu", &mtu),
         ("fault rate (htb)", &rate),
         ("fault delay (nfqueue and a userspace stage)", &delay),
+        ("fault duplicate (tee)", &dup),
     ] {
         match f.cannot(spec) {
             None => out.push_str(&format!("  yes {what}\n")),

@@ -24,9 +24,10 @@ else
 fi
 if out=$(iptables -w 10 -t mangle -N $c 2>&1); then
   if out=$(iptables -w 10 -t mangle -A $c -j CLASSIFY --set-class 1:1 2>&1); then say classify ok; else say classify no "$out"; fi
+  if out=$(iptables -w 10 -t mangle -A $c -j TEE --gateway 127.0.0.1 2>&1); then say tee ok; else say tee no "$out"; fi
   iptables -w 10 -t mangle -F $c; iptables -w 10 -t mangle -X $c
 else
-  say classify no "$out"
+  say classify no "$out"; say tee no "$out"
 fi
 if out=$(ip link set dev lo mtu "$(cat /sys/class/net/lo/mtu)" 2>&1); then say link ok; else say link no "$out"; fi
 # Queueing disciplines, tried on the loopback's root and removed at once (lo has none: noqueue).
@@ -54,6 +55,8 @@ pub struct HostFacts {
     pub link: Fact,
     /// `-j NFQUEUE` (delay: packets handed to the userspace stage).
     pub nfqueue: Fact,
+    /// `-j TEE` in the mangle table (duplicate: the copy sent to the receiving node).
+    pub tee: Fact,
     /// `-j CLASSIFY` in the mangle table (rate: which packets go to the slow class).
     pub classify: Fact,
     /// The HTB queueing discipline (rate).
@@ -88,6 +91,7 @@ impl HostFacts {
             link: fact("link"),
             classify: fact("classify"),
             nfqueue: fact("nfqueue"),
+            tee: fact("tee"),
             htb: fact("htb"),
             netem: fact("netem"),
             ipvs: fact("ipvs"),
@@ -109,6 +113,9 @@ impl HostFacts {
                 .or_else(|| need(&self.statistic, "the kernel lacks xt_statistic (random drops for loss)"))
                 .or_else(|| peers(matches)),
             FaultSpec::Mtu { .. } => need(&self.link, "the nodes cannot change their links (CAP_NET_ADMIN)"),
+            FaultSpec::Duplicate { .. } => rules()
+                .or_else(|| need(&self.statistic, "the kernel lacks xt_statistic (which packets are copied)"))
+                .or_else(|| need(&self.tee, "the kernel lacks xt_TEE (the copy sent to the receiving node)")),
             FaultSpec::Delay { matches, .. } => rules()
                 .or_else(|| need(&self.nfqueue, "the kernel lacks xt_NFQUEUE (packets handed to the delay stage)"))
                 .or_else(|| peers(matches)),
@@ -130,8 +137,9 @@ impl HostFacts {
             ("link changes (CAP_NET_ADMIN)", &self.link, "mtu"),
             ("-j NFQUEUE", &self.nfqueue, "delay (the userspace stage)"),
             ("-j CLASSIFY (mangle)", &self.classify, "rate"),
+            ("-j TEE (mangle)", &self.tee, "duplicate"),
             ("HTB qdisc", &self.htb, "rate"),
-            ("netem qdisc", &self.netem, "nothing: rate is built on HTB, delay on NFQUEUE"),
+            ("netem qdisc", &self.netem, "nothing: rate is built on HTB, delay on NFQUEUE, duplicate on TEE"),
             ("IPVS (/proc/net/ip_vs)", &self.ipvs, "swarm vip, node-port"),
         ]
         .iter()

@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 pub struct Rule {
     pub parent: &'static str,
     pub args: String,
+    /// The rule's own target, where it is not the fault's (a duplicate's TEE names the node the
+    /// copy goes to).
+    pub target: Option<String>,
 }
 
 /// The chain name of a fault: iptables allows 28 characters, and each parent chain gets a
@@ -96,7 +99,11 @@ pub struct Peer {
 pub fn rules(spec: &FaultSpec, all: &[String], node_of: &dyn Fn(&str) -> Peer) -> BTreeMap<String, Vec<Rule>> {
     let mut out: BTreeMap<String, Vec<Rule>> = BTreeMap::new();
     let mut push = |node: &str, parent: &'static str, args: String| {
-        out.entry(node.to_string()).or_default().push(Rule { parent, args: args.split_whitespace().collect::<Vec<_>>().join(" ") });
+        out.entry(node.to_string()).or_default().push(Rule {
+            parent,
+            args: args.split_whitespace().collect::<Vec<_>>().join(" "),
+            target: None,
+        });
     };
     let directional = |nodes: &[String], m: &Match, extra: &str, push: &mut dyn FnMut(&str, &'static str, String)| {
         let inward = matches!(m.direction, Direction::In | Direction::Both);
@@ -160,6 +167,35 @@ pub fn rules(spec: &FaultSpec, all: &[String], node_of: &dyn Fn(&str) -> Peer) -
                             push(p, "POSTROUTING", format!("-o {LAB_IF} {}", match_args(m, "-d", Some(&dst))));
                         }
                     }
+                }
+            }
+        }
+        FaultSpec::Duplicate { nodes, matches: m, percent } => {
+            // A copy of each chosen packet, sent by the sender to the same node (TEE clones it
+            // to a gateway: the receiver itself, one hop away on the lab network).
+            let stat = format!("-m statistic --mode random --probability {:.4}", percent / 100.0);
+            let mut pairs: Vec<(String, String)> = Vec::new();
+            for n in nodes {
+                let others: Vec<String> =
+                    if m.peers.is_empty() { all.iter().filter(|x| *x != n).cloned().collect() } else { m.peers.clone() };
+                for p in &others {
+                    if matches!(m.direction, Direction::Out | Direction::Both) {
+                        pairs.push((n.clone(), p.clone()));
+                    }
+                    if matches!(m.direction, Direction::In | Direction::Both) {
+                        pairs.push((p.clone(), n.clone()));
+                    }
+                }
+            }
+            for (sender, receiver) in pairs {
+                let to = node_of(&receiver);
+                for dst in std::iter::once(to.ip.clone()).chain(to.pods.clone()) {
+                    let args = format!("-o {LAB_IF} {} {stat}", match_args(m, "-d", Some(&dst)));
+                    out.entry(sender.clone()).or_default().push(Rule {
+                        parent: "POSTROUTING",
+                        args: args.split_whitespace().collect::<Vec<_>>().join(" "),
+                        target: Some(format!("TEE --gateway {}", to.ip)),
+                    });
                 }
             }
         }
@@ -230,7 +266,7 @@ pub enum Action {
     Shape { bits: u64, burst: u64 },
     /// iptables rules that hand packets to NFQUEUE `queue`, where the delay stage (started on each
     /// node with rules before them, stopped after them) holds each one `delay_us` plus jitter.
-    Stage { queue: u16, delay_us: u64, jitter_us: u64, distribution: Distribution },
+    Stage { queue: u16, delay_us: u64, jitter_us: u64, distribution: Distribution, reorder: f64, gap: u32 },
 }
 
 impl Action {
@@ -342,6 +378,15 @@ fn stage_stop_script(chain: &str) -> String {
     )
 }
 
+/// `, 25 % of every 5th packet sent at once (reordered)`, or nothing.
+pub fn reorder_words(reorder: f64, gap: u32) -> String {
+    match (reorder > 0.0, gap) {
+        (false, _) => String::new(),
+        (true, 1) => format!(", {reorder} % sent at once (reordered)"),
+        (true, g) => format!(", {reorder} % of every {g}th packet sent at once (reordered)"),
+    }
+}
+
 /// `50 ms`, `50 ms ± 10 ms (uniform)`, `50 ms, σ 10 ms (normal)`.
 pub fn delay_words(delay_us: u64, jitter_us: u64, distribution: Distribution) -> String {
     let ms = |us: u64| format!("{} ms", (us as f64 / 1000.0 * 100.0).round() / 100.0);
@@ -360,7 +405,11 @@ pub fn stage_words(stats: &str) -> String {
     let get = |k: &str| stats.lines().find_map(|l| l.strip_prefix(k)?.strip_prefix(' ')?.trim().parse::<u64>().ok());
     match (get("packets"), get("mean_added_us"), get("late_p50_us"), get("late_p99_us"), get("held_max")) {
         (Some(n), Some(mean), Some(p50), Some(p99), Some(held)) => format!(
-            "delay stage: {n} packets, mean {:.1} ms added, released late by {:.2} ms (p50) / {:.2} ms (p99), at most {held} held at once",
+            "delay stage: {n} packets{}, mean {:.1} ms added, released late by {:.2} ms (p50) / {:.2} ms (p99), at most {held} held at once",
+            match get("at_once") {
+                Some(k) if k > 0 => format!(" ({k} sent at once)"),
+                _ => String::new(),
+            },
             mean as f64 / 1000.0,
             p50 as f64 / 1000.0,
             p99 as f64 / 1000.0
@@ -396,9 +445,14 @@ impl FaultHandle {
             },
             FaultSpec::Mtu { nodes, mtu } => Action::Mtu { nodes: nodes.clone(), mtu: *mtu },
             FaultSpec::Rate { bits, burst, .. } => Action::Shape { bits: *bits, burst: *burst },
-            FaultSpec::Delay { delay_us, jitter_us, distribution, .. } => {
-                Action::Stage { queue: queue_of(&fault.name), delay_us: *delay_us, jitter_us: *jitter_us, distribution: *distribution }
-            }
+            FaultSpec::Delay { delay_us, jitter_us, distribution, reorder, gap, .. } => Action::Stage {
+                queue: queue_of(&fault.name),
+                delay_us: *delay_us,
+                jitter_us: *jitter_us,
+                distribution: *distribution,
+                reorder: *reorder,
+                gap: *gap,
+            },
             _ => Action::Rules,
         };
         let all: Vec<String> = lab.plan.nodes.iter().map(|n| n.name.clone()).collect();
@@ -609,7 +663,9 @@ impl FaultHandle {
             .iter()
             .flat_map(|(n, rs)| {
                 let target = target.clone();
-                rs.iter().map(move |r| format!("{n}: {} {} -j {target}", r.parent, r.args.replace(LAB_IF, "<lab-if>")))
+                rs.iter().map(move |r| {
+                    format!("{n}: {} {} -j {}", r.parent, r.args.replace(LAB_IF, "<lab-if>"), r.target.as_deref().unwrap_or(&target))
+                })
             })
             .collect();
         if let Action::Shape { bits, burst } = self.action {
@@ -621,12 +677,13 @@ impl FaultHandle {
             ));
             v.push("rate via htb (no netem needed)".into());
         }
-        if let Action::Stage { queue, delay_us, jitter_us, distribution } = self.action {
+        if let Action::Stage { queue, delay_us, jitter_us, distribution, reorder, gap } = self.action {
             let nodes: Vec<&str> = self.rules.keys().map(|k| k.as_str()).collect();
             v.push(format!(
-                "{}: clusterlab-impair on queue {queue} holds each packet {}",
+                "{}: clusterlab-impair on queue {queue} holds each packet {}{}",
                 nodes.join(", "),
-                delay_words(delay_us, jitter_us, distribution)
+                delay_words(delay_us, jitter_us, distribution),
+                reorder_words(reorder, gap)
             ));
             v.push("delay via nfqueue: a userspace stage (this kernel has no netem)".into());
         }
@@ -682,8 +739,9 @@ impl FaultHandle {
                         // -w 10: wait at most 10 s for the xtables lock (dockerd and kube-proxy
                         // edit rules concurrently); the comment names the fault in any listing.
                         script.push_str(&format!(
-                            "iptables -w 10 -t {table} -A {sub} {} -m comment --comment '{comment}' -j {target}\n",
-                            r.args
+                            "iptables -w 10 -t {table} -A {sub} {} -m comment --comment '{comment}' -j {}\n",
+                            r.args,
+                            r.target.as_deref().unwrap_or(&target)
                         ));
                     }
                     // -I ... 1: ahead of anything dockerd or kube-proxy installs, so the fault
@@ -768,7 +826,7 @@ impl FaultHandle {
     /// until it is bound; a stage that cannot bind (the queue taken, no netlink) fails the apply
     /// with its own words.
     fn stage_start_script(&self, chain: &str) -> String {
-        let Action::Stage { queue, delay_us, jitter_us, distribution } = self.action else { return String::new() };
+        let Action::Stage { queue, delay_us, jitter_us, distribution, reorder, gap } = self.action else { return String::new() };
         let dist = match distribution {
             Distribution::Uniform => "uniform",
             Distribution::Normal => "normal",
@@ -777,7 +835,7 @@ impl FaultHandle {
         format!(
             "rm -f {d}.ready {d}.stats {d}.log\n\
              setsid -f {IMPAIR_PATH} --queue {queue} --delay-us {delay_us} --jitter-us {jitter_us} --distribution {dist} \
-             --ready {d}.ready --stats {d}.stats </dev/null >{d}.log 2>&1\n\
+             --reorder-pct {reorder} --reorder-gap {gap} --ready {d}.ready --stats {d}.stats </dev/null >{d}.log 2>&1\n\
              {} || {{ echo \"the delay stage did not start: $(cat {d}.log)\" >&2; exit 4; }}\n",
             poll_script(&format!("[ -s {d}.ready ] || {{ [ -s {d}.log ] && exit 1; false; }}"), 10, "0.05")
         )
@@ -874,7 +932,7 @@ mod tests {
     }
 
     fn r(parent: &'static str, args: &str) -> Rule {
-        Rule { parent, args: args.into() }
+        Rule { parent, args: args.into(), target: None }
     }
 
     fn m(protocol: Protocol, port: Option<u16>, direction: Direction, peers: &[&str]) -> Match {
@@ -978,6 +1036,8 @@ mod tests {
             delay_us: 25_000,
             jitter_us: 5_000,
             distribution: Distribution::Uniform,
+            reorder: 0.0,
+            gap: 1,
         };
         // Scoped like a drop: what arrives at the node, and what it forwards from the lab.
         assert_eq!(rules(&spec, &all(), &peer)["worker-2"], vec![r("INPUT", ""), r("FORWARD", "-i $lab_if")]);
@@ -993,8 +1053,40 @@ mod tests {
             "delay stage: 377 packets, mean 25.1 ms added, released late by 0.12 ms (p50) / 11.10 ms (p99), at most 30 held at once"
         );
         assert_eq!(stage_words(""), "delay stage: no measurements (nothing written)");
+        assert!(stage_words(&format!("{stats}at_once 12\n")).starts_with("delay stage: 377 packets (12 sent at once), mean"));
+        assert_eq!(reorder_words(0.0, 1), "");
+        assert_eq!(reorder_words(25.0, 1), ", 25 % sent at once (reordered)");
+        assert_eq!(reorder_words(50.0, 5), ", 50 % of every 5th packet sent at once (reordered)");
         let stop = stage_stop_script("CL-far");
         assert!(stop.contains("kill -TERM \"$pid\"") && stop.contains("cat /run/clusterlab-faults/CL-far.stats"), "{stop}");
+    }
+
+    #[test]
+    fn duplicate_copies_on_the_senders_to_the_receiving_node() {
+        let spec = FaultSpec::Duplicate {
+            nodes: vec!["worker-1".into()],
+            matches: m(Protocol::Udp, Some(5301), Direction::In, &[]),
+            percent: 5.0,
+        };
+        let got = rules(&spec, &all(), &peer);
+        assert_eq!(got.keys().collect::<Vec<_>>(), ["manager", "worker-2"]);
+        assert_eq!(
+            got["manager"],
+            vec![Rule {
+                parent: "POSTROUTING",
+                args: "-o $lab_if -p udp --dport 5301 -d 10.213.0.12 -m statistic --mode random --probability 0.0500".into(),
+                target: Some("TEE --gateway 10.213.0.12".into()),
+            }]
+        );
+        // out, to one peer: worker-1 copies what it sends to the manager, to the manager.
+        let spec = FaultSpec::Duplicate {
+            nodes: vec!["worker-1".into()],
+            matches: m(Protocol::All, None, Direction::Out, &["manager"]),
+            percent: 5.0,
+        };
+        let got = rules(&spec, &all(), &peer);
+        assert_eq!(got.keys().collect::<Vec<_>>(), ["worker-1"]);
+        assert_eq!(got["worker-1"][0].target.as_deref(), Some("TEE --gateway 10.213.0.11"));
     }
 
     #[test]

@@ -9,8 +9,11 @@
 //! most it held, how late its releases were — so a run can say where the stage stops being
 //! faithful (a packet released later than asked is the stage's cost, not the fault's).
 //!
+//! Reordering as netem does it: of every `gap`th packet (every packet by default), a share
+//! `reorder` percent goes at once instead of waiting, and so overtakes the ones held before it.
+//!
 //! Usage: clusterlab-impair --queue N --delay-us D [--jitter-us J] [--distribution uniform|normal]
-//!        [--ready PATH] [--stats PATH]
+//!        [--reorder-pct P] [--reorder-gap G] [--ready PATH] [--stats PATH]
 
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,12 +31,14 @@ struct Args {
     delay_us: u64,
     jitter_us: u64,
     normal: bool,
+    reorder_pct: f64,
+    reorder_gap: u64,
     ready: Option<String>,
     stats: Option<String>,
 }
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
-    let mut a = Args { queue: 0, delay_us: 0, jitter_us: 0, normal: false, ready: None, stats: None };
+    let mut a = Args { queue: 0, delay_us: 0, jitter_us: 0, normal: false, reorder_pct: 0.0, reorder_gap: 1, ready: None, stats: None };
     let mut queue = None;
     let mut it = argv.iter();
     while let Some(flag) = it.next() {
@@ -50,6 +55,12 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
                     other => return Err(format!("--distribution {other:?}: uniform or normal")),
                 }
             }
+            "--reorder-pct" => {
+                let v = value()?;
+                a.reorder_pct =
+                    v.parse::<f64>().ok().filter(|p| (0.0..=100.0).contains(p)).ok_or(format!("--reorder-pct {v:?}: 0 to 100"))?;
+            }
+            "--reorder-gap" => a.reorder_gap = number(value()?)?.max(1),
             "--ready" => a.ready = Some(value()?),
             "--stats" => a.stats = Some(value()?),
             other => return Err(format!("unknown argument {other:?}")),
@@ -87,6 +98,12 @@ fn sample_us(a: &Args, rng: &mut Rng) -> u64 {
     (a.delay_us as f64 + offset).max(0.0).round() as u64
 }
 
+/// Does packet `n` (1, 2, ...) go at once? Only every `gap`th packet may, and then with
+/// probability `reorder_pct`.
+fn goes_at_once(a: &Args, n: u64, rng: &mut Rng) -> bool {
+    a.reorder_pct > 0.0 && n.is_multiple_of(a.reorder_gap) && rng.next_f64() * 100.0 < a.reorder_pct
+}
+
 /// A packet waiting for its release time (`seq` keeps arrival order among equal times).
 struct Held {
     due: Instant,
@@ -117,6 +134,8 @@ impl Ord for Held {
 #[derive(Default)]
 struct Stats {
     packets: u64,
+    /// Released at once (reordering), never held.
+    at_once: u64,
     held_max: usize,
     late_us: Vec<u64>,
     added_us_sum: u64,
@@ -127,10 +146,11 @@ impl Stats {
         let mut late = self.late_us.clone();
         late.sort_unstable();
         let pct = |p: f64| late.get(((late.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0);
-        let mean_added = self.added_us_sum.checked_div(self.packets).unwrap_or(0);
+        let mean_added = self.added_us_sum.checked_div(self.packets - self.at_once).unwrap_or(0);
         format!(
-            "packets {}\nheld_max {}\nlate_p50_us {}\nlate_p99_us {}\nlate_max_us {}\nmean_added_us {mean_added}\n",
+            "packets {}\nat_once {}\nheld_max {}\nlate_p50_us {}\nlate_p99_us {}\nlate_max_us {}\nmean_added_us {mean_added}\n",
             self.packets,
+            self.at_once,
             self.held_max,
             pct(0.5),
             pct(0.99),
@@ -187,9 +207,16 @@ fn run(a: &Args) -> std::io::Result<Stats> {
         let stopping = STOP.load(Ordering::SeqCst);
         loop {
             match q.recv() {
-                Ok(msg) => {
-                    let add = sample_us(a, &mut rng);
+                Ok(mut msg) => {
                     seq += 1;
+                    if goes_at_once(a, seq, &mut rng) {
+                        stats.packets += 1;
+                        stats.at_once += 1;
+                        msg.set_verdict(nfq::Verdict::Accept);
+                        q.verdict(msg)?;
+                        continue;
+                    }
+                    let add = sample_us(a, &mut rng);
                     stats.packets += 1;
                     stats.added_us_sum += add;
                     held.push(Held { due: Instant::now() + Duration::from_micros(add), seq, msg });
@@ -267,7 +294,7 @@ mod tests {
     #[test]
     fn delays_keep_their_mean_and_spread_and_never_go_below_zero() {
         for normal in [false, true] {
-            let a = Args { queue: 0, delay_us: 50_000, jitter_us: 10_000, normal, ready: None, stats: None };
+            let a = Args { normal, ..base() };
             let mut rng = Rng(12345);
             let v: Vec<f64> = (0..20_000).map(|_| sample_us(&a, &mut rng) as f64).collect();
             let mean = v.iter().sum::<f64>() / v.len() as f64;
@@ -280,16 +307,35 @@ mod tests {
                 assert!(v.iter().all(|x| (40_000.0..=60_000.0).contains(x)));
             }
         }
-        let wide = Args { queue: 0, delay_us: 1_000, jitter_us: 50_000, normal: true, ready: None, stats: None };
+        let wide = Args { delay_us: 1_000, jitter_us: 50_000, normal: true, ..base() };
         let mut rng = Rng(7);
         assert!((0..1000).map(|_| sample_us(&wide, &mut rng)).any(|x| x == 0), "clamped at zero, not negative");
         let fixed = Args { jitter_us: 0, ..wide };
         assert_eq!(sample_us(&fixed, &mut rng), 1_000);
     }
 
+    fn base() -> Args {
+        Args { queue: 0, delay_us: 50_000, jitter_us: 10_000, normal: false, reorder_pct: 0.0, reorder_gap: 1, ready: None, stats: None }
+    }
+
+    #[test]
+    fn reordering_sends_its_share_of_every_gapth_packet_at_once() {
+        let mut rng = Rng(99);
+        assert!(!(1..1000).any(|n| goes_at_once(&base(), n, &mut rng)), "no reorder asked, none at once");
+        let quarter = Args { reorder_pct: 25.0, ..base() };
+        let n = (1..=20_000).filter(|n| goes_at_once(&quarter, *n, &mut rng)).count();
+        assert!((4_700..=5_300).contains(&n), "{n} of 20000 at 25 %");
+        let every_fifth = Args { reorder_pct: 100.0, reorder_gap: 5, ..base() };
+        let at_once: Vec<u64> = (1..=20).filter(|n| goes_at_once(&every_fifth, *n, &mut rng)).collect();
+        assert_eq!(at_once, [5, 10, 15, 20]);
+        let a = args("--queue 1 --reorder-pct 25 --reorder-gap 5").unwrap();
+        assert_eq!((a.reorder_pct, a.reorder_gap), (25.0, 5));
+        assert!(args("--queue 1 --reorder-pct 120").unwrap_err().contains("0 to 100"));
+    }
+
     #[test]
     fn stats_report_lateness_percentiles() {
-        let s = Stats { packets: 4, held_max: 3, late_us: vec![40, 10, 20, 30], added_us_sum: 200_000 };
+        let s = Stats { packets: 4, at_once: 0, held_max: 3, late_us: vec![40, 10, 20, 30], added_us_sum: 200_000 };
         let t = s.text();
         assert!(t.contains("packets 4\n") && t.contains("held_max 3\n"), "{t}");
         assert!(t.contains("late_max_us 40\n") && t.contains("mean_added_us 50000\n"), "{t}");

@@ -189,12 +189,19 @@ pub async fn gather(
                 peers: matches.peers.clone(),
                 bits: *bits,
             },
-            FaultSpec::Delay { nodes, matches, delay_us, jitter_us, distribution } => Effect::Delay {
+            FaultSpec::Delay { nodes, matches, delay_us, jitter_us, distribution, .. } => Effect::Delay {
                 nodes: nodes.clone(),
                 what: proto_word(matches),
                 direction: direction_word(matches.direction),
                 peers: matches.peers.clone(),
                 delay: crate::fault::delay_words(*delay_us, *jitter_us, *distribution),
+            },
+            FaultSpec::Duplicate { nodes, matches, percent } => Effect::Duplicate {
+                nodes: nodes.clone(),
+                what: proto_word(matches),
+                direction: direction_word(matches.direction),
+                peers: matches.peers.clone(),
+                percent: *percent,
             },
             FaultSpec::Partition { side_a, side_b } => Effect::Partition { side_a: side_a.clone(), side_b: side_b.clone() },
             FaultSpec::Kill { nodes, component } => Effect::Kill { nodes: nodes.clone(), component: component.clone() },

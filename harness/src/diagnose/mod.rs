@@ -154,6 +154,14 @@ pub enum Effect {
         nodes: Vec<String>,
         mtu: u32,
     },
+    /// Send `percent` of `what` going `direction` at `nodes` twice.
+    Duplicate {
+        nodes: Vec<String>,
+        what: String,
+        direction: String,
+        peers: Vec<String>,
+        percent: f64,
+    },
     /// Hold `what` going `direction` at `nodes` for `delay` (as words: `50 ms ± 10 ms (uniform)`).
     Delay {
         nodes: Vec<String>,
@@ -234,6 +242,7 @@ impl Effect {
             Effect::Drop { nodes, .. }
             | Effect::Rate { nodes, .. }
             | Effect::Delay { nodes, .. }
+            | Effect::Duplicate { nodes, .. }
             | Effect::Kill { nodes, .. }
             | Effect::Pause { nodes }
             | Effect::Mtu { nodes, .. }
@@ -340,6 +349,20 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
                     };
                     // A request slower than its timeout is lost to the client, not to the network.
                     out.push(format!("{what} {dir} {n} delayed {delay} by fault {} ({} packets)", f.name, pk(n)));
+                }
+            }
+            Effect::Duplicate { nodes, what, direction, peers, percent } => {
+                for n in nodes.iter().filter(|n| involved(n)) {
+                    if !peers.is_empty() && !peers.iter().any(&involved) {
+                        continue;
+                    }
+                    let dir = match direction.as_str() {
+                        "out" => "out of",
+                        "both" => "to and from",
+                        _ => "into",
+                    };
+                    let copies: u64 = f.packets.values().sum();
+                    out.push(format!("{percent}% of {what} {dir} {n} sent twice by fault {} ({copies} copies)", f.name));
                 }
             }
             Effect::Proxy { .. } => {}

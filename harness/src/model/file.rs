@@ -256,7 +256,7 @@ pub struct FaultDecl {
     /// partition: the two sides that can no longer talk.
     pub side_a: Option<Sp<NodeSel>>,
     pub side_b: Option<Sp<NodeSel>>,
-    /// loss: percent of matching packets dropped, 0 < percent <= 100.
+    /// loss: percent of matching packets dropped; duplicate: percent sent twice (0 < percent <= 100).
     pub percent: Option<Sp<f64>>,
     /// kill: the supervised component or daemon stopped on `node` (dockerd; containerd, etcd,
     /// kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy).
@@ -279,6 +279,11 @@ pub struct FaultDecl {
     /// delay: how the jitter is drawn: `uniform` over ±jitter (the default), or `normal` with
     /// jitter as its standard deviation.
     pub distribution: Option<Sp<Distribution>>,
+    /// delay: percent of packets sent at once instead of held (they overtake the held ones), as
+    /// netem's `reorder`.
+    pub reorder: Option<Sp<f64>>,
+    /// delay: only every `gap`th packet may be sent at once (default 1: any packet).
+    pub gap: Option<Sp<u32>>,
     /// rate: how many bytes may go at once above the rate, e.g. `32kb` (units b, kb, mb: powers
     /// of 1024). Default: what the rate sends in 10 ms, at least two full frames.
     pub burst: Option<Sp<String>>,
@@ -301,6 +306,9 @@ pub enum FaultKind {
     /// Hold the matched packets for a time (plus jitter) before they go on: a userspace stage
     /// in the node behind an NFQUEUE rule (this kernel has no netem).
     Delay,
+    /// Send a share of the matched packets twice: the sending node's iptables TEE clones them to
+    /// the receiving node (netem's duplicate, without netem).
+    Duplicate,
     /// Limit the bandwidth of the matched packets (a slow link): HTB on the sending node's lab
     /// interface, the packets chosen by iptables.
     Rate,

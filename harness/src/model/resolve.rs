@@ -195,6 +195,15 @@ pub enum FaultSpec {
         delay_us: u64,
         jitter_us: u64,
         distribution: Distribution,
+        /// Percent of packets (of every `gap`th) sent at once, overtaking the held ones.
+        reorder: f64,
+        gap: u32,
+    },
+    /// `percent` of the matched packets arrive twice.
+    Duplicate {
+        nodes: Vec<String>,
+        matches: Match,
+        percent: f64,
     },
 }
 
@@ -1223,6 +1232,8 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
         ("delay", fd.delay.as_ref().map(|x| x.pos)),
         ("jitter", fd.jitter.as_ref().map(|x| x.pos)),
         ("distribution", fd.distribution.as_ref().map(|x| x.pos)),
+        ("reorder", fd.reorder.as_ref().map(|x| x.pos)),
+        ("gap", fd.gap.as_ref().map(|x| x.pos)),
     ];
     let (kind_word, accepted): (&str, &[&str]) = match fd.kind.value {
         FaultKind::Drop => ("drop", &["node", "protocol", "port", "direction", "peers"]),
@@ -1233,7 +1244,10 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
         FaultKind::HttpProxy => ("http-proxy", &["node", "no-proxy", "components"]),
         FaultKind::Mtu => ("mtu", &["node", "mtu"]),
         FaultKind::Rate => ("rate", &["node", "protocol", "port", "direction", "peers", "rate", "burst"]),
-        FaultKind::Delay => ("delay", &["node", "protocol", "port", "direction", "peers", "delay", "jitter", "distribution"]),
+        FaultKind::Duplicate => ("duplicate", &["node", "protocol", "port", "direction", "peers", "percent"]),
+        FaultKind::Delay => {
+            ("delay", &["node", "protocol", "port", "direction", "peers", "delay", "jitter", "distribution", "reorder", "gap"])
+        }
     };
     for (field, pos) in given {
         if let (Some(pos), false) = (pos, accepted.contains(&field)) {
@@ -1384,7 +1398,49 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
                 p.at(d.pos, "distribution without jitter has nothing to draw", Some("add jitter: e.g. 10ms".into()));
             }
             let distribution = fd.distribution.as_ref().map(|d| d.value).unwrap_or_default();
-            Some(FaultSpec::Delay { nodes, matches, delay_us, jitter_us, distribution })
+            let reorder = match &fd.reorder {
+                Some(r) if r.value > 0.0 && r.value <= 100.0 => r.value,
+                Some(r) => {
+                    p.at(r.pos, format!("reorder {} is out of range", r.value), Some("0 < reorder <= 100 (percent sent at once)".into()));
+                    0.0
+                }
+                None => 0.0,
+            };
+            let gap = match &fd.gap {
+                Some(g) if fd.reorder.is_none() => {
+                    p.at(g.pos, "gap without reorder sends nothing at once", Some("add reorder: e.g. 25".into()));
+                    1
+                }
+                Some(g) if g.value >= 1 => g.value,
+                Some(g) => {
+                    p.at(g.pos, "gap 0 is out of range", Some("1 or more: every gap-th packet may go at once".into()));
+                    1
+                }
+                None => 1,
+            };
+            Some(FaultSpec::Delay { nodes, matches, delay_us, jitter_us, distribution, reorder, gap })
+        }
+        FaultKind::Duplicate => {
+            let nodes = match &fd.node {
+                Some(n) => idx.expand(p, "node", n),
+                None => {
+                    p.at(fd.kind.pos, "a duplicate fault needs node:", Some("name the node whose packets arrive twice".into()));
+                    vec![]
+                }
+            };
+            let matches = resolve_match(fd, idx, p);
+            let percent = match &fd.percent {
+                Some(pc) if pc.value > 0.0 && pc.value <= 100.0 => pc.value,
+                Some(pc) => {
+                    p.at(pc.pos, format!("percent {} is out of range", pc.value), Some("0 < percent <= 100".into()));
+                    0.0
+                }
+                None => {
+                    p.at(fd.kind.pos, "a duplicate fault needs percent:", Some("e.g. percent: 5".into()));
+                    0.0
+                }
+            };
+            Some(FaultSpec::Duplicate { nodes, matches, percent })
         }
         FaultKind::Drop | FaultKind::Loss => {
             let kind = kind_word;
