@@ -675,7 +675,7 @@ impl FaultHandle {
                 nodes.join(", "),
                 crate::model::rate_words(bits)
             ));
-            v.push("rate via htb (no netem needed)".into());
+            v.push("rate via htb (not netem)".into());
         }
         if let Action::Stage { queue, delay_us, jitter_us, distribution, reorder, gap } = self.action {
             let nodes: Vec<&str> = self.rules.keys().map(|k| k.as_str()).collect();
@@ -685,7 +685,9 @@ impl FaultHandle {
                 delay_words(delay_us, jitter_us, distribution),
                 reorder_words(reorder, gap)
             ));
-            v.push("delay via nfqueue: a userspace stage (this kernel has no netem)".into());
+            // Said as what it is: the stage is used on every host (a netem path is not built), and
+            // whether this host has netem is doctor's measured fact, not this line's.
+            v.push("delay via nfqueue and a userspace stage (not netem)".into());
         }
         v
     }

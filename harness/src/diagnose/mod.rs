@@ -361,8 +361,9 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
                         "both" => "to and from",
                         _ => "into",
                     };
-                    let copies: u64 = f.packets.values().sum();
-                    out.push(format!("{percent}% of {what} {dir} {n} sent twice by fault {} ({copies} copies)", f.name));
+                    // The senders' TEE rules count each copy too: a count of matches, not of copies.
+                    let matched: u64 = f.packets.values().sum();
+                    out.push(format!("{percent}% of {what} {dir} {n} sent twice by fault {} ({matched} packets matched)", f.name));
                 }
             }
             Effect::Proxy { .. } => {}
