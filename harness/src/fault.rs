@@ -84,6 +84,15 @@ pub struct Peer {
     pub pods: Option<String>,
 }
 
+/// On Kubernetes (a node routes its pods' packets), the INPUT rule for what `from` routed to
+/// this node's own address — a pod on `from` reaching this node (its API server, a NodePort): it
+/// arrives with the pod's address and `from`'s MAC, and no `-s` rule sees it. `! -s` leaves
+/// `from`'s own packets to the `-s` rule, so none is matched twice (a delay would hold it twice).
+fn routed_input(from: &Peer, m: &Match, extra: &str) -> Option<String> {
+    from.pods.as_ref()?;
+    Some(format!("-i {LAB_IF} -m mac --mac-source {} ! -s {} {} {extra}", from.mac, from.ip, match_args(m, "", None)))
+}
+
 /// The rules a fault puts on each node (pure: nodes come from `node_of`).
 ///
 /// Packets a node sends or receives as itself go through OUTPUT and INPUT, matched by the other
@@ -127,13 +136,20 @@ pub fn rules(spec: &FaultSpec, all: &[String], node_of: &dyn Fn(&str) -> Peer) -
                 let peer = node_of(p);
                 if inward {
                     push(n, "INPUT", format!("{} {extra}", match_args(m, "-s", Some(&peer.ip))));
-                    // What the peer routed to this node.
+                    // What the peer routed to this node: on to this node's pods, and (pods
+                    // reaching the node itself) to this node's own address.
                     push(n, "FORWARD", format!("-i {LAB_IF} -m mac --mac-source {} {} {extra}", peer.mac, match_args(m, "", None)));
+                    if let Some(input) = routed_input(&peer, m, extra) {
+                        push(n, "INPUT", input);
+                    }
                 }
                 if outward {
                     push(n, "OUTPUT", format!("{} {extra}", match_args(m, "-d", Some(&peer.ip))));
-                    // What this node routes to the peer, dropped where it arrives.
+                    // What this node routes to the peer, matched where it arrives.
                     push(p, "FORWARD", format!("-i {LAB_IF} -m mac --mac-source {} {} {extra}", me.mac, match_args(m, "", None)));
+                    if let Some(input) = routed_input(&me, m, extra) {
+                        push(p, "INPUT", input);
+                    }
                 }
             }
         }
@@ -208,8 +224,13 @@ pub fn rules(spec: &FaultSpec, all: &[String], node_of: &dyn Fn(&str) -> Peer) -
                         let peer = node_of(t);
                         push(n, "INPUT", format!("-s {}", peer.ip));
                         push(n, "OUTPUT", format!("-d {}", peer.ip));
-                        // Everything the other side routed here (pods' traffic, DNATed requests).
+                        // Everything the other side routed here (pods' traffic, DNATed requests),
+                        // to this node's pods and to the node itself.
                         push(n, "FORWARD", format!("-i {LAB_IF} -m mac --mac-source {}", peer.mac));
+                        let all = Match { protocol: Protocol::All, port: None, direction: Direction::Both, peers: vec![] };
+                        if let Some(input) = routed_input(&peer, &all, "") {
+                            push(n, "INPUT", input);
+                        }
                     }
                 }
             }
@@ -960,6 +981,28 @@ mod tests {
         );
         // What worker-1 routes to the manager is dropped where it arrives.
         assert_eq!(got["manager"], vec![r("FORWARD", "-i $lab_if -m mac --mac-source 02:42:0a:d5:00:0c -p tcp --dport 80")]);
+    }
+
+    #[test]
+    fn on_kubernetes_what_a_peer_routes_to_the_node_itself_is_matched_once() {
+        let kube = |n: &str| Peer { pods: Some(format!("10.244.{}.0/24", if n == "manager" { 0 } else { 1 })), ..peer(n) };
+        let spec = FaultSpec::Drop { nodes: vec!["worker-1".into()], matches: m(Protocol::Tcp, Some(443), Direction::Out, &["manager"]) };
+        let got = rules(&spec, &all(), &kube);
+        // worker-1's pods reaching the manager's own address (its API server): the manager's INPUT,
+        // by worker-1's MAC, and not worker-1's own packets (its OUTPUT rule has those).
+        assert_eq!(
+            got["manager"],
+            vec![
+                r("FORWARD", "-i $lab_if -m mac --mac-source 02:42:0a:d5:00:0c -p tcp --dport 443"),
+                r("INPUT", "-i $lab_if -m mac --mac-source 02:42:0a:d5:00:0c ! -s 10.213.0.12 -p tcp --dport 443"),
+            ]
+        );
+        let cut = FaultSpec::Partition { side_a: vec!["manager".into()], side_b: vec!["worker-1".into()] };
+        let got = rules(&cut, &all(), &kube);
+        assert_eq!(got["manager"].len(), 4);
+        assert_eq!(got["manager"][3], r("INPUT", "-i $lab_if -m mac --mac-source 02:42:0a:d5:00:0c ! -s 10.213.0.12"));
+        // Swarm routes nothing between nodes: no such rule there.
+        assert_eq!(rules(&cut, &all(), &peer)["manager"].len(), 3);
     }
 
     #[test]
