@@ -84,6 +84,39 @@ pub struct Peer {
     pub pods: Option<String>,
 }
 
+/// A rule with its arguments' spacing normalised.
+fn rule(parent: &'static str, args: &str, target: Option<String>) -> Rule {
+    Rule { parent, args: args.split_whitespace().collect::<Vec<_>>().join(" "), target }
+}
+
+/// Does a match act on what the node sends, on what it receives?
+fn ways(m: &Match) -> (bool, bool) {
+    (matches!(m.direction, Direction::Out | Direction::Both), matches!(m.direction, Direction::In | Direction::Both))
+}
+
+/// (sender, receiver) pairs of a fault acted out on the senders' egress (rate, duplicate):
+/// `outward`, each node to its peers (every other node without peers); `inward`, theirs to it.
+fn egress_pairs(nodes: &[String], m: &Match, all: &[String], outward: bool, inward: bool) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    for n in nodes {
+        let others: Vec<&String> = if m.peers.is_empty() { all.iter().filter(|x| *x != n).collect() } else { m.peers.iter().collect() };
+        for p in others {
+            if outward {
+                pairs.push((n.clone(), p.clone()));
+            }
+            if inward {
+                pairs.push((p.clone(), n.clone()));
+            }
+        }
+    }
+    pairs
+}
+
+/// Where a node is reached through the lab interface: its address and, on Kubernetes, its pods.
+fn addresses(p: &Peer) -> Vec<String> {
+    std::iter::once(p.ip.clone()).chain(p.pods.clone()).collect()
+}
+
 /// On Kubernetes (a node routes its pods' packets), the INPUT rule for what `from` routed to
 /// this node's own address — a pod on `from` reaching this node (its API server, a NodePort): it
 /// arrives with the pod's address and `from`'s MAC, and no `-s` rule sees it. `! -s` leaves
@@ -108,15 +141,10 @@ fn routed_input(from: &Peer, m: &Match, extra: &str) -> Option<String> {
 pub fn rules(spec: &FaultSpec, all: &[String], node_of: &dyn Fn(&str) -> Peer) -> BTreeMap<String, Vec<Rule>> {
     let mut out: BTreeMap<String, Vec<Rule>> = BTreeMap::new();
     let mut push = |node: &str, parent: &'static str, args: String| {
-        out.entry(node.to_string()).or_default().push(Rule {
-            parent,
-            args: args.split_whitespace().collect::<Vec<_>>().join(" "),
-            target: None,
-        });
+        out.entry(node.to_string()).or_default().push(rule(parent, &args, None));
     };
     let directional = |nodes: &[String], m: &Match, extra: &str, push: &mut dyn FnMut(&str, &'static str, String)| {
-        let inward = matches!(m.direction, Direction::In | Direction::Both);
-        let outward = matches!(m.direction, Direction::Out | Direction::Both);
+        let (outward, inward) = ways(m);
         for n in nodes {
             if m.peers.is_empty() {
                 // in: packets arriving at the node; out: packets it sends; and the same for what
@@ -162,27 +190,15 @@ pub fn rules(spec: &FaultSpec, all: &[String], node_of: &dyn Fn(&str) -> Peer) -
             directional(nodes, matches, &extra, &mut push)
         }
         FaultSpec::Rate { nodes, matches: m, .. } => {
-            let to = |p: &Peer| std::iter::once(p.ip.clone()).chain(p.pods.clone()).collect::<Vec<_>>();
-            for n in nodes {
-                let others: Vec<String> =
-                    if m.peers.is_empty() { all.iter().filter(|x| *x != n).cloned().collect() } else { m.peers.clone() };
-                if matches!(m.direction, Direction::Out | Direction::Both) {
-                    if m.peers.is_empty() {
-                        push(n, "POSTROUTING", format!("-o {LAB_IF} {}", match_args(m, "", None)));
-                    }
-                    for p in m.peers.iter() {
-                        for dst in to(&node_of(p)) {
-                            push(n, "POSTROUTING", format!("-o {LAB_IF} {}", match_args(m, "-d", Some(&dst))));
-                        }
-                    }
-                }
-                if matches!(m.direction, Direction::In | Direction::Both) {
-                    let me = node_of(n);
-                    for p in &others {
-                        for dst in to(&me) {
-                            push(p, "POSTROUTING", format!("-o {LAB_IF} {}", match_args(m, "-d", Some(&dst))));
-                        }
-                    }
+            let (outward, inward) = ways(m);
+            // Out without peers: everything the node sends through its lab interface, one rule.
+            let out_all = outward && m.peers.is_empty();
+            for n in nodes.iter().filter(|_| out_all) {
+                push(n, "POSTROUTING", format!("-o {LAB_IF} {}", match_args(m, "", None)));
+            }
+            for (sender, receiver) in egress_pairs(nodes, m, all, outward && !out_all, inward) {
+                for dst in addresses(&node_of(&receiver)) {
+                    push(&sender, "POSTROUTING", format!("-o {LAB_IF} {}", match_args(m, "-d", Some(&dst))));
                 }
             }
         }
@@ -190,28 +206,12 @@ pub fn rules(spec: &FaultSpec, all: &[String], node_of: &dyn Fn(&str) -> Peer) -
             // A copy of each chosen packet, sent by the sender to the same node (TEE clones it
             // to a gateway: the receiver itself, one hop away on the lab network).
             let stat = format!("-m statistic --mode random --probability {:.4}", percent / 100.0);
-            let mut pairs: Vec<(String, String)> = Vec::new();
-            for n in nodes {
-                let others: Vec<String> =
-                    if m.peers.is_empty() { all.iter().filter(|x| *x != n).cloned().collect() } else { m.peers.clone() };
-                for p in &others {
-                    if matches!(m.direction, Direction::Out | Direction::Both) {
-                        pairs.push((n.clone(), p.clone()));
-                    }
-                    if matches!(m.direction, Direction::In | Direction::Both) {
-                        pairs.push((p.clone(), n.clone()));
-                    }
-                }
-            }
-            for (sender, receiver) in pairs {
+            let (outward, inward) = ways(m);
+            for (sender, receiver) in egress_pairs(nodes, m, all, outward, inward) {
                 let to = node_of(&receiver);
-                for dst in std::iter::once(to.ip.clone()).chain(to.pods.clone()) {
+                for dst in addresses(&to) {
                     let args = format!("-o {LAB_IF} {} {stat}", match_args(m, "-d", Some(&dst)));
-                    out.entry(sender.clone()).or_default().push(Rule {
-                        parent: "POSTROUTING",
-                        args: args.split_whitespace().collect::<Vec<_>>().join(" "),
-                        target: Some(format!("TEE --gateway {}", to.ip)),
-                    });
+                    out.entry(sender.clone()).or_default().push(rule("POSTROUTING", &args, Some(format!("TEE --gateway {}", to.ip))));
                 }
             }
         }

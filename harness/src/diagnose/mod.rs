@@ -232,6 +232,15 @@ impl ProxyAnswer {
 
 const NOTHING_EXPLAINS: &str = "no applied fault, stopped component or VXLAN loss explains it";
 
+/// How a packet fault's direction reads before a node: "into worker-1".
+fn dir_words(direction: &str) -> &'static str {
+    match direction {
+        "out" => "out of",
+        "both" => "to and from",
+        _ => "into",
+    }
+}
+
 fn list(v: &[String]) -> String {
     v.join(", ")
 }
@@ -257,20 +266,21 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let mut silent_faults = Vec::new();
     let involved = |n: &String| n == node || entries.contains(n);
+    // The nodes of a packet fault that bear on these pairs: the target's or an entry's, and only
+    // when its peers (if it names any) are among them too.
+    let scoped = |nodes: &'_ [String], peers: &[String]| -> Vec<String> {
+        if !peers.is_empty() && !peers.iter().any(involved) {
+            return vec![];
+        }
+        nodes.iter().filter(|n| involved(n)).cloned().collect()
+    };
     for f in &e.faults {
         let pk = |n: &str| f.packets.get(n).copied().unwrap_or(0);
         match &f.effect {
             Effect::Drop { nodes, what, direction, peers, percent } => {
-                for n in nodes.iter().filter(|n| involved(n)) {
-                    // A drop on the target's side or on an entry's side; peers narrow it further.
-                    if !peers.is_empty() && !peers.iter().any(&involved) {
-                        continue;
-                    }
-                    let dir = match direction.as_str() {
-                        "out" => "out of",
-                        "both" => "to and from",
-                        _ => "into",
-                    };
+                // A drop on the target's side or on an entry's side; peers narrow it further.
+                for n in &scoped(nodes, peers) {
+                    let dir = dir_words(direction);
                     let amount = percent.map(|p| format!("{p}% of ")).unwrap_or_default();
                     let c = format!("{amount}{what} dropped {dir} {n} by fault {} ({} packets)", f.name, pk(n));
                     if pk(n) > 0 {
@@ -319,15 +329,8 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
                 }
             }
             Effect::Rate { nodes, what, direction, peers, bits } => {
-                for n in nodes.iter().filter(|n| involved(n)) {
-                    if !peers.is_empty() && !peers.iter().any(&involved) {
-                        continue;
-                    }
-                    let dir = match direction.as_str() {
-                        "out" => "out of",
-                        "both" => "to and from",
-                        _ => "into",
-                    };
+                for n in &scoped(nodes, peers) {
+                    let dir = dir_words(direction);
                     // A slow link delays; it drops only what its queue cannot hold.
                     out.push(format!(
                         "{what} {dir} {n} limited to {} by fault {} ({} packets queued through it)",
@@ -338,29 +341,15 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
                 }
             }
             Effect::Delay { nodes, what, direction, peers, delay } => {
-                for n in nodes.iter().filter(|n| involved(n)) {
-                    if !peers.is_empty() && !peers.iter().any(&involved) {
-                        continue;
-                    }
-                    let dir = match direction.as_str() {
-                        "out" => "out of",
-                        "both" => "to and from",
-                        _ => "into",
-                    };
+                for n in &scoped(nodes, peers) {
+                    let dir = dir_words(direction);
                     // A request slower than its timeout is lost to the client, not to the network.
                     out.push(format!("{what} {dir} {n} delayed {delay} by fault {} ({} packets)", f.name, pk(n)));
                 }
             }
             Effect::Duplicate { nodes, what, direction, peers, percent } => {
-                for n in nodes.iter().filter(|n| involved(n)) {
-                    if !peers.is_empty() && !peers.iter().any(&involved) {
-                        continue;
-                    }
-                    let dir = match direction.as_str() {
-                        "out" => "out of",
-                        "both" => "to and from",
-                        _ => "into",
-                    };
+                for n in &scoped(nodes, peers) {
+                    let dir = dir_words(direction);
                     // The senders' TEE rules count each copy too: a count of matches, not of copies.
                     let matched: u64 = f.packets.values().sum();
                     out.push(format!("{percent}% of {what} {dir} {n} sent twice by fault {} ({matched} packets matched)", f.name));

@@ -1212,6 +1212,32 @@ fn resolve_match(fd: &FaultDecl, idx: &NodeIndex, p: &mut Problems) -> Match {
     }
 }
 
+/// The fault's `node:` expanded, or a problem saying this kind needs it.
+fn needs_nodes(fd: &FaultDecl, idx: &NodeIndex, kind: &str, hint: Option<&str>, p: &mut Problems) -> Vec<String> {
+    match &fd.node {
+        Some(n) => idx.expand(p, "node", n),
+        None => {
+            p.at(fd.kind.pos, format!("a {kind} fault needs node:"), hint.map(String::from));
+            vec![]
+        }
+    }
+}
+
+/// The fault's `percent:` (0 < percent <= 100), or a problem saying what is wrong with it.
+fn needs_percent(fd: &FaultDecl, kind: &str, hint: Option<&str>, p: &mut Problems) -> f64 {
+    match &fd.percent {
+        Some(pc) if pc.value > 0.0 && pc.value <= 100.0 => pc.value,
+        Some(pc) => {
+            p.at(pc.pos, format!("percent {} is out of range", pc.value), Some("0 < percent <= 100".into()));
+            0.0
+        }
+        None => {
+            p.at(fd.kind.pos, format!("a {kind} fault needs percent:"), hint.map(String::from));
+            0.0
+        }
+    }
+}
+
 fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Problems) -> Option<FaultSpec> {
     // Each kind takes its own fields; any other field given is reported where it stands.
     let given = [
@@ -1295,13 +1321,7 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
             Some(FaultSpec::HttpProxy { nodes, no_proxy, components })
         }
         FaultKind::Mtu => {
-            let nodes = match &fd.node {
-                Some(n) => idx.expand(p, "node", n),
-                None => {
-                    p.at(fd.kind.pos, "an mtu fault needs node:", Some("name the node whose interface gets the lower MTU".into()));
-                    vec![]
-                }
-            };
+            let nodes = needs_nodes(fd, idx, kind_word, Some("name the node whose interface gets the lower MTU"), p);
             let mtu = match &fd.mtu {
                 Some(m) if (576..=1500).contains(&m.value) => m.value,
                 Some(m) => {
@@ -1316,14 +1336,7 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
             Some(FaultSpec::Mtu { nodes, mtu })
         }
         FaultKind::Kill | FaultKind::StopNode => {
-            let kind = kind_word;
-            let nodes = match &fd.node {
-                Some(n) => idx.expand(p, "node", n),
-                None => {
-                    p.at(fd.kind.pos, format!("a {kind} fault needs node:"), None);
-                    vec![]
-                }
-            };
+            let nodes = needs_nodes(fd, idx, kind_word, None, p);
             if fd.kind.value == FaultKind::StopNode {
                 return Some(FaultSpec::StopNode { nodes });
             }
@@ -1342,13 +1355,7 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
             Some(FaultSpec::Kill { nodes, component })
         }
         FaultKind::Rate => {
-            let nodes = match &fd.node {
-                Some(n) => idx.expand(p, "node", n),
-                None => {
-                    p.at(fd.kind.pos, "a rate fault needs node:", Some("name the node whose link is slow".into()));
-                    vec![]
-                }
-            };
+            let nodes = needs_nodes(fd, idx, kind_word, Some("name the node whose link is slow"), p);
             let matches = resolve_match(fd, idx, p);
             let bits = match &fd.rate {
                 Some(r) => parse_rate(&r.value).unwrap_or_else(|e| {
@@ -1370,13 +1377,7 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
             Some(FaultSpec::Rate { nodes, matches, bits, burst })
         }
         FaultKind::Delay => {
-            let nodes = match &fd.node {
-                Some(n) => idx.expand(p, "node", n),
-                None => {
-                    p.at(fd.kind.pos, "a delay fault needs node:", Some("name the node whose packets wait".into()));
-                    vec![]
-                }
-            };
+            let nodes = needs_nodes(fd, idx, kind_word, Some("name the node whose packets wait"), p);
             let matches = resolve_match(fd, idx, p);
             // At most 10 s: a delay is a slow path, not a cut (drop is the cut).
             let micros = |v: &Sp<String>, what: &str, p: &mut Problems| match parse_duration(&v.value) {
@@ -1421,51 +1422,18 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
             Some(FaultSpec::Delay { nodes, matches, delay_us, jitter_us, distribution, reorder, gap })
         }
         FaultKind::Duplicate => {
-            let nodes = match &fd.node {
-                Some(n) => idx.expand(p, "node", n),
-                None => {
-                    p.at(fd.kind.pos, "a duplicate fault needs node:", Some("name the node whose packets arrive twice".into()));
-                    vec![]
-                }
-            };
+            let nodes = needs_nodes(fd, idx, kind_word, Some("name the node whose packets arrive twice"), p);
             let matches = resolve_match(fd, idx, p);
-            let percent = match &fd.percent {
-                Some(pc) if pc.value > 0.0 && pc.value <= 100.0 => pc.value,
-                Some(pc) => {
-                    p.at(pc.pos, format!("percent {} is out of range", pc.value), Some("0 < percent <= 100".into()));
-                    0.0
-                }
-                None => {
-                    p.at(fd.kind.pos, "a duplicate fault needs percent:", Some("e.g. percent: 5".into()));
-                    0.0
-                }
-            };
+            let percent = needs_percent(fd, kind_word, Some("e.g. percent: 5"), p);
             Some(FaultSpec::Duplicate { nodes, matches, percent })
         }
         FaultKind::Drop | FaultKind::Loss => {
-            let kind = kind_word;
-            let nodes = match &fd.node {
-                Some(n) => idx.expand(p, "node", n),
-                None => {
-                    p.at(fd.kind.pos, format!("a {kind} fault needs node:"), Some("name the node whose traffic is dropped".into()));
-                    vec![]
-                }
-            };
+            let nodes = needs_nodes(fd, idx, kind_word, Some("name the node whose traffic is dropped"), p);
             let matches = resolve_match(fd, idx, p);
             if fd.kind.value == FaultKind::Drop {
                 Some(FaultSpec::Drop { nodes, matches })
             } else {
-                let percent = match &fd.percent {
-                    Some(pc) if pc.value > 0.0 && pc.value <= 100.0 => pc.value,
-                    Some(pc) => {
-                        p.at(pc.pos, format!("percent {} is out of range", pc.value), Some("0 < percent <= 100".into()));
-                        0.0
-                    }
-                    None => {
-                        p.at(fd.kind.pos, "a loss fault needs percent:", None);
-                        0.0
-                    }
-                };
+                let percent = needs_percent(fd, kind_word, None, p);
                 Some(FaultSpec::Loss { nodes, matches, percent })
             }
         }
