@@ -1631,3 +1631,91 @@ async fn connect_ms(lab: &clusterlab::Lab, node: &str) -> Vec<f64> {
     assert_eq!(v.len(), 15, "{out}");
     v
 }
+
+/// The JSON report's step (apply, revert, install phases...) whose title starts with `title`.
+fn step_detail(report: &serde_json::Value, title: &str) -> String {
+    report["runs"][0]["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["title"].as_str().is_some_and(|t| t.starts_with(title))))
+        .map(|s| s["detail"].to_string())
+        .unwrap_or_else(|| panic!("no step {title} in the report"))
+}
+
+/// Faults during install, swarm: with TCP 2377 dropped at the manager, every join times out and
+/// the install fails at stage swarm-join — a pass only because the file expects that stage —
+/// with the drop's packets as its cause. Reverted (its rules proven gone, though the install
+/// added dockerd's meanwhile), the install runs again on the same nodes and every replica
+/// answers. Where it must fail: the same file expecting the first install to succeed ends with
+/// exit 4, the install's verdict failed and naming the stage and the drop, and no check run.
+#[test]
+fn swarm_join_blocked_fails_at_its_stage_and_installs_after_the_revert() {
+    let _g = shared(&["swarm-join-blocked", "test-join-must-succeed"]);
+    let text = std::fs::read_to_string(root().join("scenarios/swarm-join-blocked.yaml")).unwrap();
+    let strict =
+        text.replace("name: swarm-join-blocked", "name: test-join-must-succeed").replace("      expect: { fails-at: swarm-join }\n", "");
+    assert_ne!(strict, text.replace("name: swarm-join-blocked", "name: test-join-must-succeed"), "the story no longer expects swarm-join");
+    let dir = tempfile::tempdir().unwrap();
+    let strict_file = dir.path().join("test-join-must-succeed.yaml");
+    std::fs::write(&strict_file, strict).unwrap();
+    // Both labs at once: each install waits ~20 s for swarm's join timeout.
+    let ((o, r), (so, sr)) = std::thread::scope(|s| {
+        let story = s.spawn(|| json_run("scenarios/swarm-join-blocked.yaml"));
+        let strict = s.spawn(|| json_run(strict_file.to_str().unwrap()));
+        (story.join().unwrap(), strict.join().unwrap())
+    });
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let first = check(&r, "join-behind-firewall");
+    assert_eq!(first["outcome"], "pass", "{first}");
+    assert_eq!(first["kind"], "install");
+    let summary = first["summary"].as_str().unwrap();
+    assert!(summary.starts_with("failed at swarm-join, as the file expects: swarm join failed on node worker-"), "{summary}");
+    assert!(first["observation"]["notes"].to_string().contains("Timeout was reached before node joined"), "{first}");
+    let cause = first["diagnosis"][0].as_str().unwrap_or("");
+    let dropped = cause.split("TCP 2377 dropped into manager by fault join-blocked (").nth(1).and_then(|r| r.split(' ').next());
+    assert!(dropped.and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n > 0), "{cause}");
+    assert!(step_detail(&r, "Revert fault join-blocked").contains("none of the fault's rules remain"), "{r}");
+    assert_eq!(check(&r, "join-again")["outcome"], "pass");
+    assert_eq!(check(&r, "every-replica-from-every-node")["outcome"], "pass");
+    assert_clean("swarm-join-blocked");
+
+    assert_eq!(so.status.code(), Some(4), "{}", stdout(&so));
+    let failed = check(&sr, "join-behind-firewall");
+    assert_eq!(failed["outcome"], "fail");
+    assert!(failed["summary"].as_str().unwrap().starts_with("failed at swarm-join: swarm join failed"), "{failed}");
+    assert!(failed["diagnosis"][0].as_str().unwrap_or("").contains("dropped into manager by fault join-blocked"), "{failed}");
+    assert_eq!(sr["runs"][0]["checks"].as_array().map(|c| c.len()), Some(1), "checks ran after a failed install");
+    assert!(stdout(&so).contains("✗ Install join-behind-firewall: failed at swarm-join"), "{}", stdout(&so));
+    assert_clean("test-join-must-succeed");
+}
+
+/// Faults during install, Kubernetes — the seed's story 2, whole: behind a stray proxy with no
+/// no_proxy, the install fails at stage control-plane (the API server answers on its own
+/// address; the installer's kubectl reaches the proxy instead), and the cause shows the proxy's
+/// HTML page, its signature and the hint. Reverted, the install runs again over the components
+/// the first left running, converges without "Text file busy", and the cluster serves.
+#[test]
+fn k8s_install_behind_a_proxy_fails_at_the_control_plane_then_installs_again() {
+    let _g = shared(&["k8s-install-behind-proxy"]);
+    bundle();
+    let (o, r) = json_run("scenarios/k8s-install-behind-proxy.yaml");
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    let first = check(&r, "install-behind-proxy");
+    assert_eq!(first["outcome"], "pass", "{first}");
+    let summary = first["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("failed at control-plane, as the file expects: reaching the API with kubectl failed on node master"),
+        "{summary}"
+    );
+    let cause = first["diagnosis"].as_array().unwrap().iter().map(|l| l.as_str().unwrap_or("")).collect::<Vec<_>>().join("\n");
+    assert!(cause.contains("the install failed at stage control-plane on master, as the file expects: kubectl's request"), "{cause}");
+    assert!(cause.contains("set by fault stray-proxy (no_proxy unset)") && cause.contains("X-Squid-Error: ERR_CONNECT_FAIL"), "{cause}");
+    assert!(cause.contains("<!DOCTYPE html") && cause.contains("hint: add the node addresses to no_proxy"), "{cause}");
+    // The first install got as far as the control plane: the second ran over it.
+    assert!(first["observation"]["notes"].to_string().contains("pod network"), "{first}");
+    for name in ["install-again", "api-answers", "every-replica-from-every-node", "node-port-on-every-node"] {
+        assert_eq!(check(&r, name)["outcome"], "pass", "{name}");
+    }
+    assert!(!out.contains("Text file busy"), "{out}");
+    assert_clean("k8s-install-behind-proxy");
+}

@@ -248,6 +248,28 @@ pub fn normalize_save(text: &str) -> String {
         .join("\n")
 }
 
+/// What a revert left wrong when the tables grew meanwhile (an install ran): each rule from
+/// before the fault that is gone, and each rule still naming the fault's chains. Empty: the
+/// fault's rules are all gone and nothing else was removed. Rules are compared as a multiset
+/// without counters.
+pub fn left_behind(before: &str, after: &str, chain: &str) -> Vec<String> {
+    let mut have: BTreeMap<&str, usize> = BTreeMap::new();
+    let after = normalize_save(after);
+    for l in after.lines() {
+        *have.entry(l).or_default() += 1;
+    }
+    let mut out = Vec::new();
+    for l in normalize_save(before).lines() {
+        match have.get_mut(l) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => out.push(format!("gone since before the fault: {l}")),
+        }
+    }
+    let own = format!("{chain}.");
+    out.extend(after.lines().filter(|l| l.contains(&own)).map(|l| format!("still there: {l}")));
+    out
+}
+
 /// Sum of the packet counters of every rule in one or more chain listings
 /// (`iptables -L CHAIN -v -x -n`; headers start with words, rules with their packet count).
 pub fn parse_packets(listing: &str) -> u64 {
@@ -266,6 +288,10 @@ pub struct FaultHandle {
     pub chain: String,
     pub rules: BTreeMap<String, Vec<Rule>>,
     pub action: Action,
+    /// The stack was installed while the fault was applied: dockerd and kube-proxy added their
+    /// rules meanwhile, so revert proves what is the fault's own (see `left_behind`), not that
+    /// the tables equal what they were.
+    pub across_install: bool,
 }
 
 /// What applying a fault does.
@@ -482,6 +508,7 @@ impl FaultHandle {
             chain: chain_name(&fault.name),
             rules: rules(&fault.spec, &all, &|n| node_of(lab, n)),
             action,
+            across_install: false,
         }
     }
 
@@ -831,7 +858,18 @@ impl FaultHandle {
                 .await?
                 .stdout;
             let (before, after) = both.split_once("#--after--").unwrap_or((&both, ""));
-            if normalize_save(before) != normalize_save(after) {
+            if self.across_install {
+                let wrong = left_behind(before, after, chain);
+                if !wrong.is_empty() {
+                    return Err(LabError::Fault {
+                        fault: self.name.clone(),
+                        message: format!(
+                            "after revert, node {node}'s {table} table is not as the fault found it:\n  {}",
+                            wrong.join("\n  ")
+                        ),
+                    });
+                }
+            } else if normalize_save(before) != normalize_save(after) {
                 return Err(LabError::Fault {
                     fault: self.name.clone(),
                     message: format!(
@@ -843,6 +881,34 @@ impl FaultHandle {
         }))
         .await?;
         Ok(Reverted { counters, notes: notes.into_iter().flatten().collect() })
+    }
+
+    /// Put the fault's jumps first again in their parent chains, where an install that ran while
+    /// it was applied put its own ahead of them (kube-proxy and dockerd insert at the top too):
+    /// the fault sees each packet first. One iptables-restore per table moves a jump in one
+    /// commit, so no packet slips past it meanwhile.
+    pub async fn reassert(&self, lab: &Lab) -> Result<(), LabError> {
+        if !self.action.has_rules() {
+            return Ok(());
+        }
+        let table = self.table();
+        try_join_all(self.rules.iter().map(|(node, rs)| async move {
+            let script: String = parents(rs)
+                .iter()
+                .map(|p| {
+                    let sub = sub_chain(&self.chain, p);
+                    // `-S P`: the policy line, then the rules; the second line is the first rule.
+                    // --noflush: only these two lines change; -w: wait for the xtables lock.
+                    format!(
+                        "[ \"$(iptables -w 10 -t {table} -S {p} | sed -n 2p)\" = '-A {p} -j {sub}' ] || \
+                         printf '*{table}\\n-D {p} -j {sub}\\n-I {p} 1 -j {sub}\\nCOMMIT\\n' | iptables-restore -w 10 --noflush\n"
+                    )
+                })
+                .collect();
+            lab.sh(node, &format!("putting fault {}'s rules first again", self.name), &format!("set -e\n{script}")).await
+        }))
+        .await?;
+        Ok(())
     }
 
     /// Script lines (after `$lab_if` is set) that start the delay stage on its queue and wait
@@ -905,6 +971,10 @@ impl FaultHandle {
     pub fn reverted(&self, r: &Reverted) -> Vec<String> {
         let c = &r.counters;
         match &self.action {
+            Action::Rules if self.across_install => vec![
+                describe_counters(&self.name, c),
+                "iptables: none of the fault's rules remain and every rule from before it is still there (the install added its own meanwhile)".into(),
+            ],
             Action::Rules => vec![describe_counters(&self.name, c), "iptables rules equal what they were before the fault".into()],
             Action::Shape { .. } => vec![
                 describe_counters(&self.name, c),
@@ -1153,6 +1223,26 @@ mod tests {
         assert_eq!(chain_name("vxlan-blocked"), "CL-vxlan-blocked");
         assert_eq!(sub_chain(&chain_name(&"x".repeat(40)), "FORWARD").len(), 28);
         assert_eq!(sub_chain("CL-a", "INPUT"), "CL-a.in");
+    }
+
+    #[test]
+    fn a_revert_across_an_install_proves_its_own_rules_gone_and_nothing_else_removed() {
+        let before = "*filter\n:INPUT ACCEPT [1:2]\n:DOCKER - [0:0]\n-A INPUT -j DOCKER\nCOMMIT\n";
+        // The install added a chain and a jump ahead of everything; the fault's are gone.
+        let after = "*filter\n:INPUT ACCEPT [9:9]\n:DOCKER - [0:0]\n:KUBE-FIREWALL - [0:0]\n-A INPUT -j KUBE-FIREWALL\n-A INPUT -j DOCKER\nCOMMIT\n";
+        assert_eq!(left_behind(before, after, "CL-x"), Vec::<String>::new());
+        // A rule from before that is gone, and a fault rule that stayed, are both named.
+        let after = "*filter\n:INPUT ACCEPT [9:9]\n:DOCKER - [0:0]\n:CL-x.in - [0:0]\n-A INPUT -j CL-x.in\nCOMMIT\n";
+        let wrong = left_behind(before, after, "CL-x");
+        assert_eq!(
+            wrong,
+            ["gone since before the fault: -A INPUT -j DOCKER", "still there: :CL-x.in -", "still there: -A INPUT -j CL-x.in"]
+        );
+        // Another fault's chain whose name starts alike is not this one's.
+        assert!(left_behind(before, &format!("{before}:CL-xy.in - [0:0]\n"), "CL-x").is_empty());
+        // Duplicates count: two equal rules before, one after, is one gone.
+        let twice = "*filter\n-A INPUT -j DOCKER\n-A INPUT -j DOCKER\nCOMMIT\n";
+        assert_eq!(left_behind(twice, "*filter\n-A INPUT -j DOCKER\nCOMMIT\n", "CL-x").len(), 1);
     }
 
     #[test]

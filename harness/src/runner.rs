@@ -8,7 +8,7 @@ use crate::facts::HostFacts;
 use crate::fault::{describe_counters, FaultHandle};
 use crate::images::{self, BaseSource};
 use crate::lab::Lab;
-use crate::model::{CheckKind, Scenario, StackKind, Step};
+use crate::model::{CheckKind, InstallStage, Scenario, StackKind, Step};
 use crate::plan::{self, LabPlan, LABEL_PLAN, LABEL_SCENARIO};
 use crate::probe;
 use crate::provider::{Engine, LabError, NestedMode};
@@ -236,8 +236,9 @@ async fn host_shielded(lab: &Lab) -> Result<(), LabError> {
     .map(|_| ())
 }
 
-/// Wait for the nodes' runtimes, load the images, install the stack.
-async fn install(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>) -> Result<(), Abort> {
+/// The images an install loads into the nodes: the probe's (swarm), the tools' (swarm, for
+/// benches), and every service's.
+fn workload_images(lab: &Lab) -> Vec<String> {
     let mut workload: Vec<String> = Vec::new();
     if lab.scenario.stack == StackKind::Swarm {
         workload.push(lab.probe_image());
@@ -251,6 +252,12 @@ async fn install(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>) -> Result<
             workload.push(t);
         }
     }
+    workload
+}
+
+/// Wait for the nodes' runtimes, load the images, install the stack.
+async fn install(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>) -> Result<(), Abort> {
+    let workload = workload_images(lab);
     let log = PhaseLog::new();
     let title = match lab.scenario.stack {
         StackKind::Swarm => "Loading images, forming the swarm\t🚚",
@@ -405,6 +412,7 @@ fn marker(step: &Step, start_ms: f64, end_ms: f64) -> crate::stream::timeline::M
         Step::StartStream(n) => (format!("start stream {n}"), None, false),
         Step::Wait(d) => (format!("wait {}", crate::model::stream::secs_text(*d)), None, false),
         Step::StopStream(n) => (format!("stop stream {n}"), None, false),
+        Step::Install(i) => (format!("install {}", i.name), None, false),
     };
     crate::stream::timeline::Marker { start_ms, end_ms, label, fault, applies }
 }
@@ -413,6 +421,7 @@ fn marker(step: &Step, start_ms: f64, end_ms: f64) -> crate::stream::timeline::M
 async fn run_step(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, st: &mut StepState, step: &Step) -> Result<(), Abort> {
     let StepState { facts, applied, cannot, streams, summary: sum, scaled } = st;
     match step {
+        Step::Install(i) => install_step(lab, stack, r, applied, sum, i).await?,
         Step::StartStream(n) => {
             let s = lab.scenario.streams.iter().find(|s| &s.name == n).expect("validated stream");
             streams.start(lab, stack, s, r).await?;
@@ -589,6 +598,121 @@ async fn run_step(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, st: &mut 
     Ok(())
 }
 
+/// An install as a step of the story: the stack's prepare and install on the nodes as they are
+/// (bare, or installed before: every install step is idempotent), bounded by the step's timeout,
+/// and judged as the file expects — success, or failure at a stage. The faults applied meanwhile
+/// are counted across it and, after it, see packets first again; a failure gets its cause. An
+/// install that must succeed and fails ends the run: later steps would act on no stack.
+async fn install_step(
+    lab: &Lab,
+    stack: &AnyStack<'_>,
+    r: &mut Runner<'_>,
+    applied: &mut BTreeMap<String, FaultHandle>,
+    sum: &mut Summary,
+    i: &crate::model::Install,
+) -> Result<(), Abort> {
+    r.emit(Event::StepStart { title: format!("Install {}", i.name) });
+    let before = Snapshot::take(lab, applied).await;
+    for h in applied.values_mut() {
+        h.across_install = true;
+    }
+    let log = PhaseLog::new();
+    let workload = workload_images(lab);
+    let ran = tokio::time::timeout(i.timeout, async {
+        stack.prepare(&workload, &mut |l| log.mark(l)).await?;
+        stack.install(&mut |l| log.mark(l)).await
+    })
+    .await;
+    let secs = log.start.elapsed().as_secs_f64();
+    let phases: Vec<String> =
+        log.marks.lock().map(|m| m.iter().map(|p| format!("{} · {:.1} s", p.what, p.at_secs)).collect()).unwrap_or_default();
+    let res = ran.unwrap_or_else(|_| {
+        Err(LabError::InstallTimeout { secs: i.timeout.as_secs(), done: phases.last().cloned().unwrap_or_else(|| "nothing".into()) })
+    });
+    if res.is_ok() {
+        for h in applied.values() {
+            h.reassert(lab).await.map_err(|e| Abort(exit::STACK, e))?;
+        }
+    }
+    let mut report = CheckReport::new(&i.name, "install", "");
+    report.observation.notes = phases;
+    let stage = |e: &LabError| e.stage().map(|s| s.word().to_string()).unwrap_or_else(|| "no stage (the install itself)".into());
+    // The failure in its own words: an install's error is its stage around the command's.
+    let inner = |e: &LabError| match e {
+        LabError::Install { source, .. } => source.to_string(),
+        e => e.to_string(),
+    };
+    let first = |e: &LabError| inner(e).lines().next().unwrap_or("").to_string();
+    (report.outcome, report.summary) = judge_install(res.as_ref().map_err(|e| (e.stage(), first(e))), i.fails_at);
+    if let Err(e) = &res {
+        // The failing command's own words (its output's tail), under the summary's first line.
+        report.observation.notes.extend(inner(e).lines().skip(1).map(|l| l.trim_end().to_string()));
+    }
+    let mut after = BTreeMap::new();
+    for (name, h) in applied.iter() {
+        match h.counters(lab).await {
+            Ok(c) => {
+                let was = before.faults.get(name);
+                let during: crate::fault::Counters =
+                    c.iter().map(|(n, p)| (n.clone(), p.saturating_sub(was.and_then(|w| w.get(n)).copied().unwrap_or(0)))).collect();
+                if !during.is_empty() {
+                    report.faults.push(format!("{} while the install ran", describe_counters(name, &during)));
+                }
+                after.insert(name.clone(), c);
+            }
+            Err(e) => report.faults.push(format!("fault {name}: its counters could not be read: {e}")),
+        }
+    }
+    if let Err(e) = &res {
+        // One pair for the diagnosis: the node whose command failed, and the stage.
+        let node = e.node().map(str::to_string).unwrap_or_else(|| lab.plan.leader().name.clone());
+        report.observation.rows = vec![node.clone()];
+        report.observation.cols = vec![crate::vocab::Target { label: format!("install {}", stage(e)), node }];
+        report.observation.cells = vec![vec![crate::vocab::Cell { hits: 0, tries: 1, detail: first(e), ..Default::default() }]];
+        report.expected = vec![vec![i.fails_at.is_none()]];
+        let ev = diagnose::gather(lab, &report, applied, &before, &after, None).await;
+        report.diagnosis = diagnose::explain(&ev);
+        // The pair was for the diagnosis: an install's report has no matrix.
+        report.observation.rows.clear();
+        report.observation.cols.clear();
+        report.observation.cells.clear();
+        report.expected.clear();
+        if report.outcome == Outcome::Fail {
+            match crate::evidence::collect(lab, &format!("install-{}", i.name)).await {
+                Ok(d) => {
+                    report.evidence = Some(d.display().to_string());
+                    sum.evidence = d.parent().map(|p| p.display().to_string());
+                }
+                Err(e) => r.emit(Event::Info(format!("could not write evidence: {e}"))),
+            }
+        }
+    }
+    report.secs = secs;
+    sum.tally(report.outcome);
+    r.emit(Event::Check(Box::new(report)));
+    match res {
+        Err(e) if i.fails_at.is_none() => Err(Abort(exit::STACK, e)),
+        _ => Ok(()),
+    }
+}
+
+/// An install's verdict: `ran` is Ok, or the stage it failed at (None: outside every stage,
+/// e.g. its timeout) and the failure's first line; `fails_at` is what the file expects (None:
+/// success). Failing at another stage than the one expected is a fail: the file names the
+/// failure it reproduces, and any other is not it.
+pub fn judge_install(ran: Result<&(), (Option<InstallStage>, String)>, fails_at: Option<InstallStage>) -> (Outcome, String) {
+    let at = |s: Option<InstallStage>| s.map(|s| s.word()).unwrap_or("no stage (the install itself)");
+    match (ran, fails_at) {
+        (Ok(_), None) => (Outcome::Pass, "installed".into()),
+        (Ok(_), Some(want)) => (Outcome::Fail, format!("installed, and the file expects it to fail at {want}")),
+        (Err((got, why)), Some(want)) if got == Some(want) => (Outcome::Pass, format!("failed at {want}, as the file expects: {why}")),
+        (Err((got, why)), Some(want)) => {
+            (Outcome::Fail, format!("failed at {}, and the file expects it to fail at {want}: {why}", at(got)))
+        }
+        (Err((got, why)), None) => (Outcome::Fail, format!("failed at {}: {why}", at(got))),
+    }
+}
+
 /// A lab brought up for use step by step (the library's `Lab`): the lab, and the state
 /// `run_steps` keeps across steps, kept between calls.
 pub struct Session {
@@ -616,7 +740,9 @@ pub async fn bring_up(engine: &Engine, s: &Scenario, run_id: &str, keep: bool, r
     let up = async {
         let lab = create_nodes(engine, s, &s.name, run_id, &mut r, &base, &owner).await?;
         let stack = AnyStack::new(&lab);
-        install(&lab, &stack, &mut r).await?;
+        if !s.installs_in_steps() {
+            install(&lab, &stack, &mut r).await?;
+        }
         if keep {
             record_scenario(&lab).await.map_err(|e| Abort(exit::STACK, e))?;
         }
@@ -804,7 +930,8 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
         let owner = crate::owner::current(opts.keep || opts.up_only);
         let lab = create_nodes(engine, s, &lab_name, run_id, &mut r, &opts.base, &owner).await?;
         let stack = AnyStack::new(&lab);
-        let mut result = install(&lab, &stack, &mut r).await;
+        // A scenario with install steps installs there (`up` installs at once: it runs no step).
+        let mut result = if s.installs_in_steps() && !opts.up_only { Ok(()) } else { install(&lab, &stack, &mut r).await };
         if result.is_ok() && (opts.keep || opts.up_only) {
             result = record_scenario(&lab).await.map_err(|e| Abort(exit::STACK, e));
         }
@@ -1007,6 +1134,31 @@ pub async fn attach(engine: &Engine, lab: &str, base: &BaseSource) -> Result<Lab
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An install passes when it does what the file expects: succeed, or fail at the stage named —
+    /// at another stage, or not at all, it fails, saying what happened and what was expected.
+    #[test]
+    fn an_install_is_judged_by_the_stage_it_failed_at() {
+        use InstallStage::*;
+        let failed = |s: Option<InstallStage>| Err::<&(), _>((s, "swarm join failed on node worker-1".to_string()));
+        assert_eq!(judge_install(Ok(&()), None), (Outcome::Pass, "installed".into()));
+        assert_eq!(
+            judge_install(Ok(&()), Some(SwarmJoin)),
+            (Outcome::Fail, "installed, and the file expects it to fail at swarm-join".into())
+        );
+        assert_eq!(
+            judge_install(failed(Some(SwarmJoin)), Some(SwarmJoin)),
+            (Outcome::Pass, "failed at swarm-join, as the file expects: swarm join failed on node worker-1".into())
+        );
+        let (o, why) = judge_install(failed(Some(Images)), Some(SwarmJoin));
+        assert_eq!(
+            (o, why.as_str()),
+            (Outcome::Fail, "failed at images, and the file expects it to fail at swarm-join: swarm join failed on node worker-1")
+        );
+        let (o, why) = judge_install(failed(None), Some(SwarmJoin));
+        assert!(o == Outcome::Fail && why.starts_with("failed at no stage (the install itself), and"), "{why}");
+        assert_eq!(judge_install(failed(Some(SwarmJoin)), None).0, Outcome::Fail);
+    }
 
     /// Fewer replicas running than the service should have turn a pass (or a fail) into a fail
     /// that names the ones seen; as many as it should, or more (old and new tasks during a move),

@@ -44,7 +44,8 @@ impl CheckReport {
 
 impl Lab {
     /// Bring the scenario's lab up (images built when missing, nodes, the stack, its services),
-    /// named after the scenario. No step runs.
+    /// named after the scenario. No step runs. A scenario with install steps comes up bare:
+    /// `install` installs it.
     pub async fn up(scenario: &Scenario) -> Result<Lab, LabError> {
         Lab::start(scenario, false).await
     }
@@ -95,6 +96,17 @@ impl Lab {
         self.run(&step).await?;
         let report = self.report.lock().map(|r| r.checks.last().cloned()).ok().flatten();
         report.ok_or_else(|| self.plan_error(format!("check {name} reported nothing")))
+    }
+
+    /// Run the scenario's install step `name` now (on bare nodes, or over an install), with the
+    /// faults applied now, and return its verdict: the stage it failed at and why, judged as the
+    /// file expects. An install that must succeed and fails is an error.
+    pub async fn install(&mut self, name: &str) -> Result<CheckReport, LabError> {
+        let step = self.find(|s| matches!(s, Step::Install(i) if i.name == name), "install", name)?;
+        let ran = self.run(&step).await;
+        let report = self.report.lock().map(|r| r.checks.last().filter(|c| c.kind == "install" && c.name == name).cloned()).ok().flatten();
+        ran?;
+        report.ok_or_else(|| self.plan_error(format!("install {name} reported nothing")))
     }
 
     /// Apply the scenario's fault `name` (unsupported on this host: an error saying why).

@@ -253,8 +253,10 @@ pub async fn gather(
         })
         .collect();
     let mut proxy_answers = BTreeMap::new();
-    if check.kind == "api" {
-        let failing: Vec<&Pair> = pairs.iter().filter(|p| p.target.starts_with("api") && !p.answered).collect();
+    // kubectl's requests: an `api` check's, and an install's (its stages reach the API with it).
+    if check.kind == "api" || check.kind == "install" {
+        let failing: Vec<&Pair> =
+            pairs.iter().filter(|p| (check.kind == "install" || p.target.starts_with("api")) && !p.answered).collect();
         for p in failing {
             if let Some(a) = proxy_answer(lab, &p.entry).await {
                 proxy_answers.insert(p.entry.clone(), a);

@@ -266,6 +266,7 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let mut silent_faults = Vec::new();
     let involved = |n: &String| n == node || entries.contains(n);
+    let during = if e.kind == "install" { "during the install" } else { "during the check" };
     // The nodes of a packet fault that bear on these pairs: the target's or an entry's, and only
     // when its peers (if it names any) are among them too.
     let scoped = |nodes: &'_ [String], peers: &[String]| -> Vec<String> {
@@ -286,7 +287,7 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
                     if pk(n) > 0 {
                         out.push(c);
                     } else {
-                        silent_faults.push(format!("fault {} (on {n}) matched no packet during the check", f.name));
+                        silent_faults.push(format!("fault {} (on {n}) matched no packet {during}", f.name));
                     }
                 }
             }
@@ -392,12 +393,9 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
     if let Some(rx) = e.vxlan.get(node).map(|v| v.rx) {
         let tx: u64 = entries.iter().filter(|n| n.as_str() != node).filter_map(|n| e.vxlan.get(n)).map(|v| v.tx).sum();
         if tx > 0 && rx == 0 {
-            out.push(format!(
-                "VXLAN during the check: {} sent {tx} packets, {node} received none (lost before its VXLAN device)",
-                list(entries)
-            ));
+            out.push(format!("VXLAN {during}: {} sent {tx} packets, {node} received none (lost before its VXLAN device)", list(entries)));
         } else if tx > 0 && out.is_empty() {
-            out.push(format!("VXLAN during the check: {} sent {tx} packets, {node} received {rx}, yet no answer came back", list(entries)));
+            out.push(format!("VXLAN {during}: {} sent {tx} packets, {node} received {rx}, yet no answer came back", list(entries)));
         }
     }
     if out.is_empty() {
@@ -418,8 +416,36 @@ fn explain_api(e: &Evidence) -> Vec<String> {
     }
     let expected = api_pairs.iter().filter(|p| !p.answered).all(|p| !p.expected);
     let head = format!("the API did not answer from {}{}", list(&failed), if expected { ", as the file expects" } else { "" });
+    if let Some(lines) = proxy_cause(e, &head, &failed) {
+        return lines;
+    }
+    let master = api_pairs.first().map(|p| p.node.clone()).unwrap_or_default();
+    let detail = api_pairs.iter().find(|p| !p.answered).map(|p| p.detail.clone()).unwrap_or_default();
+    let c = causes(e, &master, &failed);
+    vec![format!("{head} ({detail}); {}", c.join("; "))]
+}
+
+/// Lines for an install that failed: the stage, the node, and the cause — a stray proxy's
+/// answer to the install's kubectl, or the faults that matched packets while it ran.
+fn explain_install(e: &Evidence) -> Vec<String> {
+    let Some(p) = e.pairs.iter().find(|p| !p.answered) else { return vec![] };
+    let stage = p.target.trim_start_matches("install ").to_string();
+    let expected = if p.expected { "" } else { ", as the file expects" };
+    let head = format!("the install failed at stage {stage} on {}{expected}", p.entry);
+    if let Some(lines) = proxy_cause(e, &head, std::slice::from_ref(&p.entry)) {
+        return lines;
+    }
+    // Every node takes part in an install: any fault that matched packets bears on it.
+    let all: Vec<String> = e.addresses.keys().cloned().collect();
+    vec![format!("{head}: {}", causes(e, &p.node, &all).join("; "))]
+}
+
+/// When kubectl's requests from the `failed` nodes went to a stray proxy: what it answered and
+/// how to exempt the lab (None: no proxy answered them).
+fn proxy_cause(e: &Evidence, head: &str, failed: &[String]) -> Option<Vec<String>> {
     let via_proxy: Vec<String> = failed.iter().filter(|n| e.proxy_answers.contains_key(*n)).cloned().collect();
-    if let Some(a) = via_proxy.first().and_then(|n| e.proxy_answers.get(n)) {
+    {
+        let a = via_proxy.first().and_then(|n| e.proxy_answers.get(n))?;
         let no_proxy = e
             .faults
             .iter()
@@ -439,7 +465,7 @@ fn explain_api(e: &Evidence) -> Vec<String> {
             ident.push(format!("page signed by {sig}"));
         }
         let body: String = a.body_start().chars().take(70).collect();
-        return vec![
+        Some(vec![
             format!(
                 "{head}: kubectl's request ({}) went to the proxy {} set by fault {} ({np}), which {}",
                 a.request,
@@ -459,12 +485,8 @@ fn explain_api(e: &Evidence) -> Vec<String> {
                 np.extend(extra);
                 format!("hint: add the node addresses to no_proxy, e.g. no_proxy={} (on {})", np.join(","), list(&via_proxy))
             },
-        ];
+        ])
     }
-    let master = api_pairs.first().map(|p| p.node.clone()).unwrap_or_default();
-    let detail = api_pairs.iter().find(|p| !p.answered).map(|p| p.detail.clone()).unwrap_or_default();
-    let c = causes(e, &master, &failed);
-    vec![format!("{head} ({detail}); {}", c.join("; "))]
 }
 
 /// One line per group of pairs that did not answer (grouped by the target's node), and one per
@@ -475,6 +497,9 @@ pub fn explain(e: &Evidence) -> Vec<String> {
         let silent = e.pairs.iter().filter(|p| !p.answered).count();
         lines.push(format!("unsupported here: {why} ({silent} of {} pairs did not answer)", e.pairs.len()));
         return lines;
+    }
+    if e.kind == "install" {
+        return explain_install(e);
     }
     if e.kind == "api" {
         let mut v = explain_api(e);

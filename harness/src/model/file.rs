@@ -166,6 +166,16 @@ pub enum StackKind {
     Kubernetes,
 }
 
+impl StackKind {
+    /// As a reader says it.
+    pub fn word(self) -> &'static str {
+        match self {
+            StackKind::Swarm => "swarm",
+            StackKind::Kubernetes => "Kubernetes",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct NetworkDecl {
@@ -357,6 +367,83 @@ pub enum StepDecl {
     StartStream(Sp<String>),
     /// Stop the named stream here and judge it (default: after the last step).
     StopStream(Sp<String>),
+    /// Install the stack here. Without an install step the stack is installed before the first
+    /// step; with one, the nodes start bare, and faults applied before it act on the install.
+    Install(InstallDecl),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct InstallDecl {
+    /// The verdict's name in reports. Default: `install`, then `install-2`, ...
+    pub name: Option<Sp<String>>,
+    /// Default: the install succeeds. `{ fails-at: STAGE }`: it must fail, at that stage.
+    pub expect: Option<InstallExpectDecl>,
+    /// The whole install's bound, e.g. `300s` (the default; at most 600s).
+    pub timeout: Option<Sp<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct InstallExpectDecl {
+    pub fails_at: Sp<InstallStage>,
+}
+
+/// The stages of an install, in the order they finish. Both stacks: `runtime` (the node's
+/// engine or containerd answers), `images` (loaded into the nodes). Swarm: `swarm-init`,
+/// `swarm-join`, `services` (networks, services, converged), `probes`. Kubernetes:
+/// `pod-network`, `control-plane` (up, and answering kubectl on the master), `node-agents`
+/// (kubelet, kube-proxy), `nodes-ready`, `cluster-dns`, `workloads`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstallStage {
+    Runtime,
+    Images,
+    SwarmInit,
+    SwarmJoin,
+    Services,
+    Probes,
+    PodNetwork,
+    ControlPlane,
+    NodeAgents,
+    NodesReady,
+    ClusterDns,
+    Workloads,
+}
+
+impl InstallStage {
+    /// As written in the file.
+    pub fn word(self) -> &'static str {
+        match self {
+            InstallStage::Runtime => "runtime",
+            InstallStage::Images => "images",
+            InstallStage::SwarmInit => "swarm-init",
+            InstallStage::SwarmJoin => "swarm-join",
+            InstallStage::Services => "services",
+            InstallStage::Probes => "probes",
+            InstallStage::PodNetwork => "pod-network",
+            InstallStage::ControlPlane => "control-plane",
+            InstallStage::NodeAgents => "node-agents",
+            InstallStage::NodesReady => "nodes-ready",
+            InstallStage::ClusterDns => "cluster-dns",
+            InstallStage::Workloads => "workloads",
+        }
+    }
+
+    /// The stages a stack's install goes through.
+    pub fn of(stack: StackKind) -> &'static [InstallStage] {
+        use InstallStage::*;
+        match stack {
+            StackKind::Swarm => &[Runtime, Images, SwarmInit, SwarmJoin, Services, Probes],
+            StackKind::Kubernetes => &[Runtime, Images, PodNetwork, ControlPlane, NodeAgents, NodesReady, ClusterDns, Workloads],
+        }
+    }
+}
+
+impl std::fmt::Display for InstallStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -10,8 +10,8 @@ pub mod syntax;
 
 pub use diag::{Problem, Problems};
 pub use file::{
-    Backend, BenchKind, CheckKind, CheckProtocol, ClientKind, Direction, Distribution, EndpointMode, FaultKind, PathKind, Protocol, Role,
-    ServiceType, StackKind, StreamTo,
+    Backend, BenchKind, CheckKind, CheckProtocol, ClientKind, Direction, Distribution, EndpointMode, FaultKind, InstallStage, PathKind,
+    Protocol, Role, ServiceType, StackKind, StreamTo,
 };
 pub use resolve::*;
 pub use stream::{Bound, Measure, Phase, Stream, StreamGate};

@@ -208,6 +208,19 @@ pub enum FaultSpec {
 }
 
 impl FaultSpec {
+    /// Why this fault cannot be applied before the stack is installed, if it cannot: it acts on
+    /// a component the install starts.
+    pub fn needs_stack(&self) -> Option<String> {
+        match self {
+            FaultSpec::Kill { component, .. } => Some(format!("it stops {component}, and a kill acts on a stack that runs")),
+            FaultSpec::StopNode { .. } => Some("it pauses the node's containers, and the install execs into the node".into()),
+            FaultSpec::HttpProxy { components, .. } if !components.is_empty() => {
+                Some(format!("it restarts {}, which runs only once the stack is installed", components.join(", ")))
+            }
+            _ => None,
+        }
+    }
+
     /// Faults that act without iptables rules have no packet counter (for faults-hit).
     pub fn counts_packets(&self) -> bool {
         matches!(
@@ -310,7 +323,22 @@ pub enum Step {
     StopStream(String),
     #[serde(with = "millis")]
     Wait(Duration),
+    Install(Install),
 }
+
+/// An install of the stack as a step of the story (see `InstallDecl`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Install {
+    pub name: String,
+    /// None: the install must succeed; Some: it must fail, at this stage.
+    pub fails_at: Option<InstallStage>,
+    #[serde(with = "millis")]
+    pub timeout: Duration,
+}
+
+/// An install step's bound when the file gives none: a cold Kubernetes install on two busy cores
+/// takes ~60 s; five times that is a hang.
+pub const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Bench {
@@ -594,6 +622,10 @@ impl Scenario {
     }
     pub fn fault(&self, name: &str) -> Option<&Fault> {
         self.faults.iter().find(|f| f.name == name)
+    }
+    /// The stack is installed by the scenario's steps (nodes start bare), not before them.
+    pub fn installs_in_steps(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s, Step::Install(_)))
     }
     pub fn managers(&self) -> impl Iterator<Item = &Node> {
         self.nodes.iter().filter(|n| n.role == Role::Manager)
@@ -880,6 +912,21 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
 
     // Steps, in order, tracking which faults are applied and each service's replica count.
     let mut steps = Vec::new();
+    // With install steps, the nodes start bare: until an install that must succeed, only
+    // applies (of faults that need no stack), reverts and waits make sense. `bare` holds where
+    // the stack stopped being installed (the start, or an install that must fail).
+    let installs = f.steps.iter().any(|st| matches!(st, StepDecl::Install(_)));
+    let mut bare: Option<String> = installs.then(|| "the nodes start bare: this scenario installs in its steps".to_string());
+    let mut install_count = 0;
+    let needs_install = |what: String, pos: Pos, bare: &Option<String>, p: &mut Problems| {
+        if let Some(why) = bare {
+            p.at(
+                pos,
+                format!("{what} comes before the stack is installed ({why})"),
+                Some("move it after an install step that succeeds".into()),
+            );
+        }
+    };
     let mut applied: BTreeSet<String> = BTreeSet::new();
     let mut check_names: BTreeMap<String, Pos> = BTreeMap::new();
     let fault_known = |name: &Sp<String>, p: &mut Problems| -> bool {
@@ -938,6 +985,7 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
                 None => p.at(w.pos, format!("wait {:?} is not a duration", w.value), Some("write e.g. 15s (at most 600s)".into())),
             },
             StepDecl::StartStream(n) => {
+                needs_install(format!("start-stream {}", n.value), n.pos, &bare, p);
                 stream_step(n, true, p);
                 steps.push(Step::StartStream(n.value.clone()));
             }
@@ -946,6 +994,13 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
                 steps.push(Step::StopStream(n.value.clone()));
             }
             StepDecl::Apply(n) => {
+                if let (Some(_), Some(why)) = (&bare, faults.iter().find(|x| x.name == n.value).and_then(|x| x.spec.needs_stack())) {
+                    p.at(
+                        n.pos,
+                        format!("fault {:?} cannot be applied before the stack is installed: {why}", n.value),
+                        Some("apply it after an install step that succeeds".into()),
+                    );
+                }
                 if fault_known(n, p) && !applied.insert(n.value.clone()) {
                     p.at(n.pos, format!("fault {:?} is already applied here", n.value), Some("revert it before applying it again".into()));
                 }
@@ -958,6 +1013,7 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
                 steps.push(Step::Revert(n.value.clone()));
             }
             StepDecl::Scale(s) => {
+                needs_install(format!("scale {}", s.service.value), s.service.pos, &bare, p);
                 if !services.iter().any(|x| x.name == s.service.value) {
                     p.at(s.service.pos, format!("scale names unknown service {:?}", s.service.value), Some(service_hint(&services)));
                 }
@@ -967,6 +1023,7 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
                 steps.push(Step::Scale { service: s.service.value.clone(), replicas: s.replicas.value });
             }
             StepDecl::Bench(b) => {
+                needs_install(format!("bench {}", b.name.value), b.name.pos, &bare, p);
                 check_label(p, "bench", &b.name);
                 if let Some(prev) = check_names.insert(b.name.value.clone(), b.name.pos) {
                     p.at(
@@ -980,6 +1037,7 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
                 }
             }
             StepDecl::Check(c) => {
+                needs_install(format!("check {}", c.name.value), c.name.pos, &bare, p);
                 check_label(p, "check", &c.name);
                 if let Some(prev) = check_names.insert(c.name.value.clone(), c.name.pos) {
                     p.at(c.name.pos, format!("duplicate check name {:?}", c.name.value), Some(format!("first used at line {}", prev.line)));
@@ -1003,6 +1061,58 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
                 if let Some(chk) = resolve_check(c, &idx, &services, stack, p) {
                     steps.push(Step::Check(chk));
                 }
+            }
+            StepDecl::Install(i) => {
+                install_count += 1;
+                let name = match &i.name {
+                    Some(n) => {
+                        check_label(p, "install", n);
+                        n.value.clone()
+                    }
+                    None if install_count == 1 => "install".to_string(),
+                    None => format!("install-{install_count}"),
+                };
+                let at = i.name.as_ref().map(|n| n.pos);
+                if let Some(prev) = check_names.insert(name.clone(), at.unwrap_or_default()) {
+                    if let Some(pos) = at {
+                        p.at(pos, format!("duplicate check or install name {name:?}"), Some(format!("first used at line {}", prev.line)));
+                    }
+                }
+                let fails_at = i.expect.as_ref().map(|e| e.fails_at.clone());
+                if let Some(stage) = &fails_at {
+                    let known = InstallStage::of(stack);
+                    if !known.contains(&stage.value) {
+                        let words: Vec<&str> = known.iter().map(|s| s.word()).collect();
+                        p.at(
+                            stage.pos,
+                            format!("stage {} is not a stage of a {} install", stage.value, stack.word()),
+                            Some(format!("its stages, in order: {}", words.join(", "))),
+                        );
+                    }
+                }
+                let timeout = match &i.timeout {
+                    None => INSTALL_TIMEOUT,
+                    Some(t) => parse_duration(&t.value).unwrap_or_else(|| {
+                        p.at(t.pos, format!("timeout {:?} is not a duration", t.value), Some("write e.g. 300s (at most 600s)".into()));
+                        INSTALL_TIMEOUT
+                    }),
+                };
+                bare = fails_at.as_ref().map(|s| format!("the install {name} must fail at {}", s.value));
+                steps.push(Step::Install(Install { name, fails_at: fails_at.map(|s| s.value), timeout }));
+            }
+        }
+    }
+    // Streams no step starts run from before the first step: with install steps, that is before
+    // the stack exists.
+    if installs {
+        for sd in &f.streams {
+            let started = f.steps.iter().any(|st| matches!(st, StepDecl::StartStream(n) if n.value == sd.name.value));
+            if !started {
+                p.at(
+                    sd.name.pos,
+                    format!("stream {:?} has no start-stream step, and this scenario installs in its steps", sd.name.value),
+                    Some(format!("add `- start-stream: {}` after the install", sd.name.value)),
+                );
             }
         }
     }

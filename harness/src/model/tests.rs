@@ -464,3 +464,50 @@ fn rates_and_sizes_read_as_tc_writes_them() {
     assert_eq!(rate_words(1_500_000), "1.5 Mbit/s");
     assert_eq!(rate_words(512_000), "512 kbit/s");
 }
+
+const JOIN: &str = include_str!("../../../scenarios/swarm-join-blocked.yaml");
+
+#[test]
+fn install_steps_resolve_with_names_stages_and_bounds() {
+    let s = parse_str(JOIN, "t.yaml").unwrap();
+    assert!(s.installs_in_steps());
+    let installs: Vec<&Install> = s.steps.iter().filter_map(|st| if let Step::Install(i) = st { Some(i) } else { None }).collect();
+    assert_eq!(installs.len(), 2);
+    assert_eq!(
+        (installs[0].name.as_str(), installs[0].fails_at, installs[0].timeout),
+        ("join-behind-firewall", Some(InstallStage::SwarmJoin), Duration::from_secs(120))
+    );
+    assert_eq!((installs[1].name.as_str(), installs[1].fails_at, installs[1].timeout), ("join-again", None, INSTALL_TIMEOUT));
+    // Unnamed installs are numbered; a scenario without one installs before its steps.
+    let t = JOIN.replace("  - install: { name: join-again }", "  - install: {}").replace("      name: join-behind-firewall\n", "");
+    let s = parse_str(&t, "t.yaml").unwrap();
+    let names: Vec<&str> = s.steps.iter().filter_map(|st| if let Step::Install(i) = st { Some(i.name.as_str()) } else { None }).collect();
+    assert_eq!(names, ["install", "install-2"]);
+    assert!(!parse_str(GOOD, "t.yaml").unwrap().installs_in_steps());
+}
+
+#[test]
+fn install_mistakes_are_located() {
+    // A stage of the other stack; a check before any install and after one that must fail; a
+    // kill before the stack runs; a stream nothing starts; a bad timeout.
+    let t = JOIN
+        .replace("fails-at: swarm-join", "fails-at: control-plane")
+        .replace("      timeout: 120s", "      timeout: soon")
+        .replace(
+            "  - { name: join-blocked, kind: drop, node: manager, protocol: tcp, port: 2377, direction: in }",
+            "  - { name: join-blocked, kind: drop, node: manager, protocol: tcp, port: 2377, direction: in }\n  - { name: no-dockerd, kind: kill, node: worker-1, component: dockerd }",
+        )
+        .replace(
+            "  - apply: join-blocked\n",
+            "  - check: { name: too-early, kind: replicas, service: web }\n  - apply: join-blocked\n  - apply: no-dockerd\n",
+        )
+        .replace("  - revert: join-blocked\n", "  - revert: join-blocked\n  - revert: no-dockerd\n  - scale: { service: web, replicas: 2 }\n")
+        .replace("steps:\n", "streams:\n  - { name: s, service: web, to: replicas }\nsteps:\n");
+    insta::assert_snapshot!(problems(&t));
+    // Where it must pass: the same steps in an order that installs first.
+    let ok = JOIN.replace(
+        "  - check: { name: every-replica-from-every-node",
+        "  - scale: { service: web, replicas: 2 }\n  - check: { name: every-replica-from-every-node",
+    );
+    assert_eq!(problems(&ok), "valid");
+}

@@ -67,8 +67,34 @@ pub enum LabError {
     Bundle { message: String },
     #[error("failed to inspect container {container}: {message}")]
     Inspect { container: String, message: String },
+    #[error("the install failed at stage {stage}: {source}")]
+    Install { stage: crate::model::InstallStage, source: Box<LabError> },
+    #[error("the install did not finish within {secs} s (it had finished: {done})")]
+    InstallTimeout { secs: u64, done: String },
     #[error("interrupted")]
     Interrupted,
+}
+
+impl LabError {
+    /// The node the failing command ran on, where the error names one.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            LabError::Command { node, .. }
+            | LabError::Deadline { node, .. }
+            | LabError::EngineNotReady { node, .. }
+            | LabError::HostShield { node, .. } => Some(node),
+            LabError::Install { source, .. } => source.node(),
+            _ => None,
+        }
+    }
+
+    /// The install stage a failure happened at, where it is an install's.
+    pub fn stage(&self) -> Option<crate::model::InstallStage> {
+        match self {
+            LabError::Install { stage, .. } => Some(*stage),
+            _ => None,
+        }
+    }
 }
 
 /// The last `n` lines of a command's output, indented, for error messages.

@@ -38,7 +38,8 @@ fn section_head(class: &str, title: &str, name: &str, outcome: Outcome, sub: &st
 }
 
 fn check_html(c: &CheckReport) -> String {
-    let mut h = section_head("check", "Check", &c.name, c.outcome, &format!("{} {}", c.kind, c.service), &c.summary);
+    let (word, what) = if c.kind == "install" { ("Install", String::new()) } else { ("Check", format!("{} {}", c.kind, c.service)) };
+    let mut h = section_head("check", word, &c.name, c.outcome, &what, &c.summary);
     let o = &c.observation;
     if !o.cols.is_empty() {
         h.push_str("<table class=\"matrix\"><tr><th>from \\ to</th>");

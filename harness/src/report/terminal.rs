@@ -201,8 +201,12 @@ impl<W: Write + Send> Reporter for Terminal<W> {
             }
             Event::Check(c) => {
                 let mark = self.mark(c.outcome);
-                let what = if c.service.is_empty() { c.kind.clone() } else { format!("{} {}", c.kind, c.service) };
-                let _ = writeln!(self.out, " {mark} Check {}  {what}: {} ({:.1} s)", c.name, c.summary, c.secs);
+                if c.kind == "install" {
+                    let _ = writeln!(self.out, " {mark} Install {}: {} ({:.1} s)", c.name, c.summary, c.secs);
+                } else {
+                    let what = if c.service.is_empty() { c.kind.clone() } else { format!("{} {}", c.kind, c.service) };
+                    let _ = writeln!(self.out, " {mark} Check {}  {what}: {} ({:.1} s)", c.name, c.summary, c.secs);
+                }
                 for line in matrix_text(c) {
                     let _ = writeln!(self.out, "       {line}");
                 }

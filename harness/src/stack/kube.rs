@@ -5,10 +5,11 @@
 //! pod CIDR, and cross-node routes over a kernel VXLAN device (static FDB/neighbours per peer,
 //! flannel's vxlan backend) or plain routes (host-gw). Readiness is measured, never slept.
 
-use super::{placement, PathEnd, PathOffer, Replica, Stack};
+use super::{placement, AtStage, PathEnd, PathOffer, Replica, Stack};
 use crate::lab::{shq, Lab};
 use crate::model::{
-    Backend, Bench, BundleRef, Check, ClientKind, EndpointMode, KubeSpec, PathKind, Scenario, Service, ServiceType, CLUSTER_DNS,
+    Backend, Bench, BundleRef, Check, ClientKind, EndpointMode, InstallStage, KubeSpec, PathKind, Scenario, Service, ServiceType,
+    CLUSTER_DNS,
 };
 use crate::provider::{tail, LabError};
 use crate::vocab::{Cell, Client, DnsExpect, DnsLookup, Observation, ServicePaths, Target};
@@ -434,16 +435,33 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
         try_join_all(self.lab.plan.nodes.iter().map(|n| {
             let kc = kc.clone();
             async move {
+                // Written beside and renamed: a component reading it meanwhile (a second install
+                // over a running one) never sees half a file.
                 self.lab
-                    .sh_in(&n.name, "writing the kubeconfig", &format!("mkdir -p /etc/k8s && cat > {KUBECONFIG}"), Some(kc.into()))
+                    .sh_in(
+                        &n.name,
+                        "writing the kubeconfig",
+                        &format!("mkdir -p /etc/k8s && cat > {KUBECONFIG}.new && mv {KUBECONFIG}.new {KUBECONFIG}"),
+                        Some(kc.into()),
+                    )
                     .await
             }
         }))
         .await?;
-        for (name, cmd) in &flags[2..] {
-            self.supervise(&m, name, cmd).await?;
-        }
-        Ok(())
+        // The first request a client makes through the API's address, as every later stage's
+        // kubectl does (with the environment a fault may have set, e.g. a stray proxy): a
+        // control plane kubectl cannot reach fails here, at its own stage, while the controller
+        // manager and the scheduler start.
+        let started = async {
+            for (name, cmd) in &flags[2..] {
+                self.supervise(&m, name, cmd).await?;
+            }
+            Ok::<_, LabError>(())
+        };
+        let (started, reached) =
+            tokio::join!(started, self.kctl("reaching the API with kubectl", "get --raw /readyz --request-timeout=15s"));
+        started?;
+        reached.map(|_| ())
     }
 
     /// The cluster DNS: its server on the master (supervised, so a kill fault can stop it) and
@@ -500,6 +518,8 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
     async fn register_pod_cidrs(&self, planned: &[(String, String)]) -> Result<(), LabError> {
         let n = planned.len();
         let start = Instant::now();
+        // What kubectl said when it last failed: the cause, should the nodes never register.
+        let mut last_error = String::new();
         loop {
             let out = self
                 .lab
@@ -508,6 +528,9 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
                     &format!("{KCTL} get nodes -o jsonpath='{{range .items[*]}}{{.metadata.name}} {{.spec.podCIDR}}{{\"\\n\"}}{{end}}'"),
                 )
                 .await?;
+            if !out.ok() {
+                last_error = format!("kubectl get nodes (exit {}): {}\n", out.code, out.stderr.trim());
+            }
             let listed: Vec<(String, String)> =
                 out.stdout.lines().filter_map(|l| l.split_once(' ')).map(|(a, b)| (a.to_string(), b.trim().to_string())).collect();
             let bare: Vec<String> = listed
@@ -554,7 +577,7 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
                     node: self.master(),
                     cmd: "kubectl get nodes".into(),
                     code: 1,
-                    tail: format!("{done} of {n} nodes registered with their pod CIDR\n{}", tail(&log, 12)),
+                    tail: format!("{done} of {n} nodes registered with their pod CIDR\n{last_error}{}", tail(&log, 12)),
                 });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -873,12 +896,13 @@ impl Stack for Kube<'_> {
                 self.until(&n.name, "waiting for containerd", "ctr version >/dev/null 2>&1", 60, "containerd").await
             }
         }))
-        .await?;
+        .await
+        .at(InstallStage::Runtime)?;
         progress("containerd answers on every node".into());
         let mut all = vec![pause];
         all.extend(images.iter().cloned());
         for image in &all {
-            let data = self.lab.engine.save_image(image).await?;
+            let data = self.lab.engine.save_image(image).await.at(InstallStage::Images)?;
             try_join_all(self.lab.plan.nodes.iter().map(|n| {
                 let data = data.clone();
                 async move {
@@ -900,7 +924,8 @@ impl Stack for Kube<'_> {
                         .map(|_| ())
                 }
             }))
-            .await?;
+            .await
+            .at(InstallStage::Images)?;
         }
         progress(format!("imported {}", all.join(", ")));
         Ok(())
@@ -916,15 +941,15 @@ impl Stack for Kube<'_> {
         // routes) is in place while the control plane starts: kubelet finds it at its start.
         let planned = self.planned_pod_cidrs();
         let (cp, net) = tokio::join!(self.control_plane(), self.pod_network(&planned));
-        net?;
+        net.at(InstallStage::PodNetwork)?;
         let backend = match self.spec.backend {
             Backend::Vxlan => format!("vxlan, UDP {}", self.spec.vxlan_port),
             Backend::HostGw => "host-gw".into(),
         };
         progress(format!("pod network ({backend}): {}", planned.iter().map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(", ")));
-        cp?;
-        progress(format!("control plane up on {}", self.master()));
-        self.node_components().await?;
+        cp.at(InstallStage::ControlPlane)?;
+        progress(format!("control plane up on {}, kubectl reaches it", self.master()));
+        self.node_components().await.at(InstallStage::NodeAgents)?;
         let sc = &self.lab.scenario;
         let pod_clients = sc.steps.iter().any(|st| matches!(st, crate::model::Step::Check(c) if c.client == ClientKind::Pod))
             || sc.streams.iter().any(|s| s.client == ClientKind::Pod);
@@ -935,11 +960,11 @@ impl Stack for Kube<'_> {
             self.wait_ready().await
         };
         let dns = async {
-            self.cluster_dns().await?;
-            self.wait_service_account().await
+            self.cluster_dns().await.at(InstallStage::ClusterDns)?;
+            self.wait_service_account().await.at(InstallStage::Workloads)
         };
         let (ready, dns) = tokio::join!(nodes, dns);
-        ready?;
+        ready.at(InstallStage::NodesReady)?;
         progress(format!("{} nodes Ready with their pod CIDRs", planned.len()));
         dns?;
         // Workloads after the nodes are Ready, so the scheduler spreads them over every node
@@ -949,28 +974,32 @@ impl Stack for Kube<'_> {
             let image = self.lab.workload(&s.image);
             self.lab
                 .sh_in(&self.master(), &format!("deploying {}", s.name), &format!("{KCTL} apply -f -"), Some(manifests(s, &image).into()))
-                .await?;
+                .await
+                .at(InstallStage::Workloads)?;
         }
         if pod_clients {
-            self.deploy_client_pods().await?;
+            self.deploy_client_pods().await.at(InstallStage::Workloads)?;
         }
-        self.wait_dns().await?;
+        self.wait_dns().await.at(InstallStage::ClusterDns)?;
         progress(format!("cluster DNS answers at {} ({CLUSTER_DOMAIN})", dns_ip(&self.spec.service_cidr)));
-        if pod_clients {
-            self.wait_client_pods().await?;
-            progress("a client pod runs on every node".into());
-        }
-        for s in &self.lab.scenario.services {
-            let rs = self.converge(&s.name, s.replicas).await?;
-            // Remember where it runs and its ClusterIP, for checks while the API is down (or
-            // behind a stray proxy), from nodes and, where steps use them, from client pods.
-            self.paths(&s.name, ClientKind::Node).await?;
+        let workloads = async {
             if pod_clients {
-                self.paths(&s.name, ClientKind::Pod).await?;
+                self.wait_client_pods().await?;
+                progress("a client pod runs on every node".into());
             }
-            progress(format!("service {} ready: {}", s.name, placement(&rs)));
-        }
-        Ok(())
+            for s in &self.lab.scenario.services {
+                let rs = self.converge(&s.name, s.replicas).await?;
+                // Remember where it runs and its ClusterIP, for checks while the API is down (or
+                // behind a stray proxy), from nodes and, where steps use them, from client pods.
+                self.paths(&s.name, ClientKind::Node).await?;
+                if pod_clients {
+                    self.paths(&s.name, ClientKind::Pod).await?;
+                }
+                progress(format!("service {} ready: {}", s.name, placement(&rs)));
+            }
+            Ok::<_, LabError>(())
+        };
+        workloads.await.at(InstallStage::Workloads)
     }
 
     async fn scale(&self, service: &str, replicas: u32) -> Result<Vec<Replica>, LabError> {

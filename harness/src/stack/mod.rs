@@ -5,11 +5,26 @@ pub mod kube;
 pub mod swarm;
 
 use crate::lab::Lab;
-use crate::model::{Bench, Check, ClientKind, PathKind, StackKind};
+use crate::model::{Bench, Check, ClientKind, InstallStage, PathKind, StackKind};
 pub use crate::plan::NodeBoot;
 use crate::provider::LabError;
 pub use crate::vocab::{placement, PathEnd, PathOffer, Replica};
 use crate::vocab::{Observation, ServicePaths};
+
+/// An install's failure, tagged with the stage it failed at (the first tag holds: a stage's
+/// failure inside another's is reported as the inner one).
+pub trait AtStage<T> {
+    fn at(self, stage: InstallStage) -> Result<T, LabError>;
+}
+
+impl<T> AtStage<T> for Result<T, LabError> {
+    fn at(self, stage: InstallStage) -> Result<T, LabError> {
+        self.map_err(|e| match e {
+            e @ LabError::Install { .. } => e,
+            e => LabError::Install { stage, source: Box::new(e) },
+        })
+    }
+}
 
 /// What every stack offers the runner.
 #[allow(async_fn_in_trait)]

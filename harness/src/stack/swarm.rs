@@ -1,9 +1,9 @@
 //! Docker swarm on the nodes' inner engines: init on the first manager, joins in parallel,
 //! overlay networks, services, scale, and a convergence wait that polls, never sleeps blindly.
 
-use super::{placement, PathEnd, PathOffer, Replica, Stack};
+use super::{placement, AtStage, PathEnd, PathOffer, Replica, Stack};
 use crate::lab::{shq, Lab};
-use crate::model::{Bench, BenchKind, Check, CheckKind, ClientKind, EndpointMode, PathKind, Role};
+use crate::model::{Bench, BenchKind, Check, CheckKind, ClientKind, EndpointMode, InstallStage, PathKind, Role};
 use crate::provider::{tail, LabError};
 pub use crate::vocab::probe_container;
 use crate::vocab::{Client, DnsExpect, DnsLookup, Observation, ServicePaths};
@@ -81,7 +81,10 @@ impl Swarm<'_> {
         // Re-running `up` on a lab whose swarm exists is a no-op rather than an error.
         let state = self.lab.sh_raw(&leader.name, "docker info -f '{{.Swarm.LocalNodeState}}'").await?;
         if state.stdout.trim() != "active" {
-            self.lab.sh(&leader.name, "swarm init", &format!("docker swarm init --advertise-addr {}", leader.ip)).await?;
+            self.lab
+                .sh(&leader.name, "swarm init", &format!("docker swarm init --advertise-addr {}", leader.ip))
+                .await
+                .at(InstallStage::SwarmInit)?;
         }
         let token = |role: &'static str| {
             let leader = leader.name.clone();
@@ -92,14 +95,25 @@ impl Swarm<'_> {
                     .map(|o| o.stdout.trim().to_string())
             }
         };
-        let (worker_token, manager_token) = futures_util::try_join!(token("worker"), token("manager"))?;
+        let (worker_token, manager_token) = futures_util::try_join!(token("worker"), token("manager")).at(InstallStage::SwarmInit)?;
         try_join_all(self.lab.plan.nodes.iter().filter(|n| n.name != leader.name).map(|n| {
             let tok = if n.role == Role::Manager { manager_token.clone() } else { worker_token.clone() };
             let addr = format!("{}:2377", leader.ip);
             async move {
                 let state = self.lab.sh_raw(&n.name, "docker info -f '{{.Swarm.LocalNodeState}}'").await?;
-                if state.stdout.trim() == "active" {
-                    return Ok(());
+                match state.stdout.trim() {
+                    "active" => return Ok(()),
+                    // An earlier join that timed out goes on in the background ("pending"), or
+                    // gave up ("error"). Given a few seconds it may finish; if not, it is
+                    // abandoned and the join starts over (a pending node refuses a new join).
+                    "pending" | "error" => {
+                        let active = "[ \"$(docker info -f '{{.Swarm.LocalNodeState}}')\" = active ]";
+                        if self.lab.poll(&n.name, active, 10, "0.5").await? {
+                            return Ok(());
+                        }
+                        self.lab.sh(&n.name, "abandoning an earlier swarm join", "docker swarm leave --force").await?;
+                    }
+                    _ => {}
                 }
                 self.lab
                     .sh(&n.name, "swarm join", &format!("docker swarm join --advertise-addr {} --token {tok} {addr}", n.ip))
@@ -107,7 +121,8 @@ impl Swarm<'_> {
                     .map(|_| ())
             }
         }))
-        .await?;
+        .await
+        .at(InstallStage::SwarmJoin)?;
         Ok(())
     }
 
@@ -213,17 +228,17 @@ impl Swarm<'_> {
 
 impl Stack for Swarm<'_> {
     async fn prepare(&self, images: &[String], progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
-        self.wait_engines().await?;
+        self.wait_engines().await.at(InstallStage::Runtime)?;
         progress("node engines answer".into());
         // Forming the swarm needs no image: the leader's init and the joins run while the
         // images stream into the nodes (the engines do both at once), not after.
         let (loaded, formed) = tokio::join!(self.load_images(images), async {
-            self.learn().await?;
+            self.learn().await.at(InstallStage::SwarmInit)?;
             self.init_and_join().await
         });
         formed?;
         progress("swarm formed".into());
-        loaded?;
+        loaded.at(InstallStage::Images)?;
         progress(format!("loaded {}", images.join(", ")));
         Ok(())
     }
@@ -237,8 +252,8 @@ impl Stack for Swarm<'_> {
 
     async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
         // The swarm formed in `prepare`, while the images loaded.
-        self.create_networks().await?;
-        self.create_services().await?;
+        self.create_networks().await.at(InstallStage::Services)?;
+        self.create_services().await.at(InstallStage::Services)?;
         progress("services created".into());
         // The probes attach to the overlays while the tasks start. Both go through the managers'
         // allocation and the nodes' overlay sandboxes: measured, the probes add ~0.8 s to the
@@ -251,10 +266,10 @@ impl Stack for Swarm<'_> {
             Ok::<_, LabError>(out)
         };
         let (probes, converged) = tokio::join!(self.start_probes(), converged);
-        for (name, rs) in converged? {
+        for (name, rs) in converged.at(InstallStage::Services)? {
             progress(format!("service {name} converged: {}", placement(&rs)));
         }
-        probes?;
+        probes.at(InstallStage::Probes)?;
         progress("probes started".into());
         Ok(())
     }
