@@ -459,7 +459,7 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
             Ok::<_, LabError>(())
         };
         let (started, reached) =
-            tokio::join!(started, self.kctl("reaching the API with kubectl", "get --raw /readyz --request-timeout=15s"));
+            tokio::join!(started, self.kctl("reaching the API with kubectl", "get --raw /readyz"));
         started?;
         reached.map(|_| ())
     }
