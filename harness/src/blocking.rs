@@ -61,6 +61,11 @@ impl Lab {
         self.rt.block_on(self.lab.check(name))
     }
 
+    /// [`crate::Lab::install`], blocking.
+    pub fn install(&mut self, name: &str) -> Result<CheckReport, LabError> {
+        self.rt.block_on(self.lab.install(name))
+    }
+
     /// [`crate::Lab::apply`], blocking.
     pub fn apply(&mut self, fault: &str) -> Result<(), LabError> {
         self.rt.block_on(self.lab.apply(fault))

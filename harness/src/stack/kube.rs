@@ -458,8 +458,7 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
             }
             Ok::<_, LabError>(())
         };
-        let (started, reached) =
-            tokio::join!(started, self.kctl("reaching the API with kubectl", "get --raw /readyz"));
+        let (started, reached) = tokio::join!(started, self.kctl("reaching the API with kubectl", "get --raw /readyz"));
         started?;
         reached.map(|_| ())
     }
