@@ -1559,7 +1559,8 @@ fn delay_holds_what_crosses_zones_and_reverts_exactly() {
         // Duplicates of UDP 5301 into worker-2 (TEE on the senders), counted against what iperf3 sent.
         .replace(
             "# Requests from the manager",
-            "  - { name: twice, kind: duplicate, node: worker-2, protocol: udp, port: 5301, percent: 10 }\n# Requests from the manager",
+            "  - { name: twice, kind: duplicate, node: worker-2, protocol: udp, port: 5301, percent: 10 }\n  \
+             - { name: garbled, kind: corrupt, node: worker-2, protocol: udp, port: 5302, percent: 10 }\n# Requests from the manager",
         );
     let s = clusterlab::model::parse_str(&text, "delay.yaml").unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -1608,6 +1609,31 @@ fn delay_holds_what_crosses_zones_and_reverts_exactly() {
         println!("duplicate: {copies:.0} copies of 2000 datagrams");
         assert!((160.0..=240.0).contains(&copies), "{copies} copies of 2000 at 10 %");
         lab.revert("twice").await.unwrap();
+        // corrupt: 10 % of 2000 datagrams get a bit flipped in the stage; worker-2's UDP checksum
+        // drops each of them (its InCsumErrors count them), and nothing else.
+        lab.exec("worker-2", &["sh", "-c", "iperf3 -s -p 5302 -D"]).await.unwrap();
+        let before_csum = udp_csum_errors(&lab, "worker-2").await;
+        lab.apply("garbled").await.unwrap();
+        let sent = lab
+            .exec(
+                "manager",
+                &[
+                    "sh",
+                    "-c",
+                    "iperf3 -u -c $(docker node inspect -f '{{.Status.Addr}}' worker-2) -p 5302 -l 1000 -b 8M -t 2 | grep -c sender",
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(sent.stdout.trim(), "1", "{}", sent.stderr);
+        let corrupted = udp_csum_errors(&lab, "worker-2").await - before_csum;
+        lab.revert("garbled").await.unwrap();
+        let stage = lab.report().steps.iter().rev().find(|s| s.title.starts_with("Revert fault garbled")).map(|s| s.detail.join("\n"));
+        let stage = stage.unwrap_or_default();
+        println!("corrupt: {corrupted} checksum errors of 2000 datagrams\n{stage}");
+        assert!((160..=240).contains(&corrupted), "{corrupted} checksum errors of 2000 at 10 %\n{stage}");
+        let flipped = stage.split(" corrupted)").next().and_then(|x| x.rsplit('(').next()).and_then(|n| n.parse::<u64>().ok());
+        assert_eq!(flipped, Some(corrupted), "the stage's count and the receiver's checksum errors differ:\n{stage}");
         let again = connect_ms(&lab, "worker-2").await;
         println!(
             "connect ms, manager to worker-2 before {near_before:?}\n  during {far:?}\n  to worker-1 during {near:?}\n  after {again:?}"
@@ -1616,6 +1642,12 @@ fn delay_holds_what_crosses_zones_and_reverts_exactly() {
         lab.down().await.unwrap();
     });
     assert_clean(lab_name);
+}
+
+/// UDP datagrams a node dropped for a bad checksum (`InCsumErrors` of /proc/net/snmp's Udp line).
+async fn udp_csum_errors(lab: &clusterlab::Lab, node: &str) -> u64 {
+    let snmp = "awk '/^Udp:/ {if (!h) {for (i = 1; i <= NF; i++) if ($i == \"InCsumErrors\") c = i; h = 1} else print $c}' /proc/net/snmp";
+    lab.exec(node, &["sh", "-c", snmp]).await.unwrap().stdout.trim().parse::<u64>().unwrap()
 }
 
 /// Connect times (ms, sorted) from the manager to a node's swarm gossip port (TCP 7946, open on

@@ -21,8 +21,8 @@ const FEATURES: &[(&str, &str, &str)] = &[
     ("xt_statistic", "CONFIG_NETFILTER_XT_MATCH_STATISTIC", "loss faults (random drop)"),
     ("xt_comment", "CONFIG_NETFILTER_XT_MATCH_COMMENT", "labelled fault rules"),
     ("nf_tables", "CONFIG_NF_TABLES", "iptables-nft inside nodes"),
-    ("netem", "CONFIG_NET_SCH_NETEM", "not needed: loss iptables, rate HTB, delay NFQUEUE, duplicate TEE"),
-    ("xt_NFQUEUE", "CONFIG_NETFILTER_XT_TARGET_NFQUEUE", "delay faults (packets wait in a userspace stage)"),
+    ("netem", "CONFIG_NET_SCH_NETEM", "not needed: loss iptables, rate HTB, delay and corrupt NFQUEUE, duplicate TEE"),
+    ("xt_NFQUEUE", "CONFIG_NETFILTER_XT_TARGET_NFQUEUE", "delay and corrupt faults (a userspace stage)"),
     ("xt_TEE", "CONFIG_NETFILTER_XT_TARGET_TEE", "duplicate faults (a copy sent to the receiver)"),
     ("HTB", "CONFIG_NET_SCH_HTB", "rate faults (a slow link)"),
     ("xt_CLASSIFY", "CONFIG_NETFILTER_XT_TARGET_CLASSIFY", "rate faults (which packets take the slow class)"),
@@ -84,6 +84,7 @@ fn verdicts(f: &HostFacts, vxlan: Option<bool>) -> String {
     let mtu = FaultSpec::Mtu { nodes: vec![], mtu: 1200 };
     let rate = FaultSpec::Rate { nodes: vec![], matches: m_rate.clone(), bits: 1_000_000, burst: 3028 };
     let dup = FaultSpec::Duplicate { nodes: vec![], matches: m_rate.clone(), percent: 1.0 };
+    let m_corrupt = m_rate.clone();
     let delay = FaultSpec::Delay {
         nodes: vec![],
         matches: m_rate,
@@ -93,6 +94,7 @@ fn verdicts(f: &HostFacts, vxlan: Option<bool>) -> String {
         reorder: 0.0,
         gap: 1,
     };
+    let corrupt = FaultSpec::Corrupt { nodes: vec![], matches: m_corrupt, percent: 1.0 };
     for (what, spec) in [
         ("faults drop, partition", &drop),
         ("fault loss", &loss),
@@ -100,6 +102,7 @@ fn verdicts(f: &HostFacts, vxlan: Option<bool>) -> String {
         ("fault rate (htb)", &rate),
         ("fault delay (nfqueue and a userspace stage)", &delay),
         ("fault duplicate (tee)", &dup),
+        ("fault corrupt (nfqueue and a userspace stage)", &corrupt),
     ] {
         match f.cannot(spec) {
             None => out.push_str(&format!("  yes {what}\n")),

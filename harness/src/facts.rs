@@ -116,7 +116,7 @@ impl HostFacts {
             FaultSpec::Duplicate { .. } => rules()
                 .or_else(|| need(&self.statistic, "the kernel lacks xt_statistic (which packets are copied)"))
                 .or_else(|| need(&self.tee, "the kernel lacks xt_TEE (the copy sent to the receiving node)")),
-            FaultSpec::Delay { matches, .. } => rules()
+            FaultSpec::Delay { matches, .. } | FaultSpec::Corrupt { matches, .. } => rules()
                 .or_else(|| need(&self.nfqueue, "the kernel lacks xt_NFQUEUE (packets handed to the delay stage)"))
                 .or_else(|| peers(matches)),
             // Shaped on the senders' egress, chosen by destination: no -m mac.
@@ -135,11 +135,11 @@ impl HostFacts {
             ("-m statistic", &self.statistic, "loss"),
             ("-m mac", &self.mac, "partition, peer-scoped drop and loss"),
             ("link changes (CAP_NET_ADMIN)", &self.link, "mtu"),
-            ("-j NFQUEUE", &self.nfqueue, "delay (the userspace stage)"),
+            ("-j NFQUEUE", &self.nfqueue, "delay and corrupt (the userspace stage)"),
             ("-j CLASSIFY (mangle)", &self.classify, "rate"),
             ("-j TEE (mangle)", &self.tee, "duplicate"),
             ("HTB qdisc", &self.htb, "rate"),
-            ("netem qdisc", &self.netem, "nothing: rate is built on HTB, delay on NFQUEUE, duplicate on TEE"),
+            ("netem qdisc", &self.netem, "nothing: rate is built on HTB, delay and corrupt on NFQUEUE, duplicate on TEE"),
             ("IPVS (/proc/net/ip_vs)", &self.ipvs, "swarm vip, node-port"),
         ]
         .iter()

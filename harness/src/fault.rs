@@ -183,7 +183,9 @@ pub fn rules(spec: &FaultSpec, all: &[String], node_of: &dyn Fn(&str) -> Peer) -
         }
     };
     match spec {
-        FaultSpec::Drop { nodes, matches } | FaultSpec::Delay { nodes, matches, .. } => directional(nodes, matches, "", &mut push),
+        FaultSpec::Drop { nodes, matches } | FaultSpec::Delay { nodes, matches, .. } | FaultSpec::Corrupt { nodes, matches, .. } => {
+            directional(nodes, matches, "", &mut push)
+        }
         FaultSpec::Loss { nodes, matches, percent } => {
             // -m statistic: the kernel here has no netem, so loss is a random drop in iptables.
             let extra = format!("-m statistic --mode random --probability {:.4}", percent / 100.0);
@@ -313,7 +315,9 @@ pub enum Action {
     Shape { bits: u64, burst: u64 },
     /// iptables rules that hand packets to NFQUEUE `queue`, where the delay stage (started on each
     /// node with rules before them, stopped after them) holds each one `delay_us` plus jitter.
-    Stage { queue: u16, delay_us: u64, jitter_us: u64, distribution: Distribution, reorder: f64, gap: u32 },
+    /// `corrupt`: percent of the packets sent on with one bit flipped (a corrupt fault's stage
+    /// holds nothing: its delay is zero).
+    Stage { queue: u16, delay_us: u64, jitter_us: u64, distribution: Distribution, reorder: f64, gap: u32, corrupt: f64 },
 }
 
 impl Action {
@@ -452,9 +456,13 @@ pub fn stage_words(stats: &str) -> String {
     let get = |k: &str| stats.lines().find_map(|l| l.strip_prefix(k)?.strip_prefix(' ')?.trim().parse::<u64>().ok());
     match (get("packets"), get("mean_added_us"), get("late_p50_us"), get("late_p99_us"), get("held_max")) {
         (Some(n), Some(mean), Some(p50), Some(p99), Some(held)) => format!(
-            "delay stage: {n} packets{}, mean {:.1} ms added, released late by {:.2} ms (p50) / {:.2} ms (p99), at most {held} held at once",
+            "delay stage: {n} packets{}{}, mean {:.1} ms added, released late by {:.2} ms (p50) / {:.2} ms (p99), at most {held} held at once",
             match get("at_once") {
                 Some(k) if k > 0 => format!(" ({k} sent at once)"),
+                _ => String::new(),
+            },
+            match get("corrupted") {
+                Some(k) if k > 0 => format!(" ({k} corrupted)"),
                 _ => String::new(),
             },
             mean as f64 / 1000.0,
@@ -499,6 +507,16 @@ impl FaultHandle {
                 distribution: *distribution,
                 reorder: *reorder,
                 gap: *gap,
+                corrupt: 0.0,
+            },
+            FaultSpec::Corrupt { percent, .. } => Action::Stage {
+                queue: queue_of(&fault.name),
+                delay_us: 0,
+                jitter_us: 0,
+                distribution: Distribution::Uniform,
+                reorder: 0.0,
+                gap: 1,
+                corrupt: *percent,
             },
             _ => Action::Rules,
         };
@@ -725,7 +743,18 @@ impl FaultHandle {
             ));
             v.push("rate via htb (not netem)".into());
         }
-        if let Action::Stage { queue, delay_us, jitter_us, distribution, reorder, gap } = self.action {
+        if let Action::Stage { queue, corrupt, .. } = self.action {
+            if corrupt > 0.0 {
+                let nodes: Vec<&str> = self.rules.keys().map(|k| k.as_str()).collect();
+                v.push(format!(
+                    "{}: clusterlab-impair on queue {queue} flips one random bit past the IP header in {corrupt}% of the packets; the receiver's checksum drops them",
+                    nodes.join(", ")
+                ));
+                v.push("corrupt via nfqueue and a userspace stage (not netem)".into());
+                return v;
+            }
+        }
+        if let Action::Stage { queue, delay_us, jitter_us, distribution, reorder, gap, .. } = self.action {
             let nodes: Vec<&str> = self.rules.keys().map(|k| k.as_str()).collect();
             v.push(format!(
                 "{}: clusterlab-impair on queue {queue} holds each packet {}{}",
@@ -915,7 +944,7 @@ impl FaultHandle {
     /// until it is bound; a stage that cannot bind (the queue taken, no netlink) fails the apply
     /// with its own words.
     fn stage_start_script(&self, chain: &str) -> String {
-        let Action::Stage { queue, delay_us, jitter_us, distribution, reorder, gap } = self.action else { return String::new() };
+        let Action::Stage { queue, delay_us, jitter_us, distribution, reorder, gap, corrupt } = self.action else { return String::new() };
         let dist = match distribution {
             Distribution::Uniform => "uniform",
             Distribution::Normal => "normal",
@@ -924,7 +953,7 @@ impl FaultHandle {
         format!(
             "rm -f {d}.ready {d}.stats {d}.log\n\
              setsid -f {IMPAIR_PATH} --queue {queue} --delay-us {delay_us} --jitter-us {jitter_us} --distribution {dist} \
-             --reorder-pct {reorder} --reorder-gap {gap} --ready {d}.ready --stats {d}.stats </dev/null >{d}.log 2>&1\n\
+             --reorder-pct {reorder} --reorder-gap {gap} --corrupt-pct {corrupt} --ready {d}.ready --stats {d}.stats </dev/null >{d}.log 2>&1\n\
              {} || {{ echo \"the delay stage did not start: $(cat {d}.log)\" >&2; exit 4; }}\n",
             poll_script(&format!("[ -s {d}.ready ] || {{ [ -s {d}.log ] && exit 1; false; }}"), 10, "0.05")
         )
@@ -967,23 +996,28 @@ fn ready_or_fail(fault: &str, component: &str) -> Result<&'static str, LabError>
 }
 
 impl FaultHandle {
+    /// What the revert proved of the iptables tables.
+    fn tables_line(&self) -> &'static str {
+        if self.across_install {
+            "iptables: none of the fault's rules remain and every rule from before it is still there (the install added its own meanwhile)"
+        } else {
+            "iptables rules equal what they were before the fault"
+        }
+    }
+
     /// What a revert restored, for the report.
     pub fn reverted(&self, r: &Reverted) -> Vec<String> {
         let c = &r.counters;
         match &self.action {
-            Action::Rules if self.across_install => vec![
-                describe_counters(&self.name, c),
-                "iptables: none of the fault's rules remain and every rule from before it is still there (the install added its own meanwhile)".into(),
-            ],
-            Action::Rules => vec![describe_counters(&self.name, c), "iptables rules equal what they were before the fault".into()],
+            Action::Rules => vec![describe_counters(&self.name, c), self.tables_line().into()],
             Action::Shape { .. } => vec![
                 describe_counters(&self.name, c),
-                "iptables rules and the lab interfaces' queueing disciplines equal what they were before the fault".into(),
+                format!("{}; the lab interfaces' queueing disciplines equal what they were before the fault", self.tables_line()),
             ],
             Action::Stage { .. } => {
                 let mut v = vec![describe_counters(&self.name, c)];
                 v.extend(r.notes.iter().cloned());
-                v.push("iptables rules equal what they were before the fault; the delay stage has exited".into());
+                v.push(format!("{}; the stage has exited", self.tables_line()));
                 v
             }
             Action::Kill { nodes, component } => vec![format!("{component} running again on {}", nodes.join(", "))],
@@ -1174,6 +1208,20 @@ mod tests {
         assert_eq!(reorder_words(50.0, 5), ", 50 % of every 5th packet sent at once (reordered)");
         let stop = stage_stop_script("CL-far");
         assert!(stop.contains("kill -TERM \"$pid\"") && stop.contains("cat /run/clusterlab-faults/CL-far.stats"), "{stop}");
+    }
+
+    #[test]
+    fn corrupt_hands_packets_to_a_stage_that_holds_nothing_and_counts_what_it_flipped() {
+        let spec =
+            FaultSpec::Corrupt { nodes: vec!["worker-2".into()], matches: m(Protocol::Udp, Some(5302), Direction::In, &[]), percent: 10.0 };
+        // Scoped like a drop (and a delay).
+        assert_eq!(
+            rules(&spec, &all(), &peer)["worker-2"],
+            vec![r("INPUT", "-p udp --dport 5302"), r("FORWARD", "-i $lab_if -p udp --dport 5302")]
+        );
+        assert!(spec.counts_packets());
+        let stats = "packets 2000\nat_once 0\ncorrupted 203\nheld_max 1\nlate_p50_us 3\nlate_p99_us 40\nlate_max_us 90\nmean_added_us 0\n";
+        assert!(stage_words(stats).starts_with("delay stage: 2000 packets (203 corrupted), mean 0.0 ms added"), "{}", stage_words(stats));
     }
 
     #[test]

@@ -12,8 +12,13 @@
 //! Reordering as netem does it: of every `gap`th packet (every packet by default), a share
 //! `reorder` percent goes at once instead of waiting, and so overtakes the ones held before it.
 //!
+//! Corruption as netem does it: a share `corrupt` percent of the packets gets one random bit
+//! flipped — here past the IP header, in the transport header or payload — and goes on with its
+//! new bytes. The kernel takes a payload a queue rewrote as unchecksummed, so the receiver checks
+//! it and drops what fails (TCP's and UDP's `InCsumErrors` count them), as a real bit error would.
+//!
 //! Usage: clusterlab-impair --queue N --delay-us D [--jitter-us J] [--distribution uniform|normal]
-//!        [--reorder-pct P] [--reorder-gap G] [--ready PATH] [--stats PATH]
+//!        [--reorder-pct P] [--reorder-gap G] [--corrupt-pct P] [--ready PATH] [--stats PATH]
 
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,12 +38,23 @@ struct Args {
     normal: bool,
     reorder_pct: f64,
     reorder_gap: u64,
+    corrupt_pct: f64,
     ready: Option<String>,
     stats: Option<String>,
 }
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
-    let mut a = Args { queue: 0, delay_us: 0, jitter_us: 0, normal: false, reorder_pct: 0.0, reorder_gap: 1, ready: None, stats: None };
+    let mut a = Args {
+        queue: 0,
+        delay_us: 0,
+        jitter_us: 0,
+        normal: false,
+        reorder_pct: 0.0,
+        reorder_gap: 1,
+        corrupt_pct: 0.0,
+        ready: None,
+        stats: None,
+    };
     let mut queue = None;
     let mut it = argv.iter();
     while let Some(flag) = it.next() {
@@ -61,6 +77,11 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
                     v.parse::<f64>().ok().filter(|p| (0.0..=100.0).contains(p)).ok_or(format!("--reorder-pct {v:?}: 0 to 100"))?;
             }
             "--reorder-gap" => a.reorder_gap = number(value()?)?.max(1),
+            "--corrupt-pct" => {
+                let v = value()?;
+                a.corrupt_pct =
+                    v.parse::<f64>().ok().filter(|p| (0.0..=100.0).contains(p)).ok_or(format!("--corrupt-pct {v:?}: 0 to 100"))?;
+            }
             "--ready" => a.ready = Some(value()?),
             "--stats" => a.stats = Some(value()?),
             other => return Err(format!("unknown argument {other:?}")),
@@ -104,6 +125,19 @@ fn goes_at_once(a: &Args, n: u64, rng: &mut Rng) -> bool {
     a.reorder_pct > 0.0 && n.is_multiple_of(a.reorder_gap) && rng.next_f64() * 100.0 < a.reorder_pct
 }
 
+/// Flip one random bit of an IPv4 packet past its header (the transport header or payload,
+/// which the transport's checksum covers). False when there is nothing past the header.
+fn flip_bit(packet: &mut [u8], rng: &mut Rng) -> bool {
+    let Some(first) = packet.first() else { return false };
+    let header = usize::from(first & 0x0f) * 4;
+    if packet.len() <= header {
+        return false;
+    }
+    let byte = header + ((rng.next_f64() * (packet.len() - header) as f64) as usize).min(packet.len() - header - 1);
+    packet[byte] ^= 1 << ((rng.next_f64() * 8.0) as u32).min(7);
+    true
+}
+
 /// A packet waiting for its release time (`seq` keeps arrival order among equal times).
 struct Held {
     due: Instant,
@@ -136,6 +170,8 @@ struct Stats {
     packets: u64,
     /// Released at once (reordering), never held.
     at_once: u64,
+    /// Sent on with a bit flipped.
+    corrupted: u64,
     held_max: usize,
     late_us: Vec<u64>,
     added_us_sum: u64,
@@ -148,9 +184,10 @@ impl Stats {
         let pct = |p: f64| late.get(((late.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0);
         let mean_added = self.added_us_sum.checked_div(self.packets - self.at_once).unwrap_or(0);
         format!(
-            "packets {}\nat_once {}\nheld_max {}\nlate_p50_us {}\nlate_p99_us {}\nlate_max_us {}\nmean_added_us {mean_added}\n",
+            "packets {}\nat_once {}\ncorrupted {}\nheld_max {}\nlate_p50_us {}\nlate_p99_us {}\nlate_max_us {}\nmean_added_us {mean_added}\n",
             self.packets,
             self.at_once,
+            self.corrupted,
             self.held_max,
             pct(0.5),
             pct(0.99),
@@ -184,11 +221,13 @@ fn wait_readable(fd: libc::c_int, d: Duration) {
 fn run(a: &Args) -> std::io::Result<Stats> {
     let mut q = nfq::Queue::open()?;
     q.bind(a.queue)?;
-    // Metadata only: the verdict needs the packet's id, not its bytes, and held packets then
-    // cost a few hundred bytes each instead of a copy of the packet.
-    q.set_copy_range(a.queue, 0)?;
-    // GSO packets as they are: one entry per super-packet instead of segmenting it here.
-    q.set_recv_gso(a.queue, true)?;
+    let corrupting = a.corrupt_pct > 0.0;
+    // Metadata only, unless packets are corrupted: the verdict needs the packet's id, not its
+    // bytes, and held packets then cost a few hundred bytes each instead of a copy.
+    q.set_copy_range(a.queue, if corrupting { 0xffff } else { 0 })?;
+    // GSO packets as they are (one entry per super-packet), unless bits are flipped: the kernel
+    // then segments them first, and each wire packet is corrupted or not on its own.
+    q.set_recv_gso(a.queue, !corrupting)?;
     // Room for ~a second of a fast link at 50 ms: packets beyond it are dropped by the kernel
     // (counted in /proc/net/netfilter/nfnetlink_queue), as netem's limit drops them.
     q.set_queue_max_len(a.queue, 50_000)?;
@@ -209,6 +248,9 @@ fn run(a: &Args) -> std::io::Result<Stats> {
             match q.recv() {
                 Ok(mut msg) => {
                     seq += 1;
+                    if corrupting && rng.next_f64() * 100.0 < a.corrupt_pct && flip_bit(msg.get_payload_mut(), &mut rng) {
+                        stats.corrupted += 1;
+                    }
                     if goes_at_once(a, seq, &mut rng) {
                         stats.packets += 1;
                         stats.at_once += 1;
@@ -315,7 +357,17 @@ mod tests {
     }
 
     fn base() -> Args {
-        Args { queue: 0, delay_us: 50_000, jitter_us: 10_000, normal: false, reorder_pct: 0.0, reorder_gap: 1, ready: None, stats: None }
+        Args {
+            queue: 0,
+            delay_us: 50_000,
+            jitter_us: 10_000,
+            normal: false,
+            reorder_pct: 0.0,
+            reorder_gap: 1,
+            corrupt_pct: 0.0,
+            ready: None,
+            stats: None,
+        }
     }
 
     #[test]
@@ -335,10 +387,31 @@ mod tests {
 
     #[test]
     fn stats_report_lateness_percentiles() {
-        let s = Stats { packets: 4, at_once: 0, held_max: 3, late_us: vec![40, 10, 20, 30], added_us_sum: 200_000 };
+        let s = Stats { packets: 4, at_once: 0, corrupted: 1, held_max: 3, late_us: vec![40, 10, 20, 30], added_us_sum: 200_000 };
         let t = s.text();
-        assert!(t.contains("packets 4\n") && t.contains("held_max 3\n"), "{t}");
+        assert!(t.contains("packets 4\n") && t.contains("corrupted 1\n") && t.contains("held_max 3\n"), "{t}");
         assert!(t.contains("late_max_us 40\n") && t.contains("mean_added_us 50000\n"), "{t}");
         assert!(Stats::default().text().contains("late_p99_us 0\n"));
+    }
+
+    #[test]
+    fn corruption_flips_one_bit_past_the_ip_header() {
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        // A 20-byte IPv4 header (IHL 5) and 40 bytes after it.
+        let clean: Vec<u8> = std::iter::once(0x45).chain(1..60u8).collect();
+        for _ in 0..500 {
+            let mut p = clean.clone();
+            assert!(flip_bit(&mut p, &mut rng));
+            let diff: Vec<usize> = (0..p.len()).filter(|i| p[*i] != clean[*i]).collect();
+            assert_eq!(diff.len(), 1, "one byte changes");
+            assert!(diff[0] >= 20, "the IP header is left alone: byte {}", diff[0]);
+            assert_eq!((p[diff[0]] ^ clean[diff[0]]).count_ones(), 1, "one bit");
+        }
+        // Nothing past the header (or nothing at all): nothing to corrupt.
+        assert!(!flip_bit(&mut clean[..20].to_vec(), &mut rng));
+        assert!(!flip_bit(&mut [], &mut rng));
+        let a = args("--queue 1 --corrupt-pct 5").unwrap();
+        assert_eq!(a.corrupt_pct, 5.0);
+        assert!(args("--queue 1 --corrupt-pct -1").unwrap_err().contains("0 to 100"));
     }
 }

@@ -196,6 +196,13 @@ pub async fn gather(
                 peers: matches.peers.clone(),
                 delay: crate::fault::delay_words(*delay_us, *jitter_us, *distribution),
             },
+            FaultSpec::Corrupt { nodes, matches, percent } => Effect::Corrupt {
+                nodes: nodes.clone(),
+                what: proto_word(matches),
+                direction: direction_word(matches.direction),
+                peers: matches.peers.clone(),
+                percent: *percent,
+            },
             FaultSpec::Duplicate { nodes, matches, percent } => Effect::Duplicate {
                 nodes: nodes.clone(),
                 what: proto_word(matches),

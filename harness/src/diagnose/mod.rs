@@ -162,6 +162,14 @@ pub enum Effect {
         peers: Vec<String>,
         percent: f64,
     },
+    /// One bit flipped in `percent` of `what` going `direction` at `nodes`.
+    Corrupt {
+        nodes: Vec<String>,
+        what: String,
+        direction: String,
+        peers: Vec<String>,
+        percent: f64,
+    },
     /// Hold `what` going `direction` at `nodes` for `delay` (as words: `50 ms ± 10 ms (uniform)`).
     Delay {
         nodes: Vec<String>,
@@ -251,6 +259,7 @@ impl Effect {
             Effect::Drop { nodes, .. }
             | Effect::Rate { nodes, .. }
             | Effect::Delay { nodes, .. }
+            | Effect::Corrupt { nodes, .. }
             | Effect::Duplicate { nodes, .. }
             | Effect::Kill { nodes, .. }
             | Effect::Pause { nodes }
@@ -346,6 +355,17 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
                     let dir = dir_words(direction);
                     // A request slower than its timeout is lost to the client, not to the network.
                     out.push(format!("{what} {dir} {n} delayed {delay} by fault {} ({} packets)", f.name, pk(n)));
+                }
+            }
+            Effect::Corrupt { nodes, what, direction, peers, percent } => {
+                for n in &scoped(nodes, peers) {
+                    let dir = dir_words(direction);
+                    // The stage counts what passed it; the receiver's checksum drops the corrupted.
+                    out.push(format!(
+                        "{percent}% of {what} {dir} {n} corrupted by fault {} ({} packets through its stage; a corrupted one fails its checksum and is dropped)",
+                        f.name,
+                        pk(n)
+                    ));
                 }
             }
             Effect::Duplicate { nodes, what, direction, peers, percent } => {

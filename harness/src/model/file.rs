@@ -319,6 +319,9 @@ pub enum FaultKind {
     /// Send a share of the matched packets twice: the sending node's iptables TEE clones them to
     /// the receiving node (netem's duplicate, without netem).
     Duplicate,
+    /// Flip one random bit in a share of the matched packets (past the IP header): the delay
+    /// stage rewrites them, and the receiver's checksum drops them (netem's corrupt, without it).
+    Corrupt,
     /// Limit the bandwidth of the matched packets (a slow link): HTB on the sending node's lab
     /// interface, the packets chosen by iptables.
     Rate,

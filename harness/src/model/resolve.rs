@@ -199,6 +199,12 @@ pub enum FaultSpec {
         reorder: f64,
         gap: u32,
     },
+    /// One random bit flipped in `percent` of the matched packets (past the IP header).
+    Corrupt {
+        nodes: Vec<String>,
+        matches: Match,
+        percent: f64,
+    },
     /// `percent` of the matched packets arrive twice.
     Duplicate {
         nodes: Vec<String>,
@@ -230,6 +236,7 @@ impl FaultSpec {
                 | FaultSpec::Loss { .. }
                 | FaultSpec::Rate { .. }
                 | FaultSpec::Delay { .. }
+                | FaultSpec::Corrupt { .. }
         )
     }
 }
@@ -1381,6 +1388,7 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
         FaultKind::Mtu => ("mtu", &["node", "mtu"]),
         FaultKind::Rate => ("rate", &["node", "protocol", "port", "direction", "peers", "rate", "burst"]),
         FaultKind::Duplicate => ("duplicate", &["node", "protocol", "port", "direction", "peers", "percent"]),
+        FaultKind::Corrupt => ("corrupt", &["node", "protocol", "port", "direction", "peers", "percent"]),
         FaultKind::Delay => {
             ("delay", &["node", "protocol", "port", "direction", "peers", "delay", "jitter", "distribution", "reorder", "gap"])
         }
@@ -1536,6 +1544,12 @@ fn resolve_fault(fd: &FaultDecl, idx: &NodeIndex, stack: StackKind, p: &mut Prob
             let matches = resolve_match(fd, idx, p);
             let percent = needs_percent(fd, kind_word, Some("e.g. percent: 5"), p);
             Some(FaultSpec::Duplicate { nodes, matches, percent })
+        }
+        FaultKind::Corrupt => {
+            let nodes = needs_nodes(fd, idx, kind_word, Some("name the node whose packets arrive corrupted"), p);
+            let matches = resolve_match(fd, idx, p);
+            let percent = needs_percent(fd, kind_word, Some("e.g. percent: 5"), p);
+            Some(FaultSpec::Corrupt { nodes, matches, percent })
         }
         FaultKind::Drop | FaultKind::Loss => {
             let nodes = needs_nodes(fd, idx, kind_word, Some("name the node whose traffic is dropped"), p);

@@ -511,3 +511,18 @@ fn install_mistakes_are_located() {
     );
     assert_eq!(problems(&ok), "valid");
 }
+
+#[test]
+fn corrupt_faults_resolve_and_need_a_percent() {
+    let drop = "  - { name: vxlan-blocked, kind: drop, node: worker-1, protocol: udp, port: 4789, direction: in }";
+    let add = |f: &str| GOOD.replace(drop, &format!("{drop}\n  - {f}"));
+    let s = parse_str(&add("{ name: garbled, kind: corrupt, node: worker-2, protocol: udp, port: 5302, percent: 10 }"), "t.yaml").unwrap();
+    let want = FaultSpec::Corrupt {
+        nodes: vec!["worker-2".into()],
+        matches: Match { protocol: Protocol::Udp, port: Some(5302), direction: Direction::In, peers: vec![] },
+        percent: 10.0,
+    };
+    assert_eq!(s.fault("garbled").unwrap().spec, want);
+    let bad = problems(&add("{ name: garbled, kind: corrupt, node: worker-2, delay: 5ms }"));
+    assert!(bad.contains("t.yaml:") && bad.contains("percent") && bad.contains("delay"), "{bad}");
+}
