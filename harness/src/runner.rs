@@ -636,7 +636,6 @@ async fn install_step(
     }
     let mut report = CheckReport::new(&i.name, "install", "");
     report.observation.notes = phases;
-    let stage = |e: &LabError| e.stage().map(|s| s.word().to_string()).unwrap_or_else(|| "no stage (the install itself)".into());
     // The failure in its own words: an install's error is its stage around the command's.
     let inner = |e: &LabError| match e {
         LabError::Install { source, .. } => source.to_string(),
@@ -667,7 +666,7 @@ async fn install_step(
         // One pair for the diagnosis: the node whose command failed, and the stage.
         let node = e.node().map(str::to_string).unwrap_or_else(|| lab.plan.leader().name.clone());
         report.observation.rows = vec![node.clone()];
-        report.observation.cols = vec![crate::vocab::Target { label: format!("install {}", stage(e)), node }];
+        report.observation.cols = vec![crate::vocab::Target { label: format!("install {}", stage_word(e.stage())), node }];
         report.observation.cells = vec![vec![crate::vocab::Cell { hits: 0, tries: 1, detail: first(e), ..Default::default() }]];
         report.expected = vec![vec![i.fails_at.is_none()]];
         let ev = diagnose::gather(lab, &report, applied, &before, &after, None).await;
@@ -696,12 +695,18 @@ async fn install_step(
     }
 }
 
+/// A failure's install stage as the file names it; a failure outside every stage (the install's
+/// own timeout) says so.
+fn stage_word(s: Option<InstallStage>) -> &'static str {
+    s.map(|s| s.word()).unwrap_or("no stage (the install itself)")
+}
+
 /// An install's verdict: `ran` is Ok, or the stage it failed at (None: outside every stage,
 /// e.g. its timeout) and the failure's first line; `fails_at` is what the file expects (None:
 /// success). Failing at another stage than the one expected is a fail: the file names the
 /// failure it reproduces, and any other is not it.
 pub fn judge_install(ran: Result<&(), (Option<InstallStage>, String)>, fails_at: Option<InstallStage>) -> (Outcome, String) {
-    let at = |s: Option<InstallStage>| s.map(|s| s.word()).unwrap_or("no stage (the install itself)");
+    let at = stage_word;
     match (ran, fails_at) {
         (Ok(_), None) => (Outcome::Pass, "installed".into()),
         (Ok(_), Some(want)) => (Outcome::Fail, format!("installed, and the file expects it to fail at {want}")),
