@@ -1677,24 +1677,43 @@ fn step_detail(report: &serde_json::Value, title: &str) -> String {
 /// the install fails at stage swarm-join — a pass only because the file expects that stage —
 /// with the drop's packets as its cause. Reverted (its rules proven gone, though the install
 /// added dockerd's meanwhile), the install runs again on the same nodes and every replica
-/// answers. Where it must fail: the same file expecting the first install to succeed ends with
-/// exit 4, the install's verdict failed and naming the stage and the drop, and no check run.
+/// answers. Where it must fail: the same file expecting the first install to succeed, driven
+/// through the library's `Lab` (which comes up bare): that install is an error, its verdict a
+/// fail naming the stage and the drop; after the revert the next install and the check pass.
 #[test]
 fn swarm_join_blocked_fails_at_its_stage_and_installs_after_the_revert() {
     let _g = shared(&["swarm-join-blocked", "test-join-must-succeed"]);
     let text = std::fs::read_to_string(root().join("scenarios/swarm-join-blocked.yaml")).unwrap();
     let strict =
         text.replace("name: swarm-join-blocked", "name: test-join-must-succeed").replace("      expect: { fails-at: swarm-join }\n", "");
-    assert_ne!(strict, text.replace("name: swarm-join-blocked", "name: test-join-must-succeed"), "the story no longer expects swarm-join");
-    let dir = tempfile::tempdir().unwrap();
-    let strict_file = dir.path().join("test-join-must-succeed.yaml");
-    std::fs::write(&strict_file, strict).unwrap();
+    assert!(!strict.contains("fails-at"), "the story no longer expects swarm-join where this test removes it");
+    let strict = clusterlab::model::parse_str(&strict, "strict.yaml").unwrap();
     // Both labs at once: each install waits ~20 s for swarm's join timeout.
-    let ((o, r), (so, sr)) = std::thread::scope(|s| {
+    let ((o, r), ()) = std::thread::scope(|s| {
         let story = s.spawn(|| json_run("scenarios/swarm-join-blocked.yaml"));
-        let strict = s.spawn(|| json_run(strict_file.to_str().unwrap()));
-        (story.join().unwrap(), strict.join().unwrap())
+        let lib = s.spawn(|| {
+            tokio::runtime::Runtime::new().unwrap().block_on(async {
+                let mut lab = clusterlab::Lab::up(&strict).await.expect("bare nodes up");
+                let bare = lab.exec("worker-1", &["docker", "info", "-f", "{{.Swarm.LocalNodeState}}"]).await.unwrap();
+                assert_eq!(bare.stdout.trim(), "inactive", "the nodes start bare");
+                // A check on bare nodes is refused, naming why (a file is refused this when read).
+                let early = lab.check("every-replica-from-every-node").await.expect_err("a check before any install");
+                assert!(early.to_string().contains("it is not installed"), "{early}");
+                lab.apply("join-blocked").await.unwrap();
+                let err = lab.install("join-behind-firewall").await.expect_err("a must-succeed install that fails is an error");
+                assert!(err.to_string().starts_with("the install failed at stage swarm-join"), "{err}");
+                let verdict = lab.report().checks.last().cloned().expect("the install's verdict");
+                assert_eq!((verdict.kind.as_str(), verdict.outcome), ("install", clusterlab::vocab::Outcome::Fail));
+                assert!(verdict.summary.starts_with("failed at swarm-join: swarm join failed"), "{}", verdict.summary);
+                assert!(verdict.diagnosis.join("\n").contains("dropped into manager by fault join-blocked"), "{:?}", verdict.diagnosis);
+                lab.revert("join-blocked").await.unwrap();
+                assert!(lab.install("join-again").await.unwrap().passed());
+                assert!(lab.check("every-replica-from-every-node").await.unwrap().passed());
+            })
+        });
+        (story.join().unwrap(), lib.join().unwrap())
     });
+    assert_clean("test-join-must-succeed");
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     let first = check(&r, "join-behind-firewall");
     assert_eq!(first["outcome"], "pass", "{first}");
@@ -1708,16 +1727,8 @@ fn swarm_join_blocked_fails_at_its_stage_and_installs_after_the_revert() {
     assert!(step_detail(&r, "Revert fault join-blocked").contains("none of the fault's rules remain"), "{r}");
     assert_eq!(check(&r, "join-again")["outcome"], "pass");
     assert_eq!(check(&r, "every-replica-from-every-node")["outcome"], "pass");
+    assert!(stdout(&o).contains("✓ Install join-behind-firewall: failed at swarm-join, as the file expects"), "{}", stdout(&o));
     assert_clean("swarm-join-blocked");
-
-    assert_eq!(so.status.code(), Some(4), "{}", stdout(&so));
-    let failed = check(&sr, "join-behind-firewall");
-    assert_eq!(failed["outcome"], "fail");
-    assert!(failed["summary"].as_str().unwrap().starts_with("failed at swarm-join: swarm join failed"), "{failed}");
-    assert!(failed["diagnosis"][0].as_str().unwrap_or("").contains("dropped into manager by fault join-blocked"), "{failed}");
-    assert_eq!(sr["runs"][0]["checks"].as_array().map(|c| c.len()), Some(1), "checks ran after a failed install");
-    assert!(stdout(&so).contains("✗ Install join-behind-firewall: failed at swarm-join"), "{}", stdout(&so));
-    assert_clean("test-join-must-succeed");
 }
 
 /// Faults during install, Kubernetes — the seed's story 2, whole: behind a stray proxy with no

@@ -308,11 +308,16 @@ pub struct StepState {
     pub summary: Summary,
     /// Replicas each scaled service was last scaled to (the scenario's count until then).
     scaled: BTreeMap<String, u32>,
+    /// Whether the stack is installed: from the start, unless the scenario installs in its
+    /// steps; then after an install that succeeded. (Files are checked for this when they are
+    /// read; the library's `Lab` runs steps by name, in any order, and is checked here.)
+    installed: bool,
 }
 
 impl StepState {
-    fn new(facts: HostFacts) -> StepState {
+    fn new(facts: HostFacts, installed: bool) -> StepState {
         StepState {
+            installed,
             facts,
             applied: BTreeMap::new(),
             cannot: BTreeMap::new(),
@@ -419,9 +424,20 @@ fn marker(step: &Step, start_ms: f64, end_ms: f64) -> crate::stream::timeline::M
 
 /// Run one step.
 async fn run_step(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, st: &mut StepState, step: &Step) -> Result<(), Abort> {
-    let StepState { facts, applied, cannot, streams, summary: sum, scaled } = st;
+    let StepState { facts, applied, cannot, streams, summary: sum, scaled, installed } = st;
+    let needs_stack = matches!(step, Step::Check(_) | Step::Bench(_) | Step::Scale { .. } | Step::StartStream(_));
+    if needs_stack && !*installed {
+        let what = match step {
+            Step::Check(c) => format!("check {}", c.name),
+            Step::Bench(b) => format!("bench {}", b.name),
+            Step::Scale { service, .. } => format!("scale {service}"),
+            Step::StartStream(n) => format!("stream {n}"),
+            _ => String::new(),
+        };
+        return Err(Abort(exit::STACK, LabError::NotInstalled { step: what }));
+    }
     match step {
-        Step::Install(i) => install_step(lab, stack, r, applied, sum, i).await?,
+        Step::Install(i) => *installed = install_step(lab, stack, r, applied, sum, i).await?,
         Step::StartStream(n) => {
             let s = lab.scenario.streams.iter().find(|s| &s.name == n).expect("validated stream");
             streams.start(lab, stack, s, r).await?;
@@ -610,7 +626,7 @@ async fn install_step(
     applied: &mut BTreeMap<String, FaultHandle>,
     sum: &mut Summary,
     i: &crate::model::Install,
-) -> Result<(), Abort> {
+) -> Result<bool, Abort> {
     r.emit(Event::StepStart { title: format!("Install {}", i.name) });
     let before = Snapshot::take(lab, applied).await;
     for h in applied.values_mut() {
@@ -691,7 +707,7 @@ async fn install_step(
     r.emit(Event::Check(Box::new(report)));
     match res {
         Err(e) if i.fails_at.is_none() => Err(Abort(exit::STACK, e)),
-        _ => Ok(()),
+        r => Ok(r.is_ok()),
     }
 }
 
@@ -756,7 +772,7 @@ pub async fn bring_up(engine: &Engine, s: &Scenario, run_id: &str, keep: bool, r
     }
     .await;
     match up {
-        Ok((lab, facts)) => Ok(Session { lab, state: StepState::new(facts) }),
+        Ok((lab, facts)) => Ok(Session { lab, state: StepState::new(facts, !s.installs_in_steps()) }),
         Err(Abort(code, e)) => {
             let _ = engine.remove_labelled(Some(&s.name), Some(run_id)).await;
             Err((code, e))
@@ -943,7 +959,7 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
         if result.is_ok() && !opts.up_only {
             result = match measure_facts(&lab).await {
                 Ok(facts) => {
-                    let mut st = StepState::new(facts);
+                    let mut st = StepState::new(facts, !s.installs_in_steps());
                     let res = run_steps(&lab, &stack, &mut r, &mut st).await;
                     sum = st.summary;
                     res
@@ -1043,7 +1059,7 @@ pub async fn run_on_kept(engine: &Engine, s: &Scenario, lab_name: &str, only: Op
         }
         let stack = AnyStack::new(&lab);
         stack.learn().await.map_err(|e| Abort(exit::STACK, e))?;
-        let mut st = StepState::new(measure_facts(&lab).await.map_err(|e| Abort(exit::HOST, e))?);
+        let mut st = StepState::new(measure_facts(&lab).await.map_err(|e| Abort(exit::HOST, e))?, true);
         let res = run_steps(&lab, &stack, &mut r, &mut st).await;
         sum = st.summary;
         res

@@ -69,6 +69,8 @@ pub enum LabError {
     Inspect { container: String, message: String },
     #[error("the install failed at stage {stage}: {source}")]
     Install { stage: crate::model::InstallStage, source: Box<LabError> },
+    #[error("{step} needs the stack, and it is not installed (this scenario installs in its steps)\n    hint: run an install step that succeeds first")]
+    NotInstalled { step: String },
     #[error("the install did not finish within {secs} s (it had finished: {done})")]
     InstallTimeout { secs: u64, done: String },
     #[error("interrupted")]
