@@ -1,5 +1,6 @@
 # clusterlab — common tasks. `make test` is the test command CI runs (see .ci/run).
-CLUSTERLAB := cargo run -q --
+# --bin: the workspace builds several programs (the harness embeds the others).
+CLUSTERLAB := cargo run -q --bin clusterlab --
 .PHONY: build images run test lint doctor clean bundle baseline matrix bench conformance
 
 build:
