@@ -44,6 +44,11 @@ pub struct Evidence {
     /// Swarm: per node, what its overlay holds (see `OverlayView`).
     #[serde(default)]
     pub overlay: BTreeMap<String, OverlayView>,
+    /// Per node: the network namespaces (named by their addresses) whose TCP accept queue has
+    /// overflowed since they were made (`TcpExt ListenOverflows`), and how often. A server that
+    /// cannot accept fast enough drops the connection attempt; the client retries it after 1 s.
+    #[serde(default)]
+    pub listen_overflows: BTreeMap<String, Vec<(String, u64)>>,
 }
 
 /// `OverlayView::local`'s key for the node's probe container.
@@ -420,6 +425,16 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
     }
     if out.is_empty() {
         out.extend(silent_faults);
+    }
+    // A server on the target's node that dropped connection attempts: the lab's network is not
+    // the one to blame, whatever else is said.
+    if let Some(full) = e.listen_overflows.get(node).filter(|v| !v.is_empty()) {
+        let at: Vec<String> = full.iter().map(|(a, n)| format!("{n} times at {a}")).collect();
+        out.push(format!(
+            "a server on {node} could not accept fast enough: its listen queue overflowed {} since it started (TcpExt ListenOverflows); \
+             each overflow drops a connection attempt, which the client sends again only after 1 s",
+            at.join(", ")
+        ));
     }
     if out.is_empty() {
         out.push(format!("{NOTHING_EXPLAINS}; see the evidence directory"));

@@ -1,4 +1,4 @@
-use super::gather::{exempt, parse_vxlan};
+use super::gather::{exempt, parse_listen as gather_parse_listen, parse_vxlan};
 use super::*;
 
 /// Evidence recorded from real runs (each a check that failed on purpose: the expectation was
@@ -261,4 +261,22 @@ fn overlay_lines_parse_into_a_view() {
     assert_eq!(v.local.get(PROBE).map(String::as_str), Some("10.0.1.7"));
     assert_eq!(v.address_of("web.2").map(String::as_str), Some("10.0.1.3"));
     assert_eq!(v.address_of("web.20"), None);
+}
+
+/// A server on the target's node whose accept queue overflowed is named, with where and how
+/// often, and only for that node; namespaces that never overflowed are left out when parsed.
+#[test]
+fn a_server_whose_listen_queue_overflowed_is_named() {
+    assert_eq!(
+        gather_parse_listen("10.0.1.1 0\n10.0.1.4,172.18.0.4 8\n- 0\ngarbage\n10.0.1.3 x\n"),
+        vec![("10.0.1.4,172.18.0.4".to_string(), 8)]
+    );
+    let mut e =
+        Evidence { kind: "replicas".into(), pairs: vec![pair("a", "b", false, true), pair("a", "c", false, true)], ..Default::default() };
+    e.listen_overflows.insert("b".into(), vec![("10.0.1.4".into(), 8)]);
+    let l = explain(&e);
+    let on_b = l.iter().find(|x| x.contains("targets on b")).expect("a line for b");
+    assert!(on_b.contains("a server on b could not accept fast enough: its listen queue overflowed 8 times at 10.0.1.4"), "{l:?}");
+    let on_c = l.iter().find(|x| x.contains("targets on c")).expect("a line for c");
+    assert!(!on_c.contains("listen queue") && on_c.contains("no applied fault"), "{l:?}");
 }
