@@ -426,9 +426,10 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
     if out.is_empty() {
         out.extend(silent_faults);
     }
-    // A server on the target's node that dropped connection attempts: the lab's network is not
-    // the one to blame, whatever else is said.
-    if let Some(full) = e.listen_overflows.get(node).filter(|v| !v.is_empty()) {
+    // A server on the target's node that dropped connection attempts, when nothing above
+    // explains the silence (its count is since it started: beside a fault that matched, it
+    // would be a guess).
+    if let Some(full) = e.listen_overflows.get(node).filter(|v| !v.is_empty() && out.is_empty()) {
         let at: Vec<String> = full.iter().map(|(a, n)| format!("{n} times at {a}")).collect();
         out.push(format!(
             "a server on {node} could not accept fast enough: its listen queue overflowed {} since it started (TcpExt ListenOverflows); \

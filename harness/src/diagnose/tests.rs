@@ -280,3 +280,17 @@ fn a_server_whose_listen_queue_overflowed_is_named() {
     let on_c = l.iter().find(|x| x.contains("targets on c")).expect("a line for c");
     assert!(!on_c.contains("listen queue") && on_c.contains("no applied fault"), "{l:?}");
 }
+
+/// Beside a fault that matched packets, an old overflow count is no cause: it is left out.
+#[test]
+fn a_listen_overflow_does_not_compete_with_a_fault_that_matched() {
+    let mut e = Evidence { kind: "replicas".into(), pairs: vec![pair("a", "b", false, true)], ..Default::default() };
+    e.listen_overflows.insert("b".into(), vec![("10.0.1.4".into(), 3)]);
+    e.faults.push(FaultFact {
+        name: "cut".into(),
+        effect: Effect::Drop { nodes: vec!["b".into()], what: "all traffic".into(), direction: "in".into(), peers: vec![], percent: None },
+        packets: [("b".to_string(), 9)].into_iter().collect(),
+    });
+    let l = explain(&e);
+    assert!(l[0].contains("dropped into b by fault cut (9 packets)") && !l[0].contains("listen queue"), "{l:?}");
+}
