@@ -79,7 +79,7 @@ impl Swarm<'_> {
     async fn init_and_join(&self) -> Result<(), LabError> {
         let leader = self.lab.plan.leader().clone();
         // Re-running `up` on a lab whose swarm exists is a no-op rather than an error.
-        let state = self.lab.sh_raw(&leader.name, "docker info -f '{{.Swarm.LocalNodeState}}'").await?;
+        let state = self.lab.sh_raw(&leader.name, "docker info -f '{{.Swarm.LocalNodeState}}'").await.at(InstallStage::SwarmInit)?;
         if state.stdout.trim() != "active" {
             self.lab
                 .sh(&leader.name, "swarm init", &format!("docker swarm init --advertise-addr {}", leader.ip))
