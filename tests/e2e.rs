@@ -1762,3 +1762,29 @@ fn k8s_install_behind_a_proxy_fails_at_the_control_plane_then_installs_again() {
     assert!(!out.contains("Text file busy"), "{out}");
     assert_clean("k8s-install-behind-proxy");
 }
+
+/// A server that cannot accept fast enough is named as the cause of what it loses: one busybox
+/// httpd replica (listen backlog 9) under bursts of 48 connections at once with 0.5 s timeouts
+/// drops connection attempts (the client resends one only after 1 s); the checks' and the
+/// stream's causes name its full listen queue, where and how often — not the network.
+#[test]
+fn a_server_that_cannot_accept_fast_enough_is_named_as_the_cause() {
+    let _g = shared(&["test-server-overflow"]);
+    let (o, r) = json_run("tests/scenarios/swarm-server-overflow.yaml");
+    assert_eq!(o.status.code(), Some(1), "the bursts lost nothing: {}", stdout(&o));
+    let failed: Vec<&serde_json::Value> = r["runs"][0]["checks"].as_array().unwrap().iter().filter(|c| c["outcome"] == "fail").collect();
+    assert!(!failed.is_empty(), "{r}");
+    for c in failed {
+        let causes = c["diagnosis"].to_string();
+        assert!(causes.contains("could not accept fast enough: its listen queue overflowed"), "{causes}");
+        assert!(!causes.contains("no applied fault"), "{causes}");
+    }
+    let s = stream(&r, "s");
+    if s["outcome"] == "fail" {
+        assert!(
+            s["diagnosis"].to_string().contains("listen queue overflowed") && s["diagnosis"].to_string().contains("while the stream ran"),
+            "{s}"
+        );
+    }
+    assert_clean("test-server-overflow");
+}

@@ -7,6 +7,7 @@ use crate::provider::LabError;
 use crate::vocab::{probe_container, DnsExpect, Replica};
 pub use crate::vocab::{Cell, Client, Latency, Observation, ServicePaths, Target};
 use futures_util::future::try_join_all;
+use std::collections::BTreeMap;
 
 /// One request's result from a probe script.
 #[derive(Debug, Clone, PartialEq)]
@@ -517,6 +518,76 @@ pub fn dns_addresses(out: &str) -> Vec<String> {
         }
     }
     v
+}
+
+/// Every container network namespace of a node — the engine's (/var/run/docker/netns) and the
+/// CNI's (/var/run/netns) — as one line: its IPv4 addresses (comma-joined) and its
+/// `TcpExt ListenOverflows`. /proc/net is the reading process's namespace, so `cat` run by
+/// nsenter reads that namespace's counters.
+const LISTEN_SCRIPT: &str = r#"for ns in /var/run/docker/netns/* /var/run/netns/*; do
+  [ -e "$ns" ] || continue
+  a=$(nsenter --net="$ns" ip -4 -o addr show scope global | awk '{split($4, x, "/"); printf "%s%s", s, x[1]; s=","}')
+  o=$(nsenter --net="$ns" cat /proc/net/netstat | awk '/^TcpExt:/ {if (!h) {for (i = 1; i <= NF; i++) if ($i == "ListenOverflows") c = i; h = 1} else print $c}')
+  echo "${a:--} ${o:-0}"
+done 2>/dev/null; true"#;
+
+/// Per node: each container namespace (named by its addresses) and how often its TCP listen
+/// queue overflowed since it was made. A server that cannot accept fast enough drops the
+/// connection attempt, and the client sends it again only after 1 s. Nodes that cannot be read
+/// are left out (this is evidence, never a verdict).
+pub async fn listen_counts(lab: &Lab) -> BTreeMap<String, BTreeMap<String, u64>> {
+    let outs = futures_util::future::join_all(
+        lab.plan.nodes.iter().map(|n| async move { (n.name.clone(), lab.sh_raw(&n.name, LISTEN_SCRIPT).await) }),
+    )
+    .await;
+    outs.into_iter().filter_map(|(n, o)| Some((n, parse_listen(&o.ok()?.stdout)))).collect()
+}
+
+/// Per node, the namespaces whose listen queue has overflowed since they were made.
+pub async fn listen_overflows(lab: &Lab) -> BTreeMap<String, Vec<(String, u64)>> {
+    overflowed(&BTreeMap::new(), &listen_counts(lab).await)
+}
+
+/// Overflows between two readings, per node and namespace (a namespace new since `before`
+/// counts from zero); only those that overflowed.
+pub fn overflowed(
+    before: &BTreeMap<String, BTreeMap<String, u64>>,
+    after: &BTreeMap<String, BTreeMap<String, u64>>,
+) -> BTreeMap<String, Vec<(String, u64)>> {
+    after
+        .iter()
+        .filter_map(|(node, now)| {
+            let v: Vec<(String, u64)> = now
+                .iter()
+                .filter_map(|(a, n)| {
+                    let was = before.get(node).and_then(|b| b.get(a)).copied().unwrap_or(0);
+                    (*n > was).then(|| (a.clone(), n - was))
+                })
+                .collect();
+            (!v.is_empty()).then(|| (node.clone(), v))
+        })
+        .collect()
+}
+
+/// `ADDRESSES COUNT` lines into counts by namespace.
+pub fn parse_listen(out: &str) -> BTreeMap<String, u64> {
+    out.lines()
+        .filter_map(|l| {
+            let (a, n) = l.trim().rsplit_once(' ')?;
+            Some((a.trim().to_string(), n.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A cause line for the namespaces of `node` whose listen queue overflowed (`when`: "since it
+/// started", "while the stream ran").
+pub fn overflow_words(node: &str, full: &[(String, u64)], when: &str) -> String {
+    let at: Vec<String> = full.iter().map(|(a, n)| format!("{n} times at {a}")).collect();
+    format!(
+        "a server on {node} could not accept fast enough: its listen queue overflowed {} {when} (TcpExt ListenOverflows); \
+         each overflow drops a connection attempt, which the client sends again only after 1 s",
+        at.join(", ")
+    )
 }
 
 #[cfg(test)]

@@ -271,8 +271,11 @@ pub async fn gather(
         }
     }
     let addresses = lab.plan.nodes.iter().map(|n| (n.name.clone(), n.ip.to_string())).collect();
-    let listen_overflows =
-        if matches!(check.kind.as_str(), "replicas" | "vip" | "node-port") { listen_overflows(lab).await } else { BTreeMap::new() };
+    let listen_overflows = if matches!(check.kind.as_str(), "replicas" | "vip" | "node-port") {
+        crate::probe::listen_overflows(lab).await
+    } else {
+        BTreeMap::new()
+    };
     let (service_rules, endpoints) = service_plumbing(lab, check).await;
     let overlay = overlay_views(lab, check).await;
     Evidence {
@@ -290,39 +293,6 @@ pub async fn gather(
         overlay,
         listen_overflows,
     }
-}
-
-/// Every container network namespace of a node — the engine's (/var/run/docker/netns) and the
-/// CNI's (/var/run/netns) — as one line: its IPv4 addresses (comma-joined) and its
-/// `TcpExt ListenOverflows`. /proc/net is the reading process's namespace, so `cat` run by
-/// nsenter reads that namespace's counters.
-const LISTEN_SCRIPT: &str = r#"for ns in /var/run/docker/netns/* /var/run/netns/*; do
-  [ -e "$ns" ] || continue
-  a=$(nsenter --net="$ns" ip -4 -o addr show scope global | awk '{split($4, x, "/"); printf "%s%s", s, x[1]; s=","}')
-  o=$(nsenter --net="$ns" cat /proc/net/netstat | awk '/^TcpExt:/ {if (!h) {for (i = 1; i <= NF; i++) if ($i == "ListenOverflows") c = i; h = 1} else print $c}')
-  echo "${a:--} ${o:-0}"
-done 2>/dev/null; true"#;
-
-/// Per node, the namespaces whose accept queue overflowed (see `LISTEN_SCRIPT`).
-async fn listen_overflows(lab: &Lab) -> BTreeMap<String, Vec<(String, u64)>> {
-    let outs = join_all(lab.plan.nodes.iter().map(|n| async move { (n.name.clone(), lab.sh_raw(&n.name, LISTEN_SCRIPT).await) })).await;
-    outs.into_iter()
-        .filter_map(|(n, o)| {
-            let v = parse_listen(&o.ok()?.stdout);
-            (!v.is_empty()).then_some((n, v))
-        })
-        .collect()
-}
-
-/// `ADDRESSES COUNT` lines into the namespaces that overflowed at least once.
-pub fn parse_listen(out: &str) -> Vec<(String, u64)> {
-    out.lines()
-        .filter_map(|l| {
-            let (a, n) = l.trim().rsplit_once(' ')?;
-            let n: u64 = n.parse().ok()?;
-            (n > 0).then(|| (a.trim().to_string(), n))
-        })
-        .collect()
 }
 
 /// Swarm: every node's view of the checked service's overlay (`OverlayView`): the permanent

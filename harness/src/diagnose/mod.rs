@@ -414,6 +414,13 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
     if out.is_empty() {
         out.extend(overlay_gaps(e, node, entries));
     }
+    // A server on the target's node that dropped connection attempts, when nothing above
+    // explains the silence (its count is since it started: beside a fault that matched, it
+    // would be a guess). Before the VXLAN line below: packets that arrived and got no answer
+    // are what a full listen queue looks like from the wire.
+    if let Some(full) = e.listen_overflows.get(node).filter(|v| !v.is_empty() && out.is_empty()) {
+        out.push(crate::probe::overflow_words(node, full, "since it started"));
+    }
     // VXLAN counters: sent by the entries, received by the target's node.
     if let Some(rx) = e.vxlan.get(node).map(|v| v.rx) {
         let tx: u64 = entries.iter().filter(|n| n.as_str() != node).filter_map(|n| e.vxlan.get(n)).map(|v| v.tx).sum();
@@ -425,17 +432,6 @@ fn causes(e: &Evidence, node: &str, entries: &[String]) -> Vec<String> {
     }
     if out.is_empty() {
         out.extend(silent_faults);
-    }
-    // A server on the target's node that dropped connection attempts, when nothing above
-    // explains the silence (its count is since it started: beside a fault that matched, it
-    // would be a guess).
-    if let Some(full) = e.listen_overflows.get(node).filter(|v| !v.is_empty() && out.is_empty()) {
-        let at: Vec<String> = full.iter().map(|(a, n)| format!("{n} times at {a}")).collect();
-        out.push(format!(
-            "a server on {node} could not accept fast enough: its listen queue overflowed {} since it started (TcpExt ListenOverflows); \
-             each overflow drops a connection attempt, which the client sends again only after 1 s",
-            at.join(", ")
-        ));
     }
     if out.is_empty() {
         out.push(format!("{NOTHING_EXPLAINS}; see the evidence directory"));

@@ -1,4 +1,4 @@
-use super::gather::{exempt, parse_listen as gather_parse_listen, parse_vxlan};
+use super::gather::{exempt, parse_vxlan};
 use super::*;
 
 /// Evidence recorded from real runs (each a check that failed on purpose: the expectation was
@@ -267,16 +267,25 @@ fn overlay_lines_parse_into_a_view() {
 /// often, and only for that node; namespaces that never overflowed are left out when parsed.
 #[test]
 fn a_server_whose_listen_queue_overflowed_is_named() {
-    assert_eq!(
-        gather_parse_listen("10.0.1.1 0\n10.0.1.4,172.18.0.4 8\n- 0\ngarbage\n10.0.1.3 x\n"),
-        vec![("10.0.1.4,172.18.0.4".to_string(), 8)]
-    );
+    use crate::probe::{overflowed, parse_listen};
+    let counts = parse_listen("10.0.1.1 0\n10.0.1.4,172.18.0.4 8\n- 0\ngarbage\n10.0.1.3 x\n");
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    let now = [("b".to_string(), counts)].into_iter().collect();
+    // Since they started: only the one that overflowed.
+    assert_eq!(overflowed(&Default::default(), &now)["b"], vec![("10.0.1.4,172.18.0.4".to_string(), 8)]);
+    // Between two readings: the growth, and nothing where it did not grow.
+    let before = [("b".to_string(), parse_listen("10.0.1.4,172.18.0.4 5\n"))].into_iter().collect();
+    assert_eq!(overflowed(&before, &now)["b"], vec![("10.0.1.4,172.18.0.4".to_string(), 3)]);
+    assert!(overflowed(&now, &now).is_empty());
     let mut e =
         Evidence { kind: "replicas".into(), pairs: vec![pair("a", "b", false, true), pair("a", "c", false, true)], ..Default::default() };
     e.listen_overflows.insert("b".into(), vec![("10.0.1.4".into(), 8)]);
     let l = explain(&e);
     let on_b = l.iter().find(|x| x.contains("targets on b")).expect("a line for b");
-    assert!(on_b.contains("a server on b could not accept fast enough: its listen queue overflowed 8 times at 10.0.1.4"), "{l:?}");
+    assert!(
+        on_b.contains("a server on b could not accept fast enough: its listen queue overflowed 8 times at 10.0.1.4 since it started"),
+        "{l:?}"
+    );
     let on_c = l.iter().find(|x| x.contains("targets on c")).expect("a line for c");
     assert!(!on_c.contains("listen queue") && on_c.contains("no applied fault"), "{l:?}");
 }

@@ -260,6 +260,9 @@ fn stream_html(st: &StreamReport) -> String {
         let cls = if line.starts_with('✗') { "cause" } else { "note" };
         h.push_str(&format!("<p class=\"{cls}\">{}</p>", esc(line)));
     }
+    for d in &st.diagnosis {
+        h.push_str(&format!("<p class=\"cause\">{}</p>", esc(d)));
+    }
     if let Some(e) = &st.error {
         h.push_str(&format!("<p class=\"cause\">error: {}</p>", esc(e)));
     }

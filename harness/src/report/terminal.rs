@@ -253,6 +253,9 @@ impl<W: Write + Send> Reporter for Terminal<W> {
                 for line in stream_text(st) {
                     let _ = writeln!(self.out, "       {line}");
                 }
+                for d in &st.diagnosis {
+                    let _ = writeln!(self.out, "     {}", self.paint("36", &format!("cause: {d}")));
+                }
                 if let Some(e) = &st.error {
                     let _ = writeln!(self.out, "     error: {e}");
                 }

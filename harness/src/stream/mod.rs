@@ -82,6 +82,9 @@ pub struct StreamReport {
     pub figures: Figures,
     pub agents: Vec<AgentCost>,
     pub notes: Vec<String>,
+    /// Cause lines for lost requests the stream could attribute (a server's full listen queue).
+    #[serde(default)]
+    pub diagnosis: Vec<String>,
     /// Why the stream could not run or be read, if so.
     pub error: Option<String>,
     /// Every request, for tools that draw their own pictures (`requests` in the JSON report).
@@ -106,6 +109,7 @@ impl StreamReport {
             figures: Figures::default(),
             agents: vec![],
             notes: vec![],
+            diagnosis: vec![],
             error: None,
             requests: vec![],
         }
@@ -132,6 +136,9 @@ pub struct Running {
     who: BTreeMap<String, String>,
     notes: Vec<String>,
     pub t0_ms: f64,
+    /// Each node's container namespaces' listen-queue overflows when the stream started: a lost
+    /// request is then told from a server that dropped connection attempts meanwhile.
+    listen_before: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 fn failed(stream: &Stream, node: &str, message: String) -> LabError {
@@ -165,6 +172,7 @@ async fn netns(lab: &Lab, stream: &Stream, client: &Client, node: &str) -> Resul
 
 /// Resolve the stream's targets and start its agents.
 pub async fn start(lab: &Lab, stack: &AnyStack<'_>, stream: &Stream) -> Result<Running, LabError> {
+    let listen_before = crate::probe::listen_counts(lab).await;
     let replicas: Vec<Replica> = stack.replicas(&stream.service).await?;
     let paths = stack.paths(&stream.service, stream.client).await?;
     let mut notes = Vec::new();
@@ -261,7 +269,7 @@ pub async fn start(lab: &Lab, stack: &AnyStack<'_>, stream: &Stream) -> Result<R
     }))
     .await?;
     let t0_ms = lanes.iter().map(|l| l.anchor_ms).fold(f64::INFINITY, f64::min);
-    Ok(Running { stream: stream.clone(), lanes, labels, who, notes, t0_ms })
+    Ok(Running { stream: stream.clone(), lanes, labels, who, notes, t0_ms, listen_before })
 }
 
 /// One record line of the agent: `<seq> <key> <sched µs> <sent µs> <latency µs> <result> <replica>`.
@@ -386,6 +394,14 @@ impl Running {
         let markers: Vec<Marker> =
             markers.iter().map(|m| Marker { start_ms: m.start_ms - self.t0_ms, end_ms: m.end_ms - self.t0_ms, ..m.clone() }).collect();
         report.figures = timeline::figures(stream, &reqs, &markers, end_ms);
+        // Lost requests and a server that dropped connection attempts meanwhile: say so, with
+        // where (a dropped attempt is sent again after 1 s, often past the stream's timeout).
+        if reqs.iter().any(|r| r.result != "ok") {
+            let after = crate::probe::listen_counts(lab).await;
+            for (node, full) in crate::probe::overflowed(&self.listen_before, &after) {
+                report.diagnosis.push(crate::probe::overflow_words(&node, &full, "while the stream ran"));
+            }
+        }
         report.requests = reqs;
         let f = &report.figures;
         let gates_failed = f.gates.iter().filter(|g| !g.ok).count();
