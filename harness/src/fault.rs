@@ -743,9 +743,9 @@ impl FaultHandle {
             ));
             v.push("rate via htb (not netem)".into());
         }
-        if let Action::Stage { queue, corrupt, .. } = self.action {
+        if let Action::Stage { queue, delay_us, jitter_us, distribution, reorder, gap, corrupt } = self.action {
+            let nodes: Vec<&str> = self.rules.keys().map(|k| k.as_str()).collect();
             if corrupt > 0.0 {
-                let nodes: Vec<&str> = self.rules.keys().map(|k| k.as_str()).collect();
                 v.push(format!(
                     "{}: clusterlab-impair on queue {queue} flips one random bit past the IP header in {corrupt}% of the packets; the receiver's checksum drops them",
                     nodes.join(", ")
@@ -753,9 +753,6 @@ impl FaultHandle {
                 v.push("corrupt via nfqueue and a userspace stage (not netem)".into());
                 return v;
             }
-        }
-        if let Action::Stage { queue, delay_us, jitter_us, distribution, reorder, gap, .. } = self.action {
-            let nodes: Vec<&str> = self.rules.keys().map(|k| k.as_str()).collect();
             v.push(format!(
                 "{}: clusterlab-impair on queue {queue} holds each packet {}{}",
                 nodes.join(", "),

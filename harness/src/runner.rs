@@ -722,15 +722,14 @@ fn stage_word(s: Option<InstallStage>) -> &'static str {
 /// success). Failing at another stage than the one expected is a fail: the file names the
 /// failure it reproduces, and any other is not it.
 pub fn judge_install(ran: Result<&(), (Option<InstallStage>, String)>, fails_at: Option<InstallStage>) -> (Outcome, String) {
-    let at = stage_word;
     match (ran, fails_at) {
         (Ok(_), None) => (Outcome::Pass, "installed".into()),
         (Ok(_), Some(want)) => (Outcome::Fail, format!("installed, and the file expects it to fail at {want}")),
         (Err((got, why)), Some(want)) if got == Some(want) => (Outcome::Pass, format!("failed at {want}, as the file expects: {why}")),
         (Err((got, why)), Some(want)) => {
-            (Outcome::Fail, format!("failed at {}, and the file expects it to fail at {want}: {why}", at(got)))
+            (Outcome::Fail, format!("failed at {}, and the file expects it to fail at {want}: {why}", stage_word(got)))
         }
-        (Err((got, why)), None) => (Outcome::Fail, format!("failed at {}: {why}", at(got))),
+        (Err((got, why)), None) => (Outcome::Fail, format!("failed at {}: {why}", stage_word(got))),
     }
 }
 

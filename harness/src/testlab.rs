@@ -103,9 +103,8 @@ impl Lab {
     /// file expects. An install that must succeed and fails is an error.
     pub async fn install(&mut self, name: &str) -> Result<CheckReport, LabError> {
         let step = self.find(|s| matches!(s, Step::Install(i) if i.name == name), "install", name)?;
-        let ran = self.run(&step).await;
+        self.run(&step).await?;
         let report = self.report.lock().map(|r| r.checks.last().filter(|c| c.kind == "install" && c.name == name).cloned()).ok().flatten();
-        ran?;
         report.ok_or_else(|| self.plan_error(format!("install {name} reported nothing")))
     }
 

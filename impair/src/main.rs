@@ -43,18 +43,26 @@ struct Args {
     stats: Option<String>,
 }
 
+impl Default for Args {
+    /// Nothing asked: no delay, no jitter, nothing reordered or corrupted (every packet may be
+    /// reordered once one is asked: a gap of 1).
+    fn default() -> Args {
+        Args {
+            queue: 0,
+            delay_us: 0,
+            jitter_us: 0,
+            normal: false,
+            reorder_pct: 0.0,
+            reorder_gap: 1,
+            corrupt_pct: 0.0,
+            ready: None,
+            stats: None,
+        }
+    }
+}
+
 fn parse_args(argv: &[String]) -> Result<Args, String> {
-    let mut a = Args {
-        queue: 0,
-        delay_us: 0,
-        jitter_us: 0,
-        normal: false,
-        reorder_pct: 0.0,
-        reorder_gap: 1,
-        corrupt_pct: 0.0,
-        ready: None,
-        stats: None,
-    };
+    let mut a = Args::default();
     let mut queue = None;
     let mut it = argv.iter();
     while let Some(flag) = it.next() {
@@ -357,17 +365,7 @@ mod tests {
     }
 
     fn base() -> Args {
-        Args {
-            queue: 0,
-            delay_us: 50_000,
-            jitter_us: 10_000,
-            normal: false,
-            reorder_pct: 0.0,
-            reorder_gap: 1,
-            corrupt_pct: 0.0,
-            ready: None,
-            stats: None,
-        }
+        Args { delay_us: 50_000, jitter_us: 10_000, ..Args::default() }
     }
 
     #[test]

@@ -647,6 +647,19 @@ fn is_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// A verdict's name (a check's, a bench's, an install's) used once. A second use is an error at
+/// it, saying where the first was; an install without a name has no position of its own (`pos`
+/// None, kept as the default position), so a clash with it says which name it was given.
+fn name_once(names: &mut BTreeMap<String, Pos>, what: &str, name: &str, pos: Option<Pos>, p: &mut Problems) {
+    let unnamed = format!("an install step without a name is called {name}: name it");
+    match (names.insert(name.to_string(), pos.unwrap_or_default()), pos) {
+        (None, _) => {}
+        (Some(prev), Some(at)) if prev == Pos::default() => p.at(at, format!("duplicate {what} name {name:?}"), Some(unnamed)),
+        (Some(prev), Some(at)) => p.at(at, format!("duplicate {what} name {name:?}"), Some(format!("first used at line {}", prev.line))),
+        (Some(prev), None) => p.at(prev, format!("duplicate {what} name {name:?}"), Some(unnamed)),
+    }
+}
+
 fn check_label(p: &mut Problems, what: &str, s: &Sp<String>) {
     if !is_label(&s.value) {
         p.at(
@@ -1032,13 +1045,7 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
             StepDecl::Bench(b) => {
                 needs_install(format!("bench {}", b.name.value), b.name.pos, &bare, p);
                 check_label(p, "bench", &b.name);
-                if let Some(prev) = check_names.insert(b.name.value.clone(), b.name.pos) {
-                    p.at(
-                        b.name.pos,
-                        format!("duplicate check or bench name {:?}", b.name.value),
-                        Some(format!("first used at line {}", prev.line)),
-                    );
-                }
+                name_once(&mut check_names, "check or bench", &b.name.value, Some(b.name.pos), p);
                 if let Some(bench) = resolve_bench(b, &idx, &services, &faults, p) {
                     steps.push(Step::Bench(bench));
                 }
@@ -1046,9 +1053,7 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
             StepDecl::Check(c) => {
                 needs_install(format!("check {}", c.name.value), c.name.pos, &bare, p);
                 check_label(p, "check", &c.name);
-                if let Some(prev) = check_names.insert(c.name.value.clone(), c.name.pos) {
-                    p.at(c.name.pos, format!("duplicate check name {:?}", c.name.value), Some(format!("first used at line {}", prev.line)));
-                }
+                name_once(&mut check_names, "check", &c.name.value, Some(c.name.pos), p);
                 for h in c.expect.iter().flat_map(|e| e.faults_hit.iter()) {
                     let packetless = faults.iter().any(|x| x.name == h.value && !x.spec.counts_packets());
                     if packetless {
@@ -1079,12 +1084,7 @@ pub(super) fn resolve(f: ScenarioFile, p: &mut Problems) -> Option<Scenario> {
                     None if install_count == 1 => "install".to_string(),
                     None => format!("install-{install_count}"),
                 };
-                let at = i.name.as_ref().map(|n| n.pos);
-                if let Some(prev) = check_names.insert(name.clone(), at.unwrap_or_default()) {
-                    if let Some(pos) = at {
-                        p.at(pos, format!("duplicate check or install name {name:?}"), Some(format!("first used at line {}", prev.line)));
-                    }
-                }
+                name_once(&mut check_names, "check or install", &name, i.name.as_ref().map(|n| n.pos), p);
                 let fails_at = i.expect.as_ref().map(|e| e.fails_at.clone());
                 if let Some(stage) = &fails_at {
                     let known = InstallStage::of(stack);

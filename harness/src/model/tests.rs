@@ -484,6 +484,16 @@ fn install_steps_resolve_with_names_stages_and_bounds() {
     let names: Vec<&str> = s.steps.iter().filter_map(|st| if let Step::Install(i) = st { Some(i.name.as_str()) } else { None }).collect();
     assert_eq!(names, ["install", "install-2"]);
     assert!(!parse_str(GOOD, "t.yaml").unwrap().installs_in_steps());
+    // A check that takes the name an unnamed install gets is refused, saying so, either way round.
+    let clash = t.replace("name: every-replica-from-every-node", "name: install");
+    let e = problems(&clash);
+    assert!(
+        e.contains("duplicate check name \"install\"") && e.contains("an install step without a name is called install: name it"),
+        "{e}"
+    );
+    let before = t.replace("  - apply: join-blocked\n", "  - install: { name: install-2 }\n  - apply: join-blocked\n");
+    let e = problems(&before);
+    assert!(e.contains("duplicate check or install name \"install-2\"") && e.contains("called install-2: name it"), "{e}");
 }
 
 #[test]
