@@ -41,6 +41,8 @@ const KCTL: &str = concat!("env $(cat /etc/clusterlab/client.env 2>/dev/null) ",
 /// kubectl as the harness needs it when it wants the truth (evidence, diagnosis): without the
 /// proxy environment a fault may have set.
 pub const KUBECTL_DIRECT: &str = kubectl!();
+/// The kube-dns Service and its Endpoints, as applied on the master.
+const KUBE_DNS: &str = "/etc/k8s/kube-dns.yaml";
 /// The cluster DNS server (`../dns`, built by the build script), copied onto the master.
 pub const DNS_SERVER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/clusterlab-dns"));
 pub const DNS_PATH: &str = "/usr/local/bin/clusterlab-dns";
@@ -471,11 +473,12 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
         self.lab.install_program(&m, "installing the cluster DNS", DNS_PATH, DNS_SERVER).await?;
         let cmd = format!("{DNS_PATH} --listen {ip}:53 --domain {CLUSTER_DOMAIN} --kubeconfig {KUBECONFIG}");
         self.supervise(&m, CLUSTER_DNS, &cmd).await?;
+        // Kept in the node: `wait_dns` applies it again should its endpoints go (below).
         self.lab
             .sh_in(
                 &m,
                 "creating the kube-dns service",
-                &format!("{KCTL} apply -f -"),
+                &format!("mkdir -p /etc/k8s && cat > {KUBE_DNS}.new && mv {KUBE_DNS}.new {KUBE_DNS} && {KCTL} apply -f {KUBE_DNS}"),
                 Some(dns_service(&self.spec.service_cidr, &ip).into()),
             )
             .await?;
@@ -485,8 +488,14 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
     /// Wait until the cluster DNS answers the `kubernetes` service's name through its Service
     /// address (the path pods take: kube-proxy's DNAT to the server).
     async fn wait_dns(&self) -> Result<(), LabError> {
+        // The kube-dns Service has no selector: its Endpoints are ours. A controller manager whose
+        // caches synced between the Service's creation and the Endpoints' takes them for leftovers
+        // and deletes them once at its start (seen once: "endpoints kube-system/kube-dns:
+        // deleted" 0.6 s after they were made, and no DNS for the 60 s after). Missing, they are
+        // applied again while this waits.
         let cond = format!(
-            "dig +short +time=1 +tries=1 @{} kubernetes.default.svc.{CLUSTER_DOMAIN} | grep -qx {}",
+            "dig +short +time=1 +tries=1 @{} kubernetes.default.svc.{CLUSTER_DOMAIN} | grep -qx {} || \
+             {{ {KUBECTL_DIRECT} -n kube-system get endpoints kube-dns >/dev/null 2>&1 || {KUBECTL_DIRECT} apply -f {KUBE_DNS} >/dev/null 2>&1; false; }}",
             dns_ip(&self.spec.service_cidr),
             first_host(&self.spec.service_cidr)
         );
