@@ -142,10 +142,10 @@ pub fn needed_images(s: &Scenario) -> Vec<&'static str> {
 
 /// Plan the lab and create its network. Two runs starting together may pick the same free
 /// subnet; the engine refuses the second, which then plans again with the subnet taken.
-async fn create_network(engine: &Engine, s: &Scenario, lab: &str, run_id: &str, owner: &str) -> Result<LabPlan, LabError> {
+async fn create_network(engine: &Engine, s: &Scenario, id: &LabId<'_>) -> Result<LabPlan, LabError> {
     let mut attempt = 0;
     loop {
-        let plan = plan_lab(engine, s, lab, run_id, owner).await?;
+        let plan = plan_lab(engine, s, id.lab, id.run_id, id.owner).await?;
         let mut extra = HashMap::new();
         extra.insert(LABEL_PLAN.to_string(), serde_json::to_string(&plan).unwrap_or_default());
         extra.insert(LABEL_SCENARIO.to_string(), abs_path(&s.source));
@@ -175,15 +175,22 @@ fn node_boot(s: &Scenario) -> Result<NodeBoot, LabError> {
     })
 }
 
-/// Create the lab's network and node containers.
+/// Whose a lab's objects are (their labels): the lab's name, this run, the owner process.
+struct LabId<'a> {
+    lab: &'a str,
+    run_id: &'a str,
+    owner: &'a str,
+}
+
+/// Create the lab's network and node containers, shield and seal them; with `wait_runtime`,
+/// wait meanwhile until their runtimes answer.
 async fn create_nodes(
     engine: &Engine,
     s: &Scenario,
-    lab_name: &str,
-    run_id: &str,
+    id: LabId<'_>,
     r: &mut Runner<'_>,
     base: &BaseSource,
-    owner: &str,
+    wait_runtime: bool,
 ) -> Result<Lab, Abort> {
     let node_image = images::tag("node", base);
     let n = s.nodes.len();
@@ -191,7 +198,7 @@ async fn create_nodes(
     let title = format!("Preparing nodes\t{}", "📦".repeat(n));
     let log = PhaseLog::new();
     r.step_timed(&title, exit::HOST, &log, async {
-        let plan = create_network(engine, s, lab_name, run_id, owner).await?;
+        let plan = create_network(engine, s, &id).await?;
         // First, before any node: from here on, a SIGKILL of this process leaves nothing behind.
         // Whether the engine grants --privileged is asked meanwhile (a throwaway container).
         let (reaper, mode) = futures_util::try_join!(
@@ -206,9 +213,23 @@ async fn create_nodes(
             NestedMode::CapSet => "cap set: --privileged is refused on this host",
         };
         let lab = Lab { engine: engine.clone(), plan, scenario: s.clone(), base: base.clone() };
-        host_shielded(&lab).await?;
-        crate::edge::seal(&lab).await?;
-        log.mark("nodes shielded and sealed".into());
+        // The runtimes start with the nodes and need nothing from the seal: they are waited
+        // for meanwhile (the stack's first packet is sent after both, by `install`).
+        let sealed = async {
+            host_shielded(&lab).await?;
+            crate::edge::seal(&lab).await?;
+            log.mark("nodes shielded and sealed".into());
+            Ok::<_, LabError>(())
+        };
+        let stack = AnyStack::new(&lab);
+        let runtime = async {
+            if wait_runtime {
+                log.mark(stack.runtime().await?);
+            }
+            Ok::<_, LabError>(())
+        };
+        futures_util::try_join!(sealed, runtime)?;
+        drop(stack);
         let mut lines = vec![
             format!("{n} nodes on {} ({why})", lab.plan.subnet),
             "host kernel settings read-only inside every node".into(),
@@ -255,15 +276,22 @@ fn workload_images(lab: &Lab) -> Vec<String> {
     workload
 }
 
-/// Wait for the nodes' runtimes, load the images, install the stack.
-async fn install(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>) -> Result<(), Abort> {
+/// Wait for the nodes' runtimes (unless `runtime_ready`: the bring-up waited for them while
+/// sealing the nodes), load the images, install the stack.
+async fn install(lab: &Lab, stack: &AnyStack<'_>, r: &mut Runner<'_>, runtime_ready: bool) -> Result<(), Abort> {
     let workload = workload_images(lab);
     let log = PhaseLog::new();
     let title = match lab.scenario.stack {
         StackKind::Swarm => "Loading images, forming the swarm\t🚚",
         StackKind::Kubernetes => "Loading images into nodes\t🚚",
     };
-    r.step_phased(title, exit::STACK, &log, stack.prepare(&workload, &mut |l| log.mark(l))).await?;
+    let prepare = async {
+        if !runtime_ready {
+            log.mark(stack.runtime().await?);
+        }
+        stack.prepare(&workload, &mut |l| log.mark(l)).await
+    };
+    r.step_phased(title, exit::STACK, &log, prepare).await?;
     let title = match lab.scenario.stack {
         StackKind::Swarm => "Starting swarm\t🐳",
         StackKind::Kubernetes => "Starting Kubernetes\t☸",
@@ -635,6 +663,7 @@ async fn install_step(
     let log = PhaseLog::new();
     let workload = workload_images(lab);
     let ran = tokio::time::timeout(i.timeout, async {
+        log.mark(stack.runtime().await?);
         stack.prepare(&workload, &mut |l| log.mark(l)).await?;
         stack.install(&mut |l| log.mark(l)).await
     })
@@ -758,10 +787,11 @@ pub async fn bring_up(engine: &Engine, s: &Scenario, run_id: &str, keep: bool, r
     }
     let owner = crate::owner::current(keep);
     let up = async {
-        let lab = create_nodes(engine, s, &s.name, run_id, &mut r, &base, &owner).await?;
+        let now = !s.installs_in_steps();
+        let lab = create_nodes(engine, s, LabId { lab: &s.name, run_id, owner: &owner }, &mut r, &base, now).await?;
         let stack = AnyStack::new(&lab);
-        if !s.installs_in_steps() {
-            install(&lab, &stack, &mut r).await?;
+        if now {
+            install(&lab, &stack, &mut r, true).await?;
         }
         if keep {
             record_scenario(&lab).await.map_err(|e| Abort(exit::STACK, e))?;
@@ -941,17 +971,18 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
             lab.scenario = s.clone();
             r.emit(Event::Info(format!("lab {lab_name} exists (run {}); installing again over it", lab.plan.run_id)));
             let stack = AnyStack::new(&lab);
-            install(&lab, &stack, &mut r).await?;
+            install(&lab, &stack, &mut r, false).await?;
             return record_scenario(&lab).await.map_err(|e| Abort(exit::STACK, e));
         }
         // From here on, teardown removes whatever this run created (found by its run label).
         created = true;
         // A kept lab is owned by no process: only `down` or `clean --all` remove it.
         let owner = crate::owner::current(opts.keep || opts.up_only);
-        let lab = create_nodes(engine, s, &lab_name, run_id, &mut r, &opts.base, &owner).await?;
-        let stack = AnyStack::new(&lab);
         // A scenario with install steps installs there (`up` installs at once: it runs no step).
-        let mut result = if s.installs_in_steps() && !opts.up_only { Ok(()) } else { install(&lab, &stack, &mut r).await };
+        let now = !s.installs_in_steps() || opts.up_only;
+        let lab = create_nodes(engine, s, LabId { lab: &lab_name, run_id, owner: &owner }, &mut r, &opts.base, now).await?;
+        let stack = AnyStack::new(&lab);
+        let mut result = if now { install(&lab, &stack, &mut r, true).await } else { Ok(()) };
         if result.is_ok() && (opts.keep || opts.up_only) {
             result = record_scenario(&lab).await.map_err(|e| Abort(exit::STACK, e));
         }

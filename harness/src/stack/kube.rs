@@ -890,9 +890,8 @@ impl Kube<'_> {
 }
 
 impl Stack for Kube<'_> {
-    async fn prepare(&self, images: &[String], progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
-        let pause = self.lab.image("pause");
-        let conf = containerd_config(&pause);
+    async fn runtime(&self) -> Result<String, LabError> {
+        let conf = containerd_config(&self.lab.image("pause"));
         // containerd waits for its configuration (start-node), then answers; kubelet needs a
         // machine id and /dev/kmsg (OOM events are then not reported).
         try_join_all(self.lab.plan.nodes.iter().map(|n| {
@@ -906,7 +905,11 @@ impl Stack for Kube<'_> {
         }))
         .await
         .at(InstallStage::Runtime)?;
-        progress("containerd answers on every node".into());
+        Ok("containerd answers on every node".into())
+    }
+
+    async fn prepare(&self, images: &[String], progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
+        let pause = self.lab.image("pause");
         let mut all = vec![pause];
         all.extend(images.iter().cloned());
         for image in &all {

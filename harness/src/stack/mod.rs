@@ -29,8 +29,12 @@ impl<T> AtStage<T> for Result<T, LabError> {
 /// What every stack offers the runner.
 #[allow(async_fn_in_trait)]
 pub trait Stack {
-    /// Wait for the nodes' runtimes and load the workload images into them, and start what
-    /// needs only the runtimes meanwhile (swarm forms here). `install` always follows it.
+    /// Wait until every node's runtime answers (swarm: the inner engine; Kubernetes: containerd,
+    /// configured first); returns the line that says so. Needs nothing from the stack, so a
+    /// bring-up waits for it while the nodes are being sealed.
+    async fn runtime(&self) -> Result<String, LabError>;
+    /// Load the workload images into running runtimes, and start what needs only the runtimes
+    /// meanwhile (swarm forms here). `runtime` comes before it; `install` always follows it.
     async fn prepare(&self, images: &[String], progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError>;
     /// Learn what this stack needs to know of a lab that is already up (swarm: whether the
     /// kernel has IPVS), for a lab attached to rather than installed by this process.
@@ -76,6 +80,9 @@ macro_rules! dispatch {
 }
 
 impl Stack for AnyStack<'_> {
+    async fn runtime(&self) -> Result<String, LabError> {
+        dispatch!(self, s => s.runtime().await)
+    }
     async fn prepare(&self, images: &[String], progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
         dispatch!(self, s => s.prepare(images, progress).await)
     }

@@ -76,81 +76,94 @@ impl Swarm<'_> {
         Ok(())
     }
 
-    async fn init_and_join(&self) -> Result<(), LabError> {
+    /// The swarm on the leader (unless it has one), and its join tokens (worker, manager).
+    async fn init(&self) -> Result<(String, String), LabError> {
         let leader = self.lab.plan.leader().clone();
-        // Re-running `up` on a lab whose swarm exists is a no-op rather than an error.
-        let state = self.lab.sh_raw(&leader.name, "docker info -f '{{.Swarm.LocalNodeState}}'").await.at(InstallStage::SwarmInit)?;
-        if state.stdout.trim() != "active" {
-            self.lab
-                .sh(&leader.name, "swarm init", &format!("docker swarm init --advertise-addr {}", leader.ip))
-                .await
-                .at(InstallStage::SwarmInit)?;
+        // One exec (each costs ~0.1-0.2 s here, on the bring-up's critical path): re-running
+        // `up` on a lab whose swarm exists skips the init rather than failing, then both tokens.
+        // (The init's line first: a failure names the first line of the script.)
+        let script = format!(
+            "[ \"$(docker info -f '{{{{.Swarm.LocalNodeState}}}}')\" = active ] || docker swarm init --advertise-addr {} >/dev/null || exit\n\
+             docker swarm join-token -q worker && docker swarm join-token -q manager\n",
+            leader.ip
+        );
+        let out = self.lab.sh(&leader.name, "swarm init", &script).await?;
+        let mut tokens = out.stdout.lines().map(str::trim).filter(|l| !l.is_empty());
+        match (tokens.next(), tokens.next()) {
+            (Some(w), Some(m)) => Ok((w.to_string(), m.to_string())),
+            _ => Err(LabError::Command {
+                node: leader.name.clone(),
+                what: "reading the swarm join tokens".into(),
+                cmd: "docker swarm join-token -q worker && docker swarm join-token -q manager".into(),
+                code: out.code,
+                tail: format!("expected two tokens, got: {}", out.stdout.trim()),
+            }),
         }
-        let token = |role: &'static str| {
-            let leader = leader.name.clone();
-            async move {
-                self.lab
-                    .sh(&leader, "reading the swarm join token", &format!("docker swarm join-token -q {role}"))
-                    .await
-                    .map(|o| o.stdout.trim().to_string())
-            }
-        };
-        let (worker_token, manager_token) = futures_util::try_join!(token("worker"), token("manager")).at(InstallStage::SwarmInit)?;
+    }
+
+    /// Every other node joins the leader's swarm, at once.
+    async fn join(&self, (worker_token, manager_token): &(String, String)) -> Result<(), LabError> {
+        let leader = self.lab.plan.leader().clone();
         try_join_all(self.lab.plan.nodes.iter().filter(|n| n.name != leader.name).map(|n| {
-            let tok = if n.role == Role::Manager { manager_token.clone() } else { worker_token.clone() };
+            let tok = if n.role == Role::Manager { manager_token } else { worker_token };
             let addr = format!("{}:2377", leader.ip);
             async move {
-                let state = self.lab.sh_raw(&n.name, "docker info -f '{{.Swarm.LocalNodeState}}'").await?;
-                match state.stdout.trim() {
-                    "active" => return Ok(()),
-                    // An earlier join that timed out goes on in the background ("pending"), or
-                    // gave up ("error"). Given a few seconds it may finish; if not, it is
-                    // abandoned and the join starts over (a pending node refuses a new join).
-                    "pending" | "error" => {
-                        let active = "[ \"$(docker info -f '{{.Swarm.LocalNodeState}}')\" = active ]";
-                        if self.lab.poll(&n.name, active, 10, "0.5").await? {
-                            return Ok(());
-                        }
-                        self.lab.sh(&n.name, "abandoning an earlier swarm join", "docker swarm leave --force").await?;
-                    }
-                    _ => {}
+                let join = format!("docker swarm join --advertise-addr {} --token {tok} {addr} >/dev/null", n.ip);
+                // One exec in the common case: a node that is in no swarm joins at once; one
+                // that is (a second `up`) is left alone; one whose earlier join is unfinished
+                // says so with exit code 10 and its state.
+                let first = format!(
+                    "s=$(docker info -f '{{{{.Swarm.LocalNodeState}}}}')\n\
+                     case \"$s\" in active) exit 0 ;; pending|error) echo \"$s\"; exit 10 ;; esac\n\
+                     {join}\n"
+                );
+                let out = self.lab.sh_raw(&n.name, &first).await?;
+                if out.code != 10 {
+                    return if out.ok() {
+                        Ok(())
+                    } else {
+                        Err(LabError::Command {
+                            node: n.name.clone(),
+                            what: "swarm join".into(),
+                            cmd: join.trim_end_matches(" >/dev/null").to_string(),
+                            code: out.code,
+                            tail: tail(&format!("{}\n{}", out.stdout, out.stderr), 12),
+                        })
+                    };
                 }
-                self.lab
-                    .sh(&n.name, "swarm join", &format!("docker swarm join --advertise-addr {} --token {tok} {addr}", n.ip))
-                    .await
-                    .map(|_| ())
+                // An earlier join that timed out goes on in the background ("pending"), or gave
+                // up ("error"). Given a few seconds it may finish; if not, it is abandoned and
+                // the join starts over (a pending node refuses a new join).
+                let active = "[ \"$(docker info -f '{{.Swarm.LocalNodeState}}')\" = active ]";
+                if self.lab.poll(&n.name, active, 10, "0.5").await? {
+                    return Ok(());
+                }
+                self.lab.sh(&n.name, "abandoning an earlier swarm join", "docker swarm leave --force").await?;
+                self.lab.sh(&n.name, "swarm join", &join).await.map(|_| ())
             }
         }))
         .await
-        .at(InstallStage::SwarmJoin)?;
-        Ok(())
+        .map(|_| ())
     }
 
     async fn create_networks(&self) -> Result<(), LabError> {
         let leader = self.leader();
-        for net in &self.lab.scenario.networks {
-            let exists = self.lab.sh_raw(&leader, &format!("docker network inspect {} >/dev/null 2>&1", shq(&net.name))).await?;
-            if !exists.ok() {
-                // --attachable: the probe containers join the overlay beside the service's tasks.
-                self.lab
-                    .sh(
-                        &leader,
-                        &format!("creating overlay network {}", net.name),
-                        &format!("docker network create -d overlay --attachable {}", shq(&net.name)),
-                    )
-                    .await?;
-            }
-        }
-        Ok(())
+        try_join_all(self.lab.scenario.networks.iter().map(|net| {
+            // --attachable: the probe containers join the overlay beside the service's tasks.
+            // One exec: a network that exists (a second `up`) is kept.
+            let name = shq(&net.name);
+            let script =
+                format!("docker network inspect {name} >/dev/null 2>&1 || docker network create -d overlay --attachable {name} >/dev/null");
+            let leader = &leader;
+            async move { self.lab.sh(leader, &format!("creating overlay network {}", net.name), &script).await }
+        }))
+        .await
+        .map(|_| ())
     }
 
     async fn create_services(&self) -> Result<(), LabError> {
         let leader = self.leader();
         for s in &self.lab.scenario.services {
-            let exists = self.lab.sh_raw(&leader, &format!("docker service inspect {} >/dev/null 2>&1", shq(&s.name))).await?;
-            if exists.ok() {
-                continue;
-            }
             let mut cmd = format!(
                 // -d: return at once, convergence is polled below with states shown on timeout.
                 // --no-resolve-image: the image is loaded on every node; asking a registry for its digest would hang offline.
@@ -168,7 +181,9 @@ impl Swarm<'_> {
             }
             cmd.push(' ');
             cmd.push_str(&shq(&self.lab.workload(&s.image)));
-            self.lab.sh(&leader, &format!("creating service {}", s.name), &cmd).await?;
+            // One exec: a service that exists (a second `up`) is kept as it is.
+            let script = format!("docker service inspect {} >/dev/null 2>&1 || {cmd} >/dev/null", shq(&s.name));
+            self.lab.sh(&leader, &format!("creating service {}", s.name), &script).await?;
         }
         Ok(())
     }
@@ -221,26 +236,46 @@ impl Swarm<'_> {
                     detail: format!("{running} of {replicas} tasks running\n{}", tail(&ps.stdout, 12)),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            // Each listing is an exec of its own (~0.1 s): a short pause is cheap.
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
 
 impl Stack for Swarm<'_> {
-    async fn prepare(&self, images: &[String], progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
+    async fn runtime(&self) -> Result<String, LabError> {
         self.wait_engines().await.at(InstallStage::Runtime)?;
-        progress("node engines answer".into());
+        Ok("node engines answer".into())
+    }
+
+    async fn prepare(&self, images: &[String], progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
+        // Each branch says when it is done (they end at different times).
+        let progress = std::sync::Mutex::new(progress);
+        let mark = |line: String| {
+            if let Ok(mut p) = progress.lock() {
+                p(line)
+            }
+        };
         // Forming the swarm needs no image: the leader's init and the joins run while the
-        // images stream into the nodes (the engines do both at once), not after.
-        let (loaded, formed) = tokio::join!(self.load_images(images), async {
-            self.learn().await.at(InstallStage::SwarmInit)?;
-            self.init_and_join().await
-        });
+        // images stream into the nodes (the engines do both at once), not after. The overlays
+        // need only the leader: created while the others join.
+        let (loaded, formed) = tokio::join!(
+            async {
+                self.load_images(images).await.at(InstallStage::Images)?;
+                mark(format!("loaded {}", images.join(", ")));
+                Ok::<_, LabError>(())
+            },
+            async {
+                let (_, tokens) = futures_util::try_join!(self.learn(), self.init()).at(InstallStage::SwarmInit)?;
+                futures_util::try_join!(async { self.join(&tokens).await.at(InstallStage::SwarmJoin) }, async {
+                    self.create_networks().await.at(InstallStage::Services)
+                })?;
+                mark("swarm formed, overlays created".into());
+                Ok::<_, LabError>(())
+            }
+        );
         formed?;
-        progress("swarm formed".into());
-        loaded.at(InstallStage::Images)?;
-        progress(format!("loaded {}", images.join(", ")));
-        Ok(())
+        loaded
     }
 
     async fn learn(&self) -> Result<(), LabError> {
@@ -251,14 +286,13 @@ impl Stack for Swarm<'_> {
     }
 
     async fn install(&self, progress: &mut (dyn FnMut(String) + Send)) -> Result<(), LabError> {
-        // The swarm formed in `prepare`, while the images loaded.
-        self.create_networks().await.at(InstallStage::Services)?;
-        self.create_services().await.at(InstallStage::Services)?;
-        progress("services created".into());
-        // The probes attach to the overlays while the tasks start. Both go through the managers'
-        // allocation and the nodes' overlay sandboxes: measured, the probes add ~0.8 s to the
-        // tasks alone whether they start beside them or after (3-node lab).
+        // The swarm and its overlays formed in `prepare`, while the images loaded.
+        // The probes attach to the overlays while the services are created and their tasks
+        // start. Both go through the managers' allocation and the nodes' overlay sandboxes:
+        // measured, the probes add ~0.8 s to the tasks alone whether they start beside them or
+        // after (3-node lab).
         let converged = async {
+            self.create_services().await?;
             let mut out = Vec::new();
             for s in &self.lab.scenario.services {
                 out.push((s.name.clone(), self.converge(&s.name, s.replicas).await?));
