@@ -543,12 +543,18 @@ fn k8s_clusterip_reaches_both_replicas_from_nodes_and_pods() {
 /// The cluster DNS: names resolve from every pod and node (a headless name to every pod); with
 /// it killed, no name resolves from any pod while the ClusterIP still answers, and the cause
 /// names the stopped DNS; revert brings names back. The same "nothing resolves" check with the
-/// DNS running fails.
+/// DNS running again fails — asked of the same lab, kept after the run (a second 3-node lab
+/// for one check cost ~45 s of the suite).
 #[test]
 fn k8s_dns_down_stops_names_not_paths_and_revert_brings_them_back() {
-    let _g = shared(&["k8s-dns-down", "test-k8s-dns-up"]);
+    let _g = shared(&["k8s-dns-down"]);
     bundle();
-    let (o, r) = json_run("scenarios/k8s-dns-down.yaml");
+    let lab = "k8s-dns-down";
+    let _down = Down(lab);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let o = clusterlab(&["run", "scenarios/k8s-dns-down.yaml", "--keep", "--report", &format!("json={}", json.display())]);
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default()).unwrap_or_default();
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     for name in [
         "web-resolves-from-pods",
@@ -567,32 +573,24 @@ fn k8s_dns_down_stops_names_not_paths_and_revert_brings_them_back() {
     let down = check(&r, "no-name-resolves");
     assert!(down["diagnosis"].to_string().contains("the cluster DNS (cluster-dns on master) is stopped by fault dns-down"), "{down}");
     assert!(down["observation"]["cells"].to_string().contains("no servers could be reached"), "{down}");
-    assert_clean("k8s-dns-down");
 
-    // Without the fault, "nothing resolves" is wrong, and says so. The same file with its
-    // fault's steps left out, and with them what only the fault needed (the headless service,
-    // the checks around the outage): a lighter lab for the one check that must fail.
-    let file = std::fs::read_to_string(root().join("scenarios/k8s-dns-down.yaml")).unwrap();
-    let drop = [
-        "apply: dns-down",
-        "revert: dns-down",
-        "name: db",
-        "headless-",
-        "web-resolves-from-",
-        "clusterip-still-answers",
-        "pods-still-answer",
-    ];
-    let kept: Vec<&str> = file.lines().filter(|l| !(l.trim_start().starts_with("- ") && drop.iter().any(|d| l.contains(d)))).collect();
-    assert_eq!(file.lines().count() - kept.len(), 9, "the file's steps changed: update this list");
-    let text = kept.join("\n").replace("name: k8s-dns-down", "name: test-k8s-dns-up");
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("dns-up.yaml");
-    std::fs::write(&f, text).unwrap();
-    let (o, r) = json_run(f.to_str().unwrap());
+    // With the DNS running (the run reverted its fault), "nothing resolves" is wrong, and says so.
+    let json = dir.path().join("up.json");
+    let o = clusterlab(&[
+        "check",
+        lab,
+        "scenarios/k8s-dns-down.yaml",
+        "--step",
+        "no-name-resolves",
+        "--report",
+        &format!("json={}", json.display()),
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default()).unwrap_or_default();
     assert_eq!(check(&r, "no-name-resolves")["outcome"], "fail");
-    assert_eq!(check(&r, "names-resolve-again")["outcome"], "pass");
-    assert_clean("test-k8s-dns-up");
+    let o = clusterlab(&["down", lab]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert_clean(lab);
 }
 
 /// Kubernetes' own conformance tests as the referee, a focused subset (`make conformance` runs
@@ -858,10 +856,15 @@ fn mtu_black_hole_loses_only_large_answers_into_one_node_and_reverts() {
 /// Seed story 2: a stray proxy without no_proxy breaks kubectl on every node with squid's HTML
 /// page (shown, with the proxy's identity and the hint); the pods still serve; the same proxy
 /// with the nodes in no_proxy is harmless; squid and its network are gone after the revert.
+/// Then, on the same lab kept after the run, http-proxy as a CLI verb with a component:
+/// kube-proxy on the worker restarts with the proxy in its environment, and without it after
+/// the revert; squid goes with it.
 #[test]
 fn k8s_stray_proxy_shows_the_html_page_the_proxy_and_the_hint() {
     let _g = shared(&["k8s-stray-proxy"]);
     bundle();
+    let lab = "k8s-stray-proxy";
+    let _down = Down(lab);
     // As a new user: the proxy image is not there (the first README command builds only the
     // swarm story's images); the run must build it on first use. --no-prune keeps its layers,
     // so the build the run starts takes ~3 s from the engine's cache instead of squid's ~37 s
@@ -876,7 +879,7 @@ fn k8s_stray_proxy_shows_the_html_page_the_proxy_and_the_hint() {
     assert!(proxy_images().is_empty(), "the proxy image is still there");
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
-    let o = clusterlab(&["run", "scenarios/k8s-stray-proxy.yaml", "--report", &format!("json={}", json.display())]);
+    let o = clusterlab(&["run", "scenarios/k8s-stray-proxy.yaml", "--keep", "--report", &format!("json={}", json.display())]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0));
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
@@ -896,7 +899,82 @@ fn k8s_stray_proxy_shows_the_html_page_the_proxy_and_the_hint() {
     assert_eq!(check(&r, "api-with-no-proxy")["diagnosis"].as_array().map(|a| a.len()), Some(0));
     assert!(!proxy_images().is_empty(), "the run built the proxy image");
     assert!(out.contains("built clusterlab/proxy:"), "the run says it built the proxy image: {out}");
-    assert_clean("k8s-stray-proxy");
+
+    // The run reverted both proxy faults: their squid containers and networks are gone, the
+    // kept lab's own network and nodes are all that is left.
+    let names = |what: &[&str], field: &str| {
+        let o = Command::new("docker")
+            .args(what)
+            .args(["--filter", &format!("label=io.clusterlab.lab={lab}"), "--format", field])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    let containers = names(&["ps", "-a"], "{{.Names}}");
+    assert!(containers.contains(&format!("{lab}-worker")), "the kept lab's nodes: {containers:?}");
+    assert!(containers.iter().all(|c| !c.contains("-proxy-stray-proxy") && !c.contains("-proxy-proxy-with-no-proxy")), "{containers:?}");
+    let networks = names(&["network", "ls"], "{{.Name}}");
+    assert_eq!(networks.len(), 1, "only the lab's own network: {networks:?}");
+
+    // The kept lab, by CLI verbs (a second lab for them cost ~25 s of the suite).
+    let environ = || {
+        let o = Command::new("docker")
+            .args(["exec", "k8s-stray-proxy-worker", "sh", "-c", "tr '\\0' '\\n' < /proc/$(cat /run/clusterlab/kube-proxy.pid)/environ"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert!(!environ().contains("https_proxy="), "before: no proxy");
+    let o = clusterlab(&["fault", "apply", lab, "kube-proxy-behind-proxy"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(environ().contains("https_proxy=http://"), "during: kube-proxy runs behind the proxy");
+    let squid = || {
+        let o =
+            Command::new("docker").args(["ps", "-q", "--filter", "name=k8s-stray-proxy-proxy-kube-proxy-behind-proxy"]).output().unwrap();
+        !o.stdout.is_empty()
+    };
+    assert!(squid(), "the proxy container runs");
+    assert_eq!(clusterlab(&["fault", "revert", lab, "kube-proxy-behind-proxy"]).status.code(), Some(0));
+    assert!(!environ().contains("https_proxy="), "after: kube-proxy restarted without it");
+    assert!(!squid(), "the proxy container is gone");
+    assert_eq!(clusterlab(&["down", lab]).status.code(), Some(0));
+    assert_clean(lab);
+}
+
+/// Every writable sysctl of the host that is not per network namespace (kernel, vm, fs), but
+/// the pid counter, which moves with every process.
+fn host_sysctls() -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut dirs = vec![PathBuf::from("/proc/sys/kernel"), PathBuf::from("/proc/sys/vm"), PathBuf::from("/proc/sys/fs")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                dirs.push(p);
+            } else if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o200 != 0 && !p.ends_with("ns_last_pid") {
+                if let Ok(v) = std::fs::read_to_string(&p) {
+                    out.insert(p.display().to_string(), v.trim().to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The host's iptables rules (both backends), without counters and comments.
+fn host_iptables() -> String {
+    let mut all = String::new();
+    for cmd in ["iptables-save", "iptables-legacy-save"] {
+        if let Ok(o) = Command::new(cmd).output() {
+            for l in String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.starts_with('#')) {
+                let l = if l.starts_with(':') { l.rsplit_once(' ').map(|x| x.0).unwrap_or(l) } else { l };
+                all.push_str(l);
+                all.push('\n');
+            }
+        }
+    }
+    all
 }
 
 /// Small swarm scenarios for the matrix tests: two checks-only labs and one with a bench.
@@ -1038,79 +1116,6 @@ fn k8s_paths_throughput_measures_every_path_and_its_cost_under_loss() {
     assert_clean("paths-throughput");
 }
 
-/// http-proxy as a CLI verb on a kept lab, with a component: kube-proxy on the worker restarts
-/// with the proxy in its environment, and without it after the revert; squid goes with it.
-#[test]
-fn k8s_proxy_fault_reaches_named_components_and_reverts_by_cli() {
-    let _g = shared(&["k8s-stray-proxy"]);
-    bundle();
-    let lab = "k8s-stray-proxy";
-    let _down = Down(lab);
-    assert_eq!(clusterlab(&["up", "scenarios/k8s-stray-proxy.yaml"]).status.code(), Some(0));
-    let environ = || {
-        let o = Command::new("docker")
-            .args(["exec", "k8s-stray-proxy-worker", "sh", "-c", "tr '\\0' '\\n' < /proc/$(cat /run/clusterlab/kube-proxy.pid)/environ"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).to_string()
-    };
-    assert!(!environ().contains("https_proxy="), "before: no proxy");
-    let o = clusterlab(&["fault", "apply", lab, "kube-proxy-behind-proxy"]);
-    assert_eq!(o.status.code(), Some(0));
-    assert!(environ().contains("https_proxy=http://"), "during: kube-proxy runs behind the proxy");
-    let squid = || {
-        let o =
-            Command::new("docker").args(["ps", "-q", "--filter", "name=k8s-stray-proxy-proxy-kube-proxy-behind-proxy"]).output().unwrap();
-        !o.stdout.is_empty()
-    };
-    assert!(squid(), "the proxy container runs");
-    assert_eq!(clusterlab(&["fault", "revert", lab, "kube-proxy-behind-proxy"]).status.code(), Some(0));
-    assert!(!environ().contains("https_proxy="), "after: kube-proxy restarted without it");
-    assert!(!squid(), "the proxy container is gone");
-    assert_eq!(clusterlab(&["down", lab]).status.code(), Some(0));
-    assert_clean(lab);
-}
-
-/// Every writable sysctl of the host that is not per network namespace (kernel, vm, fs), but
-/// the pid counter, which moves with every process.
-fn host_sysctls() -> std::collections::BTreeMap<String, String> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut dirs = vec![PathBuf::from("/proc/sys/kernel"), PathBuf::from("/proc/sys/vm"), PathBuf::from("/proc/sys/fs")];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            let Ok(meta) = e.metadata() else { continue };
-            if meta.is_dir() {
-                dirs.push(p);
-            } else if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o200 != 0 && !p.ends_with("ns_last_pid") {
-                if let Ok(v) = std::fs::read_to_string(&p) {
-                    out.insert(p.display().to_string(), v.trim().to_string());
-                }
-            }
-        }
-    }
-    out
-}
-
-/// The host's iptables rules (both backends), without counters and comments.
-fn host_iptables() -> String {
-    let mut all = String::new();
-    for cmd in ["iptables-save", "iptables-legacy-save"] {
-        if let Ok(o) = Command::new(cmd).output() {
-            for l in String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.starts_with('#')) {
-                let l = if l.starts_with(':') { l.rsplit_once(' ').map(|x| x.0).unwrap_or(l) } else { l };
-                all.push_str(l);
-                all.push('\n');
-            }
-        }
-    }
-    all
-}
-
-/// 60 % of the VXLAN packets into the worker lost: every pair still gets some answers, so only
-/// counting requests catches it. The default expectation fails with n/N shown and a cause line
-/// naming the share; a stated answer rate passes. Around it, a Kubernetes and a swarm lab leave
-/// the host's kernel settings and iptables rules exactly as they were.
 #[test]
 fn partial_loss_fails_by_default_and_labs_leave_the_host_as_they_found_it() {
     let _g = serial();
