@@ -110,12 +110,7 @@ impl LabPlan {
         self.nodes.iter().find(|n| n.role == Role::Manager).unwrap_or(&self.nodes[0])
     }
     pub fn labels(&self, node: Option<&str>) -> std::collections::HashMap<String, String> {
-        let mut m = std::collections::HashMap::new();
-        m.insert(LABEL_LAB.to_string(), self.lab.clone());
-        m.insert(LABEL_RUN.to_string(), self.run_id.clone());
-        if !self.owner.is_empty() {
-            m.insert(LABEL_OWNER.to_string(), self.owner.clone());
-        }
+        let mut m = run_labels(&self.lab, &self.run_id, &self.owner);
         if let Some(n) = node {
             m.insert(LABEL_NODE.to_string(), n.to_string());
         }
@@ -169,6 +164,18 @@ pub struct NodeBoot {
     pub data_dir: &'static str,
     /// Host paths bind-mounted read-only into every node (host path, node path).
     pub binds: Vec<(String, String)>,
+}
+
+/// The labels of a run's objects (lab, run, owner process), for what a run creates before its
+/// plan is known.
+pub fn run_labels(lab: &str, run_id: &str, owner: &str) -> std::collections::HashMap<String, String> {
+    let mut m = std::collections::HashMap::new();
+    m.insert(LABEL_LAB.to_string(), lab.to_string());
+    m.insert(LABEL_RUN.to_string(), run_id.to_string());
+    if !owner.is_empty() {
+        m.insert(LABEL_OWNER.to_string(), owner.to_string());
+    }
+    m
 }
 
 #[cfg(test)]

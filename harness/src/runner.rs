@@ -198,12 +198,17 @@ async fn create_nodes(
     let title = format!("Preparing nodes\t{}", "📦".repeat(n));
     let log = PhaseLog::new();
     r.step_timed(&title, exit::HOST, &log, async {
-        let plan = create_network(engine, s, &id).await?;
-        // First, before any node: from here on, a SIGKILL of this process leaves nothing behind.
-        // Whether the engine grants --privileged is asked meanwhile (a throwaway container).
-        let (reaper, mode) = futures_util::try_join!(
-            crate::reaper::watch(engine, &plan, &node_image),
-            engine.detect_nested_mode(&node_image, plan.labels(None))
+        // The network, then the reaper: first, before any node; from here on, a SIGKILL of this
+        // process leaves nothing behind. Whether the engine grants --privileged is asked
+        // meanwhile (a throwaway container, labelled as the run's: the reaper or `clean`
+        // removes it should this process die first).
+        let ((plan, reaper), mode) = futures_util::try_join!(
+            async {
+                let plan = create_network(engine, s, &id).await?;
+                let reaper = crate::reaper::watch(engine, &plan, &node_image).await?;
+                Ok::<_, LabError>((plan, reaper))
+            },
+            engine.detect_nested_mode(&node_image, crate::plan::run_labels(id.lab, id.run_id, id.owner))
         )?;
         log.mark("network, reaper".into());
         futures_util::future::try_join_all(plan.nodes.iter().map(|node| engine.create_node(&plan, node, &node_image, mode, &boot))).await?;
