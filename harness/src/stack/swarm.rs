@@ -13,6 +13,14 @@ use std::time::{Duration, Instant};
 /// Why swarm's VIP and routing mesh cannot work on a host.
 const NO_IPVS: &str = "kernel lacks IP_VS (swarm's VIP and routing mesh are IPVS)";
 
+/// The node's swarm state (`inactive`, `pending`, `active`, `error`, `locked`).
+const SWARM_STATE: &str = "docker info -f '{{.Swarm.LocalNodeState}}'";
+
+/// The node engine's API by curl, for the questions asked often while tasks start: the docker
+/// CLI costs ~55 ms of CPU per call in a node (measured), curl of the API ~20 ms. `-f`: an
+/// HTTP error is a failure, with no body.
+const ENGINE_API: &str = "curl -sf --unix-socket /var/run/docker.sock http://engine";
+
 /// How long a service may take to converge. A 3-replica service converges in ~5 s here; the
 /// margin is for a loaded 2-core machine, and a timeout still fails with the tasks' states.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -41,10 +49,9 @@ impl Swarm<'_> {
     pub async fn wait_engines(&self) -> Result<(), LabError> {
         let secs = 60;
         try_join_all(self.lab.plan.nodes.iter().map(|n| async move {
-            // The API's ping, by curl: the docker CLI costs ~55 ms of CPU per call (measured in
-            // a node), curl a few; polled every 0.1 s on three starting engines, that is CPU
-            // the engines' own start needs.
-            if self.lab.poll(&n.name, "curl -sf --unix-socket /var/run/docker.sock http://engine/_ping >/dev/null", secs, "0.1").await? {
+            // The API's ping: polled every 0.1 s on three starting engines, the CLI's CPU
+            // would be taken from the engines' own start.
+            if self.lab.poll(&n.name, &format!("{ENGINE_API}/_ping >/dev/null"), secs, "0.1").await? {
                 return Ok(());
             }
             let log = self.lab.sh_raw(&n.name, "tail -n 15 /var/log/clusterlab/dockerd.log").await.map(|o| o.stdout).unwrap_or_default();
@@ -86,7 +93,7 @@ impl Swarm<'_> {
         // `up` on a lab whose swarm exists skips the init rather than failing, then both tokens.
         // (The init's line first: a failure names the first line of the script.)
         let script = format!(
-            "[ \"$(docker info -f '{{{{.Swarm.LocalNodeState}}}}')\" = active ] || docker swarm init --advertise-addr {} >/dev/null || exit\n\
+            "[ \"$({SWARM_STATE})\" = active ] || docker swarm init --advertise-addr {} >/dev/null || exit\n\
              docker swarm join-token -q worker && docker swarm join-token -q manager\n",
             leader.ip
         );
@@ -116,7 +123,7 @@ impl Swarm<'_> {
                 // that is (a second `up`) is left alone; one whose earlier join is unfinished
                 // says so with exit code 10 and its state.
                 let first = format!(
-                    "s=$(docker info -f '{{{{.Swarm.LocalNodeState}}}}')\n\
+                    "s=$({SWARM_STATE})\n\
                      case \"$s\" in active) exit 0 ;; pending|error) echo \"$s\"; exit 10 ;; esac\n\
                      {join}\n"
                 );
@@ -137,8 +144,8 @@ impl Swarm<'_> {
                 // An earlier join that timed out goes on in the background ("pending"), or gave
                 // up ("error"). Given a few seconds it may finish; if not, it is abandoned and
                 // the join starts over (a pending node refuses a new join).
-                let active = "[ \"$(docker info -f '{{.Swarm.LocalNodeState}}')\" = active ]";
-                if self.lab.poll(&n.name, active, 10, "0.5").await? {
+                let active = format!("[ \"$({SWARM_STATE})\" = active ]");
+                if self.lab.poll(&n.name, &active, 10, "0.5").await? {
                     return Ok(());
                 }
                 self.lab.sh(&n.name, "abandoning an earlier swarm join", "docker swarm leave --force").await?;
@@ -194,12 +201,11 @@ impl Swarm<'_> {
     /// A container of the node's engine on an overlay network, started unless it runs already
     /// (`run`: the image and command for `docker run`).
     async fn ensure_container(&self, node: &str, name: &str, network: &str, run: &str, what: &str) -> Result<(), LabError> {
-        // Asked of the API by curl (the docker CLI costs ~55 ms of CPU a call, while the
-        // tasks start beside it): a running one is kept, a stopped one replaced. (The run
-        // first, as a function: a failure names the script's first line.)
+        // Asked of the API (the tasks start beside it): a running one is kept, a stopped one
+        // replaced. (The run first, as a function: a failure names the script's first line.)
         let script = format!(
             "start() {{ docker run -d --name {name} --network {} {run} >/dev/null; }}\n\
-             state=$(curl -sf --unix-socket /var/run/docker.sock http://engine/containers/{name}/json)\n\
+             state=$({ENGINE_API}/containers/{name}/json)\n\
              case \"$state\" in *'\"Running\":true'*) exit 0 ;; esac\n\
              [ -z \"$state\" ] || docker rm -f {name} >/dev/null\n\
              start",
@@ -223,9 +229,9 @@ impl Swarm<'_> {
     }
 
     /// Wait until every desired task of `service` runs; on timeout, fail with each task's state.
-    /// The wait loops inside the leader (one exec): a listing every 0.2 s there, from the
-    /// engine's API by curl (~20 ms of CPU each; `docker service ps` costs ~50 ms, and an exec
-    /// per poll more on the host's side) — CPU the tasks being started need on two cores.
+    /// The wait loops inside the leader (one exec, not one per poll: an exec costs the host's
+    /// engine and runc CPU too): the API's task list every 0.2 s there — CPU the tasks being
+    /// started need on two cores.
     pub async fn converge(&self, service: &str, replicas: u32) -> Result<Vec<Replica>, LabError> {
         let start = Instant::now();
         let leader = self.leader();
@@ -233,7 +239,7 @@ impl Swarm<'_> {
         // ("DesiredState" does not match: no quote before its `State`).
         let filters = format!("filters={{\"service\":[\"{service}\"],\"desired-state\":[\"running\"]}}");
         let all_run = format!(
-            "[ \"$(curl -sfG --unix-socket /var/run/docker.sock http://engine/tasks --data-urlencode {} | grep -o '\"State\":\"running\"' | wc -l)\" = {replicas} ]",
+            "[ \"$({ENGINE_API}/tasks -G --data-urlencode {} | grep -o '\"State\":\"running\"' | wc -l)\" = {replicas} ]",
             shq(&filters)
         );
         loop {
