@@ -8,8 +8,9 @@
 //! translated ClusterIP is judged by the pod it now goes to), and in a table neither dockerd
 //! nor kube-proxy fill with ACCEPTs that would jump over it. Nothing is changed on the host.
 
-use crate::lab::Lab;
-use crate::provider::LabError;
+use crate::lab::{poll_script, Lab};
+use crate::plan::NodePlan;
+use crate::provider::{tail, LabError};
 use futures_util::future::try_join_all;
 
 /// The chain in each node's mangle table.
@@ -56,12 +57,29 @@ pub fn script(ip: &str, allowed: &[String]) -> String {
     s
 }
 
-/// Install the edge in every node.
-pub async fn seal(lab: &Lab) -> Result<(), LabError> {
+/// Exit code of the seal's exec when the condition it waits for first never held.
+const NOT_READY: i64 = 97;
+
+/// Install the edge in every node once `ready` holds there (a shell condition, polled for up
+/// to 15 s in the same exec: one exec per node, not two — each costs the host's engine ~75 ms
+/// of CPU on a CPU-bound bring-up); `not_ready` is the error for a node where it never held.
+pub async fn seal(lab: &Lab, ready: &str, not_ready: impl Fn(&NodePlan) -> LabError) -> Result<(), LabError> {
     let allowed = allowed(lab);
-    try_join_all(lab.plan.nodes.iter().map(|n| {
-        let script = script(&n.ip.to_string(), &allowed);
-        async move { lab.sh(&n.name, "closing the lab's edge", &script).await }
+    let (allowed, not_ready) = (&allowed, &not_ready);
+    try_join_all(lab.plan.nodes.iter().map(|n| async move {
+        let edge = script(&n.ip.to_string(), allowed);
+        let out = lab.sh_raw(&n.name, &format!("{} || exit {NOT_READY}\n{edge}", poll_script(ready, 15, "0.1"))).await?;
+        match out.code {
+            0 => Ok(()),
+            NOT_READY => Err(not_ready(n)),
+            code => Err(LabError::Command {
+                node: n.name.clone(),
+                what: "closing the lab's edge".into(),
+                cmd: edge.lines().nth(1).unwrap_or_default().to_string(),
+                code,
+                tail: tail(&format!("{}\n{}", out.stdout, out.stderr), 12),
+            }),
+        }
     }))
     .await?;
     Ok(())

@@ -221,8 +221,11 @@ async fn create_nodes(
         // The runtimes start with the nodes and need nothing from the seal: they are waited
         // for meanwhile (the stack's first packet is sent after both, by `install`).
         let sealed = async {
-            host_shielded(&lab).await?;
-            crate::edge::seal(&lab).await?;
+            // Every node shows the host-global sysctl trees (kernel, vm, fs) read-only before
+            // its stack starts: what runs in a node may then change only the node's own
+            // (network) settings. The edge waits for that in the same exec.
+            crate::edge::seal(&lab, HOST_SHIELDED, |n| LabError::HostShield { node: n.name.clone(), container: n.container.clone() })
+                .await?;
             log.mark("nodes shielded and sealed".into());
             Ok::<_, LabError>(())
         };
@@ -246,21 +249,9 @@ async fn create_nodes(
     .await
 }
 
-/// Every node shows the host-global sysctl trees (kernel, vm, fs) read-only before its stack
-/// starts: what runs in a node may then change only the node's own (network) settings.
-async fn host_shielded(lab: &Lab) -> Result<(), LabError> {
-    let cond =
-        "for d in kernel vm fs; do awk -v m=/proc/sys/$d '$2==m && $4 ~ /^ro(,|$)/ {f=1} END {exit !f}' /proc/mounts || exit 1; done";
-    futures_util::future::try_join_all(lab.plan.nodes.iter().map(|n| async move {
-        if lab.poll(&n.name, cond, 15, "0.1").await? {
-            Ok(())
-        } else {
-            Err(LabError::HostShield { node: n.name.clone(), container: n.container.clone() })
-        }
-    }))
-    .await
-    .map(|_| ())
-}
+/// Holds in a node whose host-global sysctl trees are mounted read-only (the node's start does it).
+const HOST_SHIELDED: &str =
+    "for d in kernel vm fs; do awk -v m=/proc/sys/$d '$2==m && $4 ~ /^ro(,|$)/ {f=1} END {exit !f}' /proc/mounts || exit 1; done";
 
 /// The images an install loads into the nodes: the probe's (swarm), the tools' (swarm, for
 /// benches), and every service's.
