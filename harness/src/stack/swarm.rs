@@ -440,11 +440,14 @@ impl Stack for Swarm<'_> {
         // Network names are validated labels, so they go into the template as a plain Go string.
         let net = self.lab.scenario.service(service).map(|s| format!("\"{}\"", s.network)).unwrap_or_default();
         // Two docker calls per node, not one per task (each costs ~55 ms of the node's CPU):
-        // `docker inspect` takes every task container at once and prints those still there (a
-        // task that ended since the listing is not an error: it is no replica any more).
+        // `docker inspect` takes every task container at once and prints those still there. It
+        // fails when one is gone: a task that ended since the listing (the listing differs now)
+        // is no replica any more; any other failure is the listing's, and says why.
         let script = format!(
             "ids=$(docker ps -q --filter label=com.docker.swarm.service.name={svc}) || exit\n\
-             [ -z \"$ids\" ] || docker inspect -f '{{{{index .Config.Labels \"com.docker.swarm.task.name\"}}}} {{{{.Config.Hostname}}}} {{{{with index .NetworkSettings.Networks {net}}}}}{{{{.IPAddress}}}}{{{{end}}}}' $ids 2>/dev/null || :",
+             [ -n \"$ids\" ] || exit 0\n\
+             docker inspect -f '{{{{index .Config.Labels \"com.docker.swarm.task.name\"}}}} {{{{.Config.Hostname}}}} {{{{with index .NetworkSettings.Networks {net}}}}}{{{{.IPAddress}}}}{{{{end}}}}' $ids && exit 0\n\
+             [ \"$(docker ps -q --filter label=com.docker.swarm.service.name={svc})\" != \"$ids\" ]",
             svc = shq(service),
         );
         let per_node = try_join_all(self.lab.plan.nodes.iter().map(|n| {
