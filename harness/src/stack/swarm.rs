@@ -8,6 +8,7 @@ use crate::provider::{tail, LabError};
 pub use crate::vocab::probe_container;
 use crate::vocab::{Client, DnsExpect, DnsLookup, Observation, ServicePaths};
 use futures_util::future::try_join_all;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// Why swarm's VIP and routing mesh cannot work on a host.
@@ -239,6 +240,29 @@ impl Swarm<'_> {
         .map(|_| ())
     }
 
+    /// The containers of the tasks of `service` the swarm wants running, as the leader's API
+    /// lists them; `None` when the leader is paused and cannot be asked (a stop-node fault on
+    /// it): then every task container a node runs counts, as the nodes list them.
+    async fn wanted_containers(&self, service: &str) -> Result<Option<BTreeSet<String>>, LabError> {
+        let leader = self.lab.plan.leader();
+        let filters = format!("filters={{\"service\":[\"{service}\"],\"desired-state\":[\"running\"]}}");
+        // A task not yet started has no container id: it is no replica yet either.
+        let script = format!(
+            "tasks=$({ENGINE_API}/tasks -G --data-urlencode {}) || exit\n\
+             printf '%s' \"$tasks\" | grep -o '\"ContainerID\":\"[0-9a-f]*\"' || :",
+            shq(&filters)
+        );
+        match self.lab.sh(&leader.name, &format!("listing the tasks of {service} the swarm wants running"), &script).await {
+            Ok(o) => {
+                Ok(Some(o.stdout.lines().filter_map(|l| l.rsplit('"').nth(1)).filter(|id| !id.is_empty()).map(str::to_string).collect()))
+            }
+            Err(e) => match self.lab.engine.is_paused(&leader.container).await {
+                Ok(true) => Ok(None),
+                _ => Err(e),
+            },
+        }
+    }
+
     /// Wait until every desired task of `service` runs; on timeout, fail with each task's state.
     /// The wait loops inside the leader (one exec, not one per poll: an exec costs the host's
     /// engine and runc CPU too): the API's task list every 0.2 s there — CPU the tasks being
@@ -435,7 +459,12 @@ impl Stack for Swarm<'_> {
         }))
     }
 
-    /// Each node lists the service's task containers it runs, with hostname and overlay address.
+    /// The service's replicas: the task containers each node runs (with hostname and overlay
+    /// address) whose task the swarm wants running. A node's engine also runs, for a while, the
+    /// container of a task the swarm has already replaced (after a partition long enough for the
+    /// manager to give up on a node, the node's old task shuts down only once it is back): that
+    /// container is no replica — the service's load balancer no longer sends to it, and it may
+    /// stop in the middle of a check.
     async fn replicas(&self, service: &str) -> Result<Vec<Replica>, LabError> {
         // Network names are validated labels, so they go into the template as a plain Go string.
         let net = self.lab.scenario.service(service).map(|s| format!("\"{}\"", s.network)).unwrap_or_default();
@@ -446,7 +475,7 @@ impl Stack for Swarm<'_> {
         let script = format!(
             "ids=$(docker ps -q --filter label=com.docker.swarm.service.name={svc}) || exit\n\
              [ -n \"$ids\" ] || exit 0\n\
-             docker inspect -f '{{{{index .Config.Labels \"com.docker.swarm.task.name\"}}}} {{{{.Config.Hostname}}}} {{{{with index .NetworkSettings.Networks {net}}}}}{{{{.IPAddress}}}}{{{{end}}}}' $ids && exit 0\n\
+             docker inspect -f '{{{{.Id}}}} {{{{index .Config.Labels \"com.docker.swarm.task.name\"}}}} {{{{.Config.Hostname}}}} {{{{with index .NetworkSettings.Networks {net}}}}}{{{{.IPAddress}}}}{{{{end}}}}' $ids && exit 0\n\
              [ \"$(docker ps -q --filter label=com.docker.swarm.service.name={svc})\" != \"$ids\" ]",
             svc = shq(service),
         );
@@ -469,16 +498,17 @@ impl Stack for Swarm<'_> {
                     },
                 }
             }
-        }))
-        .await?;
+        }));
+        let (per_node, wanted) = tokio::join!(per_node, self.wanted_containers(service));
+        let (per_node, wanted) = (per_node?, wanted?);
         let mut out = Vec::new();
         for (node, text) in per_node {
             for line in text.lines() {
                 let f: Vec<&str> = line.split_whitespace().collect();
-                if f.len() == 3 {
+                if f.len() == 4 && wanted.as_ref().is_none_or(|w| w.contains(f[0])) {
                     // Task names are `web.2.<task id>`; `web.2` is what a reader needs.
-                    let task = f[0].rsplit_once('.').map_or(f[0], |x| x.0).to_string();
-                    out.push(Replica { task, node: node.clone(), identity: f[1].to_string(), ip: f[2].to_string() });
+                    let task = f[1].rsplit_once('.').map_or(f[1], |x| x.0).to_string();
+                    out.push(Replica { task, node: node.clone(), identity: f[2].to_string(), ip: f[3].to_string() });
                 }
             }
         }
