@@ -287,7 +287,7 @@ fn partition_and_loss_cut_exactly_their_pairs_and_revert() {
     let o = clusterlab(&["run", "tests/scenarios/swarm-faults.yaml"]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0));
-    for c in ["before", "manager-cut-off", "workers-cut-off", "after-split", "worker-2-lost", "after-loss"] {
+    for c in ["before", "split-cuts-both-ways", "after-split", "worker-2-lost", "after-loss"] {
         assert!(out.contains(&format!("✓ Check {c} ")), "check {c} did not pass");
     }
     assert!(packets(&out, "split").iter().any(|p| *p > 0));
