@@ -443,9 +443,23 @@ pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica], paths: &Ser
             CheckKind::Dns => {
                 let d = &paths.dns;
                 let server = d.server.as_deref().map(|s| format!(" {}", shq(s))).unwrap_or_default();
-                let script = format!("nslookup {}{server} 2>&1", shq(&d.name));
-                let out = client.run(lab, entry, &script, script_deadline(1, check.timeout)).await?;
-                let resolved = dns_addresses(&out);
+                // The end line says the lookup ran and how it ended: without it, what failed is
+                // the way into the client (an exec refused, a container gone), not the cluster's
+                // DNS, and the check says so instead of judging an answer it never got.
+                let script = format!("nslookup {}{server} 2>&1; echo \"{DNS_END} $?\"", shq(&d.name));
+                let full = client.run_full(lab, entry, &script, script_deadline(1, check.timeout)).await?;
+                let Some(out) = lookup_output(&full.stdout) else {
+                    return Err(LabError::Probe {
+                        check: check.name.clone(),
+                        node: entry.to_string(),
+                        message: format!(
+                            "the lookup did not run to its end (exit {}):\n{}",
+                            full.code,
+                            crate::provider::tail(&format!("{}\n{}", full.stdout, full.stderr), 6)
+                        ),
+                    });
+                };
+                let resolved = dns_addresses(out);
                 let expected: Vec<&str> = match &d.expect {
                     DnsExpect::Address { ip, .. } => vec![ip.as_str()],
                     DnsExpect::Replicas => replicas.iter().map(|r| r.ip.as_str()).collect(),
@@ -456,7 +470,7 @@ pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica], paths: &Ser
                         let hit = resolved.iter().any(|r| r == ip);
                         let detail = match (hit, resolved.is_empty()) {
                             (true, _) => String::new(),
-                            (false, true) => dns_failure(&out),
+                            (false, true) => dns_failure(out),
                             (false, false) => "not in the answer".into(),
                         };
                         Cell { hits: hit as u32, tries: 1, detail, latency: None }
@@ -491,14 +505,34 @@ pub async fn observe(lab: &Lab, check: &Check, replicas: &[Replica], paths: &Ser
     Ok(obs)
 }
 
-/// Why a lookup listed no address, in the resolver's words (NXDOMAIN, no server reached...).
+/// The line a DNS probe prints after its lookup, with the lookup's exit code.
+const DNS_END: &str = "#lookup-exit";
+
+/// What the lookup printed, when the probe ran to its end line (`None`: it never did).
+pub fn lookup_output(stdout: &str) -> Option<&str> {
+    let body = stdout.trim_end();
+    let (out, last) = body.rsplit_once('\n').unwrap_or(("", body));
+    last.starts_with(DNS_END).then_some(out)
+}
+
+/// Why a lookup listed no address, in the resolver's words (NXDOMAIN, no server reached, a
+/// query left without an answer...); what it printed otherwise, never a guess.
 pub fn dns_failure(out: &str) -> String {
-    let signs = ["can't find", "timed out", "no servers", "NXDOMAIN", "SERVFAIL", "REFUSED", "connection refused"];
-    out.lines()
-        .map(|l| l.trim().trim_start_matches(";; ").trim_start_matches("** "))
-        .find(|l| signs.iter().any(|s| l.contains(s)))
-        .map(|l| l.chars().take(100).collect())
-        .unwrap_or_else(|| "no address in the answer".into())
+    // busybox writes "** server can't find" for an error code and "*** Can't find ...: No answer"
+    // for a query no reply came to in time (the others answered).
+    let signs = ["can't find", "timed out", "no servers", "nxdomain", "servfail", "refused", "no answer"];
+    let lines: Vec<&str> = out.lines().map(|l| l.trim().trim_start_matches(";; ").trim_start_matches('*').trim()).collect();
+    let short = |l: &str| l.chars().take(100).collect::<String>();
+    match lines.iter().find(|l| signs.iter().any(|s| l.to_lowercase().contains(s))) {
+        Some(l) => short(l),
+        None => {
+            let said: Vec<&str> = lines.iter().copied().filter(|l| !l.is_empty()).collect();
+            match said.last() {
+                Some(l) => format!("no address in the answer (it ended: {})", short(l)),
+                None => "no address in the answer (the resolver printed nothing)".into(),
+            }
+        }
+    }
 }
 
 /// Addresses in a busybox nslookup answer (after the `Name:` line; the server's own is before it).
@@ -607,7 +641,18 @@ mod tests {
             "connection timed out; no servers could be reached"
         );
         assert_eq!(dns_failure("Server:\t\t10.32.0.10\n** server can't find nope: NXDOMAIN\n"), "server can't find nope: NXDOMAIN");
-        assert_eq!(dns_failure("odd\n"), "no address in the answer");
+        assert_eq!(dns_failure("odd\n"), "no address in the answer (it ended: odd)");
+        assert_eq!(dns_failure("\n"), "no address in the answer (the resolver printed nothing)");
+        // A query busybox got no reply to while the others were answered.
+        assert_eq!(
+            dns_failure("Server:\t\t10.32.0.10\n\n*** Can't find web.default.svc.cluster.local: No answer\n"),
+            "Can't find web.default.svc.cluster.local: No answer"
+        );
+        assert_eq!(lookup_output("Name:\tweb\nAddress: 10.0.0.1\n#lookup-exit 0\n"), Some("Name:\tweb\nAddress: 10.0.0.1"));
+        assert_eq!(lookup_output("#lookup-exit 1\n"), Some(""));
+        // The exec into the client failed before the lookup's end: no answer to judge.
+        assert_eq!(lookup_output("ctr: container not found\n"), None);
+        assert_eq!(lookup_output(""), None);
     }
 
     #[test]
