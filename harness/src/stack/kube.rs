@@ -486,20 +486,34 @@ echo '{TOKEN},admin,admin,system:masters' > tokens.csv"
     }
 
     /// Wait until the cluster DNS answers the `kubernetes` service's name through its Service
-    /// address (the path pods take: kube-proxy's DNAT to the server).
+    /// address (the path pods take: kube-proxy's DNAT to the server) from every node: each
+    /// node's own kube-proxy programs that DNAT, and a pod's first lookup must not race it.
     async fn wait_dns(&self) -> Result<(), LabError> {
         // The kube-dns Service has no selector: its Endpoints are ours. A controller manager whose
         // caches synced between the Service's creation and the Endpoints' takes them for leftovers
         // and deletes them once at its start (seen once: "endpoints kube-system/kube-dns:
         // deleted" 0.6 s after they were made, and no DNS for the 60 s after). Missing, they are
         // applied again while this waits.
-        let cond = format!(
-            "dig +short +time=1 +tries=1 @{} kubernetes.default.svc.{CLUSTER_DOMAIN} | grep -qx {} || \
-             {{ {KUBECTL_DIRECT} -n kube-system get endpoints kube-dns >/dev/null 2>&1 || {KUBECTL_DIRECT} apply -f {KUBE_DNS} >/dev/null 2>&1; false; }}",
+        let answers = format!(
+            "dig +short +time=1 +tries=1 @{} kubernetes.default.svc.{CLUSTER_DOMAIN} | grep -qx {}",
             dns_ip(&self.spec.service_cidr),
             first_host(&self.spec.service_cidr)
         );
-        self.until(&self.master(), "waiting for the cluster DNS", &cond, 60, CLUSTER_DNS).await
+        let master = self.master();
+        let on_master = format!(
+            "{answers} || {{ {KUBECTL_DIRECT} -n kube-system get endpoints kube-dns >/dev/null 2>&1 || {KUBECTL_DIRECT} apply -f {KUBE_DNS} >/dev/null 2>&1; false; }}"
+        );
+        self.until(&master, "waiting for the cluster DNS", &on_master, 60, CLUSTER_DNS).await?;
+        try_join_all(
+            self.lab
+                .plan
+                .nodes
+                .iter()
+                .filter(|n| n.name != master)
+                .map(|n| self.until(&n.name, "waiting for kube-proxy to lead to the cluster DNS", &answers, 60, "kube-proxy")),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn node_components(&self) -> Result<(), LabError> {
