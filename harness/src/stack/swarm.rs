@@ -241,25 +241,39 @@ impl Swarm<'_> {
     }
 
     /// The containers of the tasks of `service` the swarm wants running, as the leader's API
-    /// lists them; `None` when the leader is paused and cannot be asked (a stop-node fault on
-    /// it): then every task container a node runs counts, as the nodes list them.
+    /// lists them. `None` when the leader cannot say: paused (a stop-node fault on it), or its
+    /// API answers with an error (managers without a quorum have no leader). Then every task
+    /// container a node runs counts, as the nodes list them — and a swarm without a leader
+    /// replaces no task either.
     async fn wanted_containers(&self, service: &str) -> Result<Option<BTreeSet<String>>, LabError> {
+        const NO_ANSWER: i64 = 3;
         let leader = self.lab.plan.leader();
         let filters = format!("filters={{\"service\":[\"{service}\"],\"desired-state\":[\"running\"]}}");
         // A task not yet started has no container id: it is no replica yet either.
         let script = format!(
-            "tasks=$({ENGINE_API}/tasks -G --data-urlencode {}) || exit\n\
+            "tasks=$({ENGINE_API}/tasks -G --data-urlencode {}) || exit {NO_ANSWER}\n\
              printf '%s' \"$tasks\" | grep -o '\"ContainerID\":\"[0-9a-f]*\"' || :",
             shq(&filters)
         );
-        match self.lab.sh(&leader.name, &format!("listing the tasks of {service} the swarm wants running"), &script).await {
-            Ok(o) => {
-                Ok(Some(o.stdout.lines().filter_map(|l| l.rsplit('"').nth(1)).filter(|id| !id.is_empty()).map(str::to_string).collect()))
+        let what = format!("listing the tasks of {service} the swarm wants running");
+        let failed = match self.lab.sh_raw(&leader.name, &script).await {
+            Ok(o) if o.ok() => {
+                let ids = o.stdout.lines().filter_map(|l| l.rsplit('"').nth(1)).filter(|id| !id.is_empty());
+                return Ok(Some(ids.map(str::to_string).collect()));
             }
-            Err(e) => match self.lab.engine.is_paused(&leader.container).await {
-                Ok(true) => Ok(None),
-                _ => Err(e),
+            Ok(o) if o.code == NO_ANSWER => return Ok(None),
+            Ok(o) => LabError::Command {
+                what,
+                node: leader.name.clone(),
+                cmd: "curl …/tasks".into(),
+                code: o.code,
+                tail: tail(&format!("{}\n{}", o.stdout, o.stderr), 12),
             },
+            Err(e) => e,
+        };
+        match self.lab.engine.is_paused(&leader.container).await {
+            Ok(true) => Ok(None),
+            _ => Err(failed),
         }
     }
 
