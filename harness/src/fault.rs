@@ -576,7 +576,13 @@ impl FaultHandle {
                     let c = lab.plan.node(n).map(|x| x.container.clone()).unwrap_or_default();
                     if apply {
                         lab.sh(n, "freezing the node's containers", &nested("pause")).await.map_err(|e| fail(e.to_string()))?;
-                        lab.engine.set_paused(&c, true).await?;
+                        if let Err(e) = pause_node(lab, &c).await {
+                            // Thaw what was frozen: a node whose containers stay frozen cannot
+                            // be removed (a frozen process takes no SIGKILL under cgroup v1, so
+                            // the node's processes never all end and the engine's kill hangs).
+                            let _ = lab.sh(n, "thawing the node's containers", &nested("unpause")).await;
+                            return Err(e);
+                        }
                     } else {
                         lab.engine.set_paused(&c, false).await?;
                         lab.sh(n, "thawing the node's containers", &nested("unpause")).await.map_err(|e| fail(e.to_string()))?;
@@ -1029,6 +1035,26 @@ impl FaultHandle {
 pub fn describe_counters(fault: &str, c: &Counters) -> String {
     let parts: Vec<String> = c.iter().map(|(n, p)| format!("{p} packets on {n}")).collect();
     format!("fault {fault} matched {}", parts.join(", "))
+}
+
+/// Pause a node container. The runtime's freeze can fail on a busy node (runc: "unable to
+/// freeze", the cgroup still freezing when it gave up, then thawed again): tried up to three
+/// times, a second apart, while the engine says the node is not paused.
+async fn pause_node(lab: &Lab, container: &str) -> Result<(), LabError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match lab.engine.set_paused(container, true).await {
+            Ok(()) => return Ok(()),
+            Err(e) if tries >= 3 => return Err(e),
+            Err(_) => {
+                if lab.engine.is_paused(container).await.unwrap_or(false) {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
