@@ -248,32 +248,22 @@ impl Swarm<'_> {
     async fn wanted_containers(&self, service: &str) -> Result<Option<BTreeSet<String>>, LabError> {
         const NO_ANSWER: i64 = 3;
         let leader = self.lab.plan.leader();
-        let filters = format!("filters={{\"service\":[\"{service}\"],\"desired-state\":[\"running\"]}}");
+        let filters = wanted_running(service);
         // A task not yet started has no container id: it is no replica yet either.
         let script = format!(
             "tasks=$({ENGINE_API}/tasks -G --data-urlencode {}) || exit {NO_ANSWER}\n\
              printf '%s' \"$tasks\" | grep -o '\"ContainerID\":\"[0-9a-f]*\"' || :",
             shq(&filters)
         );
-        let what = format!("listing the tasks of {service} the swarm wants running");
-        let failed = match self.lab.sh_raw(&leader.name, &script).await {
-            Ok(o) if o.ok() => {
-                let ids = o.stdout.lines().filter_map(|l| l.rsplit('"').nth(1)).filter(|id| !id.is_empty());
-                return Ok(Some(ids.map(str::to_string).collect()));
+        match self.lab.sh(&leader.name, &format!("listing the tasks of {service} the swarm wants running"), &script).await {
+            Ok(o) => {
+                Ok(Some(o.stdout.lines().filter_map(|l| l.rsplit('"').nth(1)).filter(|id| !id.is_empty()).map(str::to_string).collect()))
             }
-            Ok(o) if o.code == NO_ANSWER => return Ok(None),
-            Ok(o) => LabError::Command {
-                what,
-                node: leader.name.clone(),
-                cmd: "curl …/tasks".into(),
-                code: o.code,
-                tail: tail(&format!("{}\n{}", o.stdout, o.stderr), 12),
+            Err(LabError::Command { code: NO_ANSWER, .. }) => Ok(None),
+            Err(e) => match self.lab.engine.is_paused(&leader.container).await {
+                Ok(true) => Ok(None),
+                _ => Err(e),
             },
-            Err(e) => e,
-        };
-        match self.lab.engine.is_paused(&leader.container).await {
-            Ok(true) => Ok(None),
-            _ => Err(failed),
         }
     }
 
@@ -286,7 +276,7 @@ impl Swarm<'_> {
         let leader = self.leader();
         // Task states of the service's tasks that should run; `"State"` is the task's status
         // ("DesiredState" does not match: no quote before its `State`).
-        let filters = format!("filters={{\"service\":[\"{service}\"],\"desired-state\":[\"running\"]}}");
+        let filters = wanted_running(service);
         let all_run = format!(
             "[ \"$({ENGINE_API}/tasks -G --data-urlencode {} | grep -o '\"State\":\"running\"' | wc -l)\" = {replicas} ]",
             shq(&filters)
@@ -529,6 +519,11 @@ impl Stack for Swarm<'_> {
         out.sort_by(|a, b| task_order(&a.task).cmp(&task_order(&b.task)).then(a.node.cmp(&b.node)));
         Ok(out)
     }
+}
+
+/// The task API's filter for the tasks of `service` the swarm wants running.
+fn wanted_running(service: &str) -> String {
+    format!("filters={{\"service\":[\"{service}\"],\"desired-state\":[\"running\"]}}")
 }
 
 fn task_order(task: &str) -> (String, u32) {
