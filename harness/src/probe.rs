@@ -255,9 +255,10 @@ impl Client {
                 // -m its files (its busybox and the resolv.conf kubelet wrote), -u its hostname;
                 // env -i: none of the node's environment (a proxy) follows the probe in.
                 format!(
-                    "pid=$(ctr -n k8s.io task ls | awk -v id={id} '$1 == id && $3 == \"RUNNING\" {{print $2}}')\n\
+                    "pid=$({})\n\
                      [ -n \"$pid\" ] && [ \"$pid\" != 0 ] || {{ echo \"the client pod's container {id} runs no task on this node\" >&2; exit 125; }}\n\
                      exec nsenter -t \"$pid\" -n -m -u /usr/bin/env -i PATH=/bin:/usr/bin:/sbin:/usr/sbin /bin/sh -c {script}",
+                    pod_task_pid(id),
                     id = shq(id),
                     script = shq(script)
                 )
@@ -265,6 +266,12 @@ impl Client {
         };
         lab.sh_within(node, &cmd, None, deadline).await
     }
+}
+
+/// A shell command printing the pid of a client pod container's running task (nothing when it
+/// runs none): containerd's task list, TASK PID STATUS. Its namespaces are the pod's.
+pub fn pod_task_pid(container: &str) -> String {
+    format!("ctr -n k8s.io task ls | awk -v id={} '$1 == id && $3 == \"RUNNING\" {{print $2}}'", shq(container))
 }
 
 /// Tally the records of one target into a cell: `accept` names the requests that count (an

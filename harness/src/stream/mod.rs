@@ -157,8 +157,7 @@ async fn netns(lab: &Lab, stream: &Stream, client: &Client, node: &str) -> Resul
             let Some((_, id)) = containers.iter().find(|(n, _)| n == node) else {
                 return Err(failed(stream, node, format!("no client pod runs on node {node}")));
             };
-            // ctr lists TASK PID STATUS; the pod's network namespace is its task's.
-            format!("ctr -n k8s.io task ls | awk -v id={} '$1==id {{print $2}}'", shq(id))
+            crate::probe::pod_task_pid(id)
         }
     };
     let out = lab.sh_in(node, "finding the stream client's namespace", &pid_script, None).await?;
