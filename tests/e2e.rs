@@ -718,7 +718,21 @@ fn k8s_kept_lab_is_a_closed_world_and_up_twice_is_safe() {
     let one_each = "for c in kube-apiserver kubelet etcd; do ps -eo pid=,ppid=,comm= | \
                     awk -v c=$c '$3 == c {is[$1] = 1; up[$1] = $2} END {n = 0; for (p in is) if (!(up[p] in is)) n++; print n}'; done";
     let ps = Command::new("docker").args(["exec", &format!("{lab}-master"), "sh", "-c", one_each]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&ps.stdout).split_whitespace().collect::<Vec<_>>(), ["1", "1", "1"]);
+    let counts = String::from_utf8_lossy(&ps.stdout).split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    if counts != ["1", "1", "1"] {
+        // What ran, to tell a second instance from a zombie or a helper in its first moments.
+        let seen = Command::new("docker")
+            .args([
+                "exec",
+                &format!("{lab}-master"),
+                "sh",
+                "-c",
+                "ps -eo pid,ppid,stat,etimes,comm,args | grep -E 'kube-apiserver|kubelet|etcd|supervise' | cut -c1-200",
+            ])
+            .output()
+            .unwrap();
+        panic!("{counts:?} instances of kube-apiserver, kubelet, etcd:\n{}", String::from_utf8_lossy(&seen.stdout));
+    }
     // `up` converges the lab to the FILE given, not to the one it was made from.
     let dir = tempfile::tempdir().unwrap();
     let one = dir.path().join("one.yaml");
