@@ -815,6 +815,40 @@ fn stop_node_silences_exactly_its_replicas_and_resumes() {
     }
     assert_eq!(out.matches("-- timeout (expected)").count(), 2);
     assert_clean("test-swarm-stop-node");
+    // A run that ends while the node is paused (Ctrl-C, or SIGKILL and its reaper) still removes
+    // it: the node and what it froze inside are resumed first, or the node would never end.
+    for signal in ["-INT", "-KILL"] {
+        let lab = "test-swarm-stop-node";
+        let mut child = Command::new(bin())
+            .args(["run", "tests/scenarios/swarm-stop-node.yaml"])
+            .current_dir(root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        let paused = || {
+            let o = Command::new("docker").args(["inspect", "-f", "{{.State.Paused}}", &format!("{lab}-worker-1")]).output().unwrap();
+            String::from_utf8_lossy(&o.stdout).trim() == "true"
+        };
+        while !paused() {
+            assert!(child.try_wait().unwrap().is_none(), "the run ended before worker-1 was paused");
+            assert!(start.elapsed() < Duration::from_secs(180), "worker-1 was never paused");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+        let o = child.wait_with_output().unwrap();
+        println!("{signal}: {}", String::from_utf8_lossy(&o.stderr));
+        if signal == "-INT" {
+            assert_eq!(o.status.code(), Some(130));
+        }
+        let t = Instant::now();
+        while !leftovers(lab).is_empty() && t.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        println!("{signal}: removed in {:.1} s", t.elapsed().as_secs_f64());
+        assert_clean(lab);
+    }
 }
 
 #[test]

@@ -561,31 +561,23 @@ impl FaultHandle {
                 Ok(())
             }
             Action::Pause { nodes } => {
-                // The nested runtime puts its containers' cgroups beside the node's, not under it
-                // (cgroup v1, host tree mounted), so pausing the node container alone leaves its
-                // workloads running: freeze them first (and thaw them last), through the node's
-                // own runtime — dockerd for swarm, containerd's k8s.io namespace for Kubernetes.
-                let nested = |op: &str| {
-                    format!(
-                        "if docker info >/dev/null 2>&1; then ids=$(docker ps -q {f}); [ -z \"$ids\" ] || docker {op} $ids >/dev/null; fi; \
-                         if [ -S /run/containerd/containerd.sock ]; then for t in $(ctr -n k8s.io tasks ls -q 2>/dev/null); do ctr -n k8s.io tasks {op} $t 2>/dev/null; done; fi; true",
-                        f = if op == "pause" { "" } else { "--filter status=paused" }
-                    )
-                };
+                // The node's own containers are frozen first and thawed last (see
+                // nested_freeze_script: pausing the node container alone leaves them running).
+                let nested = crate::provider::nested_freeze_script;
                 for n in nodes {
                     let c = lab.plan.node(n).map(|x| x.container.clone()).unwrap_or_default();
                     if apply {
-                        lab.sh(n, "freezing the node's containers", &nested("pause")).await.map_err(|e| fail(e.to_string()))?;
+                        lab.sh(n, "freezing the node's containers", nested(true)).await.map_err(|e| fail(e.to_string()))?;
                         if let Err(e) = pause_node(lab, &c).await {
                             // Thaw what was frozen: a node whose containers stay frozen cannot
                             // be removed (a frozen process takes no SIGKILL under cgroup v1, so
                             // the node's processes never all end and the engine's kill hangs).
-                            let _ = lab.sh(n, "thawing the node's containers", &nested("unpause")).await;
+                            let _ = lab.sh(n, "thawing the node's containers", nested(false)).await;
                             return Err(e);
                         }
                     } else {
                         lab.engine.set_paused(&c, false).await?;
-                        lab.sh(n, "thawing the node's containers", &nested("unpause")).await.map_err(|e| fail(e.to_string()))?;
+                        lab.sh(n, "thawing the node's containers", nested(false)).await.map_err(|e| fail(e.to_string()))?;
                     }
                 }
                 Ok(())

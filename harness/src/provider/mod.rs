@@ -52,6 +52,22 @@ fn grant_nested_rights(host: &mut HostConfig, mode: NestedMode) {
     }
 }
 
+/// Freeze or thaw the containers a node runs itself, through its own runtime: dockerd for
+/// swarm, containerd's k8s.io namespace for Kubernetes. They are needed because the nested
+/// runtime puts its containers' cgroups beside the node's, not under it (cgroup v1, the host
+/// tree mounted): pausing the node container alone leaves its workloads running, and a node
+/// removed while they are frozen never ends (a frozen process takes no SIGKILL under cgroup v1,
+/// so the node's first process waits for them forever and so does the engine's kill).
+pub fn nested_freeze_script(freeze: bool) -> &'static str {
+    if freeze {
+        "if docker info >/dev/null 2>&1; then ids=$(docker ps -q); [ -z \"$ids\" ] || docker pause $ids >/dev/null; fi; \
+         if [ -S /run/containerd/containerd.sock ]; then for t in $(ctr -n k8s.io tasks ls -q 2>/dev/null); do ctr -n k8s.io tasks pause $t 2>/dev/null; done; fi; true"
+    } else {
+        "if docker info >/dev/null 2>&1; then ids=$(docker ps -q --filter status=paused); [ -z \"$ids\" ] || docker unpause $ids >/dev/null; fi; \
+         if [ -S /run/containerd/containerd.sock ]; then for t in $(ctr -n k8s.io tasks ls -q 2>/dev/null); do ctr -n k8s.io tasks resume $t 2>/dev/null; done; fi; true"
+    }
+}
+
 /// Output of one command run inside a container.
 #[derive(Debug, Clone, Default)]
 pub struct ExecOutput {
@@ -455,6 +471,14 @@ impl Engine {
         out
     }
 
+    /// Resume a paused node and, through its runtime, the containers it froze (best effort,
+    /// bounded: removal follows either way and says what failed).
+    async fn thaw(&self, container: &str) {
+        if self.set_paused(container, false).await.is_ok() {
+            let _ = self.exec_within(container, &["sh", "-c", nested_freeze_script(false)], None, std::time::Duration::from_secs(30)).await;
+        }
+    }
+
     async fn remove_container(&self, name: &str) -> Result<(), bollard::errors::Error> {
         // force: nodes are running; v: drop anonymous volumes with them.
         let opts = qp::RemoveContainerOptionsBuilder::default().force(true).v(true).build();
@@ -473,7 +497,15 @@ impl Engine {
         let jobs = containers.iter().map(|c| {
             let name = c.names.as_ref().and_then(|n| n.first()).map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
             let id = c.id.clone().unwrap_or_default();
-            async move { (name, self.remove_container(&id).await) }
+            let paused = c.state == Some(bollard::models::ContainerSummaryStateEnum::PAUSED);
+            async move {
+                if paused {
+                    // A node left paused (a run that ended during a stop-node fault): its own
+                    // containers are frozen too and would keep it from ever ending.
+                    self.thaw(&id).await;
+                }
+                (name, self.remove_container(&id).await)
+            }
         });
         for (name, r) in futures_util::future::join_all(jobs).await {
             match r {
