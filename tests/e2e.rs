@@ -277,6 +277,9 @@ fn wrong_expectation_fails_with_exit_1_and_cleans_up() {
     assert!(std::fs::read_to_string(ev.join("scenario.json")).unwrap().contains("test-wrong-expectation"));
     let events = std::fs::read_to_string(ev.join("events.jsonl")).unwrap();
     assert!(events.lines().next().unwrap_or("").contains("RunStart") && events.contains("only-worker-1-lost"), "{events}");
+    // It ends with the run's end: the summary, with the error that ended a run when one did.
+    let last: serde_json::Value = serde_json::from_str(events.lines().last().unwrap()).unwrap();
+    assert_eq!(last["RunEnd"]["failed"], 1, "{last}");
     let _ = std::fs::remove_dir_all(&ev);
     assert_clean("test-wrong-expectation");
 }
@@ -740,7 +743,7 @@ fn k8s_kept_lab_is_a_closed_world_and_up_twice_is_safe() {
     assert!(text.contains("replicas: 2"));
     // (and declaring a fault the original does not have: fault verbs read the file installed last)
     let with_fault = format!(
-        "{}faults:\n  - {{ name: odd-port, kind: drop, node: worker, protocol: udp, port: 9, direction: in }}\n",
+        "{}faults:\n  - {{ name: odd-port, kind: drop, node: worker, protocol: udp, port: 9, direction: in }}\n  - {{ name: frozen, kind: stop-node, node: worker }}\n",
         text.replace("replicas: 2", "replicas: 1")
     );
     std::fs::write(&one, with_fault).unwrap();
@@ -765,6 +768,22 @@ fn k8s_kept_lab_is_a_closed_world_and_up_twice_is_safe() {
     assert_eq!(String::from_utf8_lossy(&pods.stdout), "1");
     assert_eq!(clusterlab(&["fault", "apply", lab, "odd-port"]).status.code(), Some(0));
     assert_eq!(clusterlab(&["fault", "revert", lab, "odd-port"]).status.code(), Some(0));
+    // stop-node on Kubernetes freezes the worker's pods through its containerd, and the revert
+    // resumes every one of them (ctr's verb is `resume`: an `unpause` left them frozen).
+    let task_states = || {
+        let o = Command::new("docker")
+            .args(["exec", &format!("{lab}-worker"), "sh", "-c", "ctr -n k8s.io tasks ls | awk 'NR > 1 {print $3}' | sort | uniq -c"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let running = task_states();
+    assert!(running.ends_with("RUNNING") && !running.contains("PAUSED"), "{running}");
+    assert_eq!(clusterlab(&["fault", "apply", lab, "frozen"]).status.code(), Some(0));
+    let paused = Command::new("docker").args(["inspect", "-f", "{{.State.Paused}}", &format!("{lab}-worker")]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&paused.stdout).trim(), "true");
+    assert_eq!(clusterlab(&["fault", "revert", lab, "frozen"]).status.code(), Some(0));
+    assert_eq!(task_states(), running, "the revert must resume every task it paused");
     // The lab at hand: Debian's kubectl (out of the node image) on the host, with the lab's
     // kubeconfig, lists its nodes; `exec` runs a command on a node and passes its exit code on.
     let kc = dir.path().join("lab.kubeconfig");
@@ -800,6 +819,8 @@ fn k8s_kept_lab_is_a_closed_world_and_up_twice_is_safe() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stdout).contains("it has nodes master, worker, but"), "{}", String::from_utf8_lossy(&o.stdout));
     assert!(!leftovers(lab).is_empty());
+    // A lab left with its worker paused goes down all the same (its pods are resumed first).
+    assert_eq!(clusterlab(&["fault", "apply", lab, "frozen"]).status.code(), Some(0));
     assert_eq!(clusterlab(&["down", lab]).status.code(), Some(0));
     assert_clean(lab);
 }

@@ -1039,14 +1039,19 @@ pub async fn run(engine: &Engine, s: &Scenario, run_id: &str, opts: &RunOptions,
         sum.exit_code = exit::CHECK_FAILED;
     }
     sum.secs = start.elapsed().as_secs_f64();
+    let end = Event::RunEnd(sum.clone());
     if let Some(dir) = &sum.evidence {
+        // The run's end goes into the bundle too: it holds the error that ended the run (a
+        // failed step's own record names only the step).
         let mut log = r.log.join("\n");
+        log.push('\n');
+        log.push_str(&serde_json::to_string(&end).unwrap_or_default());
         log.push('\n');
         if let Err(e) = std::fs::write(std::path::Path::new(dir).join("events.jsonl"), log) {
             r.emit(Event::Info(format!("could not write the event log: {e}")));
         }
     }
-    r.emit(Event::RunEnd(sum.clone()));
+    r.emit(end);
     sum
 }
 
