@@ -837,7 +837,9 @@ fn stop_node_silences_exactly_its_replicas_and_resumes() {
     assert_eq!(out.matches("-- timeout (expected)").count(), 2);
     assert_clean("test-swarm-stop-node");
     // A run that ends while the node is paused (Ctrl-C, or SIGKILL and its reaper) still removes
-    // it: the node and what it froze inside are resumed first, or the node would never end.
+    // it: the node and what it froze inside are resumed first, or the node would never end. So
+    // does one whose node runs with its own containers frozen (a freeze under way: here made by
+    // hand on worker-2), which only the host can thaw.
     for signal in ["-INT", "-KILL"] {
         let lab = "test-swarm-stop-node";
         let mut child = Command::new(bin())
@@ -857,6 +859,9 @@ fn stop_node_silences_exactly_its_replicas_and_resumes() {
             assert!(start.elapsed() < Duration::from_secs(180), "worker-1 was never paused");
             std::thread::sleep(Duration::from_millis(50));
         }
+        let frozen =
+            Command::new("docker").args(["exec", &format!("{lab}-worker-2"), "sh", "-c", "docker pause $(docker ps -q)"]).output().unwrap();
+        assert!(frozen.status.success(), "{}", String::from_utf8_lossy(&frozen.stderr));
         Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
         let o = child.wait_with_output().unwrap();
         println!("{signal}: {}", String::from_utf8_lossy(&o.stderr));

@@ -11,8 +11,8 @@ use crate::plan::LabPlan;
 use crate::provider::{Engine, LabError};
 
 /// The reaper's program (POSIX sh in the node image, which has the docker CLI): arguments are
-/// the owner's boot id, pid and start time, the run id, and the script that thaws what a paused
-/// node froze — data, never pasted into the text.
+/// the owner's boot id, pid and start time, the run id, and the script that thaws, from the
+/// host, what a node froze (provider's THAW_FROM_HOST) — data, never pasted into the text.
 const SCRIPT: &str = r#"set -u
 boot=$1 pid=$2 start=$3 run=$4 thaw=$5
 if [ "$(cat /proc/sys/kernel/random/boot_id)" != "$boot" ]; then
@@ -25,14 +25,15 @@ while [ "$(started)" = "$start" ]; do sleep 1; done
 echo "process $pid is gone: removing run $run"
 self=$(hostname)
 f="label=io.clusterlab.run=$run"
-for c in $(docker ps -aq --filter "$f"); do
-  case "$self" in "$c"*) continue ;; esac
-  # A node paused by a stop-node fault: resumed, and what it froze thawed, or it never ends.
-  if [ "$(docker inspect -f '{{.State.Paused}}' "$c" 2>/dev/null)" = true ]; then
-    docker unpause "$c" >/dev/null && timeout 30 docker exec "$c" sh -c "$thaw"
-  fi
-  docker rm -f -v "$c" >/dev/null
+others=$(docker ps -aq --filter "$f" | grep -v "^${self}")
+# A node paused by a stop-node fault is resumed, and what the nodes froze of their own thawed
+# from the host: a frozen process takes no SIGKILL, and its node would never end.
+for c in $others; do
+  [ "$(docker inspect -f '{{.State.Paused}}' "$c" 2>/dev/null)" = true ] && docker unpause "$c" >/dev/null
 done
+pids=$(for c in $others; do docker inspect -f '{{.State.Pid}}' "$c" 2>/dev/null; done | grep -v '^0$')
+[ -z "$pids" ] || sh -c "$thaw" clusterlab-thaw $pids
+for c in $others; do docker rm -f -v "$c" >/dev/null; done
 docker network ls -q --filter "$f" | xargs -r docker network rm >/dev/null
 docker volume ls -q --filter "$f" | xargs -r docker volume rm >/dev/null
 echo "run $run removed"
@@ -54,7 +55,7 @@ pub async fn watch(engine: &Engine, plan: &LabPlan, image: &str) -> Result<Optio
         // Kept on purpose (or no owner): nothing to watch.
         return Ok(None);
     };
-    let args = [boot, pid, start, plan.run_id.as_str(), crate::provider::nested_freeze_script(false)].map(str::to_string);
+    let args = [boot, pid, start, plan.run_id.as_str(), crate::provider::THAW_FROM_HOST].map(str::to_string);
     engine.start_reaper(plan, &format!("{}-reaper", plan.lab), image, SCRIPT, &args).await?;
     Ok(Some(format!("a reaper removes this run's objects if process {pid} dies, SIGKILL included")))
 }

@@ -68,6 +68,27 @@ pub fn nested_freeze_script(freeze: bool) -> &'static str {
     }
 }
 
+/// Thaws every frozen cgroup (v1 freezer, or v2 `cgroup.freeze`) whose first process descends
+/// from one of the host pids given as arguments; prints a line per cgroup thawed.
+pub const THAW_FROM_HOST: &str = r#"nodes="$*"
+descends() {
+  p=$1
+  while [ -n "$p" ] && [ "$p" -gt 1 ]; do
+    for n in $nodes; do [ "$p" = "$n" ] && return 0; done
+    p=$(awk '/^PPid:/ {print $2}' "/proc/$p/status" 2>/dev/null)
+  done
+  return 1
+}
+{ find /host-cgroup/freezer -name freezer.state 2>/dev/null; find /host-cgroup -name cgroup.freeze 2>/dev/null; } | while read -r f; do
+  case "$f" in
+    */freezer.state) grep -q FROZEN "$f" || continue; dir=${f%/freezer.state}; thaw=THAWED; tasks=$dir/tasks ;;
+    *) [ "$(cat "$f")" = 1 ] || continue; dir=${f%/cgroup.freeze}; thaw=0; tasks=$dir/cgroup.procs ;;
+  esac
+  t=$(head -n 1 "$tasks" 2>/dev/null)
+  [ -n "$t" ] && descends "$t" && echo "$thaw" > "$f" && echo "thawed ${dir#/host-cgroup}"
+done
+exit 0"#;
+
 /// Output of one command run inside a container.
 #[derive(Debug, Clone, Default)]
 pub struct ExecOutput {
@@ -223,19 +244,35 @@ impl Engine {
         labels: HashMap<String, String>,
         script: &str,
     ) -> Result<String, LabError> {
-        let name = format!("clusterlab-doctor-{}", crate::plan::new_run_id());
         let mut host = HostConfig::default();
         grant_nested_rights(&mut host, mode);
+        self.run_throwaway("clusterlab-doctor", image, host, labels, script, vec![]).await
+    }
+
+    /// Run `script` (its arguments `args`, $0 first) in a throwaway container of `image`, and
+    /// return what it printed. Bounded (60 s); always removed.
+    async fn run_throwaway(
+        &self,
+        prefix: &str,
+        image: &str,
+        host: HostConfig,
+        labels: HashMap<String, String>,
+        script: &str,
+        args: Vec<String>,
+    ) -> Result<String, LabError> {
+        let name = format!("{prefix}-{}", crate::plan::new_run_id());
+        let mut cmd = vec![script.to_string()];
+        cmd.extend(args);
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             // The node image's start-node would start an engine; this only runs the script.
             entrypoint: Some(vec!["sh".into(), "-c".into()]),
-            cmd: Some(vec![script.to_string()]),
+            cmd: Some(cmd),
             labels: Some(labels),
             host_config: Some(host),
             ..Default::default()
         };
-        let fail = |e| LabError::CreateNode { node: name.clone(), lab: "(doctor)".into(), source: e };
+        let fail = |e| LabError::CreateNode { node: name.clone(), lab: format!("({prefix})"), source: e };
         let opts = qp::CreateContainerOptionsBuilder::default().name(&name).build();
         self.docker.create_container(Some(opts), body).await.map_err(fail)?;
         let run = async {
@@ -252,7 +289,7 @@ impl Engine {
         let _ = self.remove_container(&name).await;
         match out {
             Ok(r) => r,
-            Err(_) => Err(LabError::ExecDeadline { container: name, cmd: "the host facts probe".into(), secs: 60 }),
+            Err(_) => Err(LabError::ExecDeadline { container: name, cmd: format!("the {prefix} script"), secs: 60 }),
         }
     }
 
@@ -471,6 +508,48 @@ impl Engine {
         out
     }
 
+    /// Thaw, from the host, every frozen cgroup whose processes descend from one of these
+    /// containers (a throwaway container of their image that sees the host's processes and
+    /// cgroups). Returns what it did or why it could not, for the teardown's error.
+    async fn thaw_from_host(&self, containers: &[&bollard::models::ContainerSummary]) -> String {
+        let mut pids = Vec::new();
+        for c in containers {
+            if let Ok(pid) = self.container_pid(c.id.as_deref().unwrap_or_default()).await {
+                pids.push(pid.to_string());
+            }
+        }
+        let Some(first) = containers.first() else { return "nothing to thaw".into() };
+        if pids.is_empty() {
+            return "none of them has a process left".into();
+        }
+        let labels: HashMap<String, String> = first
+            .labels
+            .iter()
+            .flatten()
+            .filter(|(k, _)| [LABEL_LAB, LABEL_RUN].contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let host = HostConfig {
+            // The host's process table: which frozen process descends from which node.
+            pid_mode: Some("host".into()),
+            // The host's cgroups, writable, outside /sys (read-only in a container).
+            binds: Some(vec!["/sys/fs/cgroup:/host-cgroup:rw".into()]),
+            // AppArmor's default profile denies writes under cgroupfs.
+            security_opt: Some(vec!["apparmor=unconfined".into()]),
+            // No network: it only reads /proc and writes cgroup files.
+            network_mode: Some("none".into()),
+            ..Default::default()
+        };
+        let image = first.image.clone().unwrap_or_default();
+        let mut args = vec!["clusterlab-thaw".to_string()];
+        args.extend(pids);
+        match self.run_throwaway("clusterlab-thaw", &image, host, labels, THAW_FROM_HOST, args).await {
+            Ok(out) if out.trim().is_empty() => "no frozen process found".into(),
+            Ok(out) => out.trim().lines().collect::<Vec<_>>().join("; "),
+            Err(e) => format!("the thaw failed: {e}"),
+        }
+    }
+
     /// Resume a paused node and, through its runtime, the containers it froze (best effort,
     /// bounded: removal follows either way and says what failed).
     async fn thaw(&self, container: &str) {
@@ -494,6 +573,7 @@ impl Engine {
         let mut removed = Removed::default();
         let mut failures = Vec::new();
         let containers = self.lab_containers(lab, run).await?;
+        let mut stuck = Vec::new();
         let jobs = containers.iter().map(|c| {
             let name = c.names.as_ref().and_then(|n| n.first()).map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
             let id = c.id.clone().unwrap_or_default();
@@ -507,10 +587,23 @@ impl Engine {
                 (name, self.remove_container(&id).await)
             }
         });
-        for (name, r) in futures_util::future::join_all(jobs).await {
+        for ((name, r), c) in futures_util::future::join_all(jobs).await.into_iter().zip(&containers) {
             match r {
                 Ok(()) => removed.containers.push(name),
-                Err(e) => failures.push(format!("container {name}: {e}")),
+                Err(e) => stuck.push((name, c, e)),
+            }
+        }
+        if !stuck.is_empty() {
+            // A node whose kill went unanswered: processes of its own containers are frozen
+            // (a freeze that was under way, or a node paused and killed before its containers were
+            // thawed), take no SIGKILL, and keep the node from ending. Thawed from the host, they
+            // end, and so does the node.
+            let thawed = self.thaw_from_host(&stuck.iter().map(|(_, c, _)| *c).collect::<Vec<_>>()).await;
+            for (name, c, first) in stuck {
+                match self.remove_container(c.id.as_deref().unwrap_or_default()).await {
+                    Ok(()) => removed.containers.push(name),
+                    Err(e) => failures.push(format!("container {name}: {first}; after thawing from the host ({thawed}): {e}")),
+                }
             }
         }
         for n in self.lab_networks(lab, run).await? {
@@ -612,9 +705,13 @@ impl Engine {
     pub async fn start_reaper(&self, plan: &LabPlan, name: &str, image: &str, script: &str, args: &[String]) -> Result<(), LabError> {
         let host = HostConfig {
             // The engine's own socket: the reaper removes the run's objects through it.
-            binds: Some(vec!["/var/run/docker.sock:/var/run/docker.sock".into()]),
-            // The host's process table: the reaper watches the owning process by pid and start time.
+            binds: Some(vec!["/var/run/docker.sock:/var/run/docker.sock".into(), "/sys/fs/cgroup:/host-cgroup:rw".into()]),
+            // The host's process table: the reaper watches the owning process by pid and start time
+            // (and finds which frozen processes are a node's, see THAW_FROM_HOST).
             pid_mode: Some("host".into()),
+            // The host's cgroups, writable, outside /sys (read-only in a container): a node
+            // whose own containers are frozen is thawed before it is removed.
+            security_opt: Some(vec!["apparmor=unconfined".into()]),
             // No network: it only talks to the engine's socket.
             network_mode: Some("none".into()),
             // Gone by itself once its work is done (or when told nothing needs watching).
