@@ -1622,12 +1622,13 @@ fn rate_limits_what_it_matches_to_what_it_asked_and_reverts_exactly() {
         let before = lab.exec("manager", &["sh", "-c", state]).await.unwrap().stdout;
         // Unshaped, the gates that want ~20 Mbit/s fail: the link carries hundreds of times that.
         let unshaped = lab.bench("shaped").await.unwrap();
-        assert_eq!(unshaped.outcome, clusterlab::vocab::Outcome::Fail, "{}", unshaped.summary);
+        assert_eq!(unshaped.outcome, clusterlab::vocab::Outcome::Fail, "{}: {:?}", unshaped.summary, unshaped.gates);
         lab.apply("slow-link").await.unwrap();
         let during = lab.exec("manager", &["sh", "-c", state]).await.unwrap().stdout;
         assert!(during.contains("CLASSIFY --set-class 0001:0010") && during.contains("qdisc htb 1: root"), "{during}");
         let shaped = lab.bench("shaped").await.unwrap();
-        assert_eq!(shaped.outcome, clusterlab::vocab::Outcome::Pass, "{}", shaped.summary);
+        // (The gates with their ratios when it fails: which path, how far off.)
+        assert_eq!(shaped.outcome, clusterlab::vocab::Outcome::Pass, "{}: {:?}", shaped.summary, shaped.gates);
         for p in &shaped.paths {
             let m = p.median.unwrap();
             assert!((17e6..=20.2e6).contains(&m), "{}: {m}", p.path);
