@@ -745,7 +745,9 @@ async fn cmd_clean() -> i32 {
         println!("nothing left behind by a run that has ended");
     } else if failed {
         // What could not be removed is still there: say so after the errors, with a way on.
-        eprintln!("some objects of ended runs could not be removed (above); `docker ps -a --filter label=io.clusterlab.lab` lists what is left");
+        eprintln!(
+            "some objects of ended runs could not be removed (above); `docker ps -a --filter label=io.clusterlab.lab` lists what is left"
+        );
     }
     if !live.is_empty() {
         println!("left alone, their runs are still going: {}", live.join(", "));
