@@ -139,6 +139,17 @@ fn assert_clean(lab: &str) {
     assert!(left.is_empty(), "lab {lab} left objects behind: {left:?}");
 }
 
+/// A lab whose removal is under way elsewhere (a reaper, a run's own teardown) is gone within
+/// `limit`; how long it took is shown with `what`.
+fn assert_clean_within(lab: &str, limit: Duration, what: &str) {
+    let t = Instant::now();
+    while !leftovers(lab).is_empty() && t.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    println!("{what}: removed in {:.1} s", t.elapsed().as_secs_f64());
+    assert_clean(lab);
+}
+
 /// Packets a fault matched, from its report line.
 fn packets(out: &str, fault: &str) -> Vec<u64> {
     out.lines()
@@ -868,12 +879,7 @@ fn stop_node_silences_exactly_its_replicas_and_resumes() {
         if signal == "-INT" {
             assert_eq!(o.status.code(), Some(130));
         }
-        let t = Instant::now();
-        while !leftovers(lab).is_empty() && t.elapsed() < Duration::from_secs(60) {
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        println!("{signal}: removed in {:.1} s", t.elapsed().as_secs_f64());
-        assert_clean(lab);
+        assert_clean_within(lab, Duration::from_secs(60), signal);
     }
 }
 
@@ -1540,12 +1546,7 @@ fn a_run_killed_with_sigkill_is_reaped_within_seconds() {
     assert_eq!(String::from_utf8_lossy(&reaper.stdout).trim(), "true", "no reaper runs beside the lab");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let t = Instant::now();
-    while !leftovers(lab).is_empty() && t.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    println!("reaped in {:.1} s", t.elapsed().as_secs_f64());
-    assert_clean(lab);
+    assert_clean_within(lab, Duration::from_secs(30), "reaped");
 }
 
 /// An engineer's own test, through the library: a `Lab` brought up from a scenario runs its

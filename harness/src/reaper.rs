@@ -28,10 +28,12 @@ f="label=io.clusterlab.run=$run"
 others=$(docker ps -aq --filter "$f" | grep -v "^${self}")
 # A node paused by a stop-node fault is resumed, and what the nodes froze of their own thawed
 # from the host: a frozen process takes no SIGKILL, and its node would never end.
+pids=
 for c in $others; do
-  [ "$(docker inspect -f '{{.State.Paused}}' "$c" 2>/dev/null)" = true ] && docker unpause "$c" >/dev/null
+  set -- $(docker inspect -f '{{.State.Paused}} {{.State.Pid}}' "$c" 2>/dev/null)
+  [ "${1:-}" = true ] && docker unpause "$c" >/dev/null
+  [ "${2:-0}" = 0 ] || pids="$pids $2"
 done
-pids=$(for c in $others; do docker inspect -f '{{.State.Pid}}' "$c" 2>/dev/null; done | grep -v '^0$')
 [ -z "$pids" ] || sh -c "$thaw" clusterlab-thaw $pids
 for c in $others; do docker rm -f -v "$c" >/dev/null; done
 docker network ls -q --filter "$f" | xargs -r docker network rm >/dev/null
