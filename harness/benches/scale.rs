@@ -85,6 +85,26 @@ async fn one(engine: &Engine, stack: &str, n: usize, idle: Duration) -> ScalePoi
     ScalePoint { stack: stack.into(), nodes: n, up_secs, down_secs, steps, memory_mib, check, paths_after_secs, passed }
 }
 
+/// The node image's programs every node binds from one host copy: their page cache is charged
+/// to whichever node (or copy) read them first, not to each node; the table's memory leaves
+/// them out, so their size is said once, here (an upper bound of what they hold resident).
+fn shared_programs_line() -> String {
+    let root = clusterlab::images::cache_root().join("programs");
+    let bytes: u64 = std::fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|d| !d.file_name().to_string_lossy().starts_with('.'))
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .filter_map(|f| f.metadata().ok().map(|m| m.len()))
+        .sum();
+    format!(
+        "Shared by every node of every lab, counted once for the host (not in the memory columns): the node image's programs, at most {:.0} MiB of page cache ({})",
+        bytes as f64 / 1048576.0,
+        root.display()
+    )
+}
+
 fn main() {
     let swarm = sizes("CLUSTERLAB_SCALE_SWARM", "1,3,5,8,12");
     let kube = sizes("CLUSTERLAB_SCALE_KUBE", "1,3,5,8");
@@ -117,6 +137,7 @@ fn main() {
     });
     let Some(points) = points else { std::process::exit(130) };
     println!("\n{}\n\n`up`'s steps (s):\n{}", table(&points), step_table(&points));
+    println!("{}", shared_programs_line());
     let _ = std::fs::create_dir_all(&out);
     let json = serde_json::to_string_pretty(&points).unwrap_or_default();
     for (name, body) in [("scale.json", json), ("scale.html", clusterlab::report::scale_page(&points))] {

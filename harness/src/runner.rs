@@ -160,7 +160,8 @@ async fn create_network(engine: &Engine, s: &Scenario, id: &LabId<'_>) -> Result
 }
 
 /// How this scenario's nodes boot: the stack decides the node command, the runtime's data
-/// directory, and (Kubernetes) the bundle mounted read-only.
+/// directory, and (Kubernetes) the bundle mounted read-only. (The node image's shared programs
+/// are added to the binds once they are on the host, see `create_nodes`.)
 fn node_boot(s: &Scenario) -> Result<NodeBoot, LabError> {
     Ok(match &s.kube {
         None => NodeBoot { cmd: vec!["/usr/local/bin/start-node".into(), "swarm".into()], data_dir: "/var/lib/docker", binds: vec![] },
@@ -194,7 +195,7 @@ async fn create_nodes(
 ) -> Result<Lab, Abort> {
     let node_image = images::tag("node", base);
     let n = s.nodes.len();
-    let boot = node_boot(s).map_err(|e| Abort(exit::HOST, e))?;
+    let mut boot = node_boot(s).map_err(|e| Abort(exit::HOST, e))?;
     let title = format!("Preparing nodes\t{}", "📦".repeat(n));
     let log = PhaseLog::new();
     r.step_timed(&title, exit::HOST, &log, async {
@@ -202,16 +203,29 @@ async fn create_nodes(
         // process leaves nothing behind. Whether the engine grants --privileged is asked
         // meanwhile (a throwaway container, labelled as the run's: the reaper or `clean`
         // removes it should this process die first).
-        let ((plan, reaper), mode) = futures_util::try_join!(
+        // The node image's shared programs are copied to the host meanwhile too (once per
+        // image; a throwaway container as well). Where that fails (an engine on another host),
+        // each node runs its image's own copies: the same programs, more memory, and a line says so.
+        let labels = || crate::plan::run_labels(id.lab, id.run_id, id.owner);
+        let ((plan, reaper), mode, programs) = futures_util::try_join!(
             async {
                 let plan = create_network(engine, s, &id).await?;
                 let reaper = crate::reaper::watch(engine, &plan, &node_image).await?;
                 Ok::<_, LabError>((plan, reaper))
             },
-            engine.detect_nested_mode(&node_image, crate::plan::run_labels(id.lab, id.run_id, id.owner))
+            engine.detect_nested_mode(&node_image, labels()),
+            async { Ok(images::shared_programs(engine, &node_image, labels()).await) }
         )?;
+        let shared = match programs {
+            Ok(binds) => {
+                boot.binds.extend(binds);
+                None
+            }
+            Err(e) => Some(format!("each node reads its own copy of its programs: {e}")),
+        };
         log.mark("network, reaper".into());
-        futures_util::future::try_join_all(plan.nodes.iter().map(|node| engine.create_node(&plan, node, &node_image, mode, &boot))).await?;
+        let boot = &boot;
+        futures_util::future::try_join_all(plan.nodes.iter().map(|node| engine.create_node(&plan, node, &node_image, mode, boot))).await?;
         log.mark("nodes started".into());
         let why = match mode {
             NestedMode::Privileged => "privileged",
@@ -243,6 +257,7 @@ async fn create_nodes(
             "host kernel settings read-only inside every node".into(),
             format!("a closed world: nothing leaves through the lab interface except to {}", crate::edge::allowed(&lab).join(", ")),
         ];
+        lines.extend(shared);
         lines.extend(reaper);
         Ok((lab, lines))
     })

@@ -63,6 +63,8 @@ pub enum LabError {
     Fault { fault: String, message: String },
     #[error("teardown of {what} incomplete:\n  {}", failures.join("\n  "))]
     Teardown { what: String, failures: Vec<String> },
+    #[error("failed to share the programs of node image {image} between nodes: {message}")]
+    SharePrograms { image: String, message: String },
     #[error("Kubernetes bundle: {message}")]
     Bundle { message: String },
     #[error("failed to inspect container {container}: {message}")]

@@ -252,6 +252,27 @@ impl Engine {
         self.run_throwaway("clusterlab-doctor", image, host, labels, script, vec![]).await
     }
 
+    /// Copy `files` (absolute paths in `image`, symlinks followed) into the host directory
+    /// `dest`, flat, by a throwaway container of the image (`labels`: the run's, so that a
+    /// killed run's is reaped). What arrived is checked by the caller, on the host.
+    pub async fn copy_from_image(
+        &self,
+        image: &str,
+        files: &[&str],
+        dest: &std::path::Path,
+        labels: HashMap<String, String>,
+    ) -> Result<(), LabError> {
+        let host = HostConfig {
+            binds: Some(vec![format!("{}:/out:rw", dest.display())]),
+            // No network: it only copies files.
+            network_mode: Some("none".into()),
+            ..Default::default()
+        };
+        let mut args = vec!["clusterlab-copy".to_string()];
+        args.extend(files.iter().map(|f| f.to_string()));
+        self.run_throwaway("clusterlab-copy", image, host, labels, "cp -L \"$@\" /out/", args).await.map(|_| ())
+    }
+
     /// Run `script` (its arguments `args`, $0 first) in a throwaway container of `image`, and
     /// return what it printed. Bounded (60 s); always removed.
     async fn run_throwaway(

@@ -100,11 +100,7 @@ pub fn resolve_bundle(spec: &KubeSpec, scenario_file: &str) -> Result<PathBuf, L
 
 /// `$XDG_CACHE_HOME/clusterlab/bundles` (default `~/.cache/...`), as the build script uses.
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("/var/cache"))
-        .join("clusterlab/bundles")
+    crate::images::cache_root().join("bundles")
 }
 
 /// containerd's configuration: CRI with the locally built pause image as sandbox.
