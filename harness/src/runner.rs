@@ -214,7 +214,13 @@ async fn create_nodes(
                 Ok::<_, LabError>((plan, reaper))
             },
             engine.detect_nested_mode(&node_image, labels()),
-            async { Ok(images::shared_programs(engine, &node_image, labels()).await) }
+            async {
+                // Off only to compare (or to rule the sharing out while debugging a node).
+                if std::env::var("CLUSTERLAB_SHARED_PROGRAMS").as_deref() == Ok("off") {
+                    return Ok(Err("CLUSTERLAB_SHARED_PROGRAMS=off".to_string()));
+                }
+                Ok(images::shared_programs(engine, &node_image, labels()).await.map_err(|e| e.to_string()))
+            }
         )?;
         let shared = match programs {
             Ok(binds) => {

@@ -215,16 +215,19 @@ impl Swarm<'_> {
     async fn ensure_container(&self, node: &str, name: &str, network: &str, run: &str, what: &str) -> Result<(), LabError> {
         // Asked of the API (the tasks start beside it): a running one is kept, a stopped one
         // replaced. (The run first, as a function: a failure names the script's first line.)
-        // Tried twice: a worker's first attachment to an overlay waits for the manager to
-        // allocate it, and a loaded manager let that time out once in ~40 runs (20 s, "context
-        // deadline exceeded"; the same swarm's tasks were placed a few seconds later). The
-        // second try's failure is the one reported.
+        // Tried up to three times, a second apart: a node's first attachment to an overlay
+        // waits for the manager to allocate it, and a loaded manager let that time out once in
+        // ~40 runs (20 s, "context deadline exceeded"; the same swarm's tasks were placed a few
+        // seconds later). A try at once after it failed too, once: the failed attachment's
+        // cleanup was still removing the node's copy of the network ("network … not found").
+        // The last try's failure is the one reported.
         let script = format!(
             "start() {{ docker run -d --name {name} --network {} {run} >/dev/null; }}\n\
              state=$({ENGINE_API}/containers/{name}/json)\n\
              case \"$state\" in *'\"Running\":true'*) exit 0 ;; esac\n\
              [ -z \"$state\" ] || docker rm -f {name} >/dev/null\n\
-             start 2>/dev/null || {{ docker rm -f {name} >/dev/null 2>&1; start; }}",
+             for try in 1 2; do start 2>/dev/null && exit 0; docker rm -f {name} >/dev/null 2>&1; sleep 1; done\n\
+             start",
             shq(network)
         );
         self.lab.sh(node, what, &script).await.map(|_| ())
