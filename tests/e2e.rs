@@ -319,6 +319,22 @@ fn kept_lab_takes_fault_verbs_and_goes_down() {
     assert!(stdout(&o).contains(&format!("clusterlab down {lab}")), "up must say how to remove the lab");
     let ls = stdout(&clusterlab(&["ls"]));
     assert!(ls.contains(lab) && ls.contains("worker-2"));
+    // Every node runs the node image's programs from the one host copy in the cache (the same
+    // file: device and inode), not from its own layers.
+    let copies: Vec<String> = std::fs::read_dir(clusterlab::images::cache_root().join("programs"))
+        .map(|d| d.flatten().filter_map(|e| std::fs::metadata(e.path().join("dockerd")).ok()))
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            format!("{}:{}", m.dev(), m.ino())
+        })
+        .collect();
+    for node in ["manager", "worker-1", "worker-2"] {
+        let o = clusterlab(&["exec", lab, node, "--", "stat", "-c", "%d:%i", "/usr/sbin/dockerd"]);
+        let id = stdout(&o).trim().to_string();
+        assert!(copies.contains(&id), "{node}'s dockerd is {id}, the host copies are {copies:?}");
+    }
     // `docker-env` points the host's docker CLI at the manager's engine: it lists the swarm's
     // service and its three tasks; Kubernetes' verb on a swarm lab is refused with a hint.
     let env = stdout(&clusterlab(&["docker-env", lab]));
