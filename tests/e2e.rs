@@ -321,7 +321,7 @@ fn kept_lab_takes_fault_verbs_and_goes_down() {
     assert!(ls.contains(lab) && ls.contains("worker-2"));
     // Every node runs the node image's programs from the one host copy in the cache (the same
     // file: device and inode), not from its own layers.
-    let copies: Vec<String> = std::fs::read_dir(clusterlab::images::cache_root().join("programs"))
+    let copies: Vec<String> = std::fs::read_dir(clusterlab::images::programs_root())
         .map(|d| d.flatten().filter_map(|e| std::fs::metadata(e.path().join("dockerd")).ok()))
         .into_iter()
         .flatten()

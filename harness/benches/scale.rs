@@ -89,7 +89,7 @@ async fn one(engine: &Engine, stack: &str, n: usize, idle: Duration) -> ScalePoi
 /// to whichever node (or copy) read them first, not to each node; the table's memory leaves
 /// them out, so their size is said once, here (an upper bound of what they hold resident).
 fn shared_programs_line() -> String {
-    let root = clusterlab::images::cache_root().join("programs");
+    let root = clusterlab::images::programs_root();
     let bytes: u64 = std::fs::read_dir(&root)
         .into_iter()
         .flatten()

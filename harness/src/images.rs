@@ -265,7 +265,7 @@ pub async fn shared_programs(
     let fail = |message: String| LabError::SharePrograms { image: node_image.to_string(), message };
     let id = engine.image_id(node_image).await.ok_or_else(|| LabError::ImageMissing { image: node_image.to_string() })?;
     let id = id.trim_start_matches("sha256:").to_string();
-    let root = cache_root().join("programs");
+    let root = programs_root();
     let dir = root.join(&id);
     if dir.is_dir() {
         return Ok(program_binds(&dir));
@@ -274,19 +274,16 @@ pub async fn shared_programs(
     let tmp = root.join(format!(".{id}-{}", crate::plan::new_run_id()));
     std::fs::create_dir(&tmp).map_err(|e| fail(format!("cannot create {}: {e}", tmp.display())))?;
     let copied = async {
-        engine.copy_from_image(node_image, SHARED_PROGRAMS, &tmp, labels).await.map_err(|e| fail(e.to_string()))?;
-        // What arrived, checked here: an engine on another host would have copied them there.
-        let missing: Vec<&str> = SHARED_PROGRAMS
-            .iter()
-            .filter(|p| std::fs::metadata(tmp.join(program_file(p))).map(|m| m.len() == 0).unwrap_or(true))
-            .copied()
-            .collect();
+        let said = engine.copy_from_image(node_image, SHARED_PROGRAMS, &tmp, labels).await.map_err(|e| fail(e.to_string()))?;
+        // Every program, whole, checked here against the size the image gave it: a failed or
+        // cut-short copy must never become the cache every later lab binds (and an engine on
+        // another host copies them there, not here).
+        let missing = incomplete_copies(&said, |name| std::fs::metadata(tmp.join(name)).ok().map(|m| m.len()));
         if !missing.is_empty() {
-            return Err(fail(format!(
-                "{} did not arrive in {} (is the Docker engine on another host?)",
-                missing.join(", "),
-                tmp.display()
-            )));
+            // What the copy said besides sizes (cp's own error), else the likely cause.
+            let why: Vec<&str> = said.lines().filter(|l| !l.trim().is_empty() && !l.starts_with(|c: char| c.is_ascii_digit())).collect();
+            let why = if why.is_empty() { "is the Docker engine on another host?".to_string() } else { why.join("; ") };
+            return Err(fail(format!("{} did not arrive whole in {} ({why})", missing.join(", "), tmp.display())));
         }
         Ok(())
     }
@@ -304,6 +301,31 @@ pub async fn shared_programs(
     }
     prune_programs(engine, &root, &id).await;
     Ok(program_binds(&dir))
+}
+
+/// `cache_root()/programs`: one directory per node image id (see [`shared_programs`]); names
+/// starting with `.` are copies being made.
+pub fn programs_root() -> std::path::PathBuf {
+    cache_root().join("programs")
+}
+
+/// The shared programs that are not on the host whole: missing from what the copying container
+/// said (`<size> <name>` lines, printed only after every copy succeeded), or whose copy
+/// (`size_on_host` of its file name) differs in size.
+fn incomplete_copies(said: &str, size_on_host: impl Fn(&str) -> Option<u64>) -> Vec<&'static str> {
+    let said: std::collections::HashMap<&str, u64> =
+        said.lines().filter_map(|l| l.trim().split_once(' ')).filter_map(|(size, name)| Some((name, size.parse().ok()?))).collect();
+    SHARED_PROGRAMS
+        .iter()
+        .filter(|p| {
+            let name = program_file(p);
+            match said.get(name) {
+                Some(size) => size_on_host(name) != Some(*size),
+                None => true,
+            }
+        })
+        .copied()
+        .collect()
 }
 
 /// Remove copies of images the engine no longer has (no lab can start from them; a running
@@ -338,5 +360,16 @@ mod tests {
         let binds = program_binds(std::path::Path::new("/cache/programs/abc"));
         assert_eq!(binds[0], ("/cache/programs/abc/dockerd".to_string(), "/usr/sbin/dockerd".to_string()));
         assert_eq!(binds.len(), SHARED_PROGRAMS.len());
+    }
+
+    #[test]
+    fn a_copy_counts_only_when_every_program_arrived_whole() {
+        let said: String = SHARED_PROGRAMS.iter().map(|p| format!("100 {}\n", program_file(p))).collect();
+        assert!(incomplete_copies(&said, |_| Some(100)).is_empty());
+        // Cut short on the host, missing on the host, or never said (cp failed: nothing printed).
+        assert_eq!(incomplete_copies(&said, |n| Some(if n == "dockerd" { 40 } else { 100 })), ["/usr/sbin/dockerd"]);
+        assert_eq!(incomplete_copies(&said, |n| (n != "runc").then_some(100)), ["/usr/sbin/runc"]);
+        assert_eq!(incomplete_copies("", |_| Some(100)).len(), SHARED_PROGRAMS.len());
+        assert_eq!(incomplete_copies("cp: write error: No space left on device\n", |_| Some(100)).len(), SHARED_PROGRAMS.len());
     }
 }

@@ -254,14 +254,16 @@ impl Engine {
 
     /// Copy `files` (absolute paths in `image`, symlinks followed) into the host directory
     /// `dest`, flat, by a throwaway container of the image (`labels`: the run's, so that a
-    /// killed run's is reaped). What arrived is checked by the caller, on the host.
+    /// killed run's is reaped). Returns what the container says it copied: each file's size
+    /// and name, one per line, printed only after every copy succeeded — the caller compares
+    /// them with what arrived on the host.
     pub async fn copy_from_image(
         &self,
         image: &str,
         files: &[&str],
         dest: &std::path::Path,
         labels: HashMap<String, String>,
-    ) -> Result<(), LabError> {
+    ) -> Result<String, LabError> {
         let host = HostConfig {
             binds: Some(vec![format!("{}:/out:rw", dest.display())]),
             // No network: it only copies files.
@@ -270,7 +272,8 @@ impl Engine {
         };
         let mut args = vec!["clusterlab-copy".to_string()];
         args.extend(files.iter().map(|f| f.to_string()));
-        self.run_throwaway("clusterlab-copy", image, host, labels, "cp -L \"$@\" /out/", args).await.map(|_| ())
+        let script = "cp -L \"$@\" /out/ || exit 1\nfor f; do echo \"$(stat -L -c %s \"$f\") ${f##*/}\"; done";
+        self.run_throwaway("clusterlab-copy", image, host, labels, script, args).await
     }
 
     /// Run `script` (its arguments `args`, $0 first) in a throwaway container of `image`, and
