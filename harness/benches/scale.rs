@@ -5,7 +5,9 @@
 //! `target/scale/scale.json` and `target/scale/scale.html` (the curve as a plot).
 //!
 //! Sizes: `CLUSTERLAB_SCALE_SWARM=1,3,5` and `CLUSTERLAB_SCALE_KUBE=1,3` (empty: skip the stack);
-//! idle time before memory is read: `CLUSTERLAB_SCALE_IDLE=10` (seconds). Kubernetes needs the
+//! idle time before memory is read: `CLUSTERLAB_SCALE_IDLE=10` (seconds). After each swarm lab,
+//! the hand-run script brings up the same size (`scripts/swarm-baseline-nodes.sh`; its seconds are
+//! the table's `script s`); `CLUSTERLAB_SCALE_SCRIPT=off` skips it. Kubernetes needs the
 //! bundle (`clusterlab bundle`). Exits 1 when a lab failed to come up or its check failed.
 
 use clusterlab::bench::scale::{scenario_text, step_table, table, ScalePoint};
@@ -48,6 +50,7 @@ async fn one(engine: &Engine, stack: &str, n: usize, idle: Duration) -> ScalePoi
         check: why,
         paths_after_secs: None,
         passed: false,
+        script_secs: None,
     };
     println!("• {stack}, {n} node(s): up …");
     let t0 = Instant::now();
@@ -82,7 +85,48 @@ async fn one(engine: &Engine, stack: &str, n: usize, idle: Duration) -> ScalePoi
         return ScalePoint { check: format!("{check}; teardown failed: {e}"), ..failed(up_secs, String::new()) };
     }
     println!("   down in {down_secs:.1} s");
-    ScalePoint { stack: stack.into(), nodes: n, up_secs, down_secs, steps, memory_mib, check, paths_after_secs, passed }
+    ScalePoint { stack: stack.into(), nodes: n, up_secs, down_secs, steps, memory_mib, check, paths_after_secs, passed, script_secs: None }
+}
+
+/// The hand-run swarm script for `n` nodes (`scripts/swarm-baseline-nodes.sh`, the 3-node
+/// baseline's docker commands for any size) on the images the labs use: its seconds to a
+/// converged service, None (and why, printed) when it did not get there.
+async fn hand_run(n: usize) -> Option<f64> {
+    let base = clusterlab::images::BaseSource::default();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/swarm-baseline-nodes.sh");
+    println!("• swarm, {n} node(s), the hand-run script …");
+    let run = tokio::process::Command::new("bash")
+        .arg(&script)
+        .arg(n.to_string())
+        .env("NODE_IMAGE", clusterlab::images::tag("node", &base))
+        .env("WEB_IMAGE", clusterlab::images::tag("web", &base))
+        // The script removes its nodes on every exit (Ctrl-C reaches it too, in the same
+        // process group) and gives up after 300 s; past that, it is killed.
+        .kill_on_drop(true)
+        .output();
+    let out = match tokio::time::timeout(Duration::from_secs(360), run).await {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => {
+            println!("   cannot run {}: {e}", script.display());
+            return None;
+        }
+        Err(_) => {
+            println!("   the script did not end within 360 s (killed; its nodes bl<pid>-n* may be left)");
+            return None;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let secs = text.lines().find_map(|l| l.strip_prefix("service-converged ")).and_then(|v| v.trim().parse().ok());
+    match secs {
+        Some(s) if out.status.success() => {
+            println!("   converged in {s:.1} s ({})", text.lines().collect::<Vec<_>>().join(", "));
+            Some(s)
+        }
+        _ => {
+            println!("   the script failed ({}):\n{text}{}", out.status, String::from_utf8_lossy(&out.stderr));
+            None
+        }
+    }
 }
 
 /// The node image's programs every node binds from one host copy: their page cache is charged
@@ -108,6 +152,8 @@ fn shared_programs_line() -> String {
 fn main() {
     let swarm = sizes("CLUSTERLAB_SCALE_SWARM", "1,3,5,8,12");
     let kube = sizes("CLUSTERLAB_SCALE_KUBE", "1,3,5,8");
+    // The hand-run script beside each swarm size (after its lab, on the images it used).
+    let script = std::env::var("CLUSTERLAB_SCALE_SCRIPT").as_deref() != Ok("off");
     let idle = Duration::from_secs(std::env::var("CLUSTERLAB_SCALE_IDLE").ok().and_then(|v| v.parse().ok()).unwrap_or(10));
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/scale");
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -123,7 +169,11 @@ fn main() {
             let mut points = Vec::new();
             for (stack, ns) in [("swarm", &swarm), ("kubernetes", &kube)] {
                 for &n in ns.iter() {
-                    points.push(one(&engine, stack, n, idle).await);
+                    let mut p = one(&engine, stack, n, idle).await;
+                    if stack == "swarm" && script {
+                        p.script_secs = hand_run(n).await;
+                    }
+                    points.push(p);
                 }
             }
             points

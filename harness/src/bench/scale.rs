@@ -26,6 +26,11 @@ pub struct ScalePoint {
     #[serde(default)]
     pub paths_after_secs: Option<f64>,
     pub passed: bool,
+    /// The hand-run script's bring-up of the same size in the same run (swarm:
+    /// `scripts/swarm-baseline-nodes.sh`), None where none ran: how much of the growth is the
+    /// stack's own.
+    #[serde(default)]
+    pub script_secs: Option<f64>,
 }
 
 impl ScalePoint {
@@ -92,6 +97,8 @@ pub fn table(points: &[ScalePoint]) -> String {
         "nodes".into(),
         "up s".into(),
         "linear s".into(),
+        "script s".into(),
+        "up/script".into(),
         "down s".into(),
         "down/up".into(),
         "first MiB".into(),
@@ -111,6 +118,8 @@ pub fn table(points: &[ScalePoint]) -> String {
                 p.nodes.to_string(),
                 format!("{:.1}", p.up_secs),
                 lin.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into()),
+                p.script_secs.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into()),
+                p.script_secs.map(|x| format!("{:.2}", p.up_secs / x.max(0.001))).unwrap_or_else(|| "-".into()),
                 format!("{:.1}", p.down_secs),
                 format!("{:.2}", p.down_secs / p.up_secs.max(0.001)),
                 opt(first),
@@ -166,6 +175,7 @@ mod tests {
             check: format!("{0}/{0} requests answered", nodes * nodes * 3),
             paths_after_secs: Some(0.0),
             passed: true,
+            script_secs: None,
         }
     }
 
@@ -199,11 +209,13 @@ mod tests {
 
     #[test]
     fn tables_have_a_row_per_lab_and_aligned_columns() {
-        let ps = vec![point("swarm", 1, 5.0, &[90.0]), point("swarm", 3, 7.0, &[95.0, 60.0, 70.0])];
+        let ps =
+            vec![point("swarm", 1, 5.0, &[90.0]), ScalePoint { script_secs: Some(8.0), ..point("swarm", 3, 7.0, &[95.0, 60.0, 70.0]) }];
         let t = table(&ps);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3);
-        assert!(lines[2].starts_with("swarm  3      7.0   7.0"), "{t}");
+        assert!(lines[1].starts_with("swarm  1      5.0   5.0       -         -"), "{t}");
+        assert!(lines[2].starts_with("swarm  3      7.0   7.0       8.0       0.88"), "{t}");
         assert!(lines[2].contains("95         65/70"), "{t}");
         let s = step_table(&ps);
         assert!(s.lines().nth(1).unwrap().ends_with("1.0             4.0"), "{s}");

@@ -398,7 +398,7 @@ pub fn scale_page(points: &[crate::bench::scale::ScalePoint]) -> String {
 pub fn scale_svg(points: &[crate::bench::scale::ScalePoint]) -> String {
     let (left, top, w, hgt) = (60.0, 20.0, 640.0, 300.0);
     let max_n = points.iter().map(|p| p.nodes).max().unwrap_or(1).max(2) as f64;
-    let max_s = points.iter().map(|p| p.up_secs).fold(1.0_f64, f64::max) * 1.1;
+    let max_s = points.iter().map(|p| p.up_secs.max(p.script_secs.unwrap_or(0.0))).fold(1.0_f64, f64::max) * 1.1;
     let x = |n: f64| left + n / max_n * w;
     let y = |s: f64| top + hgt - (s / max_s).min(1.0) * hgt;
     let mut s = format!(
@@ -450,6 +450,16 @@ pub fn scale_svg(points: &[crate::bench::scale::ScalePoint]) -> String {
                 lin.join(" ")
             ));
         }
+        // The hand-run script's bring-up of the same sizes, where the bench ran it.
+        let script: Vec<String> =
+            ps.iter().filter_map(|p| p.script_secs.map(|t| format!("{:.1},{:.1}", x(p.nodes as f64), y(t)))).collect();
+        if script.len() > 1 {
+            s.push_str(&format!(
+                "<polyline class=\"script\" points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" stroke-dasharray=\"1 3\"/>",
+                script.join(" ")
+            ));
+        }
+        let script_legend = if script.len() > 1 { ", script (dotted)" } else { "" };
         for p in &ps {
             s.push_str(&format!(
                 "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"{colour}\"><title>{stack} {} nodes: up {:.1} s, down {:.1} s</title></circle>",
@@ -461,7 +471,7 @@ pub fn scale_svg(points: &[crate::bench::scale::ScalePoint]) -> String {
             ));
         }
         s.push_str(&format!(
-            "<text x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"{colour}\">{stack}: up (thick), down (thin), linear (dashed)</text>",
+            "<text x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"{colour}\">{stack}: up (thick), down (thin), linear (dashed){script_legend}</text>",
             left + w + 8.0,
             top + 14.0 + i as f64 * 18.0
         ));

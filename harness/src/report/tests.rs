@@ -240,12 +240,15 @@ fn scale_page_draws_a_curve_per_stack_and_a_row_per_lab() {
         check: if passed { "9/9 requests answered".into() } else { "4/9 requests answered".into() },
         paths_after_secs: passed.then_some(0.0),
         passed,
+        script_secs: (stack == "swarm").then_some(up * 0.9),
     };
     let points = vec![p("swarm", 1, 5.0, true), p("swarm", 3, 8.0, true), p("kubernetes", 1, 10.0, false)];
     let svg = scale_svg(&points);
     assert_eq!(svg.matches("class=\"up\"").count(), 2);
     assert_eq!(svg.matches("class=\"down\"").count(), 2);
     assert_eq!(svg.matches("class=\"linear\"").count(), 1, "only swarm has two sizes");
+    assert_eq!(svg.matches("class=\"script\"").count(), 1, "only swarm has the script's times");
+    assert!(svg.contains("linear (dashed), script (dotted)"));
     assert_eq!(svg.matches("<circle").count(), 3);
     let page = scale_page(&points);
     assert_eq!(page.matches("<tr><td>").count(), 3);
