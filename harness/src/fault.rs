@@ -456,13 +456,19 @@ pub fn stage_words(stats: &str) -> String {
     let get = |k: &str| stats.lines().find_map(|l| l.strip_prefix(k)?.strip_prefix(' ')?.trim().parse::<u64>().ok());
     match (get("packets"), get("mean_added_us"), get("late_p50_us"), get("late_p99_us"), get("held_max")) {
         (Some(n), Some(mean), Some(p50), Some(p99), Some(held)) => format!(
-            "delay stage: {n} packets{}{}, mean {:.1} ms added, released late by {:.2} ms (p50) / {:.2} ms (p99), at most {held} held at once",
+            "delay stage: {n} packets{}{}{}, mean {:.1} ms added, released late by {:.2} ms (p50) / {:.2} ms (p99), at most {held} held at once",
             match get("at_once") {
                 Some(k) if k > 0 => format!(" ({k} sent at once)"),
                 _ => String::new(),
             },
             match get("corrupted") {
                 Some(k) if k > 0 => format!(" ({k} corrupted)"),
+                _ => String::new(),
+            },
+            // Matched but never seen by the stage: dropped by the kernel, the fault's doing
+            // only in that the stage fell behind — said, so nobody counts them as the fault's.
+            match get("lost") {
+                Some(k) if k > 0 => format!(" and {k} lost before it (the kernel's queue to the stage overflowed: the stage fell behind)"),
                 _ => String::new(),
             },
             mean as f64 / 1000.0,
@@ -1237,6 +1243,13 @@ mod tests {
         assert!(spec.counts_packets());
         let stats = "packets 2000\nat_once 0\ncorrupted 203\nheld_max 1\nlate_p50_us 3\nlate_p99_us 40\nlate_max_us 90\nmean_added_us 0\n";
         assert!(stage_words(stats).starts_with("delay stage: 2000 packets (203 corrupted), mean 0.0 ms added"), "{}", stage_words(stats));
+        assert!(
+            stage_words(&format!("{stats}lost 29\n"))
+                .starts_with("delay stage: 2000 packets (203 corrupted) and 29 lost before it (the kernel's queue to the stage overflowed"),
+            "{}",
+            stage_words(&format!("{stats}lost 29\n"))
+        );
+        assert!(!stage_words(&format!("{stats}lost 0\n")).contains("lost"));
     }
 
     #[test]

@@ -180,6 +180,9 @@ struct Stats {
     at_once: u64,
     /// Sent on with a bit flipped.
     corrupted: u64,
+    /// Matched by the rule but never reached the stage: the kernel dropped them, its queue full
+    /// or the socket's buffer (the stage fell behind). Read off the kernel's counters at the end.
+    lost: u64,
     held_max: usize,
     late_us: Vec<u64>,
     added_us_sum: u64,
@@ -192,10 +195,11 @@ impl Stats {
         let pct = |p: f64| late.get(((late.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0);
         let mean_added = self.added_us_sum.checked_div(self.packets - self.at_once).unwrap_or(0);
         format!(
-            "packets {}\nat_once {}\ncorrupted {}\nheld_max {}\nlate_p50_us {}\nlate_p99_us {}\nlate_max_us {}\nmean_added_us {mean_added}\n",
+            "packets {}\nat_once {}\ncorrupted {}\nlost {}\nheld_max {}\nlate_p50_us {}\nlate_p99_us {}\nlate_max_us {}\nmean_added_us {mean_added}\n",
             self.packets,
             self.at_once,
             self.corrupted,
+            self.lost,
             self.held_max,
             pct(0.5),
             pct(0.99),
@@ -214,6 +218,40 @@ fn netlink_fd() -> Option<libc::c_int> {
         let link = std::fs::read_link(e.path()).ok()?;
         link.to_string_lossy().starts_with("socket:").then(|| e.file_name().to_str()?.parse().ok()).flatten()
     })
+}
+
+/// What the kernel dropped of queue `queue`'s packets (`queue_dropped`: the queue was full;
+/// `user_dropped`: the socket's buffer was), from /proc/net/netfilter/nfnetlink_queue — one
+/// line per bound queue: number, portid, waiting, copy mode, copy range, queue_dropped,
+/// user_dropped, last id, 1.
+fn kernel_drops(table: &str, queue: u16) -> Option<u64> {
+    table.lines().find_map(|l| {
+        let f: Vec<u64> = l.split_whitespace().map(|x| x.parse().ok()).collect::<Option<_>>()?;
+        (f.len() >= 7 && f[0] == u64::from(queue)).then(|| f[5] + f[6])
+    })
+}
+
+/// A receive buffer for the queue's socket that holds a burst: with whole packets copied (to
+/// corrupt them), the default ~200 KiB holds ~100 of them, and a stage descheduled for a few
+/// milliseconds on a busy machine lost the rest of a burst (the kernel drops what does not fit).
+/// FORCE passes the host's rmem_max (root in the node may); plain SO_RCVBUF is capped by it.
+fn grow_receive_buffer(fd: libc::c_int) {
+    let bytes: libc::c_int = 32 << 20;
+    let set = |opt| {
+        // SAFETY: a valid socket descriptor and an int option value that outlives the call.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                &bytes as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    if set(libc::SO_RCVBUFFORCE) != 0 {
+        set(libc::SO_RCVBUF);
+    }
 }
 
 /// Wait until the socket has a packet or `d` has passed (or a signal came): the loop sleeps in
@@ -241,6 +279,7 @@ fn run(a: &Args) -> std::io::Result<Stats> {
     q.set_queue_max_len(a.queue, 50_000)?;
     q.set_nonblocking(true);
     let fd = netlink_fd().ok_or_else(|| std::io::Error::other("cannot find the queue's netlink socket in /proc/self/fd"))?;
+    grow_receive_buffer(fd);
     if let Some(p) = &a.ready {
         std::fs::write(p, format!("{}\n", std::process::id()))?;
     }
@@ -273,6 +312,9 @@ fn run(a: &Args) -> std::io::Result<Stats> {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // The socket's buffer overflowed: the kernel dropped packets (counted, see
+                // `lost`) and says so once; the queue goes on.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => continue,
                 Err(e) => return Err(e),
             }
         }
@@ -287,6 +329,8 @@ fn run(a: &Args) -> std::io::Result<Stats> {
             q.verdict(h.msg)?;
         }
         if stopping {
+            stats.lost =
+                std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue").ok().and_then(|t| kernel_drops(&t, a.queue)).unwrap_or(0);
             return Ok(stats);
         }
         let wait = held.peek().map(|h| h.due.saturating_duration_since(Instant::now())).unwrap_or(IDLE).min(IDLE);
@@ -385,9 +429,9 @@ mod tests {
 
     #[test]
     fn stats_report_lateness_percentiles() {
-        let s = Stats { packets: 4, at_once: 0, corrupted: 1, held_max: 3, late_us: vec![40, 10, 20, 30], added_us_sum: 200_000 };
+        let s = Stats { packets: 4, at_once: 0, corrupted: 1, lost: 2, held_max: 3, late_us: vec![40, 10, 20, 30], added_us_sum: 200_000 };
         let t = s.text();
-        assert!(t.contains("packets 4\n") && t.contains("corrupted 1\n") && t.contains("held_max 3\n"), "{t}");
+        assert!(t.contains("packets 4\n") && t.contains("corrupted 1\n") && t.contains("lost 2\n") && t.contains("held_max 3\n"), "{t}");
         assert!(t.contains("late_max_us 40\n") && t.contains("mean_added_us 50000\n"), "{t}");
         assert!(Stats::default().text().contains("late_p99_us 0\n"));
     }
@@ -411,5 +455,14 @@ mod tests {
         let a = args("--queue 1 --corrupt-pct 5").unwrap();
         assert_eq!(a.corrupt_pct, 5.0);
         assert!(args("--queue 1 --corrupt-pct -1").unwrap_err().contains("0 to 100"));
+    }
+
+    #[test]
+    fn kernel_drops_are_read_off_the_queue_s_own_line() {
+        let table = "    7  12345     0 2 65535     0     0     2001  1\n 1302  23456     3 2 65535    11    29     4010  1\n";
+        assert_eq!(kernel_drops(table, 1302), Some(40), "queue full and socket full both count");
+        assert_eq!(kernel_drops(table, 7), Some(0));
+        assert_eq!(kernel_drops(table, 8), None, "no line for an unbound queue");
+        assert_eq!(kernel_drops("garbage\n", 7), None);
     }
 }
