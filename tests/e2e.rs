@@ -1,7 +1,9 @@
 //! End-to-end tests: the real `clusterlab` binary against the real Docker engine, real nested
 //! dockerd and swarm, real iptables. Labs are heavy on a 2-core machine: at most two tests run
 //! labs at once, never two labs of one name, and tests whose gates time things or that look at
-//! the whole host run alone (`serial` / `shared`). Each checks that nothing labelled is left.
+//! the whole host run alone (`serial` / `shared`), all of those first. Every test starts at once
+//! (RUST_TEST_THREADS, .cargo/config.toml) and waits here for its turn. Each checks that nothing
+//! labelled is left.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -45,17 +47,27 @@ fn capacity() -> usize {
 }
 
 fn take_turn(names: &'static [&'static str], alone: bool) -> Turn {
-    static IMAGES: OnceLock<()> = OnceLock::new();
-    IMAGES.get_or_init(|| {
+    static IMAGES: OnceLock<Result<(), String>> = OnceLock::new();
+    let (lock, cv) = slots();
+    // A test that runs alone says so before anything else, the image build included: every test
+    // of the run waits here at once (RUST_TEST_THREADS in .cargo/config.toml), and the tests that
+    // run alone go first, one after another, before two shared tests fill the engine — not each
+    // after the engine drained of whatever shared tests held it (measured: the drains before
+    // 7 tests alone cost the suite ~50 s of one idle slot).
+    if alone {
+        lock.lock().unwrap_or_else(|e| e.into_inner()).alone_waiting += 1;
+    }
+    let images = IMAGES.get_or_init(|| {
         // This run's timing table starts empty.
         let _ = std::fs::remove_file(root().join("target/e2e-times.tsv"));
-        let o = Command::new(bin()).args(["images", "build"]).output().expect("run clusterlab images build");
-        assert!(o.status.success(), "images build failed:\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        match Command::new(bin()).args(["images", "build"]).output() {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))),
+            Err(e) => Err(format!("run clusterlab images build: {e}")),
+        }
     });
-    let (lock, cv) = slots();
     let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
     if alone {
-        s.alone_waiting += 1;
         while s.running > 0 {
             s = cv.wait(s).unwrap_or_else(|e| e.into_inner());
         }
@@ -69,7 +81,13 @@ fn take_turn(names: &'static [&'static str], alone: bool) -> Turn {
     }
     s.running += 1;
     s.names.extend_from_slice(names);
-    Turn { names, start: Instant::now() }
+    drop(s);
+    // The turn is held from here: a failed image build ends it like any failed test.
+    let turn = Turn { names, start: Instant::now() };
+    if let Err(why) = images {
+        panic!("images build failed:\n{why}");
+    }
+    turn
 }
 
 impl Drop for Turn {
@@ -213,15 +231,19 @@ fn swarm_basics_scales_and_never_passes_what_the_kernel_cannot_do() {
 
 /// The VXLAN story renamed to `lab` and edited (each edit must apply), in a temporary directory.
 fn edited_story(lab: &str, edits: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
-    let mut text = std::fs::read_to_string(root().join("scenarios/swarm-vxlan-blocked.yaml"))
-        .unwrap()
-        .replace("name: swarm-vxlan-blocked", &format!("name: {lab}"));
+    let name = format!("name: {lab}");
+    edited("scenarios/swarm-vxlan-blocked.yaml", &[&[("name: swarm-vxlan-blocked", name.as_str())], edits].concat())
+}
+
+/// A shipped scenario with `edits` made (each must match), written to a temporary directory.
+fn edited(file: &str, edits: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    let mut text = std::fs::read_to_string(root().join(file)).unwrap();
     for (from, to) in edits {
-        assert!(text.contains(from), "the story no longer holds {from:?}");
+        assert!(text.contains(from), "{file} no longer holds {from:?}");
         text = text.replace(from, to);
     }
     let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join(format!("{lab}.yaml"));
+    let f = dir.path().join(Path::new(file).file_name().unwrap());
     std::fs::write(&f, text).unwrap();
     (dir, f)
 }
@@ -1186,7 +1208,10 @@ fn matrix_partitions_parallel_labs_and_the_html_report_in_chromium() {
 #[test]
 fn swarm_bench_measures_node_and_direct_and_never_fakes_the_rest() {
     let _g = serial();
-    let (o, r) = json_run("scenarios/swarm-paths-throughput.yaml");
+    // Samples of 1 s, not the scenario's 2: what is asserted is that every path is measured and
+    // gated, and the machine is the suite's alone only while this test runs.
+    let (_dir, f) = edited("scenarios/swarm-paths-throughput.yaml", &[("seconds: 2", "seconds: 1")]);
+    let (o, r) = json_run(f.to_str().unwrap());
     assert_eq!(o.status.code(), Some(0));
     let b = &r["runs"][0]["benches"][0];
     assert_eq!(b["outcome"], "pass");
@@ -1216,7 +1241,10 @@ fn swarm_bench_measures_node_and_direct_and_never_fakes_the_rest() {
 fn k8s_paths_throughput_measures_every_path_and_its_cost_under_loss() {
     let _g = serial();
     bundle();
-    let (o, r) = json_run("scenarios/paths-throughput.yaml");
+    // Samples of 1 s, not the scenario's 2 (as the swarm bench's test): 27 s less of the suite
+    // that runs alone.
+    let (_dir, f) = edited("scenarios/paths-throughput.yaml", &[("seconds: 2", "seconds: 1")]);
+    let (o, r) = json_run(f.to_str().unwrap());
     assert_eq!(o.status.code(), Some(0));
     let benches = r["runs"][0]["benches"].as_array().unwrap().clone();
     assert_eq!(benches.len(), 3);
@@ -1735,9 +1763,17 @@ fn delay_holds_what_crosses_zones_and_reverts_exactly() {
         lab.revert("garbled").await.unwrap();
         let delta = |k: &str| now[k] - was[k];
         let (dropped, checksum) = (delta("InErrors") - delta("RcvbufErrors"), delta("InCsumErrors"));
-        assert_eq!(delta("NoPorts") + dropped, 2000, "every datagram arrived: good ones at the closed port, the rest dropped");
         let stage = lab.report().steps.iter().rev().find(|s| s.title.starts_with("Revert fault garbled")).map(|s| s.detail.join("\n"));
         let stage = stage.unwrap_or_default();
+        // What the stage never saw, as it says: a rehearsal on a loaded machine lost 29 of 2000
+        // to a full socket buffer before the stage's buffer was grown; now said, and counted.
+        let lost =
+            stage.split(" lost before it").next().and_then(|x| x.rsplit(' ').next()).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+        assert_eq!(
+            delta("NoPorts") + dropped + lost,
+            2000,
+            "every datagram is accounted for: good ones at the closed port, the rest dropped, or lost before the stage as it says\n{stage}"
+        );
         println!("corrupt: {dropped} datagrams dropped by worker-2's UDP of 2000, {checksum} for their checksum\n{stage}");
         assert!((160..=240).contains(&dropped), "{dropped} dropped of 2000 at 10 %\n{stage}");
         let flipped = stage.split(" corrupted)").next().and_then(|x| x.rsplit('(').next()).and_then(|n| n.parse::<u64>().ok());
