@@ -374,14 +374,15 @@ pub fn scale_page(points: &[crate::bench::scale::ScalePoint]) -> String {
         format!("<!doctype html><html><head><meta charset=\"utf-8\"><title>clusterlab scale</title><style>{STYLE}</style></head><body>");
     h.push_str("<h1>Labs by size: bring-up, teardown, idle memory</h1>");
     h.push_str(&scale_svg(points));
-    h.push_str("<table><tr><th>stack</th><th>nodes</th><th>up (s)</th><th>down (s)</th><th>down/up</th><th>memory per node (MiB)</th><th>every path after (s)</th><th>check</th></tr>");
+    h.push_str("<table><tr><th>stack</th><th>nodes</th><th>up (s)</th><th>hand-run script (s)</th><th>down (s)</th><th>down/up</th><th>memory per node (MiB)</th><th>every path after (s)</th><th>check</th></tr>");
     for p in points {
         let mem = p.memory_mib.iter().map(|(n, m)| format!("{}&nbsp;{m:.0}", esc(n))).collect::<Vec<_>>().join(", ");
         h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.2}</td><td>{mem}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{:.1}</td><td>{:.2}</td><td>{mem}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
             esc(&p.stack),
             p.nodes,
             p.up_secs,
+            p.script_secs.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into()),
             p.down_secs,
             p.down_secs / p.up_secs.max(0.001),
             p.paths_after_secs.map(|x| format!("{x:.1}")).unwrap_or_else(|| "never".into()),
@@ -403,8 +404,9 @@ pub fn scale_svg(points: &[crate::bench::scale::ScalePoint]) -> String {
     let y = |s: f64| top + hgt - (s / max_s).min(1.0) * hgt;
     let mut s = format!(
         "<svg class=\"scale\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" role=\"img\" aria-label=\"seconds against nodes\">",
-        left + w + 160.0,
-        top + hgt + 40.0
+        left + w + 20.0,
+        // The legend, a line per stack, below the axis label.
+        top + hgt + 84.0
     );
     s.push_str(&format!(
         "<rect x=\"{left}\" y=\"{top}\" width=\"{w}\" height=\"{hgt}\" fill=\"none\" stroke=\"#ccc\"/><text x=\"0\" y=\"{}\" font-size=\"11\">{max_s:.0} s</text><text x=\"0\" y=\"{}\" font-size=\"11\">0</text><text x=\"{}\" y=\"{}\" font-size=\"11\">nodes</text>",
@@ -472,8 +474,8 @@ pub fn scale_svg(points: &[crate::bench::scale::ScalePoint]) -> String {
         }
         s.push_str(&format!(
             "<text x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"{colour}\">{stack}: up (thick), down (thin), linear (dashed){script_legend}</text>",
-            left + w + 8.0,
-            top + 14.0 + i as f64 * 18.0
+            left,
+            top + hgt + 54.0 + i as f64 * 18.0
         ));
     }
     s.push_str("</svg>");
