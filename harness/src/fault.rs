@@ -467,8 +467,9 @@ pub fn stage_words(stats: &str) -> String {
             },
             // Matched but never seen by the stage: dropped by the kernel, the fault's doing
             // only in that the stage fell behind — said, so nobody counts them as the fault's.
-            match get("lost") {
-                Some(k) if k > 0 => format!(" and {k} lost before it (the kernel's queue to the stage overflowed: the stage fell behind)"),
+            match (get("lost"), stats.lines().any(|l| l.trim() == "lost unknown")) {
+                (Some(k), _) if k > 0 => format!(" and {k} lost before it (the kernel's queue to the stage overflowed: the stage fell behind)"),
+                (None, true) => " (how many the kernel dropped before it is unknown: its queue counters were unreadable)".to_string(),
                 _ => String::new(),
             },
             mean as f64 / 1000.0,
@@ -1250,6 +1251,7 @@ mod tests {
             stage_words(&format!("{stats}lost 29\n"))
         );
         assert!(!stage_words(&format!("{stats}lost 0\n")).contains("lost"));
+        assert!(stage_words(&format!("{stats}lost unknown\n")).contains("is unknown: its queue counters were unreadable"));
     }
 
     #[test]

@@ -181,8 +181,9 @@ struct Stats {
     /// Sent on with a bit flipped.
     corrupted: u64,
     /// Matched by the rule but never reached the stage: the kernel dropped them, its queue full
-    /// or the socket's buffer (the stage fell behind). Read off the kernel's counters at the end.
-    lost: u64,
+    /// or the socket's buffer (the stage fell behind). Read off the kernel's counters at the end;
+    /// None when they could not be read (written `lost unknown`, never as none lost).
+    lost: Option<u64>,
     held_max: usize,
     late_us: Vec<u64>,
     added_us_sum: u64,
@@ -199,7 +200,7 @@ impl Stats {
             self.packets,
             self.at_once,
             self.corrupted,
-            self.lost,
+            self.lost.map_or_else(|| "unknown".to_string(), |n| n.to_string()),
             self.held_max,
             pct(0.5),
             pct(0.99),
@@ -329,8 +330,7 @@ fn run(a: &Args) -> std::io::Result<Stats> {
             q.verdict(h.msg)?;
         }
         if stopping {
-            stats.lost =
-                std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue").ok().and_then(|t| kernel_drops(&t, a.queue)).unwrap_or(0);
+            stats.lost = std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue").ok().and_then(|t| kernel_drops(&t, a.queue));
             return Ok(stats);
         }
         let wait = held.peek().map(|h| h.due.saturating_duration_since(Instant::now())).unwrap_or(IDLE).min(IDLE);
@@ -429,11 +429,20 @@ mod tests {
 
     #[test]
     fn stats_report_lateness_percentiles() {
-        let s = Stats { packets: 4, at_once: 0, corrupted: 1, lost: 2, held_max: 3, late_us: vec![40, 10, 20, 30], added_us_sum: 200_000 };
+        let s = Stats {
+            packets: 4,
+            at_once: 0,
+            corrupted: 1,
+            lost: Some(2),
+            held_max: 3,
+            late_us: vec![40, 10, 20, 30],
+            added_us_sum: 200_000,
+        };
         let t = s.text();
         assert!(t.contains("packets 4\n") && t.contains("corrupted 1\n") && t.contains("lost 2\n") && t.contains("held_max 3\n"), "{t}");
         assert!(t.contains("late_max_us 40\n") && t.contains("mean_added_us 50000\n"), "{t}");
         assert!(Stats::default().text().contains("late_p99_us 0\n"));
+        assert!(Stats::default().text().contains("lost unknown\n"), "unread counters are not zero");
     }
 
     #[test]
