@@ -88,6 +88,9 @@ async fn one(engine: &Engine, stack: &str, n: usize, idle: Duration) -> ScalePoi
     ScalePoint { stack: stack.into(), nodes: n, up_secs, down_secs, steps, memory_mib, check, paths_after_secs, passed, script_secs: None }
 }
 
+/// How long the hand-run script may take before it is killed (its own waits give up at 300 s).
+const SCRIPT_DEADLINE: Duration = Duration::from_secs(360);
+
 /// The hand-run swarm script for `n` nodes (`scripts/swarm-baseline-nodes.sh`, the 3-node
 /// baseline's docker commands for any size) on the images the labs use: its seconds to a
 /// converged service, None (and why, printed) when it did not get there.
@@ -95,23 +98,36 @@ async fn hand_run(n: usize) -> Option<f64> {
     let base = clusterlab::images::BaseSource::default();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/swarm-baseline-nodes.sh");
     println!("• swarm, {n} node(s), the hand-run script …");
-    let run = tokio::process::Command::new("bash")
+    let child = tokio::process::Command::new("bash")
         .arg(&script)
         .arg(n.to_string())
         .env("NODE_IMAGE", clusterlab::images::tag("node", &base))
         .env("WEB_IMAGE", clusterlab::images::tag("web", &base))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         // The script removes its nodes on every exit (Ctrl-C reaches it too, in the same
-        // process group) and gives up after 300 s; past that, it is killed.
+        // process group) and gives up waiting after 300 s; a docker command that hangs is not
+        // bounded by it, so past SCRIPT_DEADLINE it is killed and what it made removed here.
         .kill_on_drop(true)
-        .output();
-    let out = match tokio::time::timeout(Duration::from_secs(360), run).await {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => {
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => {
             println!("   cannot run {}: {e}", script.display());
             return None;
         }
+    };
+    // The script names its network and nodes after its pid (`bl$$`, `bl$$-n1` …).
+    let net = child.id().map(|pid| format!("bl{pid}"));
+    let out = match tokio::time::timeout(SCRIPT_DEADLINE, child.wait_with_output()).await {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => {
+            println!("   the script's output could not be read: {e}");
+            return None;
+        }
         Err(_) => {
-            println!("   the script did not end within 360 s (killed; its nodes bl<pid>-n* may be left)");
+            let left = net.map(|net| remove_script_objects(&net, n)).unwrap_or_default();
+            println!("   the script did not end within {} s: killed{left}", SCRIPT_DEADLINE.as_secs());
             return None;
         }
     };
@@ -126,6 +142,21 @@ async fn hand_run(n: usize) -> Option<f64> {
             println!("   the script failed ({}):\n{text}{}", out.status, String::from_utf8_lossy(&out.stderr));
             None
         }
+    }
+}
+
+/// Remove the network `net` and its nodes `net-n1` … `net-nN`, which a killed hand-run script
+/// left (they carry no lab's labels, so `clusterlab clean` would not find them); says what
+/// could not be removed.
+fn remove_script_objects(net: &str, n: usize) -> String {
+    let nodes: Vec<String> = (1..=n).map(|i| format!("{net}-n{i}")).collect();
+    let rm = std::process::Command::new("docker").args(["rm", "-f", "-v"]).args(&nodes).output();
+    let rm_net = std::process::Command::new("docker").args(["network", "rm", net]).output();
+    let ok = |o: &std::io::Result<std::process::Output>| o.as_ref().is_ok_and(|o| o.status.success());
+    if ok(&rm) && ok(&rm_net) {
+        format!(", its network {net} and {n} node(s) removed")
+    } else {
+        format!(", removing its network {net} and nodes {net}-n1…{n} failed: remove them with docker rm -f / docker network rm")
     }
 }
 
