@@ -25,6 +25,21 @@ const SWARM_STATE: &str = "docker info -f '{{.Swarm.LocalNodeState}}'";
 /// HTTP error is a failure, with no body.
 const ENGINE_API: &str = "curl -sf --unix-socket /var/run/docker.sock http://engine";
 
+/// Removes the swarm's `ingress` network, the routing mesh's, before any node joins: a lab whose
+/// services publish no port has no use for it, and every node that joins a swarm holding it
+/// builds its sandbox (a namespace, docker_gwbridge, a VXLAN device, load-balancer rules) while
+/// the tasks start — measured, a 3-node lab converged 0.6-1.2 s sooner without it. The overlays
+/// the tasks use are untouched. By the API (the CLI asks for a confirmation); gone already (a
+/// second `up`) is what was asked for.
+const DROP_INGRESS: &str =
+    "code=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE --unix-socket /var/run/docker.sock http://engine/networks/ingress)\n\
+     case \"$code\" in 2??|404) ;; *) echo \"removing the ingress network (no service publishes a port): HTTP $code\" >&2; exit 1 ;; esac";
+
+/// Brings the routing mesh's `ingress` network back where a service publishes a port and the
+/// swarm has none (its lab was made by a scenario that published nothing).
+const KEEP_INGRESS: &str =
+    "curl -sf -o /dev/null --unix-socket /var/run/docker.sock http://engine/networks/ingress || docker network create -d overlay --ingress ingress >/dev/null || exit";
+
 /// How long a service may take to converge. A 3-replica service converges in ~5 s here; the
 /// margin is for a loaded 2-core machine, and a timeout still fails with the tasks' states.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -47,6 +62,11 @@ impl<'a> Swarm<'a> {
 impl Swarm<'_> {
     fn leader(&self) -> String {
         self.lab.plan.leader().name.clone()
+    }
+
+    /// Does a service publish a port (swarm's routing mesh, the `ingress` network)?
+    fn routing_mesh(&self) -> bool {
+        self.lab.scenario.services.iter().any(|s| !s.publish.is_empty())
     }
 
     /// Wait until every node's inner engine answers; one exec per node loops inside the node.
@@ -98,12 +118,7 @@ impl Swarm<'_> {
         // `up` on a lab whose swarm exists skips the init rather than failing, then both tokens.
         // (The init's line first: a failure names the first line of the script.)
         // What `learn` asks (IPVS) is asked here too, on its own last line: one exec less.
-        let script = format!(
-            "[ \"$({SWARM_STATE})\" = active ] || docker swarm init --advertise-addr {} >/dev/null || exit\n\
-             docker swarm join-token -q worker && docker swarm join-token -q manager || exit\n\
-             {HAS_IPVS} && echo ipvs=yes || echo ipvs=no\n",
-            leader.ip
-        );
+        let script = init_script(&leader.ip.to_string(), self.routing_mesh());
         let out = self.lab.sh(&leader.name, "swarm init", &script).await?;
         let mut lines: Vec<&str> = out.stdout.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
         if let Some(ipvs) = lines.last().and_then(|l| l.strip_prefix("ipvs=")) {
@@ -343,7 +358,11 @@ impl Stack for Swarm<'_> {
                 futures_util::try_join!(async { self.join(&tokens).await.at(InstallStage::SwarmJoin) }, async {
                     self.create_networks().await.at(InstallStage::Services)
                 })?;
-                mark("swarm formed, overlays created".into());
+                mark(if self.routing_mesh() {
+                    "swarm formed, overlays created".into()
+                } else {
+                    "swarm formed without the routing mesh (no service publishes a port), overlays created".into()
+                });
                 Ok::<_, LabError>(())
             }
         );
@@ -528,6 +547,18 @@ impl Stack for Swarm<'_> {
     }
 }
 
+/// The leader's one exec: the swarm (unless it has one), its `ingress` network kept only for a
+/// routing mesh, both join tokens, and whether the kernel has IPVS.
+fn init_script(leader_ip: &str, routing_mesh: bool) -> String {
+    format!(
+        "[ \"$({SWARM_STATE})\" = active ] || docker swarm init --advertise-addr {leader_ip} >/dev/null || exit\n\
+         {}\n\
+         docker swarm join-token -q worker && docker swarm join-token -q manager || exit\n\
+         {HAS_IPVS} && echo ipvs=yes || echo ipvs=no\n",
+        if routing_mesh { KEEP_INGRESS } else { DROP_INGRESS }
+    )
+}
+
 /// The task API's filter for the tasks of `service` the swarm wants running.
 fn wanted_running(service: &str) -> String {
     format!("filters={{\"service\":[\"{service}\"],\"desired-state\":[\"running\"]}}")
@@ -537,5 +568,25 @@ fn task_order(task: &str) -> (String, u32) {
     match task.rsplit_once('.') {
         Some((s, n)) => (s.to_string(), n.parse().unwrap_or(0)),
         None => (task.to_string(), 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ingress_network_goes_before_the_joins_unless_a_port_is_published() {
+        let lines = |mesh| init_script("10.213.0.11", mesh).lines().map(str::to_string).collect::<Vec<_>>();
+        let (without, with) = (lines(false), lines(true));
+        // Removed right after the init, before the tokens a joining node needs are read.
+        assert!(without[0].contains("docker swarm init --advertise-addr 10.213.0.11"));
+        assert!(without[1].contains("-X DELETE") && without[1].ends_with("/networks/ingress)"));
+        assert!(without[2].contains("2??|404) ;;"), "gone already is fine, any other answer fails: {}", without[2]);
+        assert!(without[3].starts_with("docker swarm join-token"));
+        // A published port keeps it, and brings it back to a swarm made without one.
+        assert!(!with.iter().any(|l| l.contains("DELETE")));
+        assert!(with[1].contains("docker network create -d overlay --ingress ingress"));
+        assert_eq!(with.last(), without.last());
     }
 }
