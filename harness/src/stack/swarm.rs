@@ -25,21 +25,6 @@ const SWARM_STATE: &str = "docker info -f '{{.Swarm.LocalNodeState}}'";
 /// HTTP error is a failure, with no body.
 const ENGINE_API: &str = "curl -sf --unix-socket /var/run/docker.sock http://engine";
 
-/// Removes the swarm's `ingress` network, the routing mesh's, before any node joins: a lab whose
-/// services publish no port has no use for it, and every node that joins a swarm holding it
-/// builds its sandbox (a namespace, docker_gwbridge, a VXLAN device, load-balancer rules) while
-/// the tasks start — measured, a 3-node lab converged 0.6-1.2 s sooner without it. The overlays
-/// the tasks use are untouched. By the API (the CLI asks for a confirmation); gone already (a
-/// second `up`) is what was asked for.
-const DROP_INGRESS: &str =
-    "code=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE --unix-socket /var/run/docker.sock http://engine/networks/ingress)\n\
-     case \"$code\" in 2??|404) ;; *) echo \"removing the ingress network (no service publishes a port): HTTP $code\" >&2; exit 1 ;; esac";
-
-/// Brings the routing mesh's `ingress` network back where a service publishes a port and the
-/// swarm has none (its lab was made by a scenario that published nothing).
-const KEEP_INGRESS: &str =
-    "curl -sf -o /dev/null --unix-socket /var/run/docker.sock http://engine/networks/ingress || docker network create -d overlay --ingress ingress >/dev/null || exit";
-
 /// How long a service may take to converge. A 3-replica service converges in ~5 s here; the
 /// margin is for a loaded 2-core machine, and a timeout still fails with the tasks' states.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -553,12 +538,28 @@ impl Stack for Swarm<'_> {
 /// The leader's one exec: the swarm (unless it has one), its `ingress` network kept only for a
 /// routing mesh, both join tokens, and whether the kernel has IPVS.
 fn init_script(leader_ip: &str, routing_mesh: bool) -> String {
+    let ingress = if routing_mesh {
+        // Brought back where a service publishes a port and the swarm has none (its lab was
+        // made by a scenario that published nothing).
+        format!("{ENGINE_API}/networks/ingress -o /dev/null || docker network create -d overlay --ingress ingress >/dev/null || exit")
+    } else {
+        // Removed before any node joins: a lab whose services publish no port has no use for
+        // the routing mesh's network, and every node that joins a swarm holding it builds its
+        // sandbox (a namespace, docker_gwbridge, a VXLAN device, load-balancer rules) while the
+        // tasks start — measured, a 3-node lab converged 0.6-1.2 s sooner without it. The
+        // overlays the tasks use are untouched. By the API (the CLI asks for a confirmation;
+        // `-f` fails on an HTTP error, `-w` still prints its code); gone already (a second `up`)
+        // is what was asked for.
+        format!(
+            "code=$({ENGINE_API}/networks/ingress -X DELETE -o /dev/null -w '%{{http_code}}')\n\
+             case \"$code\" in 2??|404) ;; *) echo \"removing the ingress network (no service publishes a port): HTTP $code\" >&2; exit 1 ;; esac"
+        )
+    };
     format!(
         "[ \"$({SWARM_STATE})\" = active ] || docker swarm init --advertise-addr {leader_ip} >/dev/null || exit\n\
-         {}\n\
+         {ingress}\n\
          docker swarm join-token -q worker && docker swarm join-token -q manager || exit\n\
-         {HAS_IPVS} && echo ipvs=yes || echo ipvs=no\n",
-        if routing_mesh { KEEP_INGRESS } else { DROP_INGRESS }
+         {HAS_IPVS} && echo ipvs=yes || echo ipvs=no\n"
     )
 }
 
@@ -592,7 +593,7 @@ mod tests {
         let (without, with) = (lines(false), lines(true));
         // Removed right after the init, before the tokens a joining node needs are read.
         assert!(without[0].contains("docker swarm init --advertise-addr 10.213.0.11"));
-        assert!(without[1].contains("-X DELETE") && without[1].ends_with("/networks/ingress)"));
+        assert!(without[1].contains("/networks/ingress -X DELETE"), "{}", without[1]);
         assert!(without[2].contains("2??|404) ;;"), "gone already is fine, any other answer fails: {}", without[2]);
         assert!(without[3].starts_with("docker swarm join-token"));
         // A published port keeps it, and brings it back to a swarm made without one.
