@@ -149,6 +149,7 @@ impl Lab {
         let wrapper = format!("mkdir -p {EXEC_DIR}; echo $$ > {pidfile}; sh -c \"$1\"; rc=$?; rm -f {pidfile}; exit $rc");
         let argv = ["timeout", "-k", "5", backstop.as_str(), "sh", "-c", wrapper.as_str(), "clusterlab-exec", script];
         let container = self.container(node);
+        let started = std::time::Instant::now();
         let run = self.engine.exec_within(&container, &argv, stdin, deadline + Duration::from_secs(20));
         tokio::pin!(run);
         let tripped = |hung: String, tail_text: String| LabError::Deadline {
@@ -160,6 +161,20 @@ impl Lab {
         };
         tokio::select! {
             out = &mut run => match out {
+                // Killed before its deadline: not the backstop, which fires only after it. When
+                // the node itself is gone (removed, stopped), that is the error; where it still
+                // runs, the exit code is the script's own.
+                Ok(o) if matches!(o.code, 124 | 137) && started.elapsed() < deadline => {
+                    // The engine marks a killed container stopped a moment after its processes
+                    // die (seen: still "running" right after `docker rm -f` ended the exec).
+                    for _ in 0..5 {
+                        if let Some(state) = self.engine.gone(&container).await {
+                            return Err(LabError::NodeGone { node: node.to_string(), cmd: first_line(script), state });
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Ok(o)
+                }
                 // 124/137: the backstop's TERM or KILL ended it (the harness was too slow to).
                 Ok(o) if matches!(o.code, 124 | 137) => Err(tripped(String::new(), tail(&format!("{}\n{}", o.stdout, o.stderr), 6))),
                 Err(LabError::ExecDeadline { .. }) => Err(tripped(String::new(), String::new())),

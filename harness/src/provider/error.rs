@@ -41,6 +41,8 @@ pub enum LabError {
     ExecDeadline { container: String, cmd: String, secs: u64 },
     #[error("`{cmd}` on node {node} did not finish within its deadline of {secs} s and was stopped{}\n{tail}", if hung.is_empty() { String::new() } else { format!("; still running then: {hung}") })]
     Deadline { node: String, cmd: String, secs: u64, hung: String, tail: String },
+    #[error("node {node} went away while `{cmd}` ran in it: its container {state}, and nothing of this run stops a node that way\n    hint: something else removed or stopped it (`clusterlab clean --all`, `docker rm -f`, the engine restarting); `docker events --since 10m` shows what")]
+    NodeGone { node: String, cmd: String, state: String },
     #[error("check {check}: the probe from {node} failed: {message}")]
     Probe { check: String, node: String, message: String },
     #[error("stream {stream}: on node {node}: {message}")]
@@ -85,6 +87,7 @@ impl LabError {
         match self {
             LabError::Command { node, .. }
             | LabError::Deadline { node, .. }
+            | LabError::NodeGone { node, .. }
             | LabError::EngineNotReady { node, .. }
             | LabError::HostShield { node, .. } => Some(node),
             LabError::Install { source, .. } => source.node(),

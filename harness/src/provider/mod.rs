@@ -471,6 +471,22 @@ impl Engine {
         Ok(out)
     }
 
+    /// What became of a container, in words, when it no longer runs: `None` while it runs.
+    pub async fn gone(&self, container: &str) -> Option<String> {
+        match self.docker.inspect_container(container, None).await {
+            Ok(info) => {
+                let st = info.state.unwrap_or_default();
+                (!st.running.unwrap_or(false)).then(|| {
+                    let status = st.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into());
+                    format!("is no longer running (status {status}, exit code {})", st.exit_code.unwrap_or(-1))
+                })
+            }
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Some("was removed".into()),
+            // The engine could not say: nothing is claimed.
+            Err(_) => None,
+        }
+    }
+
     /// A container's state as the engine reports it (running, paused, its first process).
     async fn container_state(&self, container: &str) -> Result<bollard::models::ContainerState, LabError> {
         let info = self
