@@ -476,10 +476,13 @@ impl Engine {
         match self.docker.inspect_container(container, None).await {
             Ok(info) => {
                 let st = info.state.unwrap_or_default();
-                (!st.running.unwrap_or(false)).then(|| {
-                    let status = st.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into());
-                    format!("is no longer running (status {status}, exit code {})", st.exit_code.unwrap_or(-1))
-                })
+                let status = st.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into());
+                let code = st.exit_code.unwrap_or(-1);
+                match (st.running.unwrap_or(false), status.as_str()) {
+                    (_, "removing") => Some(format!("is being removed (its processes ended with exit code {code})")),
+                    (true, _) => None,
+                    (false, _) => Some(format!("is no longer running (status {status}, exit code {code})")),
+                }
             }
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Some("was removed".into()),
             // The engine could not say: nothing is claimed.
