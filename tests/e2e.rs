@@ -886,10 +886,21 @@ fn k8s_kept_lab_is_a_closed_world_and_up_twice_is_safe() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stdout).contains("it has nodes master, worker, but"), "{}", String::from_utf8_lossy(&o.stdout));
     assert!(!leftovers(lab).is_empty());
+    // The worker's pods have cgroups under the worker's own (a cgroup namespace of its own),
+    // none at the host's root: removed with the node, they leave nothing on the host.
+    let pid = Command::new("docker").args(["inspect", "-f", "{{.State.Pid}}", &format!("{lab}-worker")]).output().unwrap();
+    let cg = std::fs::read_to_string(format!("/proc/{}/cgroup", stdout(&pid).trim())).unwrap();
+    let v1 = Path::new("/sys/fs/cgroup/memory").is_dir();
+    let own =
+        cg.lines().find_map(|l| if v1 { l.split_once(":memory:").map(|(_, p)| p) } else { l.strip_prefix("0::") }).unwrap().to_string();
+    let tree = Path::new(if v1 { "/sys/fs/cgroup/memory" } else { "/sys/fs/cgroup" }).join(own.trim_start_matches('/'));
+    let pods = std::fs::read_dir(tree.join("k8s.io")).map(|d| d.flatten().filter(|e| e.path().is_dir()).count()).unwrap_or(0);
+    assert!(pods > 0, "no pod cgroup under the worker's own {}", tree.display());
     // A lab left with its worker paused goes down all the same (its pods are resumed first).
     assert_eq!(clusterlab(&["fault", "apply", lab, "frozen"]).status.code(), Some(0));
     assert_eq!(clusterlab(&["down", lab]).status.code(), Some(0));
     assert_clean(lab);
+    assert!(!tree.exists(), "the worker's cgroup stayed on the host: {}", tree.display());
 }
 
 #[test]
@@ -1396,7 +1407,10 @@ fn clean_leaves_live_runs_alone_and_removes_what_a_killed_run_left() {
     // `clean --all` removes every lab on the engine, live runs included: only where this test's
     // lab is the last one (CI's engine). On an engineer's engine it would take their labs (and
     // once took a lab another run was bringing up): there the kept lab goes with `down`.
-    let o = Command::new("docker").args(["ps", "-a", "--filter", "label=io.clusterlab.lab", "--format", "{{.Label \"io.clusterlab.lab\"}}"]).output().unwrap();
+    let o = Command::new("docker")
+        .args(["ps", "-a", "--filter", "label=io.clusterlab.lab", "--format", "{{.Label \"io.clusterlab.lab\"}}"])
+        .output()
+        .unwrap();
     let others: std::collections::BTreeSet<String> = stdout(&o).lines().filter(|l| *l != kept).map(String::from).collect();
     if others.is_empty() {
         assert_eq!(clusterlab(&["clean", "--all"]).status.code(), Some(0));

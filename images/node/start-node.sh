@@ -20,6 +20,13 @@ if [ "${1:-swarm}" = kubernetes ]; then
     echo "${kv#*=}" > "$f" && mount --bind "$f" "/proc/sys/${kv%%=*}"
   done
 fi
+# The node has a cgroup namespace of its own (the harness asks for it): what is mounted under
+# /sys/fs/cgroup is the node's own cgroup tree, read-only unless the node is privileged. Made
+# writable (this mount only, not the hierarchy), the inner runtime makes its containers' cgroups
+# under the node's, and they go when the node goes.
+for d in /sys/fs/cgroup/*/; do
+  mount -o remount,bind,rw "$d" 2>/dev/null || echo "start-node: could not make $d writable" >&2
+done
 case "${1:-swarm}" in
   # --host unix only: the engine is reached through `docker exec`, never over the lab network.
   # DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1: a swarm task uses the image loaded into the node

@@ -29,6 +29,13 @@ pub enum NestedMode {
 
 /// Give a container the rights a nested engine needs on this host (see NestedMode).
 fn grant_nested_rights(host: &mut HostConfig, mode: NestedMode) {
+    // A cgroup namespace of its own: the node's cgroup is the root of the tree it sees, so its
+    // runtime's containers (tasks, pods) get cgroups under the node's, which the engine removes
+    // with the node. With the host's tree mounted instead, they went beside it at the host's
+    // root, and every one a removed node still ran stayed there, empty, in every controller (a
+    // CI run and a few labs beside it left 468); each kubelet's container monitor also watched
+    // every container on the host.
+    host.cgroupns_mode = Some(bollard::models::HostConfigCgroupnsModeEnum::PRIVATE);
     match mode {
         NestedMode::Privileged => host.privileged = Some(true),
         NestedMode::CapSet => {
@@ -46,18 +53,18 @@ fn grant_nested_rights(host: &mut HostConfig, mode: NestedMode) {
             // under /proc and /sys, so the inner engine can set sysctls (ip_forward, ...).
             host.masked_paths = Some(vec![]);
             host.readonly_paths = Some(vec![]);
-            // cgroup v1: the inner engine creates cgroups for its containers under this tree.
-            host.binds = Some(vec!["/sys/fs/cgroup:/sys/fs/cgroup:rw".into()]);
+            // The engine mounts the node's cgroup tree read-only; start-node makes it writable
+            // for the inner runtime.
         }
     }
 }
 
 /// Freeze or thaw the containers a node runs itself, through its own runtime: dockerd for
-/// swarm, containerd's k8s.io namespace for Kubernetes. They are needed because the nested
-/// runtime puts its containers' cgroups beside the node's, not under it (cgroup v1, the host
-/// tree mounted): pausing the node container alone leaves its workloads running, and a node
-/// removed while they are frozen never ends (a frozen process takes no SIGKILL under cgroup v1,
-/// so the node's first process waits for them forever and so does the engine's kill).
+/// swarm, containerd's k8s.io namespace for Kubernetes, so the runtime knows them paused and
+/// resumes them. Their cgroups are under the node's (its own cgroup namespace), so pausing the
+/// node freezes them too; but a node removed while they are frozen never ends (a frozen process
+/// takes no SIGKILL under cgroup v1, so the node's first process waits for them forever and so
+/// does the engine's kill): every removal thaws them first.
 pub fn nested_freeze_script(freeze: bool) -> &'static str {
     if freeze {
         "if docker info >/dev/null 2>&1; then ids=$(docker ps -q); [ -z \"$ids\" ] || docker pause $ids >/dev/null; fi; \
