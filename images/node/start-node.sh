@@ -24,8 +24,8 @@ fi
 # /sys/fs/cgroup is the node's own cgroup tree, read-only unless the node is privileged. Made
 # writable (this mount only, not the hierarchy), the inner runtime makes its containers' cgroups
 # under the node's, and they go when the node goes.
-for d in /sys/fs/cgroup/*/; do
-  mount -o remount,bind,rw "$d" 2>/dev/null || echo "start-node: could not make $d writable" >&2
+for d in $(awk '$2 ~ "^/sys/fs/cgroup" && ($3 == "cgroup" || $3 == "cgroup2") {print $2}' /proc/self/mounts); do
+  mount -o remount,bind,rw "$d" || echo "start-node: could not make $d writable" >&2
 done
 case "${1:-swarm}" in
   # --host unix only: the engine is reached through `docker exec`, never over the lab network.
