@@ -85,6 +85,21 @@ pub fn growth(points: &[ScalePoint], stack: &str) -> Vec<(usize, f64, Option<f64
     p.iter().map(|x| (x.nodes, x.up_secs, linear.map(|(n0, u0, slope)| u0 + slope * (x.nodes - n0) as f64))).collect()
 }
 
+/// Seconds each node added since the next smaller lab cost, per size (None for the smallest).
+/// Linear growth keeps this flat; the line through the smallest two is a stricter reference,
+/// since one to three nodes do not yet keep two cores busy and so cost less per node than the
+/// sizes that do.
+pub fn per_node_added(points: &[ScalePoint], stack: &str) -> Vec<(usize, Option<f64>)> {
+    let mut p: Vec<&ScalePoint> = points.iter().filter(|p| p.stack == stack).collect();
+    p.sort_by_key(|p| p.nodes);
+    let mut out = Vec::new();
+    for (i, x) in p.iter().enumerate() {
+        let step = i.checked_sub(1).map(|j| p[j]).filter(|prev| x.nodes > prev.nodes);
+        out.push((x.nodes, step.map(|prev| (x.up_secs - prev.up_secs) / (x.nodes - prev.nodes) as f64)));
+    }
+    out
+}
+
 fn opt(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into())
 }
@@ -97,6 +112,7 @@ pub fn table(points: &[ScalePoint]) -> String {
         "nodes".into(),
         "up s".into(),
         "linear s".into(),
+        "s/node added".into(),
         "script s".into(),
         "up/script".into(),
         "down s".into(),
@@ -108,6 +124,7 @@ pub fn table(points: &[ScalePoint]) -> String {
     ]];
     for stack in ["swarm", "kubernetes"] {
         let linear = growth(points, stack);
+        let added = per_node_added(points, stack);
         let mut ps: Vec<&ScalePoint> = points.iter().filter(|p| p.stack == stack).collect();
         ps.sort_by_key(|p| p.nodes);
         for p in ps {
@@ -118,6 +135,7 @@ pub fn table(points: &[ScalePoint]) -> String {
                 p.nodes.to_string(),
                 format!("{:.1}", p.up_secs),
                 lin.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into()),
+                added.iter().find(|a| a.0 == p.nodes).and_then(|a| a.1).map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into()),
                 p.script_secs.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into()),
                 p.script_secs.map(|x| format!("{:.2}", p.up_secs / x.max(0.001))).unwrap_or_else(|| "-".into()),
                 format!("{:.1}", p.down_secs),
@@ -198,6 +216,8 @@ mod tests {
         assert_eq!(g[0], (1, 5.0, Some(5.0)));
         assert_eq!(g[2], (5, 12.0, Some(9.0)), "a slope of 1 s per node from (1, 5 s)");
         assert!(growth(&ps[..1], "swarm")[0].2.is_none(), "one size: no line to compare with");
+        assert_eq!(per_node_added(&ps, "swarm"), vec![(1, None), (3, Some(1.0)), (5, Some(2.5))]);
+        assert!(per_node_added(&ps, "kubernetes").is_empty());
     }
 
     #[test]
@@ -214,8 +234,8 @@ mod tests {
         let t = table(&ps);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3);
-        assert!(lines[1].starts_with("swarm  1      5.0   5.0       -         -"), "{t}");
-        assert!(lines[2].starts_with("swarm  3      7.0   7.0       8.0       0.88"), "{t}");
+        assert!(lines[1].starts_with("swarm  1      5.0   5.0       -             -         -"), "{t}");
+        assert!(lines[2].starts_with("swarm  3      7.0   7.0       1.00          8.0       0.88"), "{t}");
         assert!(lines[2].contains("95         65/70"), "{t}");
         let s = step_table(&ps);
         assert!(s.lines().nth(1).unwrap().ends_with("1.0             4.0"), "{s}");
