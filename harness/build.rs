@@ -1,7 +1,8 @@
 //! Builds the two programs the harness puts into lab nodes and leaves their binaries in OUT_DIR,
 //! where the harness embeds them: the traffic agent (`../agent`, `stream::AGENT`), the cluster
-//! DNS of Kubernetes labs (`../dns`, `stack::kube::DNS_SERVER`) and the delay stage of `delay`
-//! faults (`../impair`, `fault::IMPAIR`). Every harness carries the ones that match it, for the
+//! DNS of Kubernetes labs (`../dns`, `stack::kube::DNS_SERVER`), the delay stage of `delay`
+//! faults (`../impair`, `fault::IMPAIR`) and the server of the `web` image (`../web`,
+//! `images::RECIPES`: its binary is a file of the image's recipe, so its tag changes with it). Every harness carries the ones that match it, for the
 //! CLI and for engineers' own `cargo test` alike, with nothing to find on disk at run time. They
 //! build in seconds from the workspace's lock file; a crate only they use (nfq) is fetched the
 //! first time when `cargo run` built the harness alone (cargo touches the network for nothing
@@ -15,8 +16,9 @@ use std::process::Command;
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
-/// `cargo build --release` of the crate in `dir` (beside this one), its binary `bin` copied into OUT_DIR.
-fn build(dir: &str, bin: &str, out: &Path) {
+/// `cargo build --release` of the crate in `dir` (beside this one), its binary `bin` copied into
+/// OUT_DIR; `strip`ped of its symbols where its size matters more than a symbolized backtrace.
+fn build(dir: &str, bin: &str, out: &Path, strip: bool) {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("..").join(dir);
     println!("cargo:rerun-if-changed={}", manifest.join("src").display());
     println!("cargo:rerun-if-changed={}", manifest.join("Cargo.toml").display());
@@ -31,6 +33,7 @@ fn build(dir: &str, bin: &str, out: &Path) {
         .arg("--target-dir")
         .arg(&target_dir)
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("CARGO_PROFILE_RELEASE_STRIP", if strip { "symbols" } else { "none" })
         // What the outer cargo set for this build script must not leak into the inner build
         // (clippy's wrapper, the outer flags and target).
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -47,7 +50,9 @@ fn build(dir: &str, bin: &str, out: &Path) {
 
 fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    build("agent", "clusterlab-agent", &out);
-    build("dns", "clusterlab-dns", &out);
-    build("impair", "clusterlab-impair", &out);
+    build("agent", "clusterlab-agent", &out, false);
+    build("dns", "clusterlab-dns", &out, false);
+    build("impair", "clusterlab-impair", &out, false);
+    // The web image's server: every node loads the image, so its bytes are load time.
+    build("web", "clusterlab-web", &out, true);
 }

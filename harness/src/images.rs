@@ -32,8 +32,13 @@ pub const RECIPES: &[Recipe] = &[
     },
     Recipe {
         name: "web",
-        about: "workload: HTTP answering with its replica identity (busybox, ~2 MB)",
-        files: &[file!("web", "Dockerfile"), file!("web", "serve.sh")],
+        about: "workload: HTTP answering with its replica identity (clusterlab-web, busybox; ~2 MB)",
+        // The server is built from ../web by the build script: a changed server is a new tag.
+        files: &[
+            file!("web", "Dockerfile"),
+            file!("web", "serve.sh"),
+            ("clusterlab-web", include_bytes!(concat!(env!("OUT_DIR"), "/clusterlab-web")) as &[u8]),
+        ],
         parent: Some("base"),
     },
     Recipe {
@@ -176,7 +181,7 @@ async fn build_dockerfile(
     for (name, data) in r.files {
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
-        h.set_mode(if name.ends_with(".sh") { 0o755 } else { 0o644 });
+        h.set_mode(if name.ends_with(".sh") || name.starts_with("clusterlab-") { 0o755 } else { 0o644 });
         h.set_cksum();
         ar.append_data(&mut h, name, *data).map_err(|e| fail(e.to_string()))?;
     }

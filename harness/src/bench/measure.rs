@@ -1,5 +1,5 @@
 //! Taking the samples: iperf3 (TCP, `-J`) for throughput, curl with a URL range for the request
-//! rate (one new connection per request: busybox httpd closes each one, like netperf TCP_CRR).
+//! rate (one new connection per request: clusterlab-web closes each one, like netperf TCP_CRR).
 
 use super::{summarise, BenchReport, PathResult};
 use crate::lab::Lab;
