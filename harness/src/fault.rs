@@ -544,25 +544,69 @@ impl FaultHandle {
             Action::Proxy { nodes, no_proxy, components } => self.proxy(lab, apply, nodes, no_proxy, components).await,
             Action::Mtu { nodes, mtu } => {
                 let state = format!("{STATE_DIR}/mtu-{}", self.name);
-                for n in nodes {
-                    let script = if apply {
-                        // The interface holding the node's lab address (eth0 today; found, not assumed).
-                        format!(
-                            "set -e; mkdir -p {STATE_DIR}; [ ! -f {state} ] || {{ echo 'fault {f} is already applied on this node' >&2; exit 3; }}\n\
-                             dev=$(ip -o -4 addr show | awk '{{split($4,a,\"/\"); if (a[1]==\"{ip}\") print $2}}')\n\
-                             [ -n \"$dev\" ] || {{ echo 'no interface holds {ip}' >&2; exit 3; }}\n\
-                             echo \"$dev $(cat /sys/class/net/$dev/mtu)\" > {state}; ip link set dev $dev mtu {mtu}",
-                            f = self.name,
-                            ip = lab.node_ip(n)
-                        )
-                    } else {
-                        format!(
-                            "set -e; [ -f {state} ] || {{ echo 'fault {f} is not applied on this node' >&2; exit 3; }}\n\
-                             read dev was < {state}; ip link set dev $dev mtu $was; rm -f {state}",
-                            f = self.name
-                        )
+                // The lab's wire is a veth pair, and a veth lets a GSO packet (many segments the
+                // sender's stack has not cut yet) past the receiver's MTU unchecked: a server that
+                // writes 256 KiB at once reached the lowered node whole, where a real link drops
+                // every full-size frame. So while an MTU fault holds, every node cuts its packets
+                // into wire-sized frames before they leave (gso_max_segs 1), as a NIC does before
+                // the cable; the first fault records each node's value, the last revert restores it.
+                let (wire, holders) = (format!("{STATE_DIR}/wire-segs"), format!("{STATE_DIR}/wire-holders"));
+                for n in lab.plan.nodes.iter().map(|x| x.name.as_str()) {
+                    let lowered = nodes.iter().any(|x| x == n);
+                    // The interface holding the node's lab address (eth0 today; found, not assumed).
+                    let find_dev = format!(
+                        "dev=$(ip -o -4 addr show | awk '{{split($4,a,\"/\"); if (a[1]==\"{ip}\") print $2}}')\n\
+                         [ -n \"$dev\" ] || {{ echo 'no interface holds {ip}' >&2; exit 3; }}\n",
+                        ip = lab.node_ip(n)
+                    );
+                    let script = match (apply, lowered) {
+                        (true, _) => {
+                            let lower = if lowered {
+                                format!(
+                                    "[ ! -f {state} ] || {{ echo 'fault {f} is already applied on this node' >&2; exit 3; }}\n\
+                                     echo \"$dev $(cat /sys/class/net/$dev/mtu)\" > {state}; ip link set dev $dev mtu {mtu}\n",
+                                    f = self.name
+                                )
+                            } else {
+                                String::new()
+                            };
+                            format!(
+                                "set -e; mkdir -p {STATE_DIR}\n{find_dev}{lower}\
+                                 if [ ! -f {wire} ]; then\n\
+                                   segs=$(ip -d link show dev $dev | sed -n 's/.* gso_max_segs \\([0-9]*\\).*/\\1/p')\n\
+                                   [ -n \"$segs\" ] || {{ echo \"ip does not show $dev's gso_max_segs\" >&2; exit 3; }}\n\
+                                   echo \"$dev $segs\" > {wire}\n\
+                                 fi\n\
+                                 echo {f} >> {holders}; ip link set dev $dev gso_max_segs 1",
+                                f = self.name
+                            )
+                        }
+                        (false, _) => {
+                            let restore = if lowered {
+                                format!(
+                                    "[ -f {state} ] || {{ echo 'fault {f} is not applied on this node' >&2; exit 3; }}\n\
+                                     read dev was < {state}; ip link set dev $dev mtu $was; rm -f {state}\n",
+                                    f = self.name
+                                )
+                            } else {
+                                String::new()
+                            };
+                            format!(
+                                "set -e\n{restore}\
+                                 if [ -f {holders} ]; then\n\
+                                   grep -vx {f} {holders} > {holders}.new || true; mv {holders}.new {holders}\n\
+                                   if [ ! -s {holders} ]; then read dev was < {wire}; ip link set dev $dev gso_max_segs $was; rm -f {wire} {holders}; fi\n\
+                                 fi",
+                                f = self.name
+                            )
+                        }
                     };
-                    let what = if apply { format!("setting the MTU to {mtu}") } else { "restoring the MTU".to_string() };
+                    let what = match (apply, lowered) {
+                        (true, true) => format!("setting the MTU to {mtu}"),
+                        (true, false) => "cutting packets to wire size".to_string(),
+                        (false, true) => "restoring the MTU".to_string(),
+                        (false, false) => "restoring segmentation offload".to_string(),
+                    };
                     lab.sh(n, &what, &script).await.map_err(|e| fail(e.to_string()))?;
                 }
                 Ok(())
@@ -723,7 +767,11 @@ impl FaultHandle {
                 }
                 return v;
             }
-            Action::Mtu { nodes, mtu } => return nodes.iter().map(|n| format!("{n}: lab interface MTU {mtu}")).collect(),
+            Action::Mtu { nodes, mtu } => {
+                let mut v: Vec<String> = nodes.iter().map(|n| format!("{n}: lab interface MTU {mtu}")).collect();
+                v.push("every node: packets cut to wire size before they leave (a veth passes a GSO packet over any MTU)".into());
+                return v;
+            }
             Action::Kill { nodes, component } => return nodes.iter().map(|n| format!("{n}: {component} stopped and kept down")).collect(),
             Action::Pause { nodes } => return nodes.iter().map(|n| format!("{n}: node container and its containers paused")).collect(),
             Action::Rules | Action::Shape { .. } | Action::Stage { .. } => {}
@@ -1025,7 +1073,7 @@ impl FaultHandle {
             Action::Kill { nodes, component } => vec![format!("{component} running again on {}", nodes.join(", "))],
             Action::Pause { nodes } => vec![format!("resumed {}", nodes.join(", "))],
             Action::Proxy { nodes, .. } => vec![format!("proxy removed, and its environment from {}", nodes.join(", "))],
-            Action::Mtu { nodes, .. } => vec![format!("MTU restored on {}", nodes.join(", "))],
+            Action::Mtu { nodes, .. } => vec![format!("MTU restored on {}; segmentation offload back on every node", nodes.join(", "))],
         }
     }
 }
