@@ -115,8 +115,14 @@ fn serial() -> Turn {
     take_turn(&[], true)
 }
 
+/// The stray-proxy test removes the proxy image to see its run build it again; a test running a
+/// squid container from that image meanwhile keeps it (`docker rmi -f` only untags an image in
+/// use), so the two never run at once (seen in a rehearsal: "the proxy image is still there").
+const PROXY_IMAGE: &str = "the proxy image";
+
 /// The engine shared with another test whose labs have other names (`labs`: every lab name this
-/// test creates); images are built once, before the first lab.
+/// test creates, and any other name for what two tests must not hold at once, such as
+/// `PROXY_IMAGE`); images are built once, before the first lab.
 fn shared(labs: &'static [&'static str]) -> Turn {
     take_turn(labs, false)
 }
@@ -1043,7 +1049,7 @@ fn mtu_black_hole_loses_only_large_answers_into_one_node_and_reverts() {
 /// the revert; squid goes with it.
 #[test]
 fn k8s_stray_proxy_shows_the_html_page_the_proxy_and_the_hint() {
-    let _g = shared(&["k8s-stray-proxy"]);
+    let _g = shared(&["k8s-stray-proxy", PROXY_IMAGE]);
     bundle();
     let lab = "k8s-stray-proxy";
     let _down = Down(lab);
@@ -1957,7 +1963,7 @@ fn swarm_join_blocked_fails_at_its_stage_and_installs_after_the_revert() {
 /// the first left running, converges without "Text file busy", and the cluster serves.
 #[test]
 fn k8s_install_behind_a_proxy_fails_at_the_control_plane_then_installs_again() {
-    let _g = shared(&["k8s-install-behind-proxy"]);
+    let _g = shared(&["k8s-install-behind-proxy", PROXY_IMAGE]);
     bundle();
     let (o, r) = json_run("scenarios/k8s-install-behind-proxy.yaml");
     let out = stdout(&o);
