@@ -8,7 +8,7 @@
 //! translated ClusterIP is judged by the pod it now goes to), and in a table neither dockerd
 //! nor kube-proxy fill with ACCEPTs that would jump over it. Nothing is changed on the host.
 
-use crate::lab::{poll_script, Lab};
+use crate::lab::{find_lab_if, poll_script, Lab};
 use crate::plan::NodePlan;
 use crate::provider::{tail, LabError};
 use futures_util::future::try_join_all;
@@ -39,12 +39,11 @@ pub fn allowed(lab: &Lab) -> Vec<String> {
 /// The script that installs the edge in one node (idempotent: a second `up` finds it there).
 pub fn script(ip: &str, allowed: &[String]) -> String {
     let mut s = format!(
-        "set -e\n\
-         lab_if=$(ip -o -4 addr show | awk -v a={ip}/ 'index($4, a) == 1 {{print $2; exit}}')\n\
-         [ -n \"$lab_if\" ] || {{ echo 'no interface holds {ip}' >&2; exit 3; }}\n\
+        "set -e\n{}\
          ip route replace unreachable {METADATA}/32\n\
          if iptables -w 10 -t mangle -n -L {CHAIN} >/dev/null 2>&1; then exit 0; fi\n\
-         iptables -w 10 -t mangle -N {CHAIN}\n"
+         iptables -w 10 -t mangle -N {CHAIN}\n",
+        find_lab_if(ip)
     );
     for a in allowed {
         s.push_str(&format!("iptables -w 10 -t mangle -A {CHAIN} -d {a} -j RETURN\n"));

@@ -3,7 +3,7 @@
 //! applied fault remembers the node's `iptables-save` from before, and revert proves it equal.
 
 use crate::lab::Lab;
-use crate::lab::{poll_script, shq};
+use crate::lab::{find_lab_if, poll_script, shq};
 use crate::model::{Direction, Distribution, Fault, FaultSpec, Match, NoProxy, Protocol};
 use crate::provider::LabError;
 use futures_util::future::try_join_all;
@@ -480,15 +480,6 @@ pub fn stage_words(stats: &str) -> String {
     }
 }
 
-/// Script lines that set `$lab_if` to the interface holding the node's lab address (found, not
-/// assumed to be eth0), or fail saying so.
-fn find_lab_if(ip: &str) -> String {
-    format!(
-        "lab_if=$(ip -o -4 addr show | awk -v a={ip}/ 'index($4, a) == 1 {{print $2; exit}}')\n\
-         [ -n \"$lab_if\" ] || {{ echo 'no interface holds {ip}' >&2; exit 3; }}\n"
-    )
-}
-
 impl FaultHandle {
     pub fn new(lab: &Lab, fault: &Fault) -> FaultHandle {
         let action = match &fault.spec {
@@ -543,69 +534,55 @@ impl FaultHandle {
             Action::Rules | Action::Shape { .. } | Action::Stage { .. } => Ok(()),
             Action::Proxy { nodes, no_proxy, components } => self.proxy(lab, apply, nodes, no_proxy, components).await,
             Action::Mtu { nodes, mtu } => {
-                let state = format!("{STATE_DIR}/mtu-{}", self.name);
+                let (f, state) = (&self.name, format!("{STATE_DIR}/mtu-{}", self.name));
                 // The lab's wire is a veth pair, and a veth lets a GSO packet (many segments the
                 // sender's stack has not cut yet) past the receiver's MTU unchecked: a server that
                 // writes 256 KiB at once reached the lowered node whole, where a real link drops
                 // every full-size frame. So while an MTU fault holds, every node cuts its packets
                 // into wire-sized frames before they leave (gso_max_segs 1), as a NIC does before
-                // the cable; the first fault records each node's value, the last revert restores it.
+                // the cable; the first fault records each node's value, the last revert restores
+                // it (`holders` lists the MTU faults applied, so two revert in either order).
                 let (wire, holders) = (format!("{STATE_DIR}/wire-segs"), format!("{STATE_DIR}/wire-holders"));
                 for n in lab.plan.nodes.iter().map(|x| x.name.as_str()) {
                     let lowered = nodes.iter().any(|x| x == n);
-                    // The interface holding the node's lab address (eth0 today; found, not assumed).
-                    let find_dev = format!(
-                        "dev=$(ip -o -4 addr show | awk '{{split($4,a,\"/\"); if (a[1]==\"{ip}\") print $2}}')\n\
-                         [ -n \"$dev\" ] || {{ echo 'no interface holds {ip}' >&2; exit 3; }}\n",
-                        ip = lab.node_ip(n)
-                    );
-                    let script = match (apply, lowered) {
-                        (true, _) => {
-                            let lower = if lowered {
-                                format!(
-                                    "[ ! -f {state} ] || {{ echo 'fault {f} is already applied on this node' >&2; exit 3; }}\n\
-                                     echo \"$dev $(cat /sys/class/net/$dev/mtu)\" > {state}; ip link set dev $dev mtu {mtu}\n",
-                                    f = self.name
-                                )
-                            } else {
-                                String::new()
-                            };
+                    let (script, what) = if apply {
+                        let lower = if lowered {
                             format!(
-                                "set -e; mkdir -p {STATE_DIR}\n{find_dev}{lower}\
-                                 if [ ! -f {wire} ]; then\n\
-                                   segs=$(ip -d link show dev $dev | sed -n 's/.* gso_max_segs \\([0-9]*\\).*/\\1/p')\n\
-                                   [ -n \"$segs\" ] || {{ echo \"ip does not show $dev's gso_max_segs\" >&2; exit 3; }}\n\
-                                   echo \"$dev $segs\" > {wire}\n\
-                                 fi\n\
-                                 echo {f} >> {holders}; ip link set dev $dev gso_max_segs 1",
-                                f = self.name
+                                "[ ! -f {state} ] || {{ echo 'fault {f} is already applied on this node' >&2; exit 3; }}\n\
+                                 echo \"$lab_if $(cat /sys/class/net/$lab_if/mtu)\" > {state}; ip link set dev $lab_if mtu {mtu}\n"
                             )
-                        }
-                        (false, _) => {
-                            let restore = if lowered {
-                                format!(
-                                    "[ -f {state} ] || {{ echo 'fault {f} is not applied on this node' >&2; exit 3; }}\n\
-                                     read dev was < {state}; ip link set dev $dev mtu $was; rm -f {state}\n",
-                                    f = self.name
-                                )
-                            } else {
-                                String::new()
-                            };
+                        } else {
+                            String::new()
+                        };
+                        // `ip -d link` shows gso_max_segs; sysfs has no file for it on this kernel.
+                        let script = format!(
+                            "set -e; mkdir -p {STATE_DIR}\n{}{lower}\
+                             if [ ! -f {wire} ]; then\n\
+                               segs=$(ip -d link show dev $lab_if | sed -n 's/.* gso_max_segs \\([0-9]*\\).*/\\1/p')\n\
+                               [ -n \"$segs\" ] || {{ echo \"ip does not show $lab_if's gso_max_segs\" >&2; exit 3; }}\n\
+                               echo \"$lab_if $segs\" > {wire}\n\
+                             fi\n\
+                             echo {f} >> {holders}; ip link set dev $lab_if gso_max_segs 1",
+                            find_lab_if(&lab.node_ip(n))
+                        );
+                        (script, if lowered { format!("setting the MTU to {mtu}") } else { "cutting packets to wire size".into() })
+                    } else {
+                        let restore = if lowered {
                             format!(
-                                "set -e\n{restore}\
-                                 if [ -f {holders} ]; then\n\
-                                   grep -vx {f} {holders} > {holders}.new || true; mv {holders}.new {holders}\n\
-                                   if [ ! -s {holders} ]; then read dev was < {wire}; ip link set dev $dev gso_max_segs $was; rm -f {wire} {holders}; fi\n\
-                                 fi",
-                                f = self.name
+                                "[ -f {state} ] || {{ echo 'fault {f} is not applied on this node' >&2; exit 3; }}\n\
+                                 read dev was < {state}; ip link set dev $dev mtu $was; rm -f {state}\n"
                             )
-                        }
-                    };
-                    let what = match (apply, lowered) {
-                        (true, true) => format!("setting the MTU to {mtu}"),
-                        (true, false) => "cutting packets to wire size".to_string(),
-                        (false, true) => "restoring the MTU".to_string(),
-                        (false, false) => "restoring segmentation offload".to_string(),
+                        } else {
+                            String::new()
+                        };
+                        let script = format!(
+                            "set -e\n{restore}\
+                             if [ -f {holders} ]; then\n\
+                               grep -vx {f} {holders} > {holders}.new || true; mv {holders}.new {holders}\n\
+                               if [ ! -s {holders} ]; then read dev was < {wire}; ip link set dev $dev gso_max_segs $was; rm -f {wire} {holders}; fi\n\
+                             fi"
+                        );
+                        (script, if lowered { "restoring the MTU".into() } else { "restoring segmentation offload".into() })
                     };
                     lab.sh(n, &what, &script).await.map_err(|e| fail(e.to_string()))?;
                 }

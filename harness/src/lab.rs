@@ -205,6 +205,15 @@ impl Lab {
     }
 }
 
+/// Script lines that set `$lab_if` to the interface holding the node's lab address (found, not
+/// assumed to be eth0), or fail saying so.
+pub fn find_lab_if(ip: &str) -> String {
+    format!(
+        "lab_if=$(ip -o -4 addr show | awk -v a={ip}/ 'index($4, a) == 1 {{print $2; exit}}')\n\
+         [ -n \"$lab_if\" ] || {{ echo 'no interface holds {ip}' >&2; exit 3; }}\n"
+    )
+}
+
 /// A script that polls `cond` (a shell condition) until it holds, for at most `secs` seconds of
 /// wall-clock time (not a count of polls: a slow condition cannot stretch the bound), sleeping
 /// `pause` between polls; its status is 1 when time runs out. It runs in a subshell, so it can
