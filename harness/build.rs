@@ -1,9 +1,10 @@
-//! Builds the two programs the harness puts into lab nodes and leaves their binaries in OUT_DIR,
+//! Builds the programs the harness puts into lab nodes and leaves their binaries in OUT_DIR,
 //! where the harness embeds them: the traffic agent (`../agent`, `stream::AGENT`), the cluster
 //! DNS of Kubernetes labs (`../dns`, `stack::kube::DNS_SERVER`), the delay stage of `delay`
 //! faults (`../impair`, `fault::IMPAIR`) and the server of the `web` image (`../web`,
-//! `images::RECIPES`: its binary is a file of the image's recipe, so its tag changes with it). Every harness carries the ones that match it, for the
-//! CLI and for engineers' own `cargo test` alike, with nothing to find on disk at run time. They
+//! `images::RECIPES`: its binary is a file of the image's recipe, so its tag changes with it).
+//! Every harness carries the ones that match it, for the CLI and for engineers' own `cargo test`
+//! alike, with nothing to find on disk at run time. They
 //! build in seconds from the workspace's lock file; a crate only they use (nfq) is fetched the
 //! first time when `cargo run` built the harness alone (cargo touches the network for nothing
 //! else: with the lock file complete and the crates cached, it builds offline).

@@ -1502,12 +1502,12 @@ fn closed_world_and_probes_hold(lab: &str) {
     }
 }
 
-/// Requests each node's `web` tasks answered for `path` (clusterlab-web logs every answer as
-/// `<client> GET <path> <status> <bytes>`): the servers' own count, independent of the traffic
-/// agent's records.
+/// Requests each node's `web` tasks answered for `path` (clusterlab-web logs every answer sent
+/// whole as `<client> GET <path> <status> <bytes>`, one it could not send ending in `not sent`):
+/// the servers' own count, independent of the traffic agent's records.
 fn served(lab: &str, node: &str, path: &str) -> u64 {
     let script = format!(
-        "for c in $(docker ps -q --filter label=com.docker.swarm.service.name=web); do docker logs $c 2>&1 | grep -c ' GET {path} 200 ' || true; done"
+        "for c in $(docker ps -q --filter label=com.docker.swarm.service.name=web); do docker logs $c 2>&1 | grep -c ' GET {path} 200 [0-9]*$' || true; done"
     );
     let o = Command::new("docker").args(["exec", &format!("{lab}-{node}"), "sh", "-c", &script]).output().unwrap();
     String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.trim().parse::<u64>().ok()).sum()

@@ -32,7 +32,7 @@ pub const RECIPES: &[Recipe] = &[
     },
     Recipe {
         name: "web",
-        about: "workload: HTTP answering with its replica identity (clusterlab-web, busybox; ~2 MB)",
+        about: "workload: HTTP answering with its replica identity (clusterlab-web, busybox; ~3 MB)",
         // The server is built from ../web by the build script: a changed server is a new tag.
         files: &[
             file!("web", "Dockerfile"),

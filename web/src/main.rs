@@ -11,8 +11,8 @@
 //! a lost request that a lab's network did not lose. This server listens 4096 deep (the kernel's
 //! `net.core.somaxconn` caps it); a lab's own checks never fill that.
 //!
-//! Every request is one line on stderr, written when its answer is: the server's own count, which
-//! a stream's figures can be held against.
+//! Every request is one line on stderr, written when its answer is (ending in the bytes sent, or
+//! in `not sent: <why>`): the server's own count, which a stream's figures can be held against.
 //!
 //! ```text
 //! clusterlab-web [--port 80] [--root /www] [--backlog 4096]
@@ -140,8 +140,12 @@ fn serve(mut conn: TcpStream, peer: SocketAddr, files: &HashMap<String, File>) {
     }
     let sent = conn.write_all(&out).and_then(|_| conn.flush());
     let _ = conn.shutdown(std::net::Shutdown::Write);
-    let note = if sent.is_err() { " (client gone)" } else { "" };
-    eprintln!("{peer} {method} {target} {status} {}{note}", if method == "HEAD" { 0 } else { body.len() });
+    // The line ends in the bytes sent only when the answer went out whole: a count of answers
+    // (`... 200 <bytes>` at the end of a line) never counts one its client did not get.
+    match sent {
+        Ok(()) => eprintln!("{peer} {method} {target} {status} {}", if method == "HEAD" { 0 } else { body.len() }),
+        Err(e) => eprintln!("{peer} {method} {target} {status} not sent: {e}"),
+    }
 }
 
 fn listen(o: &Options) -> Result<TcpListener, String> {
@@ -155,20 +159,19 @@ fn listen(o: &Options) -> Result<TcpListener, String> {
     Ok(socket.into())
 }
 
+/// The value, or the error on stderr and an exit with `code`.
+fn or_exit<T>(r: Result<T, String>, code: i32) -> T {
+    r.unwrap_or_else(|e| {
+        eprintln!("clusterlab-web: {e}");
+        std::process::exit(code)
+    })
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let o = parse_args(&args).unwrap_or_else(|e| {
-        eprintln!("clusterlab-web: {e}");
-        std::process::exit(2)
-    });
-    let files = Arc::new(load(&o.root).unwrap_or_else(|e| {
-        eprintln!("clusterlab-web: {e}");
-        std::process::exit(1)
-    }));
-    let listener = listen(&o).unwrap_or_else(|e| {
-        eprintln!("clusterlab-web: {e}");
-        std::process::exit(1)
-    });
+    let o = or_exit(parse_args(&args), 2);
+    let files = Arc::new(or_exit(load(&o.root), 1));
+    let listener = or_exit(listen(&o), 1);
     eprintln!("clusterlab-web: serving {} files of {} on port {}, listen queue {}", files.len(), o.root, o.port, o.backlog);
     loop {
         match listener.accept() {
