@@ -571,9 +571,16 @@ fn chromium() -> &'static str {
 }
 
 fn json_run(file: &str) -> (Output, serde_json::Value) {
+    json_run_with(file, &[])
+}
+
+/// `clusterlab run FILE EXTRA… --report json=…`: the run and its JSON report (null when none).
+fn json_run_with(file: &str, extra: &[&str]) -> (Output, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
-    let o = clusterlab(&["run", file, "--report", &format!("json={}", json.display())]);
+    let report = format!("json={}", json.display());
+    let args: Vec<&str> = ["run", file].into_iter().chain(extra.iter().copied()).chain(["--report", report.as_str()]).collect();
+    let o = clusterlab(&args);
     let v = serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default()).unwrap_or_default();
     (o, v)
 }
@@ -1005,10 +1012,7 @@ fn a_fault_that_matches_nothing_fails_faults_hit() {
 fn mtu_black_hole_loses_only_large_answers_into_one_node_and_reverts() {
     let _g = shared(&["swarm-mtu-blackhole"]);
     let _down = Down("swarm-mtu-blackhole");
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
-    let o = clusterlab(&["run", "scenarios/swarm-mtu-blackhole.yaml", "--keep", "--report", &format!("json={}", json.display())]);
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default()).unwrap_or_default();
+    let (o, r) = json_run_with("scenarios/swarm-mtu-blackhole.yaml", &["--keep"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     // The revert is exact on every node: the MTU, and the segmentation offload every node gave up
     // while the fault held (without that, a veth lets a GSO packet past the lowered MTU).
